@@ -1,0 +1,23 @@
+"""Fixtures shared by every test directory: the local S3 server and a fresh bucket per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from worker.r2 import R2Settings
+
+from tests.fakes.s3 import moto_s3_server, new_bucket
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """URL of a moto S3 server on loopback, shared by the whole session."""
+    with moto_s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def r2_bucket(s3_endpoint: str) -> R2Settings:
+    """A new, empty bucket on the local S3 server, as R2 settings a worker would read."""
+    return new_bucket(s3_endpoint, prefix="test/")
