@@ -1,0 +1,1 @@
+"""Pulumi components of the comfyui-runpod program, one concern per module."""
