@@ -1,0 +1,124 @@
+"""AppDeployment: the app's GitHub deployment environment for this stack, filled in.
+
+Owns: on the app's repository, one deployment environment (``staging``, ``production``; with
+required reviewers when configured), its secrets (``RUNPOD_API_KEY``,
+``RUNPOD_COMFYUI_ENDPOINT_ID``, ``R2_ENDPOINT``, ``R2_BUCKET``, ``R2_ACCESS_KEY_ID``,
+``R2_SECRET_ACCESS_KEY`` from the app's read-only token, and ``SCENARIO_API_KEY`` /
+``SCENARIO_SECRET_API_KEY`` when configured) and its variables
+(``IMAGE_GENERATION_PROVIDER``, ``COMFYUI_TRAFFIC_PERCENT``).
+
+Deliberately does not own: the repository itself, or the app's deploy workflow that reads
+these values. Every secret value stays a secret Output from config to GitHub, so state
+holds it encrypted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_github as github
+
+from components.config import AppSettings, RolloutSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppDeploymentArgs:
+    """What the app needs to know, gathered from the other components."""
+
+    settings: AppSettings
+    """Repository, environment, reviewers and the app's own credentials."""
+    rollout: RolloutSettings
+    """Provider choice and ComfyUI share, published as variables."""
+    comfyui_endpoint_id: pulumi.Input[str]
+    """The serverless endpoint the app calls."""
+    r2_endpoint: pulumi.Input[str]
+    """S3 endpoint of the output bucket."""
+    r2_bucket: pulumi.Input[str]
+    """Name of the output bucket."""
+    r2_access_key_id: pulumi.Input[str]
+    """The app's read-only access key id."""
+    r2_secret_access_key: pulumi.Input[str]
+    """The app's read-only secret access key."""
+
+
+class AppDeployment(pulumi.ComponentResource):
+    """A GitHub deployment environment with the app's secrets and variables."""
+
+    environment: pulumi.Output[str]
+    """Name of the deployment environment."""
+    secret_names: tuple[str, ...]
+    """Names of the environment secrets this stack manages."""
+    variable_names: tuple[str, ...]
+    """Names of the environment variables this stack manages."""
+
+    def __init__(
+        self, name: str, args: AppDeploymentArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("comfyui-runpod:index:AppDeployment", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        settings = args.settings
+        repository = settings.repository_name
+        reviewers = (
+            [
+                github.RepositoryEnvironmentReviewerArgs(
+                    users=list(settings.reviewer_user_ids),
+                    teams=list(settings.reviewer_team_ids),
+                )
+            ]
+            if settings.reviewer_user_ids or settings.reviewer_team_ids
+            else None
+        )
+        environment = github.RepositoryEnvironment(
+            f"{name}-environment",
+            repository=repository,
+            environment=settings.environment,
+            reviewers=reviewers,
+            opts=child,
+        )
+
+        secrets: dict[str, pulumi.Input[str] | None] = {
+            "RUNPOD_API_KEY": settings.runpod_api_key,
+            "RUNPOD_COMFYUI_ENDPOINT_ID": args.comfyui_endpoint_id,
+            "R2_ENDPOINT": args.r2_endpoint,
+            "R2_BUCKET": args.r2_bucket,
+            "R2_ACCESS_KEY_ID": args.r2_access_key_id,
+            "R2_SECRET_ACCESS_KEY": args.r2_secret_access_key,
+            "SCENARIO_API_KEY": settings.scenario_api_key,
+            "SCENARIO_SECRET_API_KEY": settings.scenario_secret_api_key,
+        }
+        managed = {key: value for key, value in secrets.items() if value is not None}
+        for secret_name, value in managed.items():
+            github.ActionsEnvironmentSecret(
+                f"{name}-{secret_name.lower().replace('_', '-')}",
+                repository=repository,
+                environment=environment.environment,
+                secret_name=secret_name,
+                value=pulumi.Output.secret(value),
+                opts=child,
+            )
+
+        variables = {
+            "IMAGE_GENERATION_PROVIDER": args.rollout.provider,
+            "COMFYUI_TRAFFIC_PERCENT": str(args.rollout.comfyui_percent),
+        }
+        for variable_name, text in variables.items():
+            github.ActionsEnvironmentVariable(
+                f"{name}-{variable_name.lower().replace('_', '-')}",
+                repository=repository,
+                environment=environment.environment,
+                variable_name=variable_name,
+                value=text,
+                opts=child,
+            )
+
+        self.environment = environment.environment
+        self.secret_names = tuple(managed)
+        self.variable_names = tuple(variables)
+        self.register_outputs(
+            {
+                "environment": self.environment,
+                "secret_names": list(self.secret_names),
+                "variable_names": list(self.variable_names),
+            }
+        )

@@ -1,0 +1,709 @@
+"""StackConfig: the one reader of ``pulumi.Config``, typed and validated before any resource.
+
+Owns: the list of configuration keys the program understands (``SCHEMA``, mirrored key for
+key by the ``config:`` block of ``Pulumi.yaml``), parsing the raw strings Pulumi hands the
+program into frozen, typed sections, and every rule a value must satisfy. All problems are
+reported at once, each naming the key, the bad value and the ``pulumi config set`` command
+that fixes it. Secrets become ``pulumi.Output`` values marked secret the moment they are read
+and are never echoed in a message.
+
+Deliberately does not create resources or talk to any network: validation runs the same way
+under ``pulumi up``, under unit tests and from ``python -m components.config check``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pulumi
+import yaml
+
+PROJECT = "comfyui-runpod"
+
+#: The RunPod provider's API key (the dynamic provider reads it in ``configure``).
+RUNPOD_API_KEY = "runpod:apiKey"
+
+#: RunPod serverless GPU pools (``gpu.pools`` of REST v2), see shared/reference/runpod-api.md.
+KNOWN_GPU_POOLS = frozenset(
+    {
+        "AMPERE_16",
+        "AMPERE_24",
+        "ADA_24",
+        "ADA_32_PRO",
+        "AMPERE_48",
+        "ADA_48_PRO",
+        "AMPERE_80",
+        "ADA_80_PRO",
+        "HOPPER_141",
+        "BLACKWELL_96",
+        "BLACKWELL_180",
+    }
+)
+#: R2 location hints; empty means "let Cloudflare choose".
+R2_LOCATIONS = frozenset({"apac", "eeur", "enam", "weur", "wnam", "oc"})
+#: R2 jurisdictions and the host label each adds to the S3 endpoint.
+R2_JURISDICTIONS = {"default": "", "eu": ".eu", "fedramp": ".fedramp"}
+PROVIDERS = ("scenario", "comfyui")
+PROVIDER_ALIASES = {"runpod": "comfyui"}
+SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
+FLASHBOOT_MODES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
+PRODUCTION_ENVIRONMENT = "production"
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_ACCOUNT_ID = re.compile(r"[0-9a-f]{32}")
+_GH_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_IMAGE_PART = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?")
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9._-]{1,255}")
+_KV_KEY = re.compile(r"[A-Za-z0-9._:/-]{1,512}")
+_TOKEN_LIST = re.compile(r"[A-Za-z0-9_-]+")
+
+ValueType = Literal["string", "integer", "boolean"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Key:
+    """One declared configuration key (mirrored in ``Pulumi.yaml``)."""
+
+    name: str
+    """Key inside the project namespace, e.g. ``rollout.comfyuiPercent``."""
+    type: ValueType
+    """The type Pulumi validates the stack value against."""
+    default: str | int | bool | None = None
+    """Value when the stack does not set one; ``None`` means the stack must set it."""
+    secret: bool = False
+    """Set with ``pulumi config set --secret``; read as a secret Output."""
+
+
+def _k(name: str, type_: ValueType = "string", default: str | int | bool | None = None) -> Key:
+    return Key(name=name, type=type_, default=default)
+
+
+def _secret(name: str, *, required: bool) -> Key:
+    # Pulumi validates a typed secret's default as an unencrypted stack value, so optional
+    # secrets carry an empty default (declared untyped in Pulumi.yaml) and required ones none.
+    return Key(name=name, type="string", default=None if required else "", secret=True)
+
+
+SCHEMA: tuple[Key, ...] = (
+    _k("cloudflare.accountId"),
+    _secret("cloudflare.apiToken", required=True),
+    _k("bucket.name", default=""),
+    _k("bucket.location", default=""),
+    _k("bucket.jurisdiction", default="default"),
+    _k("bucket.prefix", default="outputs/"),
+    _k("bucket.expireDays", "integer", 0),
+    _k("bucket.abortMultipartDays", "integer", 1),
+    _k("bucket.corsOrigins", default=""),
+    _k("bucket.publicBaseUrl", default=""),
+    _k("image.owner"),
+    _k("image.name", default="comfyui-worker"),
+    _k("image.tag", default=""),
+    _k("image.digest", default=""),
+    _k("image.version", default="0.1.0"),
+    _k("image.revision", default=""),
+    _k("image.sourceUrl", default=""),
+    _k("image.registryUsername", default=""),
+    _secret("image.registryToken", required=False),
+    _k("serverless.endpointId", default=""),
+    _k("serverless.name", default=""),
+    _k("serverless.gpuPools", default="ADA_24,AMPERE_24"),
+    _k("serverless.gpuCount", "integer", 1),
+    _k("serverless.workersMin", "integer", 0),
+    _k("serverless.workersMax", "integer", 3),
+    _k("serverless.idleTimeout", "integer", 5),
+    _k("serverless.scalerType", default="QUEUE_DELAY"),
+    _k("serverless.scalerValue", "integer", 4),
+    _k("serverless.flashboot", default="FLASHBOOT"),
+    _k("serverless.containerDiskGb", "integer", 40),
+    _k("serverless.jobTimeoutSeconds", "integer", 600),
+    _k("serverless.modelGroups", default="flux"),
+    _k("serverless.dataCenterIds", default=""),
+    _k("videoPod.enabled", "boolean", default=False),
+    _k("videoPod.dataCenterId", default="EU-RO-1"),
+    _k("videoPod.volumeGb", "integer", 200),
+    _k("videoPod.containerDiskGb", "integer", 50),
+    _k("videoPod.modelGroups", default="wan22"),
+    _secret("models.hfToken", required=False),
+    _k("rollout.provider", default="scenario"),
+    _k("rollout.comfyuiPercent", "integer", 0),
+    _k("rollout.kvKey", default="image-generation"),
+    _k("app.repository"),
+    _k("app.environment", default=""),
+    _k("app.reviewerUserIds", default=""),
+    _k("app.reviewerTeamIds", default=""),
+    _secret("app.githubToken", required=True),
+    _secret("app.runpodApiKey", required=False),
+    _secret("app.scenarioApiKey", required=False),
+    _secret("app.scenarioSecretApiKey", required=False),
+)
+SCHEMA_BY_NAME = {key.name: key for key in SCHEMA}
+
+
+class ConfigError(ValueError):
+    """The stack configuration is invalid; the message lists every problem and its fix."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"stack {stack!r} has invalid configuration:\n{lines}")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloudflareSettings:
+    """The Cloudflare account everything lives in and the token that manages it."""
+
+    account_id: str
+    """32-hex account id."""
+    api_token: pulumi.Output[str]
+    """API token for the Cloudflare provider (secret)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BucketSettings:
+    """The R2 bucket that receives every generated file."""
+
+    name: str
+    """Bucket name (derived from project and stack unless set)."""
+    location: str | None
+    """Location hint (``weur``...), ``None`` to let Cloudflare choose."""
+    jurisdiction: str
+    """``default``, ``eu`` or ``fedramp``; decides the S3 endpoint host."""
+    prefix: str
+    """Key prefix of generated objects (``R2_PREFIX``); empty or ending in ``/``."""
+    expire_days: int
+    """Delete generated objects after this many days; 0 keeps them."""
+    abort_multipart_days: int
+    """Abort multipart uploads left incomplete for this many days."""
+    cors_origins: tuple[str, ...]
+    """Browser origins of the app allowed to GET/HEAD objects."""
+    public_base_url: str | None
+    """Public URL (custom domain or r2.dev) objects are served from, if any."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSettings:
+    """The worker image on GHCR: built from ``image/`` or pinned to a digest."""
+
+    registry: str
+    """Registry host, always ``ghcr.io``."""
+    owner: str
+    """GHCR namespace (user or organisation), lower case."""
+    name: str
+    """Package name, lower case."""
+    tag: str
+    """Tag pushed by a build (and used as build cache)."""
+    digest: str | None
+    """Pinned ``sha256:<64 hex>``; when set nothing is built."""
+    version: str
+    """``org.opencontainers.image.version``."""
+    revision: str
+    """``org.opencontainers.image.revision`` (git commit)."""
+    source_url: str
+    """``org.opencontainers.image.source``: links the package to its repository."""
+    registry_username: str
+    """User that pushes to GHCR."""
+    registry_token: pulumi.Output[str] | None
+    """Token with ``write:packages`` (secret); required only when building."""
+
+    @property
+    def repository(self) -> str:
+        """``ghcr.io/<owner>/<name>``, without tag or digest."""
+        return f"{self.registry}/{self.owner}/{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerlessSettings:
+    """The RunPod serverless ComfyUI endpoint (built by the RunPod components)."""
+
+    endpoint_id: str | None
+    """Use this existing endpoint instead of managing one (the seam until it is managed)."""
+    name: str
+    """Endpoint name."""
+    gpu_pools: tuple[str, ...]
+    """GPU pools in order of preference."""
+    gpu_count: int
+    """GPUs per worker."""
+    workers_min: int
+    """Always-on workers (``minWorkers: 1`` removes cold starts)."""
+    workers_max: int
+    """Upper bound of workers."""
+    idle_timeout: int
+    """Seconds an idle worker stays up, 1..3600."""
+    scaler_type: str
+    """``QUEUE_DELAY`` or ``REQUEST_COUNT``."""
+    scaler_value: int
+    """Queue delay seconds or requests per worker."""
+    flashboot: str
+    """``OFF``, ``FLASHBOOT`` or ``PRIORITY_FLASHBOOT``."""
+    container_disk_gb: int
+    """Container disk per worker."""
+    job_timeout_seconds: int
+    """Execution timeout of one job (``JOB_TIMEOUT_S``)."""
+    model_groups: str
+    """``MODEL_GROUPS`` for the serverless workers."""
+    data_center_ids: tuple[str, ...]
+    """Restrict workers to these data centers; empty means anywhere."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoPodSettings:
+    """The WAN 2.2 video pod: network volume and pod template."""
+
+    enabled: bool
+    """Whether the stack declares the video pod at all."""
+    data_center_id: str
+    """Data center of the network volume (immutable)."""
+    volume_gb: int
+    """Network volume size, 10..4096 GB (grow only)."""
+    container_disk_gb: int
+    """Container disk of the pod."""
+    model_groups: str
+    """``MODEL_GROUPS`` for the pod."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings:
+    """Credentials for model downloads."""
+
+    hf_token: pulumi.Output[str] | None
+    """Hugging Face token for gated models (secret), if configured."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutSettings:
+    """The runtime flag the app reads per request to choose its provider."""
+
+    provider: Literal["scenario", "comfyui"]
+    """``scenario`` sends everything to Scenario (the instant rollback)."""
+    comfyui_percent: int
+    """Share of requests sent to ComfyUI while ``provider`` is ``comfyui``."""
+    kv_key: str
+    """Workers KV key holding the flag."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppSettings:
+    """The app's GitHub repository and the environment this stack fills."""
+
+    repository_owner: str
+    """GitHub owner of the app repository."""
+    repository_name: str
+    """GitHub repository name."""
+    environment: str
+    """Deployment environment name (``staging``, ``production``)."""
+    reviewer_user_ids: tuple[int, ...]
+    """Numeric GitHub user ids that must approve deployments."""
+    reviewer_team_ids: tuple[int, ...]
+    """Numeric GitHub team ids that must approve deployments."""
+    github_token: pulumi.Output[str]
+    """Token allowed to manage the repository's environments, secrets and variables."""
+    runpod_api_key: pulumi.Output[str] | None
+    """Key the app calls RunPod with (``app.runpodApiKey``, else ``runpod:apiKey``)."""
+    scenario_api_key: pulumi.Output[str] | None
+    """Scenario key, kept as the emergency fallback."""
+    scenario_secret_api_key: pulumi.Output[str] | None
+    """Scenario secret, kept as the emergency fallback."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """Everything the program needs, validated."""
+
+    project: str
+    stack: str
+    cloudflare: CloudflareSettings
+    bucket: BucketSettings
+    image: ImageSettings
+    serverless: ServerlessSettings
+    video_pod: VideoPodSettings
+    models: ModelSettings
+    rollout: RolloutSettings
+    app: AppSettings
+    runpod_api_key: pulumi.Output[str] | None
+    """The RunPod provider key (``runpod:apiKey``), if set in stack config."""
+
+    @property
+    def is_production(self) -> bool:
+        """Whether this stack serves the app's production environment."""
+        return self.app.environment == PRODUCTION_ENVIRONMENT
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Reader:
+    """Reads raw config strings, recording each problem with the command that fixes it."""
+
+    def __init__(self, values: Mapping[str, str], stack: str) -> None:
+        unknown = sorted(set(values) - set(SCHEMA_BY_NAME) - {RUNPOD_API_KEY})
+        self.values = values
+        self.stack = stack
+        self.missing: set[str] = set()
+        self.problems: list[str] = [
+            f"{name} is not a key this program reads (typo?): "
+            f"pulumi config rm {name} --stack {stack}"
+            for name in unknown
+        ]
+
+    def fix(self, name: str, hint: str) -> str:
+        secret = " --secret" if name == RUNPOD_API_KEY or SCHEMA_BY_NAME[name].secret else ""
+        return f"pulumi config set{secret} {name} {hint} --stack {self.stack}"
+
+    def problem(self, name: str, what: str, hint: str) -> None:
+        self.problems.append(f"{name} {what}: {self.fix(name, hint)}")
+
+    def raw(self, name: str) -> str:
+        key = SCHEMA_BY_NAME[name]
+        value = self.values.get(name)
+        if value is not None:
+            return value.strip()
+        if key.default is None:
+            self.missing.add(name)
+            self.problem(name, "is not set", f"<{name.rsplit('.', 1)[-1]}>")
+            return ""
+        return str(key.default).lower() if isinstance(key.default, bool) else str(key.default)
+
+    def string(self, name: str, pattern: re.Pattern[str], hint: str, *, empty: bool) -> str:
+        value = self.raw(name)
+        if name in self.missing or (empty and not value):
+            return value
+        if not pattern.fullmatch(value):
+            self.problem(name, f"must be {hint}, got {value!r}", f"<{hint}>")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...] | frozenset[str]) -> str:
+        value = self.raw(name)
+        if value not in choices:
+            allowed = "|".join(sorted(choices))
+            self.problem(name, f"must be one of {allowed}, got {value!r}", f"<{allowed}>")
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        text = self.raw(name)
+        try:
+            value = int(text)
+        except ValueError:
+            self.problem(
+                name, f"must be an integer {low}..{high}, got {text!r}", f"<{low}..{high}>"
+            )
+            return low
+        if not low <= value <= high:
+            self.problem(name, f"must be {low}..{high}, got {value}", f"<{low}..{high}>")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        text = self.raw(name).lower()
+        if text not in ("true", "false"):
+            self.problem(name, f"must be true or false, got {text!r}", "<true|false>")
+        return text == "true"
+
+    def words(self, name: str, pattern: re.Pattern[str], hint: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in self.raw(name).split(",") if item.strip())
+        bad = [item for item in items if not pattern.fullmatch(item)]
+        if bad:
+            self.problem(name, f"has invalid entries {bad} (want {hint})", f"<{hint},...>")
+        return items
+
+    def ids(self, name: str) -> tuple[int, ...]:
+        items = self.words(name, re.compile(r"\d+"), "numeric id")
+        return tuple(int(item) for item in items if item.isdigit())
+
+    def secret(self, name: str) -> pulumi.Output[str] | None:
+        value = self.values.get(name, "")
+        if not value:
+            if name in SCHEMA_BY_NAME and SCHEMA_BY_NAME[name].default is None:
+                self.missing.add(name)
+                self.problem(name, "is not set", "<value>")
+            return None
+        return pulumi.Output.secret(value)
+
+
+def parse(values: Mapping[str, str], *, stack: str, project: str = PROJECT) -> StackConfig:
+    """Build a :class:`StackConfig` from raw config strings keyed by name within the project.
+
+    ``values`` maps ``bucket.name``-style keys (plus ``runpod:apiKey``) to the strings Pulumi
+    passes a program; missing keys take the ``SCHEMA`` default. Raises :class:`ConfigError`
+    listing every problem.
+    """
+    r = _Reader(values, stack)
+    cloudflare = _cloudflare(r)
+    bucket = _bucket(r, project=project, stack=stack)
+    image = _image(r, stack=stack)
+    serverless = _serverless(r, project=project, stack=stack)
+    video_pod = _video_pod(r)
+    rollout = _rollout(r)
+    runpod_api_key = r.secret(RUNPOD_API_KEY)
+    app = _app(r, stack=stack, runpod_api_key=runpod_api_key)
+    _cross_checks(r, image=image, rollout=rollout, app=app)
+    if r.problems:
+        raise ConfigError(stack, r.problems)
+    return StackConfig(
+        project=project,
+        stack=stack,
+        cloudflare=cloudflare,
+        bucket=bucket,
+        image=image,
+        serverless=serverless,
+        video_pod=video_pod,
+        models=ModelSettings(hf_token=r.secret("models.hfToken")),
+        rollout=rollout,
+        app=app,
+        runpod_api_key=runpod_api_key,
+    )
+
+
+def _cloudflare(r: _Reader) -> CloudflareSettings:
+    account_id = r.string("cloudflare.accountId", _ACCOUNT_ID, "32 hex characters", empty=False)
+    token = r.secret("cloudflare.apiToken")
+    return CloudflareSettings(account_id=account_id, api_token=token or _missing())
+
+
+def _bucket(r: _Reader, *, project: str, stack: str) -> BucketSettings:
+    hint = "3-63 of a-z 0-9 -, starting and ending with a letter or digit"
+    name = r.string("bucket.name", _BUCKET, hint, empty=True) or f"{project}-{stack}"
+    if not _BUCKET.fullmatch(name):
+        r.problem("bucket.name", f"derived name {name!r} breaks R2 rules ({hint})", "<name>")
+    location = r.raw("bucket.location").lower()
+    if location and location not in R2_LOCATIONS:
+        allowed = "|".join(sorted(R2_LOCATIONS))
+        r.problem("bucket.location", f"must be empty or {allowed}, got {location!r}", allowed)
+    prefix = r.raw("bucket.prefix")
+    if prefix and (not prefix.endswith("/") or prefix.startswith("/") or "//" in prefix):
+        r.problem("bucket.prefix", f"must be empty or end in '/', got {prefix!r}", "outputs/")
+    public = r.raw("bucket.publicBaseUrl").rstrip("/")
+    if public and not re.fullmatch(r"https://[A-Za-z0-9.-]+(/[\w./-]*)?", public):
+        r.problem("bucket.publicBaseUrl", f"must be an https:// URL, got {public!r}", "<url>")
+    return BucketSettings(
+        name=name,
+        location=location or None,
+        jurisdiction=r.choice("bucket.jurisdiction", tuple(R2_JURISDICTIONS)),
+        prefix=prefix,
+        expire_days=r.integer("bucket.expireDays", 0, 3650),
+        abort_multipart_days=r.integer("bucket.abortMultipartDays", 1, 365),
+        cors_origins=r.words("bucket.corsOrigins", _ORIGIN, "https://host[:port]"),
+        public_base_url=public or None,
+    )
+
+
+def _image(r: _Reader, *, stack: str) -> ImageSettings:
+    owner = r.string("image.owner", _IMAGE_PART, "a lower-case GHCR owner", empty=False)
+    name = r.string("image.name", _IMAGE_PART, "a lower-case package name", empty=False)
+    digest = r.raw("image.digest")
+    if digest and not _DIGEST.fullmatch(digest):
+        r.problem("image.digest", f"must be sha256:<64 hex>, got {digest!r}", "sha256:<64 hex>")
+    tag = r.string("image.tag", _TAG, "a docker tag", empty=True) or stack
+    revision = r.raw("image.revision") or os.environ.get("GITHUB_SHA", "") or "unknown"
+    source = r.raw("image.sourceUrl") or f"https://github.com/{owner}/{PROJECT}"
+    return ImageSettings(
+        registry="ghcr.io",
+        owner=owner,
+        name=name,
+        tag=tag,
+        digest=digest or None,
+        version=r.raw("image.version"),
+        revision=revision,
+        source_url=source,
+        registry_username=r.raw("image.registryUsername") or owner,
+        registry_token=r.secret("image.registryToken"),
+    )
+
+
+def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
+    pools = r.words("serverless.gpuPools", _TOKEN_LIST, "pool")
+    unknown = [pool for pool in pools if pool not in KNOWN_GPU_POOLS]
+    known = ",".join(sorted(KNOWN_GPU_POOLS))
+    if unknown or not pools:
+        r.problem(
+            "serverless.gpuPools",
+            f"must list known GPU pools ({known}), got {unknown or '[]'}",
+            "ADA_24,AMPERE_24",
+        )
+    workers_min = r.integer("serverless.workersMin", 0, 100)
+    workers_max = r.integer("serverless.workersMax", 0, 100)
+    if workers_min > workers_max:
+        r.problem(
+            "serverless.workersMin",
+            f"({workers_min}) must not exceed serverless.workersMax ({workers_max})",
+            f"{workers_max}",
+        )
+    return ServerlessSettings(
+        endpoint_id=r.string("serverless.endpointId", _TOKEN_LIST, "an endpoint id", empty=True)
+        or None,
+        name=r.raw("serverless.name") or f"{project}-{stack}",
+        gpu_pools=pools,
+        gpu_count=r.integer("serverless.gpuCount", 1, 8),
+        workers_min=workers_min,
+        workers_max=workers_max,
+        idle_timeout=r.integer("serverless.idleTimeout", 1, 3600),
+        scaler_type=r.choice("serverless.scalerType", SCALER_TYPES),
+        scaler_value=r.integer("serverless.scalerValue", 1, 1000),
+        flashboot=r.choice("serverless.flashboot", FLASHBOOT_MODES),
+        container_disk_gb=r.integer("serverless.containerDiskGb", 10, 1000),
+        job_timeout_seconds=r.integer("serverless.jobTimeoutSeconds", 10, 86400),
+        model_groups=",".join(r.words("serverless.modelGroups", _TOKEN_LIST, "group")),
+        data_center_ids=r.words("serverless.dataCenterIds", _TOKEN_LIST, "data center id"),
+    )
+
+
+def _video_pod(r: _Reader) -> VideoPodSettings:
+    return VideoPodSettings(
+        enabled=r.boolean("videoPod.enabled"),
+        data_center_id=r.string(
+            "videoPod.dataCenterId", _TOKEN_LIST, "a data center id", empty=False
+        ),
+        volume_gb=r.integer("videoPod.volumeGb", 10, 4096),
+        container_disk_gb=r.integer("videoPod.containerDiskGb", 10, 1000),
+        model_groups=",".join(r.words("videoPod.modelGroups", _TOKEN_LIST, "group")),
+    )
+
+
+def _rollout(r: _Reader) -> RolloutSettings:
+    raw = r.raw("rollout.provider").lower()
+    provider = PROVIDER_ALIASES.get(raw, raw)
+    if provider not in PROVIDERS:
+        r.problem(
+            "rollout.provider",
+            f"must be scenario, comfyui or runpod (an alias of comfyui), got {raw!r}",
+            "<scenario|comfyui>",
+        )
+        provider = "scenario"
+    return RolloutSettings(
+        provider="comfyui" if provider == "comfyui" else "scenario",
+        comfyui_percent=r.integer("rollout.comfyuiPercent", 0, 100),
+        kv_key=r.string("rollout.kvKey", _KV_KEY, "a KV key name", empty=False),
+    )
+
+
+def _app(r: _Reader, *, stack: str, runpod_api_key: pulumi.Output[str] | None) -> AppSettings:
+    repository = r.raw("app.repository")
+    owner, _, name = repository.partition("/")
+    if "app.repository" not in r.missing and not (
+        _GH_NAME.fullmatch(owner) and _GH_NAME.fullmatch(name)
+    ):
+        r.problem("app.repository", f"must be <owner>/<name>, got {repository!r}", "<owner>/<name>")
+    environment = r.raw("app.environment") or (
+        PRODUCTION_ENVIRONMENT if stack in ("prod", "production") else stack
+    )
+    if not _ENVIRONMENT.fullmatch(environment):
+        r.problem(
+            "app.environment", f"must be a GitHub environment name, got {environment!r}", "<name>"
+        )
+    return AppSettings(
+        repository_owner=owner,
+        repository_name=name,
+        environment=environment,
+        reviewer_user_ids=r.ids("app.reviewerUserIds"),
+        reviewer_team_ids=r.ids("app.reviewerTeamIds"),
+        github_token=r.secret("app.githubToken") or _missing(),
+        runpod_api_key=r.secret("app.runpodApiKey") or runpod_api_key,
+        scenario_api_key=r.secret("app.scenarioApiKey"),
+        scenario_secret_api_key=r.secret("app.scenarioSecretApiKey"),
+    )
+
+
+def _cross_checks(
+    r: _Reader, *, image: ImageSettings, rollout: RolloutSettings, app: AppSettings
+) -> None:
+    if image.digest is None and image.registry_token is None:
+        r.problems.append(
+            "image.registryToken is not set, and the stack builds the image (image.digest is "
+            "empty): "
+            f"{r.fix('image.registryToken', '<token with write:packages>')}, or pin a tested "
+            f"image with {r.fix('image.digest', 'sha256:<64 hex>')}"
+        )
+    sends_comfyui = rollout.provider == "comfyui" and rollout.comfyui_percent > 0
+    if sends_comfyui and app.runpod_api_key is None:
+        r.problems.append(
+            "the app sends traffic to ComfyUI but has no RunPod key: "
+            f"{r.fix('app.runpodApiKey', '<key>')} (or {r.fix(RUNPOD_API_KEY, '<key>')})"
+        )
+    if sends_comfyui and app.environment == PRODUCTION_ENVIRONMENT:
+        # The rollout plan keeps Scenario as the emergency fallback in production.
+        missing = [
+            name
+            for name, value in (
+                ("app.scenarioApiKey", app.scenario_api_key),
+                ("app.scenarioSecretApiKey", app.scenario_secret_api_key),
+            )
+            if value is None
+        ]
+        r.problems.extend(
+            f"{name} is not set, but production sends traffic to ComfyUI and Scenario must stay "
+            f"configured as the rollback: {r.fix(name, '<value>')}"
+            for name in missing
+        )
+
+
+def _missing() -> pulumi.Output[str]:
+    # Only reached when a problem was recorded, so parse() raises before this is used.
+    return pulumi.Output.secret("")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def load() -> StackConfig:
+    """Read the running stack's configuration (the program's only ``pulumi.Config`` use)."""
+    project = pulumi.get_project()
+    config = pulumi.Config(project)
+    values = {key.name: v for key in SCHEMA if (v := config.get(key.name)) is not None}
+    if (runpod_key := pulumi.Config("runpod").get("apiKey")) is not None:
+        values[RUNPOD_API_KEY] = runpod_key
+    return parse(values, stack=pulumi.get_stack(), project=project)
+
+
+def stack_file_values(root: Path, stack: str) -> tuple[dict[str, str], set[str]]:
+    """Values of ``Pulumi.<stack>.yaml`` as Pulumi would pass them, and the secure keys.
+
+    Secure values cannot be decrypted offline, so they appear as a placeholder string; the
+    second element names them. Defaults from ``Pulumi.yaml`` are left to :func:`parse`.
+    """
+    document = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8")) or {}
+    values: dict[str, str] = {}
+    secure: set[str] = set()
+    for full_key, value in (document.get("config") or {}).items():
+        namespace, _, name = str(full_key).partition(":")
+        key = name if namespace == PROJECT else str(full_key)
+        if isinstance(value, dict) and "secure" in value:
+            secure.add(key)
+            values[key] = "<secure>"
+        elif isinstance(value, bool):
+            values[key] = str(value).lower()
+        elif isinstance(value, (list, dict)):
+            values[key] = json.dumps(value)
+        else:
+            values[key] = str(value)
+    return values, secure
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m components.config check --stack <stack>``: validate a stack file offline."""
+    if len(argv) != 3 or argv[0] != "check" or argv[1] != "--stack":
+        sys.stderr.write("usage: python -m components.config check --stack <stack>\n")
+        return 2
+    stack = argv[2]
+    values, _ = stack_file_values(Path.cwd(), stack)
+    try:
+        parse(values, stack=stack)
+    except ConfigError as error:
+        sys.stderr.write(f"{error}\n")
+        return 1
+    sys.stdout.write(f"stack {stack!r}: configuration is valid\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

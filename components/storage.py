@@ -1,0 +1,240 @@
+"""OutputBucket: the R2 bucket every generated file lands in, and who may touch it.
+
+Owns: the bucket (name, location hint, jurisdiction), its lifecycle (expire generated objects
+after N days when configured; always abort incomplete multipart uploads), CORS for the app's
+origins, and two account-owned API tokens scoped to this bucket only: the worker's (object
+read + write) and the app's (object read). Exposes S3-style credentials derived from those
+tokens (access key id = token id, secret = SHA-256 hex of the token value) as secret
+Outputs, the S3 endpoint that matches the jurisdiction, and the public base URL if any.
+
+Deliberately does not own: the public domain itself (set up once in the dashboard and passed
+in as ``bucket.publicBaseUrl``), or where the credentials go (RunPod secrets, GitHub).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+
+from components.config import R2_JURISDICTIONS, BucketSettings
+
+#: Cloudflare permission groups, looked up by name (ids differ per account and change).
+ITEM_READ = "Workers R2 Storage Bucket Item Read"
+ITEM_WRITE = "Workers R2 Storage Bucket Item Write"
+
+_DAY_SECONDS = 86_400
+_CORS_MAX_AGE_SECONDS = 3_600
+
+
+def s3_endpoint(account_id: str, jurisdiction: str) -> str:
+    """The S3 API URL of an account's buckets in ``jurisdiction``."""
+    return f"https://{account_id}{R2_JURISDICTIONS[jurisdiction]}.r2.cloudflarestorage.com"
+
+
+def bucket_resource(account_id: str, jurisdiction: str, bucket: str) -> str:
+    """The token-policy resource name that means "this one bucket"."""
+    return f"com.cloudflare.edge.r2.bucket.{account_id}_{jurisdiction}_{bucket}"
+
+
+def s3_secret(token_value: str) -> str:
+    """R2's S3 secret access key for an API token: the SHA-256 hex of its value."""
+    return hashlib.sha256(token_value.encode()).hexdigest()
+
+
+class OutputBucket(pulumi.ComponentResource):
+    """An R2 bucket with lifecycle, CORS and two bucket-scoped tokens."""
+
+    bucket_name: pulumi.Output[str]
+    """The bucket's name."""
+    s3_endpoint: pulumi.Output[str]
+    """S3 API endpoint (``R2_ENDPOINT``)."""
+    prefix: pulumi.Output[str]
+    """Key prefix of generated objects (``R2_PREFIX``)."""
+    public_base_url: pulumi.Output[str]
+    """Public URL of the bucket, or empty when objects are served by presigned URLs."""
+    worker_access_key_id: pulumi.Output[str]
+    """Worker's S3 access key id (read + write), secret."""
+    worker_secret_access_key: pulumi.Output[str]
+    """Worker's S3 secret access key (read + write), secret."""
+    app_access_key_id: pulumi.Output[str]
+    """App's S3 access key id (read only), secret."""
+    app_secret_access_key: pulumi.Output[str]
+    """App's S3 secret access key (read only), secret."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        account_id: str,
+        settings: BucketSettings,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("comfyui-runpod:index:OutputBucket", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        bucket = cloudflare.R2Bucket(
+            f"{name}-bucket",
+            account_id=account_id,
+            name=settings.name,
+            location=settings.location,
+            jurisdiction=settings.jurisdiction,
+            opts=child,
+        )
+        cloudflare.R2BucketLifecycle(
+            f"{name}-lifecycle",
+            account_id=account_id,
+            bucket_name=bucket.name,
+            jurisdiction=settings.jurisdiction,
+            rules=_lifecycle_rules(settings),
+            opts=child,
+        )
+        if settings.cors_origins:
+            cloudflare.R2BucketCors(
+                f"{name}-cors",
+                account_id=account_id,
+                bucket_name=bucket.name,
+                jurisdiction=settings.jurisdiction,
+                rules=[
+                    cloudflare.R2BucketCorsRuleArgs(
+                        id="app-read",
+                        allowed=cloudflare.R2BucketCorsRuleAllowedArgs(
+                            methods=["GET", "HEAD"],
+                            origins=list(settings.cors_origins),
+                            headers=["*"],
+                        ),
+                        expose_headers=["ETag", "Content-Length", "Content-Type"],
+                        max_age_seconds=_CORS_MAX_AGE_SECONDS,
+                    )
+                ],
+                opts=child,
+            )
+
+        resources = bucket.name.apply(
+            lambda bucket_name: json.dumps(
+                {bucket_resource(account_id, settings.jurisdiction, bucket_name): "*"}
+            )
+        )
+        worker = _bucket_token(
+            f"{name}-worker-token",
+            account_id=account_id,
+            token_name=f"{settings.name}-worker",
+            groups=(ITEM_READ, ITEM_WRITE),
+            resources=resources,
+            opts=child,
+        )
+        app = _bucket_token(
+            f"{name}-app-token",
+            account_id=account_id,
+            token_name=f"{settings.name}-app",
+            groups=(ITEM_READ,),
+            resources=resources,
+            opts=child,
+        )
+
+        self.bucket_name = bucket.name
+        self.s3_endpoint = pulumi.Output.from_input(s3_endpoint(account_id, settings.jurisdiction))
+        self.prefix = pulumi.Output.from_input(settings.prefix)
+        self.public_base_url = pulumi.Output.from_input(settings.public_base_url or "")
+        self.worker_access_key_id = pulumi.Output.secret(worker.id)
+        self.worker_secret_access_key = pulumi.Output.secret(worker.value.apply(s3_secret))
+        self.app_access_key_id = pulumi.Output.secret(app.id)
+        self.app_secret_access_key = pulumi.Output.secret(app.value.apply(s3_secret))
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "s3_endpoint": self.s3_endpoint,
+                "prefix": self.prefix,
+                "public_base_url": self.public_base_url,
+                "worker_access_key_id": self.worker_access_key_id,
+                "worker_secret_access_key": self.worker_secret_access_key,
+                "app_access_key_id": self.app_access_key_id,
+                "app_secret_access_key": self.app_secret_access_key,
+            }
+        )
+
+
+def _lifecycle_rules(settings: BucketSettings) -> list[cloudflare.R2BucketLifecycleRuleArgs]:
+    rules = [
+        cloudflare.R2BucketLifecycleRuleArgs(
+            id="abort-incomplete-multipart",
+            enabled=True,
+            conditions=cloudflare.R2BucketLifecycleRuleConditionsArgs(prefix=""),
+            abort_multipart_uploads_transition=(
+                cloudflare.R2BucketLifecycleRuleAbortMultipartUploadsTransitionArgs(
+                    condition=cloudflare.R2BucketLifecycleRuleAbortMultipartUploadsTransitionConditionArgs(
+                        type="Age", max_age=settings.abort_multipart_days * _DAY_SECONDS
+                    )
+                )
+            ),
+        )
+    ]
+    if settings.expire_days:
+        rules.append(
+            cloudflare.R2BucketLifecycleRuleArgs(
+                id="expire-generated",
+                enabled=True,
+                conditions=cloudflare.R2BucketLifecycleRuleConditionsArgs(prefix=settings.prefix),
+                delete_objects_transition=cloudflare.R2BucketLifecycleRuleDeleteObjectsTransitionArgs(
+                    condition=cloudflare.R2BucketLifecycleRuleDeleteObjectsTransitionConditionArgs(
+                        type="Age", max_age=settings.expire_days * _DAY_SECONDS
+                    )
+                ),
+            )
+        )
+    return rules
+
+
+def _bucket_token(
+    resource_name: str,
+    *,
+    account_id: str,
+    token_name: str,
+    groups: Sequence[str],
+    resources: pulumi.Output[str],
+    opts: pulumi.ResourceOptions,
+) -> cloudflare.AccountToken:
+    group_ids = [_permission_group_id(account_id, group, opts.parent) for group in groups]
+    return cloudflare.AccountToken(
+        resource_name,
+        account_id=account_id,
+        name=token_name,
+        policies=[
+            cloudflare.AccountTokenPolicyArgs(
+                effect="allow",
+                permission_groups=[
+                    cloudflare.AccountTokenPolicyPermissionGroupArgs(id=group_id)
+                    for group_id in group_ids
+                ],
+                resources=resources,
+            )
+        ],
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["value"])
+        ),
+    )
+
+
+def _permission_group_id(
+    account_id: str, group: str, parent: pulumi.Resource | None
+) -> pulumi.Output[str]:
+    # parent= makes the lookup use the component's (explicit) Cloudflare provider.
+    listing = cloudflare.get_account_api_token_permission_groups_list_output(
+        account_id=account_id, name=group, opts=pulumi.InvokeOutputOptions(parent=parent)
+    )
+
+    def pick(
+        results: Sequence[cloudflare.outputs.GetAccountApiTokenPermissionGroupsListResultResult],
+    ) -> str:
+        ids = {result.id for result in results if result.name == group}
+        if len(ids) != 1:
+            raise ValueError(
+                f"expected one Cloudflare permission group named {group!r}, found {len(ids)}: "
+                "check that cloudflare.apiToken may read API token permission groups"
+            )
+        return ids.pop()
+
+    return listing.results.apply(pick)
