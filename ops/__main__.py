@@ -1,0 +1,5 @@
+"""Entry point for ``python -m ops``."""
+
+from ops.cli import main
+
+main()

@@ -1,0 +1,528 @@
+"""The ``python -m ops`` command line: smoke, canary, health, cost and pin-digest.
+
+Every command prints a table for people, or exactly one JSON document on stdout with
+``--json``; progress and messages go to stderr. Exit codes: 0 every gate passed, 1 a gate
+failed, 2 the command could not run (missing endpoint id or key, bad input).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ops import canary as canary_mod
+from ops import cost as cost_mod
+from ops import health as health_mod
+from ops import smoke as smoke_mod
+from ops.jobs import Backoff, JobApiError, JobClient, JobOutcome
+from ops.promote import PromoteError, extract_digest, pin_digest
+from ops.report import (
+    Check,
+    all_passed,
+    check_dicts,
+    checks_table,
+    emit_json,
+    metrics_table,
+    percent,
+    seconds,
+    stderr_console,
+    stdout_console,
+)
+from ops.rollout_state import read_state, rollout_check
+from ops.target import StackOutputs, Target, TargetError, resolve_target
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Rollout gates for the ComfyUI serverless endpoint: smoke, canary, health, cost.",
+)
+
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-id",
+        help="Serverless endpoint id. Else from --outputs, else RUNPOD_COMFYUI_ENDPOINT_ID.",
+        show_default=False,
+    ),
+]
+OutputsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--outputs",
+        help="`pulumi stack output --json` as a file, or - to read it from stdin.",
+        show_default=False,
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="Job API base URL. Else RUNPOD_ENDPOINT_BASE_URL, else https://api.runpod.ai/v2.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+ProgressOpt = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr (TTY only).")
+]
+
+
+def _die(command: str, message: str, *, as_json: bool) -> NoReturn:
+    if as_json:
+        emit_json({"command": command, "ok": False, "error": message})
+    else:
+        stderr_console().print(f"[bold red]ops {command}:[/] {message}")
+    raise typer.Exit(2)
+
+
+def _target(
+    command: str,
+    *,
+    endpoint_id: str | None,
+    outputs_source: str | None,
+    base_url: str | None,
+    as_json: bool,
+) -> tuple[Target, StackOutputs]:
+    try:
+        outputs = StackOutputs.load(outputs_source)
+        target = resolve_target(
+            endpoint_id=endpoint_id, api_key=None, base_url=base_url, outputs=outputs
+        )
+    except TargetError as exc:
+        _die(command, str(exc), as_json=as_json)
+    return target, outputs
+
+
+def _client(target: Target, *, backoff: Backoff | None = None, pool: int = 16) -> JobClient:
+    return JobClient(
+        base_url=target.base_url,
+        endpoint_id=target.endpoint_id,
+        api_key=target.api_key,
+        backoff=backoff or Backoff(),
+        pool_size=max(4, pool),
+    )
+
+
+def _progress(enabled: bool) -> Progress:
+    console = stderr_console()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not (enabled and console.is_terminal),
+    )
+
+
+def _finish(command: str, document: dict[str, Any], checks: list[Check], *, as_json: bool) -> None:
+    ok = all_passed(checks)
+    if as_json:
+        emit_json({"command": command, "ok": ok, **document, "checks": check_dicts(checks)})
+    else:
+        console = stdout_console()
+        console.print(checks_table(f"ops {command}", checks))
+        verdict = "[green]all gates passed[/]" if ok else "[bold red]a gate failed[/]"
+        console.print(f"ops {command}: {verdict}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def smoke(
+    *,
+    endpoint_id: EndpointOpt = None,
+    outputs: OutputsOpt = None,
+    base_url: BaseUrlOpt = None,
+    video: Annotated[bool, typer.Option("--video", help="Also run WAN 2.2 T2V.")] = False,
+    skip_r2: Annotated[
+        bool, typer.Option("--skip-r2", help="Do not read returned keys back from R2.")
+    ] = False,
+    stack: Annotated[
+        str | None,
+        typer.Option(help="Stack named in the rollback command (else the outputs' `stack`)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for each job (cold starts included).")
+    ] = 600.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 2.0,
+    as_json: JsonOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """The rollout plan's testing checklist against a live endpoint.
+
+    txt2img, img2img, background removal (--video adds WAN 2.2 T2V), R2 read-back of every
+    returned key, a malformed request that must fail cleanly, and the rollback state.
+
+    R2 read-back uses R2_ENDPOINT, R2_BUCKET, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY (the
+    app's read credentials). The rollback state comes from the KV flag at ROLLOUT_FLAG_URL
+    (bearer CLOUDFLARE_API_TOKEN) or the stack outputs; its absence is not a failure.
+    """
+    target, stack_outputs = _target(
+        "smoke", endpoint_id=endpoint_id, outputs_source=outputs, base_url=base_url, as_json=as_json
+    )
+    client = _client(target)
+    total = len(smoke_mod.smoke_cases(video=video)) + 1
+    with _progress(progress) as bar:
+        task = bar.add_task("smoke", total=total)
+        generations, error_check = smoke_mod.run_generations(
+            client,
+            video=video,
+            timeout_s=timeout,
+            poll_s=poll_interval,
+            on_done=lambda _label: bar.advance(task),
+        )
+    checks = [*generations, error_check]
+    if skip_r2:
+        checks.append(Check("R2 read-back", "skip", "--skip-r2 given"))
+    else:
+        reader, why_not = smoke_mod.r2_reader_from_env(os.environ)
+        checks.append(smoke_mod.r2_check(generations, reader, why_not))
+    state, problem = read_state(stack_outputs)
+    stack_name = stack or str(stack_outputs.get("stack") or "prod")
+    checks.append(
+        rollout_check(state, problem, tested_endpoint=target.endpoint_id, stack=stack_name)
+    )
+    _finish("smoke", {"endpointId": target.endpoint_id}, checks, as_json=as_json)
+
+
+@app.command()
+def canary(
+    *,
+    endpoint_id: EndpointOpt = None,
+    outputs: OutputsOpt = None,
+    base_url: BaseUrlOpt = None,
+    requests: Annotated[int, typer.Option(min=1, help="How many jobs to send.")] = 50,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs in flight at once.")] = 5,
+    input_file: Annotated[
+        Path | None,
+        typer.Option("--input", help="JSON file with the job `input` (default: a small txt2img)."),
+    ] = None,
+    min_success: Annotated[float, typer.Option(help="Gate: completed fraction.")] = 0.98,
+    max_warm_p95: Annotated[
+        float, typer.Option(help="Gate: warm p95 latency, seconds (0 disables).")
+    ] = 10.0,
+    max_cold_p95: Annotated[
+        float, typer.Option(help="Gate: cold p95 latency, seconds (0 disables).")
+    ] = 90.0,
+    cold_threshold: Annotated[
+        float, typer.Option(help="delayTime (s) from which a request counts as a cold start.")
+    ] = 10.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each job.")] = 300.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 1.0,
+    max_retries: Annotated[int, typer.Option(help="Retries per request after a 429.")] = 8,
+    backoff_base: Annotated[
+        float, typer.Option(help="First 429 backoff (s) without Retry-After; doubles.")
+    ] = 0.5,
+    max_backoff: Annotated[float, typer.Option(help="Cap for one 429 wait, seconds.")] = 30.0,
+    as_json: JsonOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """The canary gate: N requests at concurrency C through /run + /status.
+
+    Gates on success rate and warm/cold p95 latency (defaults: the rollout plan's
+    success >= 98 %, warm p95 <= 10 s, cold p95 <= 90 s); backs off on 429.
+    """
+    target, _ = _target(
+        "canary",
+        endpoint_id=endpoint_id,
+        outputs_source=outputs,
+        base_url=base_url,
+        as_json=as_json,
+    )
+    make_input: Callable[[int], Any] = canary_mod.default_input
+    if input_file is not None:
+        try:
+            custom = json.loads(input_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _die("canary", f"--input {input_file}: {exc}", as_json=as_json)
+
+        def make_input(_index: int) -> Any:
+            return custom
+
+    gates = canary_mod.Gates(
+        min_success=min_success,
+        max_warm_p95_s=max_warm_p95 or None,
+        max_cold_p95_s=max_cold_p95 or None,
+        cold_threshold_s=cold_threshold,
+    )
+    backoff = Backoff(max_retries=max_retries, base_s=backoff_base, max_s=max_backoff)
+    client = _client(target, backoff=backoff, pool=concurrency)
+    started = time.monotonic()
+    with _progress(progress) as bar:
+        task = bar.add_task("canary", total=requests)
+
+        def done(outcome: JobOutcome) -> None:
+            bar.advance(task)
+            if not outcome.ok:
+                bar.console.print(f"[red]{outcome.job_id or '-'}[/] {outcome.reason()}")
+
+        outcomes = canary_mod.run_canary(
+            client,
+            requests=requests,
+            concurrency=concurrency,
+            timeout_s=timeout,
+            poll_s=poll_interval,
+            make_input=make_input,
+            on_done=done,
+        )
+    summary = canary_mod.summarize(outcomes, gates=gates, wall_s=time.monotonic() - started)
+    checks = canary_mod.evaluate(summary, gates)
+    if not as_json:
+        stdout_console().print(metrics_table("canary figures", _canary_rows(summary)))
+    gates_doc = {
+        "minSuccess": gates.min_success,
+        "maxWarmP95S": gates.max_warm_p95_s,
+        "maxColdP95S": gates.max_cold_p95_s,
+        "coldThresholdS": gates.cold_threshold_s,
+    }
+    _finish(
+        "canary",
+        {"endpointId": target.endpoint_id, "gates": gates_doc, "summary": summary},
+        checks,
+        as_json=as_json,
+    )
+
+
+def _canary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    def trio(block: dict[str, Any]) -> str:
+        return " / ".join(seconds(block[k]) for k in ("p50", "p95", "p99"))
+
+    return [
+        ("requests (completed / failed)", f"{summary['completed']} / {summary['failed']}"),
+        ("success rate", percent(summary["successRate"])),
+        ("latency p50 / p95 / p99", trio(summary["latencyS"])),
+        (f"warm ({summary['warm']['count']}) p50 / p95 / p99", trio(summary["warm"]["latencyS"])),
+        (f"cold ({summary['cold']['count']}) p50 / p95 / p99", trio(summary["cold"]["latencyS"])),
+        ("cold start (estimated)", seconds(summary["cold"]["coldStartS"])),
+        ("delayTime p50 / p95 / p99", trio(summary["delayS"])),
+        ("executionTime p50 / p95 / p99", trio(summary["executionS"])),
+        ("429 answers absorbed", str(summary["throttled429"])),
+        ("wall time", seconds(summary["wallS"])),
+    ]
+
+
+@app.command()
+def health(
+    *,
+    endpoint_id: EndpointOpt = None,
+    outputs: OutputsOpt = None,
+    base_url: BaseUrlOpt = None,
+    samples: Annotated[int, typer.Option(min=1, help="Readings of /health.")] = 3,
+    interval: Annotated[float, typer.Option(help="Seconds between readings.")] = 10.0,
+    min_success: Annotated[float, typer.Option(help="Alert below this success rate.")] = 0.95,
+    max_error_rate: Annotated[float, typer.Option(help="Alert above this error rate.")] = 0.05,
+    max_queue: Annotated[
+        int | None, typer.Option(help="Alert when more jobs wait.", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Health alerts from /health: workers, queue, success and error rates.
+
+    Alerts (exit 1) when success < 95 %, error rate > 5 % or the queue does not drain
+    across the readings.
+    """
+    target, _ = _target(
+        "health",
+        endpoint_id=endpoint_id,
+        outputs_source=outputs,
+        base_url=base_url,
+        as_json=as_json,
+    )
+    client = _client(target)
+    try:
+        readings = health_mod.collect(
+            client.health, samples=samples, interval_s=interval, sleep=time.sleep
+        )
+    except JobApiError as exc:
+        checks = [Check("reachability", "fail", f"/health unreachable: {exc}")]
+        _finish("health", {"endpointId": target.endpoint_id}, checks, as_json=as_json)
+        return
+    summary = health_mod.summarize(readings)
+    thresholds = health_mod.Thresholds(
+        min_success=min_success, max_error_rate=max_error_rate, max_queue=max_queue
+    )
+    checks = health_mod.evaluate(summary, thresholds)
+    _finish(
+        "health", {"endpointId": target.endpoint_id, "summary": summary}, checks, as_json=as_json
+    )
+
+
+@app.command()
+def cost(
+    *,
+    canary_json: Annotated[
+        str | None,
+        typer.Option(
+            help="`ops canary --json` output (file, or - for stdin) to take timings from."
+        ),
+    ] = None,
+    execution_s: Annotated[
+        float | None, typer.Option(help="Execution time per generation, s.", show_default=False)
+    ] = None,
+    cold_start_s: Annotated[
+        float | None, typer.Option(help="Worker start time, s.", show_default=False)
+    ] = None,
+    cold_fraction: Annotated[
+        float | None,
+        typer.Option(help="Fraction of generations that hit a cold start.", show_default=False),
+    ] = None,
+    gpu_pool: Annotated[str, typer.Option(help="GPU pool whose price applies.")] = "ADA_24",
+    gpu_count: Annotated[int, typer.Option(min=1, help="GPUs per worker.")] = 1,
+    price_per_s: Annotated[
+        float | None, typer.Option(help="Override the flex $/GPU-second.", show_default=False)
+    ] = None,
+    prices: Annotated[
+        str | None, typer.Option(help="JSON price table {pool: flex | [flex, active]}.")
+    ] = None,
+    idle_timeout: Annotated[float, typer.Option(help="Endpoint idle timeout, s.")] = 5.0,
+    min_workers: Annotated[int, typer.Option(help="Always-on workers.")] = 0,
+    images_per_month: Annotated[int, typer.Option(help="Volume for the projection.")] = 10_000,
+    max_per_image: Annotated[
+        float | None, typer.Option(help="Gate: max blended $ per generation.", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cost per generation next to Scenario's $0.05-0.10 per image.
+
+    From measured execution and cold-start time (a canary's JSON or flags) and the GPU
+    pool's per-second price, with a monthly projection for a given volume.
+    """
+    try:
+        table = cost_mod.load_prices(prices)
+        measured = _measured(canary_json, execution_s, cold_start_s, cold_fraction)
+        flex, active = _price(table, gpu_pool, price_per_s)
+    except (cost_mod.CostInputError, OSError, ValueError) as exc:
+        _die("cost", str(exc), as_json=as_json)
+    report = cost_mod.estimate(
+        cost_mod.CostInputs(
+            measured=measured,
+            pool=gpu_pool,
+            flex_per_s=flex,
+            active_per_s=active,
+            gpu_count=gpu_count,
+            idle_timeout_s=idle_timeout,
+            min_workers=min_workers,
+            images_per_month=images_per_month,
+        )
+    )
+    checks = cost_mod.evaluate(report, max_per_image=max_per_image)
+    if not as_json:
+        stdout_console().print(metrics_table("cost per generation", _cost_rows(report)))
+    _finish("cost", {"report": report}, checks, as_json=as_json)
+
+
+def _measured(
+    canary_json: str | None,
+    execution_s: float | None,
+    cold_start_s: float | None,
+    cold_fraction: float | None,
+) -> cost_mod.Measured:
+    """Timings from the canary JSON, each overridable by its flag."""
+    base = None
+    if canary_json is not None:
+        text = sys.stdin.read() if canary_json == "-" else Path(canary_json).read_text("utf-8")
+        base = cost_mod.Measured.from_canary(json.loads(text))
+    if base is None and execution_s is None:
+        raise cost_mod.CostInputError("give --canary-json or --execution-s")
+    base = base or cost_mod.Measured(
+        execution_s=0.0, cold_start_s=0.0, cold_fraction=0.0, source="flags"
+    )
+    measured = cost_mod.Measured(
+        execution_s=execution_s if execution_s is not None else base.execution_s,
+        cold_start_s=cold_start_s if cold_start_s is not None else base.cold_start_s,
+        cold_fraction=cold_fraction if cold_fraction is not None else base.cold_fraction,
+        source=base.source if execution_s is None else "flags",
+    )
+    if not 0 <= measured.cold_fraction <= 1:
+        raise cost_mod.CostInputError("--cold-fraction must be between 0 and 1")
+    return measured
+
+
+def _price(
+    table: dict[str, tuple[float, float, str]], pool: str, override: float | None
+) -> tuple[float, float]:
+    """Flex and active $/GPU-second for ``pool`` (``override`` sets both)."""
+    if override is not None:
+        return override, override
+    if pool not in table:
+        raise cost_mod.CostInputError(
+            f"no price for pool {pool!r}: known {', '.join(table)}; or pass --price-per-s"
+        )
+    flex, active, _ = table[pool]
+    return flex, active
+
+
+def _cost_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    m, per, month = report["measured"], report["perGeneration"], report["monthly"]
+    save = report["savingsVsScenario"]
+    return [
+        ("GPU pool", f"{report['pool']} x{report['gpuCount']} @ ${report['flexPerSecond']}/s"),
+        (
+            "measured (" + m["source"] + ")",
+            f"exec {m['executionS']:.2f} s, cold start {m['coldStartS']:.2f} s, "
+            f"cold {m['coldFraction'] * 100:.1f} %",
+        ),
+        ("warm generation", f"${per['warm']:.5f}"),
+        ("extra per cold start (+ idle)", f"${per['coldStartExtra']:.5f}"),
+        ("blended per generation", f"${per['blended']:.5f}"),
+        ("Scenario per image", "$0.05 - $0.10"),
+        (f"RunPod / month ({month['images']} images)", f"${month['runpodTotal']:.2f}"),
+        ("  of which always-on workers", f"${month['runpodAlwaysOn']:.2f}"),
+        ("Scenario / month", f"${month['scenarioLow']:.2f} - ${month['scenarioHigh']:.2f}"),
+        ("savings vs Scenario", f"{percent(save['low'])} - {percent(save['high'])}"),
+    ]
+
+
+@app.command("pin-digest")
+def pin_digest_command(
+    *,
+    stack_file: Annotated[Path, typer.Option(help="Stack file to edit.")] = Path(
+        "Pulumi.prod.yaml"
+    ),
+    digest: Annotated[
+        str | None,
+        typer.Option(help="sha256:<hex> or image@sha256:<hex>.", show_default=False),
+    ] = None,
+    outputs: OutputsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pin an image digest as image.digest in a stack file (the promote workflow).
+
+    The digest is given, or staging's from --outputs; the file's comments are kept.
+    """
+    try:
+        result = pin_digest(stack_file, _digest_to_pin(digest, outputs))
+    except (PromoteError, TargetError) as exc:
+        _die("pin-digest", str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"command": "pin-digest", "ok": True, **result.__dict__})
+    else:
+        what = "pinned" if result.changed else "already pinned"
+        stdout_console().print(f"{result.file}: {result.key} {what} to {result.digest}")
+
+
+def _digest_to_pin(digest: str | None, outputs: str | None) -> str:
+    if digest is not None:
+        return extract_digest(digest)
+    found = StackOutputs.load(outputs).get("image_digest")
+    if not found:
+        raise PromoteError(
+            "no digest: pass --digest or pipe staging's `pulumi stack output --json` "
+            "into --outputs - (output imageDigest)"
+        )
+    return extract_digest(str(found))
+
+
+def main() -> None:
+    """Run the CLI."""
+    app(prog_name="python -m ops")

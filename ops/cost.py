@@ -1,0 +1,169 @@
+"""Cost per generation on RunPod serverless, next to Scenario's per-image price.
+
+Owns: the GPU pool price table (:data:`PRICES`, USD per GPU-second, flex and active, from
+https://docs.runpod.io/serverless/pricing as read in November 2026; override with
+``--prices FILE`` or ``--price-per-s``), and the model:
+
+- a warm generation bills its execution time;
+- a cold generation also bills the worker's start time, and each burst ends with one
+  idle timeout before the worker stops (billed too), so per generation
+  ``exec + cold_fraction * (cold_start + idle_timeout)``;
+- ``min_workers`` always-on workers bill every second of the month at the active rate.
+
+RunPod rounds each billed span up to the second; the model ignores that (it matters only
+for sub-second jobs). Scenario: $0.05-0.10 per image, no cold starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ops.report import Check
+
+SECONDS_PER_MONTH = 30 * 24 * 3600
+
+#: pool -> (flex $/s, active $/s, GPUs it covers) per GPU.
+PRICES: dict[str, tuple[float, float, str]] = {
+    "AMPERE_16": (0.00016, 0.00011, "A4000, A4500, RTX 4000 (16 GB)"),
+    "AMPERE_24": (0.00019, 0.00013, "L4, A5000, 3090 (24 GB)"),
+    "ADA_24": (0.00031, 0.00021, "4090 PRO (24 GB)"),
+    "AMPERE_48": (0.00034, 0.00024, "A6000, A40 (48 GB)"),
+    "ADA_48_PRO": (0.00053, 0.00037, "L40, L40S, 6000 Ada PRO (48 GB)"),
+    "AMPERE_80": (0.00076, 0.00060, "A100 (80 GB)"),
+    "ADA_80_PRO": (0.00116, 0.00093, "H100 PRO (80 GB)"),
+    "HOPPER_141": (0.00155, 0.00124, "H200 PRO (141 GB)"),
+    "BLACKWELL_180": (0.00240, 0.00190, "B200 (180 GB)"),
+}
+
+SCENARIO_PER_IMAGE = (0.05, 0.10)
+
+
+class CostInputError(ValueError):
+    """The cost model lacks a figure or got a nonsensical one."""
+
+
+def load_prices(path: str | None) -> dict[str, tuple[float, float, str]]:
+    """:data:`PRICES`, updated from a JSON file ``{pool: flex}`` or ``{pool: [flex, active]}``."""
+    prices = dict(PRICES)
+    if path is None:
+        return prices
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CostInputError(f"--prices {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CostInputError(f"--prices {path}: expected a JSON object of pool -> price")
+    for pool, value in data.items():
+        flex, active = (value[0], value[1]) if isinstance(value, list) else (value, value)
+        if not isinstance(flex, int | float) or not isinstance(active, int | float):
+            raise CostInputError(f"--prices {path}: {pool} must be a number or [flex, active]")
+        prices[str(pool)] = (float(flex), float(active), "from --prices")
+    return prices
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measured:
+    """Timings the model needs, usually from a canary run."""
+
+    execution_s: float
+    cold_start_s: float
+    cold_fraction: float
+    source: str
+
+    @classmethod
+    def from_canary(cls, document: dict[str, Any]) -> Measured:
+        """Take p50 execution, the cold-start estimate and the cold fraction from canary JSON."""
+        summary = document.get("summary", document)
+        try:
+            execution = summary["executionS"]["p50"]
+            cold_start = summary["cold"]["coldStartS"] or 0.0
+            fraction = summary["coldFraction"] or 0.0
+        except (KeyError, TypeError) as exc:
+            raise CostInputError(
+                "canary JSON lacks summary.executionS.p50 / cold.coldStartS / coldFraction: "
+                "produce it with `python -m ops canary --json`"
+            ) from exc
+        if execution is None:
+            raise CostInputError("the canary completed no job: no execution time to price")
+        return cls(
+            execution_s=float(execution),
+            cold_start_s=float(cold_start),
+            cold_fraction=float(fraction),
+            source="canary",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostInputs:
+    """Everything the estimate depends on."""
+
+    measured: Measured
+    pool: str
+    flex_per_s: float
+    active_per_s: float
+    gpu_count: int = 1
+    idle_timeout_s: float = 5.0
+    min_workers: int = 0
+    images_per_month: int = 10_000
+    scenario_per_image: tuple[float, float] = SCENARIO_PER_IMAGE
+
+
+def estimate(inputs: CostInputs) -> dict[str, Any]:
+    """The cost report as JSON-ready figures (USD)."""
+    m = inputs.measured
+    rate = inputs.flex_per_s * inputs.gpu_count
+    warm = m.execution_s * rate
+    cold_extra = (m.cold_start_s + inputs.idle_timeout_s) * rate
+    per_generation = warm + m.cold_fraction * cold_extra
+    always_on = inputs.min_workers * inputs.active_per_s * inputs.gpu_count * SECONDS_PER_MONTH
+    monthly = per_generation * inputs.images_per_month + always_on
+    low, high = inputs.scenario_per_image
+    scenario_low, scenario_high = low * inputs.images_per_month, high * inputs.images_per_month
+    return {
+        "pool": inputs.pool,
+        "gpuCount": inputs.gpu_count,
+        "flexPerSecond": inputs.flex_per_s,
+        "activePerSecond": inputs.active_per_s,
+        "measured": {
+            "executionS": m.execution_s,
+            "coldStartS": m.cold_start_s,
+            "coldFraction": m.cold_fraction,
+            "source": m.source,
+        },
+        "perGeneration": {
+            "warm": warm,
+            "coldStartExtra": cold_extra,
+            "blended": per_generation,
+        },
+        "monthly": {
+            "images": inputs.images_per_month,
+            "runpodGenerations": per_generation * inputs.images_per_month,
+            "runpodAlwaysOn": always_on,
+            "runpodTotal": monthly,
+            "scenarioLow": scenario_low,
+            "scenarioHigh": scenario_high,
+        },
+        "savingsVsScenario": {
+            "low": (1 - monthly / scenario_low) if scenario_low else None,
+            "high": (1 - monthly / scenario_high) if scenario_high else None,
+        },
+    }
+
+
+def evaluate(report: dict[str, Any], *, max_per_image: float | None) -> list[Check]:
+    """Optional gate: blended cost per generation must not exceed ``max_per_image``."""
+    value = report["perGeneration"]["blended"]
+    if max_per_image is None:
+        return [Check("cost per generation", "skip", f"${value:.5f}; no --max-per-image gate")]
+    ok = value <= max_per_image
+    return [
+        Check(
+            "cost per generation",
+            "pass" if ok else "fail",
+            f"${value:.5f} {'<=' if ok else '>'} ${max_per_image:g}",
+            {"value": value, "limit": max_per_image},
+        )
+    ]

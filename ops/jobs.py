@@ -1,0 +1,329 @@
+"""A small client for RunPod's serverless job API: ``/run`` + ``/status`` with 429 backoff.
+
+Owns: HTTP calls to ``{base}/{endpointId}/run|status|cancel|health``, client-side backoff on
+429 (``Retry-After`` when given, else capped exponential with jitter), and turning a job's
+final ``/status`` into a :class:`JobOutcome` whose error is one line a person can act on.
+It deliberately does not use the SDK's ``run_sync``: that drops the ``error`` of a FAILED
+job, which is the one thing a gate needs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+#: Statuses the client invents when it never saw the job finish.
+CLIENT_TIMEOUT = "CLIENT_TIMEOUT"
+RATE_LIMITED = "RATE_LIMITED"
+REQUEST_ERROR = "REQUEST_ERROR"
+
+
+class JobApiError(Exception):
+    """The job API answered with an error (or could not be reached)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimitedError(JobApiError):
+    """Still 429 after every retry the backoff policy allows."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """How the client waits out 429s."""
+
+    max_retries: int = 8
+    """Retries per request after a 429 (0 = fail on the first)."""
+    base_s: float = 0.5
+    """First wait when the server sends no Retry-After; doubles each retry."""
+    max_s: float = 30.0
+    """Cap for any single wait, Retry-After included."""
+
+    def delay(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        if retry_after:
+            try:
+                return min(self.max_s, max(0.0, float(retry_after)))
+            except ValueError:
+                pass  # an HTTP date: fall back to exponential backoff
+        ceiling = min(self.max_s, self.base_s * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobOutcome:
+    """What happened to one job, as a gate needs it."""
+
+    job_id: str | None
+    status: str
+    latency_s: float
+    delay_ms: int | None = None
+    execution_ms: int | None = None
+    output: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    worker_id: str | None = None
+    throttled: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """The job completed."""
+        return self.status == "COMPLETED"
+
+    def reason(self) -> str:
+        """One line: why the job did not complete."""
+        if self.ok:
+            return "completed"
+        kind = f" ({self.error_type})" if self.error_type else ""
+        return f"{self.status}{kind}: {self.error or 'no error message'}"
+
+
+@dataclass
+class JobClient:
+    """The job API of one endpoint."""
+
+    base_url: str
+    endpoint_id: str
+    api_key: str = field(repr=False)
+    backoff: Backoff = field(default_factory=Backoff)
+    request_timeout_s: float = 30.0
+    pool_size: int = 16
+    sleep: Callable[[float], None] = time.sleep
+    _session: requests.Session | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    throttled: int = field(default=0, init=False)
+    """429 answers seen so far (all requests)."""
+
+    @property
+    def session(self) -> requests.Session:
+        """One pooled session, created on first use."""
+        with self._lock:
+            if self._session is None:
+                session = requests.Session()
+                adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                session.headers["Authorization"] = f"Bearer {self.api_key}"
+                self._session = session
+            return self._session
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{self.endpoint_id}/{path}"
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[dict[str, Any], int]:
+        """Call the API; retry 429 (and, for GETs, connection errors and 5xx).
+
+        Returns the JSON body and how many 429s this call absorbed.
+        """
+        throttled = 0
+        attempt = 0
+        route = path.split("/", maxsplit=1)[0]
+        while True:
+            try:
+                response = self.session.request(
+                    method, self._url(path), json=body, timeout=self.request_timeout_s
+                )
+            except requests.RequestException as exc:
+                if method == "GET" and attempt < self.backoff.max_retries:
+                    self.sleep(self.backoff.delay(attempt, None))
+                    attempt += 1
+                    continue
+                raise JobApiError(f"{method} /{route}: {type(exc).__name__}") from exc
+            if response.status_code == 429:
+                throttled += 1
+                with self._lock:
+                    self.throttled += 1
+                if attempt >= self.backoff.max_retries:
+                    raise RateLimitedError(
+                        f"/{route} answered 429 {throttled} times; retries exhausted",
+                        status=429,
+                    )
+                self.sleep(self.backoff.delay(attempt, response.headers.get("Retry-After")))
+                attempt += 1
+                continue
+            if (
+                response.status_code >= 500
+                and method == "GET"
+                and attempt < self.backoff.max_retries
+            ):
+                self.sleep(self.backoff.delay(attempt, None))
+                attempt += 1
+                continue
+            if response.status_code >= 400:
+                raise JobApiError(
+                    f"/{route} answered {response.status_code}: {_api_message(response)}",
+                    status=response.status_code,
+                )
+            try:
+                data = response.json()
+            except ValueError as exc:
+                raise JobApiError(f"/{path} answered non-JSON") from exc
+            return (data if isinstance(data, dict) else {"value": data}), throttled
+
+    def run(self, job_input: Any, *, policy: dict[str, Any] | None = None) -> tuple[str, int]:
+        """Submit a job with ``/run``; return its id and the 429s absorbed."""
+        body: dict[str, Any] = {"input": job_input}
+        if policy:
+            body["policy"] = policy
+        data, throttled = self.request("POST", "run", body)
+        job_id = data.get("id")
+        if not isinstance(job_id, str):
+            raise JobApiError(f"/run returned no job id: {data}")
+        return job_id, throttled
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """``GET /status/{job_id}``."""
+        return self.request("GET", f"status/{job_id}")[0]
+
+    def cancel(self, job_id: str) -> None:
+        """``POST /cancel/{job_id}``, best effort."""
+        try:
+            self.request("POST", f"cancel/{job_id}")
+        except JobApiError:
+            return
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``."""
+        return self.request("GET", "health")[0]
+
+    def run_and_wait(
+        self,
+        job_input: Any,
+        *,
+        timeout_s: float,
+        poll_s: float,
+        policy: dict[str, Any] | None = None,
+    ) -> JobOutcome:
+        """Submit, poll ``/status`` until a terminal state or ``timeout_s``; never raises."""
+        started = time.monotonic()
+        throttled = 0
+        try:
+            job_id, throttled = self.run(job_input, policy=policy)
+        except RateLimitedError as exc:
+            return JobOutcome(
+                job_id=None,
+                status=RATE_LIMITED,
+                latency_s=time.monotonic() - started,
+                error=str(exc),
+                error_type="rate_limited",
+                throttled=self.backoff.max_retries + 1,
+            )
+        except JobApiError as exc:
+            return JobOutcome(
+                job_id=None,
+                status=REQUEST_ERROR,
+                latency_s=time.monotonic() - started,
+                error=str(exc),
+                error_type="request",
+                throttled=throttled,
+            )
+        last: dict[str, Any] = {"status": "IN_QUEUE"}
+        deadline = started + timeout_s
+        while True:
+            try:
+                last = self.status(job_id)
+            except JobApiError as exc:
+                return JobOutcome(
+                    job_id=job_id,
+                    status=REQUEST_ERROR,
+                    latency_s=time.monotonic() - started,
+                    error=str(exc),
+                    error_type="request",
+                    throttled=throttled,
+                )
+            if last.get("status") in TERMINAL:
+                return outcome_from_status(
+                    last, latency_s=time.monotonic() - started, throttled=throttled
+                )
+            if time.monotonic() >= deadline:
+                self.cancel(job_id)
+                where = last.get("status", "unknown")
+                hint = " (a cold start longer than the timeout?)" if where == "IN_QUEUE" else ""
+                return JobOutcome(
+                    job_id=job_id,
+                    status=CLIENT_TIMEOUT,
+                    latency_s=time.monotonic() - started,
+                    error=f"no result after {timeout_s:g} s, job still {where}{hint}; cancelled",
+                    error_type="timeout",
+                    throttled=throttled,
+                )
+            self.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
+def outcome_from_status(
+    view: dict[str, Any], *, latency_s: float, throttled: int = 0
+) -> JobOutcome:
+    """A :class:`JobOutcome` from a terminal ``/status`` body."""
+    status = str(view.get("status"))
+    output = view.get("output")
+    error, error_type = describe_error(view.get("error"), output)
+    if status == "COMPLETED" and error is None and isinstance(output, dict) and output.get("error"):
+        error, error_type = describe_error(output.get("error"), output)
+    if status == "TIMED_OUT" and error_type is None:
+        error_type = "timeout"
+    return JobOutcome(
+        job_id=view.get("id"),
+        status=status,
+        latency_s=latency_s,
+        delay_ms=_int_or_none(view.get("delayTime")),
+        execution_ms=_int_or_none(view.get("executionTime")),
+        output=output,
+        error=error,
+        error_type=error_type,
+        worker_id=view.get("workerId"),
+        throttled=throttled,
+    )
+
+
+def describe_error(error: Any, output: Any) -> tuple[str | None, str | None]:
+    """One-line message and type from a job's ``error`` and ``output``.
+
+    ``error`` is a plain string when the handler returned ``{"error": ...}`` (the handler's
+    ``error_type`` then stays in ``output``), or a JSON string ``{"error_type",
+    "error_message", "error_traceback"}`` when the handler raised.
+    """
+    error_type = output.get("error_type") if isinstance(output, dict) else None
+    if error is None:
+        return None, error_type
+    message: str
+    if isinstance(error, str):
+        try:
+            parsed = json.loads(error)
+        except ValueError:
+            parsed = None
+        error = parsed if isinstance(parsed, dict) else error
+    if isinstance(error, dict):
+        message = str(error.get("error_message") or error.get("error") or error)
+        raised = error.get("error_type")
+        if raised and not error_type:
+            error_type = str(raised).removeprefix("<class '").removesuffix("'>")
+    else:
+        message = str(error)
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    one_line = lines[0] if lines else "empty error"
+    return (one_line[:297] + "...") if len(one_line) > 300 else one_line, error_type
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+def _api_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or "no body"
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("detail") or body.get("title") or body)[:200]
+    return str(body)[:200]
