@@ -1,0 +1,672 @@
+"""The R2 sync daemon: every finished file under ``SYNC_DIR`` lands in R2, verified, once.
+
+Owns: watching ``SYNC_DIR`` recursively with inotify (``close_write``, ``moved_to``, new
+directories), waiting until a file has settled, uploading it through the shared R2 client
+with a small worker pool, verifying the ETag against the local MD5 (multipart form
+included), recording it in a SQLite journal in ``SYNC_STATE_DIR``, and reconciling by
+scanning at start, periodically and after an inotify queue overflow. Failures are retried
+with backoff forever; nothing is dropped. ``--once`` syncs everything and exits.
+
+Deliberately does not: delete objects (a file removed locally stays in R2), mirror renames
+(a renamed file is a new object), or build the S3 client itself (``worker.r2`` does).
+
+Exit codes: 0 done (``--once``: every file uploaded and verified; daemon: stopped by
+SIGTERM/SIGINT after in-flight uploads finished); 1 ``--once`` ran out of time with files
+pending; 2 configuration error (R2_* unset, SYNC_DIR missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import heapq
+import logging
+import mimetypes
+import os
+import queue
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from worker.r2 import (
+    MULTIPART_THRESHOLD,
+    R2ConfigError,
+    R2Settings,
+    client_config,
+    expected_etag,
+    make_client,
+    object_key,
+    strip_etag,
+    transfer_config,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger("worker.sync")
+
+EXIT_OK = 0
+EXIT_PENDING = 1
+EXIT_CONFIG = 2
+
+DEFAULT_SYNC_DIR = "/workspace/ComfyUI/output"
+DEFAULT_STATE_DIR = "/workspace/.r2_sync"
+TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", ".lock", "~")
+#: Top-level folders never synced: ComfyUI's previews when SYNC_DIR is the ComfyUI root.
+IGNORED_TOP_DIRS = frozenset({"temp"})
+
+Signature = tuple[int, int]
+"""(size, mtime_ns): what identifies one version of a file."""
+
+
+def is_ignored(relative: str) -> bool:
+    """True for temp files, dotfiles/dot-folders and ComfyUI's ``temp/``: never uploaded."""
+    parts = relative.split("/")
+    if parts[0] in IGNORED_TOP_DIRS and len(parts) > 1:
+        return True
+    if any(part.startswith(".") for part in parts):
+        return True
+    name = parts[-1]
+    return name.endswith(TEMP_SUFFIXES) or name.startswith("~")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncOptions:
+    """How the daemon behaves; read from the environment and flags by :func:`main`."""
+
+    sync_dir: Path
+    """Folder to mirror (recursively)."""
+    state_dir: Path
+    """Where the SQLite journal lives (keep it off ``sync_dir`` or it is skipped as a dotdir)."""
+    settle: float = 0.3
+    """Seconds a file's size and mtime must stay unchanged after its last event."""
+    workers: int = 4
+    """Parallel uploads."""
+    queue_size: int = 10_000
+    """Bound of the upload queue; the watcher waits (and rescans on overflow) beyond it."""
+    rescan_interval: float = 60.0
+    """Seconds between reconciliation scans."""
+    status_interval: float = 30.0
+    """Seconds between status lines."""
+    max_backoff: float = 30.0
+    """Cap of the retry delay; retries never stop."""
+    first_backoff: float = 0.5
+
+
+class Journal:
+    """SQLite record of what is verified in the bucket: path -> size, mtime, ETag, key."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS uploaded (path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+            " mtime_ns INTEGER NOT NULL, etag TEXT NOT NULL, key TEXT NOT NULL,"
+            " uploaded_at REAL NOT NULL)"
+        )
+        self._db.commit()
+        self._known: dict[str, Signature] = {
+            row[0]: (row[1], row[2])
+            for row in self._db.execute("SELECT path, size, mtime_ns FROM uploaded")
+        }
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def is_current(self, relative: str, signature: Signature) -> bool:
+        """True when this exact version of ``relative`` is already uploaded and verified."""
+        return self._known.get(relative) == signature
+
+    def record(self, relative: str, signature: Signature, etag: str, key: str) -> None:
+        """Remember a verified upload (committed before returning)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO uploaded VALUES (?, ?, ?, ?, ?, ?)",
+                (relative, signature[0], signature[1], etag, key, time.time()),
+            )
+            self._db.commit()
+            self._known[relative] = signature
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+
+class UploadRetryError(Exception):
+    """The file changed during the upload or the bucket disagreed; try again later."""
+
+
+class SyncDaemon:
+    """Watcher, settle scheduler, upload pool and journal around one ``SYNC_DIR``."""
+
+    def __init__(
+        self,
+        options: SyncOptions,
+        settings: R2Settings,
+        *,
+        client: S3Client | None = None,
+        watch: bool = True,
+    ) -> None:
+        self.options = options
+        self.settings = settings
+        self.client = client or make_client(
+            settings, config=client_config(max_pool_connections=max(10, options.workers * 4))
+        )
+        self.journal = Journal(options.state_dir / "journal.sqlite3")
+        self.watch = watch
+        self._cond = threading.Condition()
+        self._pending: dict[str, tuple[float, Signature | None]] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._queue: queue.Queue[str] = queue.Queue(maxsize=options.queue_size)
+        self._inflight: set[str] = set()
+        self._queued: set[str] = set()
+        self._transit = 0
+        self._writing: set[str] = set()
+        self._attempts: dict[str, int] = {}
+        self._first_seen: dict[str, float] = {}
+        self._lags: deque[float] = deque(maxlen=2000)
+        self._stop = threading.Event()
+        self._rescan = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._inotify: Any = None
+        self._wd_paths: dict[int, Path] = {}
+        self.uploaded = 0
+        self.failures = 0
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def relative(self, path: Path) -> str:
+        """POSIX path of ``path`` under ``sync_dir``."""
+        return path.relative_to(self.options.sync_dir).as_posix()
+
+    def pending_count(self) -> int:
+        """Files seen but not yet verified in the bucket (scheduled, queued or uploading)."""
+        with self._cond:
+            return len(self._pending) + len(self._queued) + len(self._inflight) + self._transit
+
+    def lag_percentiles(self) -> tuple[float, float, float]:
+        """(p50, p99, max) seconds from a file's last event to its verified upload."""
+        lags = sorted(self._lags)
+        if not lags:
+            return (0.0, 0.0, 0.0)
+        return (
+            lags[len(lags) // 2],
+            lags[min(len(lags) - 1, int(len(lags) * 0.99))],
+            lags[-1],
+        )
+
+    def status_line(self) -> str:
+        """``uploaded=.. pending=.. failed=.. lag p50/p99/max`` for the logs."""
+        p50, p99, worst = self.lag_percentiles()
+        return (
+            f"uploaded={self.uploaded} pending={self.pending_count()} failed={self.failures} "
+            f"journal={len(self.journal)} lag p50={p50:.2f}s p99={p99:.2f}s max={worst:.2f}s"
+        )
+
+    def schedule(self, relative: str, delay: float, *, event: bool = False) -> None:
+        """Look at ``relative`` again after ``delay`` seconds (resetting any earlier time)."""
+        if is_ignored(relative):
+            return
+        try:
+            stat = (self.options.sync_dir / relative).stat()
+        except FileNotFoundError:
+            return
+        signature = (stat.st_size, stat.st_mtime_ns)
+        deadline = time.monotonic() + delay
+        with self._cond:
+            if event or relative not in self._first_seen:
+                self._first_seen[relative] = time.monotonic()
+            self._pending[relative] = (deadline, signature)
+            heapq.heappush(self._heap, (deadline, relative))
+            self._cond.notify_all()
+
+    # -- scanning and watching -------------------------------------------------------------
+
+    def _walk(self, top: Path) -> Iterator[Path]:
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if not is_ignored(self.relative(Path(entry.path)) + "/x"):
+                        stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    yield Path(entry.path)
+
+    def scan(self, top: Path | None = None) -> int:
+        """Schedule every file under ``top`` that the journal lacks; return how many."""
+        found = 0
+        for path in self._walk(top or self.options.sync_dir):
+            relative = self.relative(path)
+            if is_ignored(relative):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            if self.journal.is_current(relative, (stat.st_size, stat.st_mtime_ns)):
+                continue
+            with self._cond:
+                busy = (
+                    relative in self._pending
+                    or relative in self._queued
+                    or relative in self._inflight
+                    or relative in self._writing
+                )
+            if not busy:
+                self.schedule(relative, self.options.settle)
+                found += 1
+        return found
+
+    def _add_watches(self, top: Path) -> None:
+        from inotify_simple import flags  # noqa: PLC0415 - Linux-only, loaded when watching
+
+        mask = (
+            flags.CLOSE_WRITE
+            | flags.MOVED_TO
+            | flags.MOVED_FROM
+            | flags.CREATE
+            | flags.MODIFY
+            | flags.DELETE
+            | flags.ONLYDIR
+        )
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            if folder != self.options.sync_dir and is_ignored(self.relative(folder) + "/x"):
+                continue
+            try:
+                wd = self._inotify.add_watch(folder, mask)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                log.warning("cannot watch %s (%s); periodic scans still cover it", folder, exc)
+                continue
+            self._wd_paths[wd] = folder
+            try:
+                stack.extend(
+                    Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)
+                )
+            except FileNotFoundError:
+                continue
+
+    def _watch_loop(self) -> None:
+        from inotify_simple import flags  # noqa: PLC0415 - Linux-only, loaded when watching
+
+        while not self._stop.is_set():
+            for event in self._inotify.read(timeout=200):
+                if event.mask & flags.Q_OVERFLOW:
+                    log.warning("inotify queue overflowed; rescanning %s", self.options.sync_dir)
+                    self._rescan.set()
+                    continue
+                if event.mask & flags.IGNORED:
+                    self._wd_paths.pop(event.wd, None)
+                    continue
+                folder = self._wd_paths.get(event.wd)
+                if folder is None or not event.name:
+                    continue
+                path = folder / event.name
+                if event.mask & flags.ISDIR:
+                    if event.mask & (flags.CREATE | flags.MOVED_TO):
+                        # Files may land in the new folder before its watch exists: scan it.
+                        self._add_watches(path)
+                        self.scan(path)
+                    continue
+                self._file_event(self.relative(path), event.mask)
+
+    def _file_event(self, relative: str, mask: int) -> None:
+        from inotify_simple import flags  # noqa: PLC0415 - Linux-only, loaded when watching
+
+        if is_ignored(relative):
+            return
+        if mask & (flags.CREATE | flags.MODIFY):
+            with self._cond:
+                self._writing.add(relative)
+        elif mask & (flags.CLOSE_WRITE | flags.MOVED_TO):
+            with self._cond:
+                self._writing.discard(relative)
+            self.schedule(relative, self.options.settle, event=True)
+        elif mask & (flags.MOVED_FROM | flags.DELETE):
+            with self._cond:
+                self._writing.discard(relative)
+
+    # -- settle scheduler ------------------------------------------------------------------
+
+    def _scheduler_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                now = time.monotonic()
+                while self._heap and (
+                    self._pending.get(self._heap[0][1], (None, None))[0] != self._heap[0][0]
+                ):
+                    heapq.heappop(self._heap)  # superseded by a later schedule()
+                if not self._heap:
+                    self._cond.wait(timeout=0.5)
+                    continue
+                deadline, relative = self._heap[0]
+                if deadline > now:
+                    self._cond.wait(timeout=min(0.5, deadline - now))
+                    continue
+                heapq.heappop(self._heap)
+                _, signature = self._pending.pop(relative)
+                busy = relative in self._inflight or relative in self._queued
+                still_writing = relative in self._writing
+                self._transit += 1
+            try:
+                if busy:
+                    self.schedule(relative, self.options.settle)
+                elif not still_writing:  # a writer has it open: its close_write comes later
+                    self._settled(relative, signature)
+            finally:
+                with self._cond:
+                    self._transit -= 1
+
+    def _settled(self, relative: str, signature: Signature | None) -> None:
+        try:
+            stat = (self.options.sync_dir / relative).stat()
+        except FileNotFoundError:
+            return
+        now_signature = (stat.st_size, stat.st_mtime_ns)
+        if now_signature != signature:
+            self.schedule(relative, self.options.settle)
+            return
+        if self.journal.is_current(relative, now_signature):
+            return
+        while not self._stop.is_set():
+            try:
+                with self._cond:
+                    self._queue.put_nowait(relative)
+                    self._queued.add(relative)
+                    self._cond.notify_all()
+                break
+            except queue.Full:
+                time.sleep(0.05)  # the pool is behind; events wait in the kernel queue
+
+    # -- uploading -------------------------------------------------------------------------
+
+    def _worker_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                try:
+                    relative = self._queue.get_nowait()
+                except queue.Empty:
+                    self._cond.wait(timeout=0.2)
+                    continue
+                self._queued.discard(relative)
+                self._inflight.add(relative)
+            try:
+                self._upload(relative)
+            except FileNotFoundError:
+                log.info("%s vanished before upload; nothing to do", relative)
+            except UploadRetryError as exc:
+                self._retry(relative, str(exc), count=False)
+            except Exception as exc:  # noqa: BLE001 - any failure is retried, never dropped
+                self._retry(relative, f"{type(exc).__name__}: {exc}", count=True)
+            finally:
+                with self._cond:
+                    self._inflight.discard(relative)
+
+    def _retry(self, relative: str, reason: str, *, count: bool) -> None:
+        attempts = self._attempts.get(relative, 0) + 1
+        self._attempts[relative] = attempts
+        if count:
+            self.failures += 1
+        delay = min(self.options.max_backoff, self.options.first_backoff * 2 ** (attempts - 1))
+        log.warning(
+            "upload of %s failed (%s); retry %d in %.1fs", relative, reason, attempts, delay
+        )
+        self.schedule(relative, delay)
+
+    def _upload(self, relative: str) -> None:
+        path = self.options.sync_dir / relative
+        before = path.stat()
+        signature = (before.st_size, before.st_mtime_ns)
+        key = object_key(self.settings.prefix, relative)
+        content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
+        started = time.monotonic()
+        if before.st_size < MULTIPART_THRESHOLD:
+            body = path.read_bytes()
+            md5 = hashlib.md5(body, usedforsecurity=False)
+            if len(body) != before.st_size:
+                raise UploadRetryError("file changed while reading")
+            expected = md5.hexdigest()
+            response = self.client.put_object(
+                Bucket=self.settings.bucket,
+                Key=key,
+                Body=body,
+                ContentMD5=base64.b64encode(md5.digest()).decode(),
+                ContentType=content_type,
+            )
+            etag = strip_etag(response["ETag"])
+        else:
+            expected = expected_etag(path)
+            self.client.upload_file(
+                str(path),
+                self.settings.bucket,
+                key,
+                ExtraArgs={"ContentType": content_type},
+                Config=transfer_config(max_concurrency=4),
+            )
+            etag = strip_etag(self.client.head_object(Bucket=self.settings.bucket, Key=key)["ETag"])
+        after = path.stat()
+        if (after.st_size, after.st_mtime_ns) != signature:
+            raise UploadRetryError("file changed during upload")
+        if etag != expected:
+            raise UploadRetryError(f"bucket ETag {etag} != local {expected}")
+        self.journal.record(relative, signature, etag, key)
+        with self._cond:
+            seen = self._first_seen.pop(relative, started)
+            self._attempts.pop(relative, None)
+        lag = time.monotonic() - seen
+        self._lags.append(lag)
+        self.uploaded += 1
+        log.info(
+            "uploaded %s (%d bytes) in %.2fs, lag %.2fs",
+            key,
+            before.st_size,
+            time.monotonic() - started,
+            lag,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching (when enabled), scanning, and the upload pool."""
+        self.options.sync_dir.mkdir(parents=True, exist_ok=True)
+        if self.watch:
+            from inotify_simple import INotify  # noqa: PLC0415 - Linux-only
+
+            self._inotify = INotify()
+            self._add_watches(self.options.sync_dir)
+            self._spawn("sync-watch", self._watch_loop)
+        self._spawn("sync-scheduler", self._scheduler_loop)
+        for index in range(max(1, self.options.workers)):
+            self._spawn(f"sync-upload-{index}", self._worker_loop)
+        found = self.scan()
+        log.info(
+            "watching %s -> %s/%s (%d already journaled, %d to upload)",
+            self.options.sync_dir,
+            self.settings.bucket,
+            self.settings.prefix,
+            len(self.journal),
+            found,
+        )
+        if self.watch:
+            self._spawn("sync-maintenance", self._maintenance_loop)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _maintenance_loop(self) -> None:
+        next_scan = time.monotonic() + self.options.rescan_interval
+        next_status = time.monotonic() + self.options.status_interval
+        while not self._stop.is_set():
+            if self._rescan.wait(timeout=0.2):
+                self._rescan.clear()
+                self.scan()
+            now = time.monotonic()
+            if now >= next_scan:
+                next_scan = now + self.options.rescan_interval
+                found = self.scan()
+                if found:
+                    log.info("reconciliation scan found %d file(s) to upload", found)
+            if now >= next_status:
+                next_status = now + self.options.status_interval
+                log.info("status: %s", self.status_line())
+
+    def idle(self) -> bool:
+        """True when nothing is scheduled, queued or uploading."""
+        return self.pending_count() == 0
+
+    def stop(self) -> None:
+        """Stop taking work, let in-flight uploads finish, flush and close the journal."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
+        if self._inotify is not None:
+            self._inotify.close()
+        self.journal.close()
+        log.info("stopped: %s", self.status_line())
+
+    def run_once(self, timeout: float) -> int:
+        """Upload everything not yet journaled, wait until verified; return an exit code."""
+        self.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self.idle():
+                break
+            time.sleep(0.05)
+        pending = self.pending_count()
+        self.stop()
+        if pending:
+            log.error("%d file(s) still pending after %.0fs", pending, timeout)
+            return EXIT_PENDING
+        log.info("all files uploaded and verified")
+        return EXIT_OK
+
+
+def options_from_env(env: Mapping[str, str], args: argparse.Namespace) -> SyncOptions:
+    """Build :class:`SyncOptions` from flags first, then ``SYNC_*`` variables."""
+    sync_dir = args.sync_dir or env.get("SYNC_DIR") or env.get("COMFYUI_OUTPUT_DIR")
+    state_dir = args.state_dir or env.get("SYNC_STATE_DIR") or DEFAULT_STATE_DIR
+
+    def number(name: str, default: float) -> float:
+        raw = env.get(name, "").strip()
+        try:
+            return float(raw) if raw else default
+        except ValueError:
+            raise R2ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+    return SyncOptions(
+        sync_dir=Path(sync_dir or DEFAULT_SYNC_DIR),
+        state_dir=Path(state_dir),
+        settle=args.settle if args.settle is not None else number("SYNC_SETTLE_SECONDS", 0.3),
+        workers=args.workers or int(number("SYNC_WORKERS", 4)),
+        rescan_interval=number("SYNC_RESCAN_SECONDS", 60.0),
+        status_interval=number("SYNC_STATUS_SECONDS", 30.0),
+        max_backoff=number("SYNC_MAX_BACKOFF_SECONDS", 30.0),
+        first_backoff=number("SYNC_FIRST_BACKOFF_SECONDS", 0.5),
+    )
+
+
+HELP_EPILOG = """\
+environment:
+  SYNC_DIR (or COMFYUI_OUTPUT_DIR)  folder to sync (default /workspace/ComfyUI/output)
+  SYNC_STATE_DIR                    journal folder (default /workspace/.r2_sync)
+  SYNC_SETTLE_SECONDS               stable time before upload (default 0.3)
+  SYNC_WORKERS                      parallel uploads (default 4)
+  SYNC_RESCAN_SECONDS               reconciliation scan interval (default 60)
+  SYNC_STATUS_SECONDS               status line interval (default 30)
+  SYNC_MAX_BACKOFF_SECONDS          cap of the retry delay (default 30)
+  R2_ENDPOINT R2_BUCKET R2_ACCESS_KEY_ID R2_SECRET_ACCESS_KEY R2_PREFIX
+
+object key = R2_PREFIX + path relative to SYNC_DIR
+
+exit codes:
+  0  --once: every file uploaded and verified; daemon: stopped cleanly by SIGTERM/SIGINT
+  1  --once: files still pending when --timeout ran out
+  2  configuration error
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI of ``python -m worker.sync``."""
+    parser = argparse.ArgumentParser(
+        prog="r2_sync.sh",
+        description="Upload every finished file under SYNC_DIR to R2, verified, in real time.",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--once", action="store_true", help="sync everything, then exit")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="--once: give up after this many seconds"
+    )
+    parser.add_argument("--sync-dir", help="folder to sync (SYNC_DIR)")
+    parser.add_argument("--state-dir", help="journal folder (SYNC_STATE_DIR)")
+    parser.add_argument("--settle", type=float, help="seconds (SYNC_SETTLE_SECONDS)")
+    parser.add_argument("--workers", type=int, help="parallel uploads (SYNC_WORKERS)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    try:
+        settings = R2Settings.from_env(env)
+        options = options_from_env(env, args)
+    except (R2ConfigError, ValueError) as exc:
+        log.error("%s", exc)  # noqa: TRY400 - a configuration error, not a crash
+        return EXIT_CONFIG
+    daemon = SyncDaemon(options, settings, watch=not args.once)
+    if args.once:
+        return daemon.run_once(args.timeout)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; finishing in-flight uploads", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    while not stopping.wait(timeout=1.0):
+        pass
+    daemon.stop()
+    return EXIT_OK
+
+
+def cli() -> None:
+    """``python -m worker.sync``: log to stderr with a prefix, exit with :func:`main`'s code."""
+    logging.basicConfig(
+        level=logging.INFO, format="[r2_sync] %(asctime)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
