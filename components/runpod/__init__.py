@@ -1,0 +1,21 @@
+"""RunPod managed through a Pulumi dynamic provider over REST API v2.
+
+`api` is the HTTP client, `providers` the dynamic providers (their import path is stored
+in every stack's state: never move or rename them), `resources` the typed resources.
+"""
+
+from components.runpod.api import RunPodApiError
+from components.runpod.providers import GPU_POOLS, is_secret_reference, secret_reference
+from components.runpod.resources import Endpoint, NetworkVolume, Registry, Secret, Template
+
+__all__ = [
+    "GPU_POOLS",
+    "Endpoint",
+    "NetworkVolume",
+    "Registry",
+    "RunPodApiError",
+    "Secret",
+    "Template",
+    "is_secret_reference",
+    "secret_reference",
+]

@@ -1,0 +1,275 @@
+"""ComfyServerless: the RunPod serverless endpoint that runs ComfyUI jobs, and what it needs.
+
+Owns: RunPod account secrets holding the worker's R2 credentials (and, when given, a
+Hugging Face token); a GHCR registry credential built from a `read:packages` pull token;
+an optional network volume for models; and the serverless endpoint itself, with the
+image pinned by digest and the worker environment of the architecture's contract, in
+which credentials appear only as `{{ RUNPOD_SECRET_<name> }}` references. Scaling comes
+from the caller (stack config): staging scales to zero, prod keeps a warm worker.
+
+Deliberately does not own: the R2 bucket and its tokens (`OutputBucket`), the image build
+(`WorkerImage`), the RunPod API key (read by the provider's `configure()`, never an
+input), or who calls the endpoint (`AppDeployment`, `ProviderSwitch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.runpod import Endpoint, NetworkVolume, Registry, Secret, secret_reference
+from components.runpod.providers import FLASHBOOT_MODES, GPU_POOLS
+from components.runpod.resources import runpod_name_prefix
+
+JOB_API_BASE = "https://api.runpod.ai/v2"
+SERVERLESS_VOLUME_MOUNT = "/runpod-volume"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComfyServerlessArgs:
+    """Inputs of `ComfyServerless`; plain values are validated when constructed."""
+
+    image: pulumi.Input[str]
+    """Worker image, fully qualified and pinned by digest (`WorkerImage.image_ref`)."""
+    r2_endpoint: pulumi.Input[str]
+    """R2 S3 endpoint URL (`R2_ENDPOINT`)."""
+    r2_bucket: pulumi.Input[str]
+    """Bucket receiving every output (`R2_BUCKET`)."""
+    r2_prefix: pulumi.Input[str]
+    """Key prefix of outputs (`R2_PREFIX`)."""
+    r2_access_key_id: pulumi.Input[str]
+    """Worker's R2 access key id (secret Output); stored as a RunPod secret."""
+    r2_secret_access_key: pulumi.Input[str]
+    """Worker's R2 secret access key (secret Output); stored as a RunPod secret."""
+    registry_username: pulumi.Input[str]
+    """GHCR user owning the pull token."""
+    registry_token: pulumi.Input[str]
+    """GHCR token with `read:packages` (secret Output)."""
+    r2_public_base_url: pulumi.Input[str] | None = None
+    """Public URL objects are served from (`R2_PUBLIC_BASE_URL`), if any."""
+    hf_token: pulumi.Input[str] | None = None
+    """Hugging Face token for gated models (secret Output), if any."""
+    endpoint_name: str | None = None
+    """Endpoint name; default `<project>-<stack>-comfyui`."""
+    name_prefix: str | None = None
+    """Prefix of account-unique RunPod names (secrets, registry); default from project and
+    stack, e.g. `comfyui_runpod_staging`."""
+    gpu_pools: tuple[str, ...] = ("ADA_24", "AMPERE_24")
+    """GPU pools in order of preference (FLUX fp8 needs >= 24 GB)."""
+    gpu_count: int = 1
+    """GPUs per worker."""
+    workers_min: int = 0
+    """Always-on workers: 0 scales to zero (staging), 1 removes cold starts (prod)."""
+    workers_max: int = 3
+    """Upper bound of workers."""
+    idle_timeout_s: int = 5
+    """Seconds an idle worker stays up, 1..3600."""
+    scaling_type: str = "QUEUE_DELAY"
+    """`QUEUE_DELAY` (seconds waited) or `REQUEST_COUNT` (requests per worker)."""
+    scaling_value: float = 4
+    """Queue delay in seconds (>= 0.5) or requests per worker (>= 1)."""
+    flashboot: str = "FLASHBOOT"
+    """`OFF`, `FLASHBOOT` or `PRIORITY_FLASHBOOT`."""
+    execution_timeout_ms: int = 660_000
+    """RunPod's per-job execution timeout; must exceed `job_timeout_s`."""
+    container_disk_gb: int = 40
+    """Container disk per worker in GB."""
+    model_groups: tuple[str, ...] = ("flux_dev_fp8", "background_removal")
+    """`MODEL_GROUPS` the worker verifies or downloads at boot."""
+    data_center_ids: tuple[str, ...] = ()
+    """Restrict workers to these data centers; empty means anywhere."""
+    network_volume_size_gb: int | None = None
+    """Attach a network volume of this size for models (None: models in the image)."""
+    network_volume_data_center_id: str | None = None
+    """Data center of that volume (required with a size; workers then run there)."""
+    job_timeout_s: int = 600
+    """Handler-side job timeout (`JOB_TIMEOUT_S`)."""
+    wait_for_rollout: bool = False
+    """Make `pulumi up` wait until a new release runs on every worker."""
+    rollout_timeout_s: int = 900
+    """How long that wait may take before `pulumi up` fails."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("invalid ComfyServerlessArgs: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every rule a plain value breaks, each with what to change."""
+        found: list[str] = []
+        unknown = [pool for pool in self.gpu_pools if pool not in GPU_POOLS]
+        if not self.gpu_pools or unknown:
+            found.append(f"gpu_pools needs known pools (got {list(self.gpu_pools)})")
+        if not 1 <= self.gpu_count <= 8:
+            found.append(f"gpu_count must be 1..8, got {self.gpu_count}")
+        if self.flashboot not in FLASHBOOT_MODES:
+            modes = ", ".join(FLASHBOOT_MODES)
+            found.append(f"flashboot must be one of {modes}, got {self.flashboot!r}")
+        if self.job_timeout_s * 1000 >= self.execution_timeout_ms:
+            found.append(
+                f"execution_timeout_ms ({self.execution_timeout_ms}) must exceed job_timeout_s "
+                f"({self.job_timeout_s} s) so the handler reports a timeout before RunPod kills it"
+            )
+        if not self.model_groups:
+            found.append("model_groups must name at least one group")
+        return found + self._scaling_problems() + self._volume_problems()
+
+    def _scaling_problems(self) -> list[str]:
+        found: list[str] = []
+        if not 0 <= self.workers_min <= self.workers_max:
+            found.append(
+                f"workers must satisfy 0 <= min <= max, got {self.workers_min}..{self.workers_max}"
+            )
+        if not 1 <= self.idle_timeout_s <= 3600:
+            found.append(f"idle_timeout_s must be 1..3600, got {self.idle_timeout_s}")
+        value = self.scaling_value
+        if self.scaling_type == "QUEUE_DELAY":
+            if value < 0.5:
+                found.append(f"a QUEUE_DELAY scaling_value must be >= 0.5 s, got {value}")
+        elif self.scaling_type == "REQUEST_COUNT":
+            if value < 1 or not float(value).is_integer():
+                found.append(f"a REQUEST_COUNT scaling_value must be an integer >= 1, got {value}")
+        else:
+            found.append(
+                f"scaling_type must be QUEUE_DELAY or REQUEST_COUNT, got {self.scaling_type!r}"
+            )
+        return found
+
+    def _volume_problems(self) -> list[str]:
+        size, data_center = self.network_volume_size_gb, self.network_volume_data_center_id
+        if (size is None) != (data_center is None):
+            return ["network_volume_size_gb and network_volume_data_center_id go together"]
+        found: list[str] = []
+        if size is not None and not 10 <= size <= 4096:
+            found.append(f"network_volume_size_gb must be 10..4096, got {size}")
+        if (
+            data_center is not None
+            and self.data_center_ids
+            and data_center not in self.data_center_ids
+        ):
+            found.append(
+                f"data_center_ids {list(self.data_center_ids)} must include the volume's "
+                f"data center {data_center}"
+            )
+        return found
+
+
+class ComfyServerless(pulumi.ComponentResource):
+    """A RunPod serverless ComfyUI endpoint with its secrets and registry credential."""
+
+    endpoint_id: pulumi.Output[str]
+    """RunPod endpoint id (`RUNPOD_COMFYUI_ENDPOINT_ID`)."""
+    endpoint_name: pulumi.Output[str]
+    """Endpoint name."""
+    job_api_url: pulumi.Output[str]
+    """Base URL of the job API: `<url>/run`, `/runsync`, `/status/<id>`, `/health`."""
+    secret_names: pulumi.Output[dict[str, str]]
+    """Worker env variable -> RunPod secret name it references."""
+    registry_id: pulumi.Output[str]
+    """RunPod id of the GHCR credential."""
+    network_volume_id: pulumi.Output[str]
+    """Id of the models volume, or empty without one."""
+
+    def __init__(
+        self, name: str, args: ComfyServerlessArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("comfyui-runpod:index:ComfyServerless", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = args.name_prefix or runpod_name_prefix(pulumi.get_project(), pulumi.get_stack())
+        endpoint_name = args.endpoint_name or f"{pulumi.get_project()}-{pulumi.get_stack()}-comfyui"
+
+        credentials: dict[str, tuple[str, pulumi.Input[str]]] = {
+            "R2_ACCESS_KEY_ID": ("r2-access-key-id", args.r2_access_key_id),
+            "R2_SECRET_ACCESS_KEY": ("r2-secret-access-key", args.r2_secret_access_key),
+        }
+        if args.hf_token is not None:
+            credentials["HF_TOKEN"] = ("hf-token", args.hf_token)
+        references: dict[str, pulumi.Input[str]] = {}
+        names: dict[str, str] = {}
+        for variable, (role, value) in credentials.items():
+            secret_name = f"{prefix}_{role.replace('-', '_')}"
+            secret = Secret(
+                f"{name}-{role}",
+                name=secret_name,
+                value=value,
+                description=f"{variable} of the {endpoint_name} workers (managed by Pulumi)",
+                opts=child,
+            )
+            # The reference reads the secret's output name, so the endpoint waits for it.
+            references[variable] = secret.name.apply(secret_reference)
+            names[variable] = secret_name
+
+        registry = Registry(
+            f"{name}-ghcr",
+            name=f"{prefix}_ghcr_serverless",
+            username=args.registry_username,
+            password=args.registry_token,
+            opts=child,
+        )
+
+        volume_ids: list[pulumi.Input[str]] = []
+        data_centers = args.data_center_ids
+        env: dict[str, pulumi.Input[str]] = {
+            "MODE": "serverless",
+            "R2_ENDPOINT": args.r2_endpoint,
+            "R2_BUCKET": args.r2_bucket,
+            "R2_PREFIX": args.r2_prefix,
+            "MODEL_GROUPS": ",".join(args.model_groups),
+            "JOB_TIMEOUT_S": str(args.job_timeout_s),
+            **references,
+        }
+        if args.r2_public_base_url is not None:
+            env["R2_PUBLIC_BASE_URL"] = args.r2_public_base_url
+        volume_id: pulumi.Output[str] = pulumi.Output.from_input("")
+        if args.network_volume_size_gb is not None and args.network_volume_data_center_id:
+            volume = NetworkVolume(
+                f"{name}-models",
+                name=f"{endpoint_name}-models",
+                size_gb=args.network_volume_size_gb,
+                data_center_id=args.network_volume_data_center_id,
+                opts=child,
+            )
+            volume_ids.append(volume.id)
+            data_centers = data_centers or (args.network_volume_data_center_id,)
+            env["MODELS_DIR"] = f"{SERVERLESS_VOLUME_MOUNT}/models"
+            volume_id = volume.id
+
+        endpoint = Endpoint(
+            f"{name}-endpoint",
+            name=endpoint_name,
+            image=args.image,
+            env=env,
+            registry_id=registry.id,
+            gpu_pools=args.gpu_pools,
+            gpu_count=args.gpu_count,
+            workers_min=args.workers_min,
+            workers_max=args.workers_max,
+            idle_timeout_s=args.idle_timeout_s,
+            scaling_type=args.scaling_type,
+            scaling_value=args.scaling_value,
+            container_disk_gb=args.container_disk_gb,
+            data_center_ids=data_centers,
+            network_volume_ids=volume_ids,
+            timeout_ms=args.execution_timeout_ms,
+            flashboot=args.flashboot,
+            wait_for_rollout_s=args.rollout_timeout_s if args.wait_for_rollout else 0,
+            opts=child,
+        )
+
+        self.endpoint_id = endpoint.id
+        self.endpoint_name = endpoint.name
+        self.job_api_url = endpoint.id.apply(lambda eid: f"{JOB_API_BASE}/{eid}")
+        self.secret_names = pulumi.Output.from_input(names)
+        self.registry_id = registry.id
+        self.network_volume_id = volume_id
+        self.register_outputs(
+            {
+                "endpoint_id": self.endpoint_id,
+                "endpoint_name": self.endpoint_name,
+                "job_api_url": self.job_api_url,
+                "secret_names": self.secret_names,
+                "registry_id": self.registry_id,
+                "network_volume_id": self.network_volume_id,
+            }
+        )

@@ -1,0 +1,195 @@
+"""VideoPod: the network volume and pod template for WAN 2.2 video work on RunPod pods.
+
+Owns: a network volume (models and outputs survive the pod; mounted at `/workspace`),
+RunPod secrets with the pod's R2 credentials (and a Hugging Face token when given), a
+GHCR registry credential, and a pod template in the hearmeman-extended style: ComfyUI on
+8188/http, JupyterLab on 8888/http, SSH on 22/tcp, `MODE=pod`, `ENABLE_R2_SYNC=true` so
+the sync daemon lands every output in R2, and `MODEL_GROUPS` (WAN 2.2 720p T2V by
+default). It exports the exact `POST /v2/pods` body that starts a pod from the template
+with the volume attached.
+
+Deliberately does not own: running pods. A pod bills by the hour and is started by a
+person for a session (console or `POST /v2/pods` with `pod_request`), so the stack never
+creates or destroys one. Its secrets and registry credential are separate from the
+serverless endpoint's so each component stands alone (RunPod names are account-unique).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.runpod import NetworkVolume, Registry, Secret, Template, secret_reference
+from components.runpod.resources import runpod_name_prefix
+
+POD_VOLUME_MOUNT = "/workspace"
+POD_PORTS = ("8188/http", "8888/http", "22/tcp")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoPodArgs:
+    """Inputs of `VideoPod`; plain values are validated when constructed."""
+
+    image: pulumi.Input[str]
+    """Worker image, fully qualified and pinned by digest (`WorkerImage.image_ref`)."""
+    r2_endpoint: pulumi.Input[str]
+    """R2 S3 endpoint URL (`R2_ENDPOINT`)."""
+    r2_bucket: pulumi.Input[str]
+    """Bucket receiving every output (`R2_BUCKET`)."""
+    r2_prefix: pulumi.Input[str]
+    """Key prefix of outputs (`R2_PREFIX`)."""
+    r2_access_key_id: pulumi.Input[str]
+    """R2 access key id for the sync daemon (secret Output)."""
+    r2_secret_access_key: pulumi.Input[str]
+    """R2 secret access key for the sync daemon (secret Output)."""
+    registry_username: pulumi.Input[str]
+    """GHCR user owning the pull token."""
+    registry_token: pulumi.Input[str]
+    """GHCR token with `read:packages` (secret Output)."""
+    r2_public_base_url: pulumi.Input[str] | None = None
+    """Public URL objects are served from (`R2_PUBLIC_BASE_URL`), if any."""
+    hf_token: pulumi.Input[str] | None = None
+    """Hugging Face token for gated models (secret Output), if any."""
+    template_name: str | None = None
+    """Template name; default `<project>-<stack>-video-pod`."""
+    name_prefix: str | None = None
+    """Prefix of account-unique RunPod names; default from project and stack."""
+    data_center_id: str = "EU-RO-1"
+    """Data center of the network volume (immutable; pods must run there)."""
+    volume_size_gb: int = 200
+    """Network volume size, 10..4096 GB (grow only)."""
+    container_disk_gb: int = 50
+    """Container disk of the pod in GB."""
+    model_groups: tuple[str, ...] = ("wan22_t2v", "wan22_t2v_fast")
+    """`MODEL_GROUPS` downloaded onto the volume at first boot."""
+    start_jupyter: bool = True
+    """Start JupyterLab on 8888 (RunPod injects `JUPYTER_PASSWORD`)."""
+    gpu_type_id: str = "NVIDIA A100 80GB PCIe"
+    """GPU type written into `pod_request` (WAN 2.2 720p wants 48-80 GB)."""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not 10 <= self.volume_size_gb <= 4096:
+            problems.append(f"volume_size_gb must be 10..4096, got {self.volume_size_gb}")
+        if not 1 <= self.container_disk_gb <= 4096:
+            problems.append(f"container_disk_gb must be 1..4096, got {self.container_disk_gb}")
+        if not self.model_groups:
+            problems.append("model_groups must name at least one group")
+        if not self.data_center_id:
+            problems.append("data_center_id is required (e.g. EU-RO-1)")
+        if problems:
+            raise ValueError("invalid VideoPodArgs: " + "; ".join(problems))
+
+
+class VideoPod(pulumi.ComponentResource):
+    """A network volume plus a ComfyUI/Jupyter/SSH pod template that syncs outputs to R2."""
+
+    template_id: pulumi.Output[str]
+    """RunPod template id to start pods from."""
+    network_volume_id: pulumi.Output[str]
+    """Network volume to attach at `/workspace`."""
+    data_center_id: pulumi.Output[str]
+    """Data center pods must run in (the volume's)."""
+    pod_request: pulumi.Output[dict[str, Any]]
+    """`POST /v2/pods` body that starts a pod from the template with the volume."""
+    secret_names: pulumi.Output[dict[str, str]]
+    """Pod env variable -> RunPod secret name it references."""
+
+    def __init__(
+        self, name: str, args: VideoPodArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("comfyui-runpod:index:VideoPod", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = args.name_prefix or runpod_name_prefix(pulumi.get_project(), pulumi.get_stack())
+        template_name = (
+            args.template_name or f"{pulumi.get_project()}-{pulumi.get_stack()}-video-pod"
+        )
+
+        volume = NetworkVolume(
+            f"{name}-volume",
+            name=f"{template_name}-workspace",
+            size_gb=args.volume_size_gb,
+            data_center_id=args.data_center_id,
+            opts=child,
+        )
+
+        credentials: dict[str, tuple[str, pulumi.Input[str]]] = {
+            "R2_ACCESS_KEY_ID": ("r2-access-key-id", args.r2_access_key_id),
+            "R2_SECRET_ACCESS_KEY": ("r2-secret-access-key", args.r2_secret_access_key),
+        }
+        if args.hf_token is not None:
+            credentials["HF_TOKEN"] = ("hf-token", args.hf_token)
+        references: dict[str, pulumi.Input[str]] = {}
+        names: dict[str, str] = {}
+        for variable, (role, value) in credentials.items():
+            secret_name = f"{prefix}_pod_{role.replace('-', '_')}"
+            secret = Secret(
+                f"{name}-{role}",
+                name=secret_name,
+                value=value,
+                description=f"{variable} of the {template_name} pods (managed by Pulumi)",
+                opts=child,
+            )
+            references[variable] = secret.name.apply(secret_reference)
+            names[variable] = secret_name
+
+        registry = Registry(
+            f"{name}-ghcr",
+            name=f"{prefix}_ghcr_pod",
+            username=args.registry_username,
+            password=args.registry_token,
+            opts=child,
+        )
+
+        env: dict[str, pulumi.Input[str]] = {
+            "MODE": "pod",
+            "ENABLE_R2_SYNC": "true",
+            "R2_ENDPOINT": args.r2_endpoint,
+            "R2_BUCKET": args.r2_bucket,
+            "R2_PREFIX": args.r2_prefix,
+            "MODEL_GROUPS": ",".join(args.model_groups),
+            **references,
+        }
+        if args.r2_public_base_url is not None:
+            env["R2_PUBLIC_BASE_URL"] = args.r2_public_base_url
+
+        template = Template(
+            f"{name}-template",
+            name=template_name,
+            image=args.image,
+            env=env,
+            ports=POD_PORTS,
+            container_disk_gb=args.container_disk_gb,
+            registry_id=registry.id,
+            serverless=False,
+            start_ssh=True,
+            start_jupyter=args.start_jupyter,
+            opts=child,
+        )
+
+        self.template_id = template.id
+        self.network_volume_id = volume.id
+        self.data_center_id = pulumi.Output.from_input(args.data_center_id)
+        self.secret_names = pulumi.Output.from_input(names)
+        self.pod_request = pulumi.Output.all(template.id, volume.id).apply(
+            lambda ids: {
+                "name": template_name,
+                "templateId": ids[0],
+                "gpu": {"id": args.gpu_type_id, "count": 1},
+                "dataCenterIds": [args.data_center_id],
+                "mounts": {"network": [{"volumeId": ids[1], "path": POD_VOLUME_MOUNT}]},
+                "startJupyter": args.start_jupyter,
+                "startSsh": True,
+            }
+        )
+        self.register_outputs(
+            {
+                "template_id": self.template_id,
+                "network_volume_id": self.network_volume_id,
+                "data_center_id": self.data_center_id,
+                "pod_request": self.pod_request,
+                "secret_names": self.secret_names,
+            }
+        )
