@@ -39,15 +39,15 @@ bucket = OutputBucket(
 
 image = WorkerImage("worker", settings=cfg.image)
 
-# Seam for the serverless endpoint: an existing endpoint id from config until the
-# ComfyServerless component (RunPod issue) supplies its own endpoint_id Output here.
-comfyui_endpoint_id: pulumi.Output[str] = pulumi.Output.from_input(cfg.serverless.endpoint_id or "")
+# Seam for the serverless endpoint: an existing endpoint id from config (or none yet) until
+# the ComfyServerless component (RunPod issue) supplies its endpoint_id Output here.
+comfyui_endpoint_id: pulumi.Input[str] | None = cfg.serverless.endpoint_id
 
 switch = ProviderSwitch(
     "rollout",
     account_id=cfg.cloudflare.account_id,
     settings=cfg.rollout,
-    endpoint_id=comfyui_endpoint_id,
+    endpoint_id=comfyui_endpoint_id or "",
     namespace_title=f"{cfg.project}-{cfg.stack}-rollout",
     stack=cfg.stack,
     opts=on_cloudflare,
@@ -77,7 +77,7 @@ pulumi.export("kvNamespaceId", switch.namespace_id)
 pulumi.export("kvKey", switch.key)
 pulumi.export("rolloutFlag", switch.value)
 pulumi.export("appEnvironment", app.environment)
-pulumi.export("comfyuiEndpointId", comfyui_endpoint_id)
+pulumi.export("comfyuiEndpointId", comfyui_endpoint_id or "")
 # The app's read-only credentials, for `python -m ops smoke`; secret in state and output.
 pulumi.export("appR2AccessKeyId", pulumi.Output.secret(bucket.app_access_key_id))
 pulumi.export("appR2SecretAccessKey", pulumi.Output.secret(bucket.app_secret_access_key))

@@ -30,8 +30,8 @@ class AppDeploymentArgs:
     """Repository, environment, reviewers and the app's own credentials."""
     rollout: RolloutSettings
     """Provider choice and ComfyUI share, published as variables."""
-    comfyui_endpoint_id: pulumi.Input[str]
-    """The serverless endpoint the app calls."""
+    comfyui_endpoint_id: pulumi.Input[str] | None
+    """The serverless endpoint the app calls; ``None`` until one exists (no secret is set)."""
     r2_endpoint: pulumi.Input[str]
     """S3 endpoint of the output bucket."""
     r2_bucket: pulumi.Input[str]

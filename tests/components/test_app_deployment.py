@@ -1,0 +1,130 @@
+"""AppDeployment under Pulumi mocks: the app's GitHub environment, its secrets and variables."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.app_deployment import AppDeployment, AppDeploymentArgs
+from components.config import StackConfig, parse
+from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
+from tests.fakes.stack_values import MINIMAL
+
+ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
+SECRET = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
+VARIABLE = "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable"
+
+
+def config(stack: str = "staging", **values: str) -> StackConfig:
+    """StackConfig for MINIMAL + ``values`` (``app_x`` -> ``app.x``)."""
+    changed = {k.replace("_", ".", 1): v for k, v in values.items()}
+    return parse({**MINIMAL, **changed}, stack=stack)
+
+
+def build(mocks: RecordingMocks, cfg: StackConfig, endpoint: str | None = "ep-1") -> AppDeployment:
+    """Run an AppDeployment with fake R2 values."""
+    built: list[AppDeployment] = []
+
+    def program() -> None:
+        args = AppDeploymentArgs(
+            settings=cfg.app,
+            rollout=cfg.rollout,
+            comfyui_endpoint_id=endpoint,
+            r2_endpoint="https://acct.r2.cloudflarestorage.com",
+            r2_bucket="bucket",
+            r2_access_key_id=pulumi.Output.secret("read-key-id"),
+            r2_secret_access_key=pulumi.Output.secret("read-secret"),
+        )
+        built.append(AppDeployment("app", args))
+
+    run(program)
+    return built[0]
+
+
+def secrets(mocks: RecordingMocks) -> dict[str, str]:
+    """Environment secrets by name."""
+    return {r.inputs["secretName"]: r.inputs["value"] for r in mocks.of_type(SECRET)}
+
+
+def test_environment_carries_the_app_secrets_with_read_only_r2_credentials() -> None:
+    """RUNPOD_*, R2_* secrets are set; R2 credentials are the read-only ones."""
+    with mocked() as mocks:
+        build(mocks, config(app_runpodApiKey="rp-key"))
+        assert secrets(mocks) == {
+            "RUNPOD_API_KEY": "rp-key",
+            "RUNPOD_COMFYUI_ENDPOINT_ID": "ep-1",
+            "R2_ENDPOINT": "https://acct.r2.cloudflarestorage.com",
+            "R2_BUCKET": "bucket",
+            "R2_ACCESS_KEY_ID": "read-key-id",
+            "R2_SECRET_ACCESS_KEY": "read-secret",
+        }
+
+
+def test_every_secret_value_is_secret_in_state() -> None:
+    """Secret values reach the provider wrapped as secrets, so state encrypts them."""
+    with mocked() as mocks:
+        build(
+            mocks,
+            config(app_runpodApiKey="rp-key", app_scenarioApiKey="s", app_scenarioSecretApiKey="t"),
+        )
+        registered = mocks.of_type(SECRET)
+        assert len(registered) == 8
+        for resource in registered:
+            assert "value" in resource.secret_paths, resource.inputs["secretName"]
+
+
+def test_scenario_secrets_are_set_only_when_configured() -> None:
+    """Scenario credentials are optional and never written empty."""
+    with mocked() as mocks:
+        build(mocks, config())
+        assert not {"SCENARIO_API_KEY", "SCENARIO_SECRET_API_KEY"} & set(secrets(mocks))
+    with mocked() as mocks:
+        build(mocks, config(app_scenarioApiKey="s", app_scenarioSecretApiKey="t"))
+        assert secrets(mocks)["SCENARIO_API_KEY"] == "s"
+        assert secrets(mocks)["SCENARIO_SECRET_API_KEY"] == "t"
+
+
+def test_no_endpoint_yet_means_no_endpoint_secret() -> None:
+    """Until an endpoint exists, RUNPOD_COMFYUI_ENDPOINT_ID is not written empty."""
+    with mocked() as mocks:
+        build(mocks, config(), endpoint=None)
+        assert "RUNPOD_COMFYUI_ENDPOINT_ID" not in secrets(mocks)
+
+
+def test_variables_publish_the_provider_choice() -> None:
+    """IMAGE_GENERATION_PROVIDER and COMFYUI_TRAFFIC_PERCENT follow the rollout config."""
+    with mocked() as mocks:
+        build(
+            mocks,
+            config(rollout_provider="runpod", rollout_comfyuiPercent="25", app_runpodApiKey="k"),
+        )
+        variables = {r.inputs["variableName"]: r.inputs["value"] for r in mocks.of_type(VARIABLE)}
+        assert variables == {
+            "IMAGE_GENERATION_PROVIDER": "comfyui",
+            "COMFYUI_TRAFFIC_PERCENT": "25",
+        }
+        assert all(r.secret_paths == frozenset() for r in mocks.of_type(VARIABLE))
+
+
+def test_everything_lands_in_this_stacks_environment_of_the_app_repository() -> None:
+    """prod fills `production` on the repository named in app.repository."""
+    with mocked(stack="prod") as mocks:
+        deployment = build(
+            mocks,
+            config("prod", image_digest="sha256:" + "d" * 64),
+        )
+        env = mocks.one(ENVIRONMENT).inputs
+        assert env == {"repository": "asset-studio", "environment": "production"}
+        for resource in mocks.of_type(SECRET) + mocks.of_type(VARIABLE):
+            assert resource.inputs["repository"] == "asset-studio"
+            assert resource.inputs["environment"] == "production"
+        assert settle(deployment.environment)[0] == "production"
+
+
+def test_required_reviewers_are_set_when_configured() -> None:
+    """Reviewer ids become the environment's protection rule."""
+    with mocked() as mocks:
+        build(mocks, config(app_reviewerUserIds="11,12", app_reviewerTeamIds="7"))
+        assert mocks.one(ENVIRONMENT).inputs["reviewers"] == [{"users": [11, 12], "teams": [7]}]
+    with mocked() as mocks:
+        build(mocks, config())
+        assert "reviewers" not in mocks.one(ENVIRONMENT).inputs

@@ -1,0 +1,181 @@
+"""Pulumi mocks that record every registration, and helpers to run programs under them.
+
+The mocks echo inputs and fabricate only what a provider computes (ids, token values, the
+pushed image digest, KV namespace ids). Invokes they do not know fail loudly, and the
+permission-group lookup answers like Cloudflare's API: only groups that exist, by exact name.
+Secret inputs arrive wrapped in Pulumi's secret signature; :class:`Registered` keeps the
+plain value and the paths that were secret, so tests can assert what state would encrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import runpy
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi.runtime.settings
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Pulumi's wire format for secrets: {SIG_KEY: SECRET_SIG, "value": <plain>}.
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+PERMISSION_GROUPS_TOKEN = (
+    "cloudflare:index/getAccountApiTokenPermissionGroupsList:getAccountApiTokenPermissionGroupsList"
+)
+#: A slice of Cloudflare's real permission groups (ids are per-deployment, fake here).
+PERMISSION_GROUPS = {
+    "Workers R2 Storage Bucket Item Read": "pg-r2-item-read",
+    "Workers R2 Storage Bucket Item Write": "pg-r2-item-write",
+    "Workers R2 Storage Read": "pg-r2-account-read",
+    "Workers R2 Storage Write": "pg-r2-account-write",
+    "Workers KV Storage Write": "pg-kv-write",
+}
+ITEM_LEVEL_GROUP_IDS = frozenset({"pg-r2-item-read", "pg-r2-item-write"})
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One resource registration as the engine would see it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    secret_paths: frozenset[str]
+    provider: str | None
+
+
+def unwrap(value: Any, path: str = "") -> tuple[Any, set[str]]:
+    """Strip secret signatures from ``value``; return it plain plus the secret paths."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            plain, inner = unwrap(value.get("value"), path)
+            return plain, {path, *inner}
+        plain_dict: dict[str, Any] = {}
+        secrets: set[str] = set()
+        for key, item in value.items():
+            plain_dict[key], found = unwrap(item, f"{path}.{key}" if path else key)
+            secrets |= found
+        return plain_dict, secrets
+    if isinstance(value, list):
+        plain_list = []
+        secrets = set()
+        for index, item in enumerate(value):
+            plain, found = unwrap(item, f"{path}[{index}]")
+            plain_list.append(plain)
+            secrets |= found
+        return plain_list, secrets
+    return value, set()
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records registrations; fabricates computed outputs; answers known invokes."""
+
+    def __init__(self) -> None:
+        self.resources: list[Registered] = []
+        self.permission_groups = dict(PERMISSION_GROUPS)
+        self.calls: list[tuple[str, dict[str, Any], str | None]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        plain, secrets = unwrap(dict(args.inputs))
+        self.resources.append(
+            Registered(args.typ, args.name, plain, frozenset(secrets), args.provider)
+        )
+        state = dict(args.inputs)
+        resource_id = f"{args.name}-id"
+        if args.typ == "cloudflare:index/accountToken:AccountToken":
+            resource_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
+            state["value"] = f"fake-token-value-{args.name}"
+        elif args.typ == "docker:index/image:Image":
+            image_name = plain["imageName"]
+            repository = image_name.rsplit(":", 1)[0]
+            digest = hashlib.sha256(image_name.encode()).hexdigest()
+            state["repoDigest"] = f"{image_name}@sha256:{digest}"
+            state["baseImageName"] = repository
+        elif args.typ == "cloudflare:index/workersKvNamespace:WorkersKvNamespace":
+            resource_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        self.calls.append((args.token, dict(args.args), args.provider))
+        if args.token != PERMISSION_GROUPS_TOKEN:
+            raise NotImplementedError(f"unexpected invoke {args.token}")
+        if not args.args.get("accountId"):
+            raise ValueError("accountId is required")
+        name = args.args.get("name")
+        results = [
+            {"id": gid, "name": gname, "category": "r2", "isSelectable": True, "scopes": []}
+            for gname, gid in self.permission_groups.items()
+            if name is None or gname == name
+        ]
+        return {"accountId": args.args["accountId"], "name": name, "results": results}
+
+    # ----------------------------------------------------------------- queries
+
+    def of_type(self, typ: str) -> list[Registered]:
+        """All registrations of ``typ`` (a full type token)."""
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str) -> Registered:
+        """The single registration of ``typ``; fails if there are none or several."""
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, got {[r.name for r in found]}"
+        return found[0]
+
+
+@contextmanager
+def mocked(
+    *,
+    project: str = "comfyui-runpod",
+    stack: str = "staging",
+    config: Mapping[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+) -> Iterator[RecordingMocks]:
+    """Fresh mocks, stack config and root stack for one program run."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
+    pulumi.runtime.settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+    try:
+        yield mocks
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+
+
+def run(fn: Callable[[], Any]) -> None:
+    """Run ``fn`` under the current mocks and wait for every registration and output."""
+
+    @pulumi.runtime.test
+    def go() -> Any:
+        return fn()
+
+    go()
+
+
+def settle(output: pulumi.Output[Any]) -> tuple[Any, bool]:
+    """The resolved value of ``output`` (after :func:`run`) and whether it is secret."""
+    return _sync_await(output.future()), bool(_sync_await(output.is_secret()))
+
+
+def run_main(mocks: RecordingMocks) -> dict[str, pulumi.Output[Any]]:
+    """Run ``__main__.py`` under ``mocks``; return the stack exports it declared."""
+    exports: dict[str, pulumi.Output[Any]] = {}
+    original = pulumi.export
+
+    def capture(name: str, value: Any) -> None:
+        exports[name] = pulumi.Output.from_input(value)
+
+    pulumi.export = capture
+    try:
+        run(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
+    finally:
+        pulumi.export = original
+    assert mocks.resources, "the program registered no resources"
+    return exports
