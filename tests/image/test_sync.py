@@ -1,0 +1,394 @@
+"""The R2 sync daemon against moto's S3 server behind a fault-injecting proxy.
+
+After every scenario the bucket must hold each synced file exactly once under
+``R2_PREFIX + relative path`` with the ETag a correct upload produces (MD5, or the multipart
+form), and no temp file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from worker import sync
+from worker.r2 import R2Settings, client_config, expected_etag, make_client
+
+from tests.fakes.s3 import list_objects, settings_env
+from tests.fakes.s3_proxy import FaultProxy, fault_proxy
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def expected_files(sync_dir: Path) -> dict[str, Path]:
+    """Relative path -> file for everything the daemon must upload."""
+    found = {}
+    for path in sync_dir.rglob("*"):
+        relative = path.relative_to(sync_dir).as_posix()
+        if path.is_file() and not sync.is_ignored(relative):
+            found[relative] = path
+    return found
+
+
+def bucket_mirrors(settings: R2Settings, sync_dir: Path) -> bool:
+    """True when the bucket holds exactly the expected files with matching ETags."""
+    objects = list_objects(settings)
+    wanted = {settings.prefix + rel: path for rel, path in expected_files(sync_dir).items()}
+    if set(objects) != set(wanted):
+        return False
+    return all(objects[key]["ETag"] == expected_etag(path) for key, path in wanted.items())
+
+
+def assert_mirrored(settings: R2Settings, sync_dir: Path) -> None:
+    """Every expected file is in the bucket once with a matching MD5; nothing else is."""
+    objects = list_objects(settings)
+    wanted = {settings.prefix + rel: path for rel, path in expected_files(sync_dir).items()}
+    assert sorted(objects) == sorted(wanted)
+    for key, path in wanted.items():
+        assert objects[key]["ETag"] == expected_etag(path), key
+        assert objects[key]["Size"] == path.stat().st_size, key
+
+
+@dataclasses.dataclass
+class SyncRig:
+    """A proxy, the settings that point through it, and the folders of one daemon."""
+
+    bucket: R2Settings
+    proxy: FaultProxy
+    via_proxy: R2Settings
+    sync_dir: Path
+    state_dir: Path
+    daemons: list[sync.SyncDaemon] = dataclasses.field(default_factory=list)
+
+    def options(self, **overrides: object) -> sync.SyncOptions:
+        """Fast test options: short settle and backoff, rare scans."""
+        values: dict[str, object] = {
+            "sync_dir": self.sync_dir,
+            "state_dir": self.state_dir,
+            "settle": 0.1,
+            "workers": 4,
+            "rescan_interval": 60.0,
+            "status_interval": 60.0,
+            "first_backoff": 0.05,
+            "max_backoff": 0.5,
+        }
+        values.update(overrides)
+        return sync.SyncOptions(**values)  # type: ignore[arg-type]
+
+    def start(self, **overrides: object) -> sync.SyncDaemon:
+        """An in-process daemon through the proxy, stopped at teardown."""
+        client = make_client(
+            self.via_proxy, config=client_config(max_attempts=2, connect_timeout=2, read_timeout=10)
+        )
+        daemon = sync.SyncDaemon(self.options(**overrides), self.via_proxy, client=client)
+        daemon.start()
+        self.daemons.append(daemon)
+        return daemon
+
+    def env(self) -> dict[str, str]:
+        """Environment for a daemon subprocess."""
+        return {
+            "PATH": os.environ["PATH"],
+            "PYTHON": sys.executable,
+            **settings_env(self.via_proxy),
+            "SYNC_DIR": str(self.sync_dir),
+            "SYNC_STATE_DIR": str(self.state_dir),
+            "SYNC_SETTLE_SECONDS": "0.1",
+            "SYNC_FIRST_BACKOFF_SECONDS": "0.05",
+            "SYNC_MAX_BACKOFF_SECONDS": "0.5",
+        }
+
+    def wait_mirrored(self, timeout: float = 30.0) -> None:
+        """Wait until the bucket mirrors the folder."""
+        wait_until(lambda: bucket_mirrors(self.bucket, self.sync_dir), timeout, "bucket mirror")
+
+
+@pytest.fixture
+def sync_rig(r2_bucket: R2Settings, s3_endpoint: str, tmp_path: Path) -> Iterator[SyncRig]:
+    """Sync folders, a fault proxy in front of the session's moto server, and cleanup."""
+    with fault_proxy(s3_endpoint) as proxy:
+        rig = SyncRig(
+            bucket=r2_bucket,
+            proxy=proxy,
+            via_proxy=dataclasses.replace(r2_bucket, endpoint=proxy.url),
+            sync_dir=tmp_path / "output",
+            state_dir=tmp_path / "state",
+        )
+        rig.sync_dir.mkdir()
+        try:
+            yield rig
+        finally:
+            for daemon in rig.daemons:
+                if not daemon._stop.is_set():
+                    daemon.stop()
+
+
+def write(path: Path, data: bytes) -> Path:
+    """Create parents and write ``data`` (one open/close: one close_write)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_temp_patterns_are_ignored() -> None:
+    """Temp files, dotfiles and ComfyUI's temp/ never count as outputs."""
+    for name in ("a.tmp", "b.part", "c.partial", ".hidden.png", "x/.cache/y.png", "temp/p.png"):
+        assert sync.is_ignored(name), name
+    for name in ("ComfyUI_00001_.png", "video/ComfyUI_00001_.mp4", "x/temp/y.png"):
+        assert not sync.is_ignored(name), name
+
+
+def test_files_from_before_start_are_uploaded_once(sync_rig: SyncRig) -> None:
+    """Files present at start (one multipart-sized) are uploaded, verified and journaled."""
+    write(sync_rig.sync_dir / "ComfyUI_00001_.png", os.urandom(50_000))
+    write(sync_rig.sync_dir / "video" / "big.mp4", os.urandom(20 * 1024 * 1024))
+    write(sync_rig.sync_dir / "scratch.tmp", b"temp")
+    daemon = sync_rig.start()
+    sync_rig.wait_mirrored()
+    wait_until(daemon.idle, 10, "idle")
+    daemon.stop()
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    assert list_objects(sync_rig.bucket)["test/video/big.mp4"]["ETag"].endswith("-2")
+    puts_before = sync_rig.proxy.uploads_of("ComfyUI_00001_.png")
+    again = sync_rig.start()
+    wait_until(again.idle, 10, "idle after restart")
+    assert sync_rig.proxy.uploads_of("ComfyUI_00001_.png") == puts_before == 1
+
+
+def test_files_written_during_the_run_and_in_new_subfolders(sync_rig: SyncRig) -> None:
+    """Files written live, including in freshly created nested folders, all arrive."""
+    daemon = sync_rig.start()
+    for index in range(20):
+        write(sync_rig.sync_dir / f"img_{index:05d}_.png", os.urandom(2000))
+    # Created and filled immediately: the files can beat the new folders' watches.
+    for index in range(10):
+        write(sync_rig.sync_dir / "video" / f"d{index}" / "deep" / "clip.mp4", os.urandom(3000))
+    sync_rig.wait_mirrored()
+    assert daemon.failures == 0
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+
+
+def test_renamed_in_files_and_folders_are_uploaded_under_final_names(
+    sync_rig: SyncRig, tmp_path: Path
+) -> None:
+    """Write-to-temp-then-rename and folders moved in upload once, temp names never."""
+    sync_rig.start()
+    for index in range(5):
+        temp = write(sync_rig.sync_dir / f"out_{index}.png.tmp", os.urandom(1500))
+        temp.rename(sync_rig.sync_dir / f"out_{index}.png")
+    outside = tmp_path / "staging"
+    write(outside / "batch" / "one.png", b"one")
+    write(outside / "batch" / "two.png", b"two")
+    (outside / "batch").rename(sync_rig.sync_dir / "batch")
+    sync_rig.wait_mirrored()
+    keys = set(list_objects(sync_rig.bucket))
+    assert not any(key.endswith(".tmp") for key in keys)
+    assert {"test/batch/one.png", "test/batch/two.png"} <= keys
+
+
+def test_file_written_slowly_is_uploaded_only_when_complete(sync_rig: SyncRig) -> None:
+    """A video written in bursts with pauses longer than the settle time uploads once, whole."""
+    sync_rig.start()
+    target = sync_rig.sync_dir / "video" / "slow.mp4"
+    target.parent.mkdir()
+    with target.open("wb") as handle:
+        for _ in range(6):
+            handle.write(os.urandom(10_000))
+            handle.flush()
+            time.sleep(0.3)  # the writer's own pace, longer than the 0.1 s settle
+    sync_rig.wait_mirrored()
+    assert sync_rig.proxy.uploads_of("video/slow.mp4") == 1
+    assert list_objects(sync_rig.bucket)["test/video/slow.mp4"]["Size"] == 60_000
+
+
+def test_server_error_bursts_are_retried_until_everything_lands(sync_rig: SyncRig) -> None:
+    """Bursts of 500 and 503 on uploads are retried; nothing is lost or duplicated."""
+    daemon = sync_rig.start()
+    sync_rig.proxy.fail_next(25, 500, methods=("PUT",))
+    for index in range(30):
+        write(sync_rig.sync_dir / f"a_{index}.png", os.urandom(1000))
+    wait_until(lambda: sync_rig.proxy.fail_remaining == 0, 20, "500 burst consumed")
+    sync_rig.proxy.fail_next(25, 503, methods=("PUT",))
+    for index in range(30):
+        write(sync_rig.sync_dir / f"b_{index}.png", os.urandom(1000))
+    sync_rig.wait_mirrored()
+    assert sync_rig.proxy.failed == 50
+    assert daemon.failures > 0
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+
+
+def test_connection_resets_are_retried(sync_rig: SyncRig) -> None:
+    """Connections dropped after the request was sent do not lose files."""
+    sync_rig.start()
+    sync_rig.proxy.reset_next(15)
+    for index in range(20):
+        write(sync_rig.sync_dir / f"r_{index}.png", os.urandom(1000))
+    sync_rig.wait_mirrored()
+    assert sync_rig.proxy.resets == 15
+
+
+def test_missed_events_are_recovered_by_reconciliation(
+    sync_rig: SyncRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even if every inotify file event were lost, the periodic scan uploads the files."""
+    monkeypatch.setattr(sync.SyncDaemon, "_file_event", lambda *_args: None)
+    sync_rig.start(rescan_interval=0.5)
+    for index in range(5):
+        write(sync_rig.sync_dir / f"m_{index}.png", os.urandom(1000))
+    sync_rig.wait_mirrored(timeout=15)
+
+
+def test_status_line_counts_pending_and_uploaded(sync_rig: SyncRig) -> None:
+    """While uploads are parked the pending count is visible; afterwards it drains to 0."""
+    daemon = sync_rig.start()
+    sync_rig.proxy.hold_uploads()
+    for index in range(3):
+        write(sync_rig.sync_dir / f"s_{index}.png", b"s" * (index + 1))
+    wait_until(lambda: daemon.pending_count() == 3, 10, "3 pending")
+    assert "pending=3" in daemon.status_line()
+    sync_rig.proxy.release_uploads()
+    wait_until(daemon.idle, 10, "drained")
+    assert "uploaded=3 pending=0" in daemon.status_line()
+
+
+@pytest.mark.slow
+def test_burst_of_5000_files_loses_nothing(sync_rig: SyncRig) -> None:
+    """5,000 small files written as fast as possible all arrive exactly once."""
+    daemon = sync_rig.start(workers=8)
+    for index in range(5000):
+        folder = sync_rig.sync_dir / f"burst{index // 1000}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"f_{index:05d}_.png").write_bytes(index.to_bytes(4, "big") * 8)
+    wait_until(lambda: daemon.uploaded >= 5000 and daemon.idle(), 240, "5000 uploads")
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+
+
+@pytest.mark.slow
+def test_twenty_second_outage_loses_nothing(sync_rig: SyncRig) -> None:
+    """Files written during a 20 s outage upload once the edge is back; none are dropped."""
+    daemon = sync_rig.start()
+    write(sync_rig.sync_dir / "before.png", os.urandom(1000))
+    sync_rig.wait_mirrored()
+    sync_rig.proxy.outage(20)
+    for index in range(20):
+        write(sync_rig.sync_dir / "during" / f"o_{index}.png", os.urandom(1000))
+    wait_until(lambda: daemon.failures > 0, 15, "failures during the outage")
+    assert daemon.pending_count() > 0
+    sync_rig.wait_mirrored(timeout=60)
+    assert sync_rig.proxy.dropped > 0
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+
+
+def run_script(rig: SyncRig, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run image/r2_sync.sh as a pod would, to completion."""
+    return subprocess.run(
+        [str(REPO / "image" / "r2_sync.sh"), *args],
+        env=rig.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_mid_upload_then_restart_loses_nothing(sync_rig: SyncRig) -> None:
+    """A daemon killed with SIGKILL while uploads are in flight is made whole by a restart."""
+    for index in range(10):
+        write(sync_rig.sync_dir / f"k_{index}.png", os.urandom(5000))
+    write(sync_rig.sync_dir / "video" / "k.mp4", os.urandom(18 * 1024 * 1024))
+    sync_rig.proxy.hold_uploads()
+    daemon = subprocess.Popen(
+        [str(REPO / "image" / "r2_sync.sh")],
+        env=sync_rig.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: sync_rig.proxy.parked >= 4, 30, "uploads in flight")
+    finally:
+        daemon.kill()
+        daemon.wait(timeout=10)
+    assert daemon.returncode == -signal.SIGKILL
+    sync_rig.proxy.release_uploads()
+    # Parked requests may still complete now; the restart must converge regardless.
+    result = run_script(sync_rig, "--once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_in_flight_uploads_and_flushes_journal(sync_rig: SyncRig) -> None:
+    """SIGTERM during an upload lets it complete, journals it, and exits 0."""
+    daemon = subprocess.Popen(
+        [str(REPO / "image" / "r2_sync.sh")],
+        env=sync_rig.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Whether the file beats the watches or not, the start-up scan or an event finds it.
+        wait_until((sync_rig.state_dir / "journal.sqlite3").exists, 20, "daemon started")
+        sync_rig.proxy.hold_uploads()
+        write(sync_rig.sync_dir / "inflight.png", os.urandom(4000))
+        wait_until(lambda: sync_rig.proxy.parked >= 1, 20, "upload parked")
+        daemon.send_signal(signal.SIGTERM)
+        threading.Timer(0.5, sync_rig.proxy.release_uploads).start()
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, stderr[-2000:]
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    with sqlite3.connect(sync_rig.state_dir / "journal.sqlite3") as db:
+        rows = db.execute("SELECT path FROM uploaded").fetchall()
+    assert rows == [("inflight.png",)]
+
+
+def test_once_exits_nonzero_while_the_bucket_is_unreachable(sync_rig: SyncRig) -> None:
+    """--once reports failure when it cannot verify every file in time, then succeeds."""
+    write(sync_rig.sync_dir / "late.png", os.urandom(1000))
+    sync_rig.proxy.outage(30)
+    failed = run_script(sync_rig, "--once", "--timeout", "2")
+    assert failed.returncode == sync.EXIT_PENDING
+    assert list_objects(sync_rig.bucket) == {}
+    sync_rig.proxy.outage(0)
+    done = run_script(sync_rig, "--once", "--timeout", "30")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+
+
+def test_missing_r2_settings_is_a_configuration_error(tmp_path: Path) -> None:
+    """Without R2_* the daemon exits 2 and names the variables, printing no secrets."""
+    env = {"PATH": os.environ["PATH"], "PYTHON": sys.executable, "SYNC_DIR": str(tmp_path)}
+    env["R2_SECRET_ACCESS_KEY"] = "super-secret-value"
+    result = subprocess.run(
+        [str(REPO / "image" / "r2_sync.sh"), "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == sync.EXIT_CONFIG
+    assert "R2_ENDPOINT" in result.stderr
+    assert "super-secret-value" not in result.stderr
