@@ -185,7 +185,7 @@ def smoke(
     if skip_r2:
         checks.append(Check("R2 read-back", "skip", "--skip-r2 given"))
     else:
-        reader, why_not = smoke_mod.r2_reader_from_env(os.environ)
+        reader, why_not = smoke_mod.r2_reader_from_env(stack_outputs.r2_env(os.environ))
         checks.append(smoke_mod.r2_check(generations, reader, why_not))
     state, problem = read_state(stack_outputs)
     stack_name = stack or str(stack_outputs.get("stack") or "prod")

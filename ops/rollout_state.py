@@ -1,9 +1,10 @@
 """The rollback state: where the app sends traffic right now, and the command that undoes it.
 
 Owns: reading the provider flag the app reads on every request (``{provider,
-comfyuiPercent, endpointId}``) from the Workers KV value URL in ``ROLLOUT_FLAG_URL``
-(with ``CLOUDFLARE_API_TOKEN`` as bearer when set), else from the stack outputs, and
-judging it. An unreachable flag is reported, never a failure; an invalid one fails.
+comfyuiPercent, endpointId, stack}``) from the Workers KV value URL in ``ROLLOUT_FLAG_URL``
+(with ``CLOUDFLARE_API_TOKEN`` as bearer when set) or built from ``CLOUDFLARE_ACCOUNT_ID``
+plus the ``kvNamespaceId``/``kvKey`` outputs, else from the stack outputs (``rolloutFlag``),
+and judging it. An unreachable flag is reported, never a failure; an invalid one fails.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import requests
 
 from ops.report import Check
 from ops.target import PROVIDERS, StackOutputs
+
+CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def read_state(
 ) -> tuple[RolloutState | None, str | None]:
     """The flag from KV (preferred) or the stack outputs; else None and why."""
     env = os.environ if env is None else env
-    url = env.get("ROLLOUT_FLAG_URL", "").strip()
+    url = env.get("ROLLOUT_FLAG_URL", "").strip() or _kv_url(outputs, env)
     problem = None
     if url:
         headers = {}
@@ -67,17 +70,37 @@ def read_state(
                     None,
                 )
             problem = "flag at ROLLOUT_FLAG_URL is not a JSON object"
+    flag = outputs.flag()
+    if flag is not None:
+        return (
+            RolloutState(
+                provider=flag.get("provider"),
+                comfyui_percent=flag.get("comfyuiPercent"),
+                endpoint_id=flag.get("endpointId"),
+                source="stack outputs (rolloutFlag)",
+            ),
+            problem,
+        )
     if outputs.get("provider") is not None or outputs.get("comfyui_percent") is not None:
         return (
             RolloutState(
                 provider=outputs.get("provider"),
                 comfyui_percent=outputs.get("comfyui_percent"),
-                endpoint_id=outputs.get("endpoint_id"),
+                endpoint_id=None,
                 source="stack outputs",
             ),
             problem,
         )
     return None, problem or "no ROLLOUT_FLAG_URL and no rollout values in the stack outputs"
+
+
+def _kv_url(outputs: StackOutputs, env: Mapping[str, str]) -> str:
+    """The Cloudflare API URL of the flag, from the outputs and CLOUDFLARE_ACCOUNT_ID."""
+    account = env.get("CLOUDFLARE_ACCOUNT_ID", "").strip()
+    namespace, key = outputs.get("kv_namespace_id"), outputs.get("kv_key")
+    if not (account and namespace and key and env.get("CLOUDFLARE_API_TOKEN", "").strip()):
+        return ""
+    return f"{CLOUDFLARE_API}/accounts/{account}/storage/kv/namespaces/{namespace}/values/{key}"
 
 
 def rollout_check(

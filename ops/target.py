@@ -33,6 +33,23 @@ OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
     "comfyui_percent": ("comfyuiPercent", "rolloutComfyuiPercent", "rolloutPercent"),
     "image_digest": ("imageDigest", "workerImageDigest", "imageRepoDigest", "imageRef"),
     "stack": ("stack", "stackName"),
+    "r2_endpoint": ("s3Endpoint", "r2Endpoint", "bucketEndpoint"),
+    "r2_bucket": ("bucketName", "r2Bucket"),
+    "r2_access_key_id": ("appR2AccessKeyId", "r2ReadAccessKeyId"),
+    "r2_secret_access_key": ("appR2SecretAccessKey", "r2ReadSecretAccessKey"),
+    "kv_namespace_id": ("kvNamespaceId",),
+    "kv_key": ("kvKey",),
+}
+
+#: Outputs holding the whole flag ``{provider, comfyuiPercent, endpointId, stack}``.
+FLAG_OUTPUTS = frozenset({"rolloutflag", "flag", "providerflag"})
+
+#: Which ``R2_*`` variable each stack output can stand in for (the environment wins).
+R2_ENV_FROM_OUTPUTS = {
+    "R2_ENDPOINT": "r2_endpoint",
+    "R2_BUCKET": "r2_bucket",
+    "R2_ACCESS_KEY_ID": "r2_access_key_id",
+    "R2_SECRET_ACCESS_KEY": "r2_secret_access_key",
 }
 
 PROVIDERS = ("scenario", "comfyui", "runpod")
@@ -46,9 +63,21 @@ def _norm(name: str) -> str:
     return name.replace("_", "").replace("-", "").lower()
 
 
+def _json_object(value: Any) -> Any:
+    """A JSON object inside a string output (e.g. ``rolloutFlag``), else the value."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return parsed if isinstance(parsed, dict) else value
+    return value
+
+
 def _flatten(values: Mapping[str, Any], depth: int = 0) -> list[tuple[int, str, Any]]:
     found: list[tuple[int, str, Any]] = []
-    for key, value in values.items():
+    for key, raw in values.items():
+        value = _json_object(raw)
         if isinstance(value, Mapping) and depth < 3:
             found.extend(_flatten(value, depth + 1))
         else:
@@ -92,12 +121,29 @@ class StackOutputs:
     def get(self, what: str) -> Any:
         """The value for ``what`` (a key of :data:`OUTPUT_NAMES`), or None."""
         wanted = [_norm(name) for name in OUTPUT_NAMES[what]]
-        flat = sorted(_flatten(self.values), key=lambda item: item[0])
-        for name in wanted:
-            for _, key, value in flat:
-                if key == name and value not in (None, "", "[secret]"):
-                    return value
+        matches = [
+            (depth, wanted.index(key), value)
+            for depth, key, value in _flatten(self.values)
+            if key in wanted and value not in (None, "", "[secret]")
+        ]
+        return min(matches, key=lambda match: match[:2])[2] if matches else None
+
+    def flag(self) -> dict[str, Any] | None:
+        """The KV flag value the program exports (``rolloutFlag``), parsed, or None."""
+        for key, value in self.values.items():
+            parsed = _json_object(value)
+            if _norm(key) in FLAG_OUTPUTS and isinstance(parsed, dict):
+                return dict(parsed)
         return None
+
+    def r2_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """``env`` with any unset ``R2_*`` variable filled from the outputs."""
+        merged = dict(env)
+        for variable, what in R2_ENV_FROM_OUTPUTS.items():
+            value = self.get(what)
+            if not merged.get(variable, "").strip() and value is not None:
+                merged[variable] = str(value)
+        return merged
 
     @property
     def empty(self) -> bool:

@@ -155,7 +155,9 @@ class JobApiEmulator:
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        serve = threading.Thread(target=self._server.serve_forever, daemon=True)
+        serve = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         serve.start()
         for index in range(self._n_workers):
             self._worker_states[index] = "off"
@@ -420,6 +422,9 @@ class JobApiEmulator:
                     warm = False
                 with self._lock:
                     self._worker_states[index] = "idle" if warm else "off"
+                continue
+            if self._paused.is_set():  # paused while this worker waited: hand the job back
+                self._queue.put(job_id)
                 continue
             with self._lock:
                 job = self._jobs.get(job_id)
