@@ -39,6 +39,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -268,7 +269,7 @@ NODE_CLASSES: dict[str, NodeClass] = {
         category="image/video",
         v3=True,
     ),
-    "LoadAudio": NodeClass({"audio": Inp("COMBO", input_files=True)}, ("AUDIO",), "audio"),
+    "LoadAudio": NodeClass({"audio": Inp("COMBO", input_files=True)}, ("AUDIO",), category="audio"),
     "SaveAudio": NodeClass(
         {"audio": Inp("AUDIO"), "filename_prefix": Inp("STRING", default="audio/ComfyUI")},
         output_node=True,
@@ -392,6 +393,7 @@ class ComfyUIDouble:
         self._numbers = 0
         self._ready = threading.Event()
         self._worker_task: asyncio.Task[None] | None = None
+        self._serve_future: Future[None] | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     @property
@@ -419,9 +421,9 @@ class ComfyUIDouble:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
+        self._serve_future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
         if self.start_delay <= 0:
-            future.result(timeout=10)
+            self._serve_future.result(timeout=10)
         return self
 
     async def _serve(self) -> None:
@@ -499,6 +501,8 @@ class ComfyUIDouble:
         self._tmp.cleanup()
 
     async def _stop(self) -> None:
+        if self._serve_future is not None:
+            self._serve_future.cancel()
         if self._worker_task is not None:
             self._worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
