@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from components.config import ConfigError, StackConfig, parse, stack_file_values
+from components.config import _main as config_main
 from tests.fakes.stack_values import MINIMAL, ROOT
 
 
@@ -254,3 +258,33 @@ def test_committed_stack_files_hold_no_secret_and_no_unknown_key() -> None:
             parse(values, stack=stack)
         for problem in caught.value.problems:
             assert "--secret" in problem, problem
+
+
+def test_offline_check_accepts_a_stack_whose_secrets_are_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m components.config check` counts encrypted values as set."""
+    stack_file = {
+        "config": {
+            f"comfyui-runpod:{key}": ({"secure": "v1:abc"} if "Token" in key else value)
+            for key, value in MINIMAL.items()
+        }
+    }
+    (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump(stack_file), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert config_main(["check", "--stack", "staging"]) == 0
+    assert "configuration is valid" in capsys.readouterr().out
+
+
+def test_offline_check_fails_with_the_fix_when_a_secret_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing secret is reported with its `pulumi config set --secret` command."""
+    values = {k: v for k, v in MINIMAL.items() if k != "app.githubToken"}
+    stack_file = {"config": {f"comfyui-runpod:{k}": v for k, v in values.items()}}
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack_file), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert config_main(["check", "--stack", "prod"]) == 1
+    assert "pulumi config set --secret app.githubToken <value> --stack prod" in (
+        capsys.readouterr().err
+    )
