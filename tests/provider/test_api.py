@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import socket
 import time
 
@@ -35,7 +36,7 @@ def endpoint_body(**overrides: object) -> dict[str, object]:
 def test_problem_json_becomes_an_error_naming_call_status_and_field(
     emulator: RunPodEmulator,
 ) -> None:
-    """A 422 reads like `RunPod POST /v2/serverless -> 422 Unprocessable Entity: $.workers.max: ...`."""
+    """A 422 reads `RunPod POST /v2/serverless -> 422 Unprocessable Entity: $.workers.max: ...`."""
     with pytest.raises(RunPodApiError) as caught:
         client(emulator).request("POST", "/v2/serverless", json=endpoint_body(workers={"max": -1}))
     assert str(caught.value) == (
@@ -176,7 +177,5 @@ def test_missing_api_key_says_how_to_set_it() -> None:
 
 def test_client_refuses_to_be_pickled(emulator: RunPodEmulator) -> None:
     """The client holds a session and a key: pickling it is an error, not a leak."""
-    import pickle
-
     with pytest.raises(TypeError):
         pickle.dumps(client(emulator))
