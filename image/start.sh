@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Container entry point of the worker image.
+#   MODE=serverless: GPU preflight, model paths, verify models, ComfyUI, the RunPod handler.
+#   MODE=pod:        GPU preflight, model paths, background model downloads, ComfyUI,
+#                    the R2 sync daemon (ENABLE_R2_SYNC) and JupyterLab.
+# Every variable is described in docs/worker-image.md.
+# Exit codes: 2 bad configuration, 3 no GPU, 4 models missing (serverless), else the
+# handler's exit code (serverless) or 143 after SIGTERM.
+set -euo pipefail
+
+usage() {
+  echo "usage: start.sh   (configured by environment: MODE=serverless|pod, see docs/worker-image.md)"
+}
+
+log() { printf '[start] %s\n' "$*" >&2; }
+die() {
+  local code=$1
+  shift
+  log "ERROR: $*"
+  exit "$code"
+}
+# Prefix every line of a child's output with its name, unbuffered.
+prefix() { sed -u "s/^/[$1] /"; }
+truthy() { [[ "${1,,}" =~ ^(1|true|yes|on)$ ]]; }
+
+case "${1:-}" in
+  -h | --help)
+    usage
+    exit 0
+    ;;
+  "") ;;
+  *)
+    usage >&2
+    exit 2
+    ;;
+esac
+
+MODE="${MODE:-pod}"
+APP_DIR="${APP_DIR:-/opt/worker}"
+COMFYUI_DIR="${COMFYUI_DIR:-/opt/ComfyUI}"
+PYTHON="${PYTHON:-python3}"
+COMFY_PORT="${COMFY_PORT:-8188}"
+BAKED_MODELS_DIR="${BAKED_MODELS_DIR:-/opt/models}"
+export COMFY_PID_FILE="${COMFY_PID_FILE:-/tmp/comfyui.pid}"
+export COMFY_URL="${COMFY_URL:-http://127.0.0.1:${COMFY_PORT}}"
+export PYTHONPATH="${APP_DIR}${PYTHONPATH:+:${PYTHONPATH}}"
+
+case "${MODE}" in
+  serverless) VOLUME_DIR="${VOLUME_DIR:-/runpod-volume}" ;;
+  pod) VOLUME_DIR="${VOLUME_DIR:-/workspace}" ;;
+  *) die 2 "MODE must be 'serverless' or 'pod', got '${MODE}'" ;;
+esac
+
+# Every folder ComfyUI core or a pinned custom node loads models from. diffusion_models,
+# text_encoders and background_removal were the ones other workers forgot to map.
+MODEL_FOLDERS=(
+  checkpoints clip clip_vision configs controlnet diffusion_models unet text_encoders vae
+  vae_approx loras upscale_models latent_upscale_models embeddings hypernetworks
+  style_models gligen photomaker model_patches audio_encoders background_removal
+  detection onnx sams ultralytics
+)
+
+COMFY_PID=""
+MAIN_PID=""
+SYNC_PID=""
+STOPPING=false
+
+preflight_gpu() {
+  if truthy "${SKIP_GPU_CHECK:-false}"; then
+    log "SKIP_GPU_CHECK is set: not checking for a GPU (ComfyUI will fall back to CPU)"
+    return
+  fi
+  if ! command -v nvidia-smi >/dev/null 2>&1; then
+    die 3 "no NVIDIA driver in this container (nvidia-smi not found). Run it on a GPU pod or" \
+      "GPU endpoint, locally with 'docker run --gpus all', or set SKIP_GPU_CHECK=true to debug."
+  fi
+  local gpus
+  if ! gpus="$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1)" ||
+    [[ -z "${gpus}" ]]; then
+    die 3 "no GPU visible (nvidia-smi: ${gpus:-no output}). The host's driver or the" \
+      "container's GPU assignment is broken: restart the pod or pick another GPU type."
+  fi
+  while IFS= read -r line; do log "GPU: ${line}"; done <<<"${gpus}"
+}
+
+# The model roots ComfyUI searches, most specific first.
+model_roots() {
+  if [[ "${MODE}" == pod ]]; then
+    echo "volume ${VOLUME_DIR}/models"
+  else
+    [[ -d "${VOLUME_DIR}/models" ]] && echo "volume ${VOLUME_DIR}/models"
+    echo "baked ${BAKED_MODELS_DIR}"
+  fi
+}
+
+write_model_paths() {
+  local target="${COMFYUI_DIR}/extra_model_paths.yaml" name root folder first=true
+  {
+    echo "# Written by start.sh at container start (MODE=${MODE}); edits are overwritten."
+    while read -r name root; do
+      echo "${name}:"
+      echo "  base_path: ${root}"
+      if [[ "${first}" == true ]]; then
+        echo "  is_default: true"
+        first=false
+      fi
+      for folder in "${MODEL_FOLDERS[@]}"; do
+        echo "  ${folder}: ${folder}/"
+      done
+    done < <(model_roots)
+  } >"${target}.tmp"
+  mv "${target}.tmp" "${target}"
+  log "model folders mapped in ${target}: $(model_roots | awk '{print $2}' | paste -sd ' ')"
+}
+
+# Pods keep ComfyUI in the image and put its output, input and user folders on the volume,
+# so a mounted /workspace never hides ComfyUI and results survive the pod.
+link_onto_volume() {
+  local name=$1
+  local source="${COMFYUI_DIR}/${name}" target="${VOLUME_DIR}/ComfyUI/${name}"
+  mkdir -p "${target}"
+  if [[ -L "${source}" ]]; then
+    rm -f "${source}"
+  elif [[ -d "${source}" ]]; then
+    cp -a -n "${source}/." "${target}/"
+    rm -rf "${source}"
+  fi
+  ln -s "${target}" "${source}"
+}
+
+verify_models() {
+  local models_dir=$1 status="/tmp/model-status.json"
+  if [[ -z "${MODEL_GROUPS:-}" ]] && ! env | grep -q '^download_.*=true$'; then
+    log "no MODEL_GROUPS set: skipping model verification"
+    return
+  fi
+  log "verifying models of MODEL_GROUPS=${MODEL_GROUPS:-} in ${models_dir}"
+  if ! MODELS_DIR="${models_dir}" "${APP_DIR}/download_models.sh" --verify-only \
+    --status-file "${status}" > >(prefix models) 2>&1; then
+    die 4 "models of MODEL_GROUPS=${MODEL_GROUPS:-} are missing or corrupt in ${models_dir}." \
+      "Bake them into the image (BAKE_MODEL_GROUPS build arg) or download them onto the" \
+      "network volume from a pod (MODE=pod). Details: ${status}"
+  fi
+}
+
+download_models_in_background() {
+  local models_dir=$1 status="${VOLUME_DIR}/models/.download-status.json"
+  if ! truthy "${DOWNLOAD_MODELS:-true}"; then
+    log "DOWNLOAD_MODELS=false: not downloading models"
+    return
+  fi
+  mkdir -p "${models_dir}"
+  log "downloading models of MODEL_GROUPS=${MODEL_GROUPS:-} in the background; progress: ${status}"
+  MODELS_DIR="${models_dir}" "${APP_DIR}/download_models.sh" --status-file "${status}" \
+    > >(prefix models) 2>&1 &
+}
+
+start_comfyui() {
+  local listen=127.0.0.1
+  [[ "${MODE}" == pod ]] && listen=0.0.0.0
+  local args=(main.py --listen "${listen}" --port "${COMFY_PORT}" --disable-auto-launch)
+  if [[ -n "${COMFY_ARGS:-}" ]]; then
+    local extra
+    read -r -a extra <<<"${COMFY_ARGS}"
+    args+=("${extra[@]}")
+  fi
+  log "starting ComfyUI on ${listen}:${COMFY_PORT}"
+  (cd "${COMFYUI_DIR}" && exec "${PYTHON}" -u "${args[@]}") > >(prefix comfyui) 2>&1 &
+  COMFY_PID=$!
+  echo "${COMFY_PID}" >"${COMFY_PID_FILE}"
+}
+
+start_sync_daemon() {
+  if ! truthy "${ENABLE_R2_SYNC:-false}"; then
+    log "ENABLE_R2_SYNC is off: outputs stay on the volume only"
+    return
+  fi
+  export SYNC_DIR="${SYNC_DIR:-${VOLUME_DIR}/ComfyUI/output}"
+  export SYNC_STATE_DIR="${SYNC_STATE_DIR:-${VOLUME_DIR}/.r2_sync}"
+  log "syncing ${SYNC_DIR} to R2"
+  "${APP_DIR}/r2_sync.sh" > >(prefix r2_sync) 2>&1 &
+  SYNC_PID=$!
+}
+
+start_jupyter() {
+  if ! truthy "${ENABLE_JUPYTER:-true}"; then
+    return
+  fi
+  # Jupyter reads JUPYTER_TOKEN from its environment: the token never shows up in `ps`.
+  export JUPYTER_TOKEN="${JUPYTER_TOKEN:-${JUPYTER_PASSWORD:-}}"
+  if [[ -z "${JUPYTER_TOKEN}" ]]; then
+    unset JUPYTER_TOKEN
+    log "JUPYTER_TOKEN/JUPYTER_PASSWORD unset: JupyterLab prints a one-time token in its log"
+  fi
+  log "starting JupyterLab on port ${JUPYTER_PORT:-8888}"
+  jupyter lab --ip=0.0.0.0 --port="${JUPYTER_PORT:-8888}" --no-browser --allow-root \
+    --ServerApp.root_dir="${VOLUME_DIR}" > >(prefix jupyter) 2>&1 &
+  MAIN_PID=$!
+}
+
+stop_process() {
+  local pid=$1 name=$2 waited=0
+  [[ -n "${pid}" ]] && kill -0 "${pid}" 2>/dev/null || return 0
+  log "stopping ${name}"
+  kill -TERM "${pid}" 2>/dev/null || true
+  while kill -0 "${pid}" 2>/dev/null && ((waited < ${STOP_TIMEOUT_S:-20} * 10)); do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  kill -KILL "${pid}" 2>/dev/null || true
+  wait "${pid}" 2>/dev/null || true
+}
+
+shutdown() {
+  [[ "${STOPPING}" == true ]] && return
+  STOPPING=true
+  stop_process "${MAIN_PID}" "$([[ "${MODE}" == pod ]] && echo JupyterLab || echo the handler)"
+  stop_process "${COMFY_PID}" ComfyUI
+  if [[ -n "${SYNC_PID}" ]]; then
+    stop_process "${SYNC_PID}" "the R2 sync daemon"
+    log "flushing pending outputs to R2 (r2_sync.sh --once)"
+    if ! "${APP_DIR}/r2_sync.sh" --once --timeout "${SYNC_FLUSH_TIMEOUT_S:-60}" \
+      > >(prefix r2_sync) 2>&1; then
+      log "WARNING: the final R2 flush did not finish; unsynced files stay on the volume"
+    fi
+  fi
+}
+
+on_signal() {
+  log "received a stop signal"
+  shutdown
+  exit 143
+}
+
+main() {
+  log "MODE=${MODE} VOLUME_DIR=${VOLUME_DIR} COMFYUI_DIR=${COMFYUI_DIR}"
+  preflight_gpu
+  [[ -d "${COMFYUI_DIR}" ]] || die 2 "ComfyUI not found at COMFYUI_DIR=${COMFYUI_DIR}"
+  write_model_paths
+  trap on_signal TERM INT
+
+  if [[ "${MODE}" == serverless ]]; then
+    local models_dir="${BAKED_MODELS_DIR}"
+    if [[ ! -f "${BAKED_MODELS_DIR}/.baked" && -d "${VOLUME_DIR}/models" ]]; then
+      models_dir="${VOLUME_DIR}/models"
+    fi
+    verify_models "${models_dir}"
+    start_comfyui
+    log "starting the serverless handler (it waits for ComfyUI while ComfyUI's process lives)"
+    "${PYTHON}" -u -m worker.handler > >(prefix handler) 2>&1 &
+    MAIN_PID=$!
+    local rc=0
+    wait "${MAIN_PID}" || rc=$?
+    MAIN_PID=""
+    log "the handler exited with ${rc}"
+    shutdown
+    exit "${rc}"
+  fi
+
+  local name
+  for name in output input user; do link_onto_volume "${name}"; done
+  download_models_in_background "${VOLUME_DIR}/models"
+  start_comfyui
+  start_sync_daemon
+  start_jupyter
+  local rc=0
+  wait "${COMFY_PID}" || rc=$?
+  log "ComfyUI exited with ${rc}; JupyterLab and the sync daemon keep running for inspection"
+  COMFY_PID=""
+  wait
+}
+
+main

@@ -1,0 +1,333 @@
+"""image/start.sh with stub commands standing in for the GPU, ComfyUI, Jupyter and the scripts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+START_SH = Path(__file__).resolve().parents[2] / "image" / "start.sh"
+
+PYTHON_STUB = r"""#!/usr/bin/env bash
+# Stands in for python3: main.py plays ComfyUI, "-m worker.handler" plays the handler.
+calls="${STUB_DIR}/calls"
+if [[ "${2:-}" == main.py ]]; then
+  echo "comfyui $* cwd=${PWD}" >>"${calls}"
+  echo "ComfyUI booting"
+  trap 'echo comfyui-stopped >>"${calls}"; exit 0' TERM
+  while true; do sleep 0.05; done
+elif [[ "${2:-} ${3:-}" == "-m worker.handler" ]]; then
+  echo "handler COMFY_URL=${COMFY_URL} COMFY_PID_FILE=${COMFY_PID_FILE}" >>"${calls}"
+  if [[ -n "${STUB_HANDLER_EXIT:-}" ]]; then
+    while [[ ! -f "${STUB_DIR}/comfy-seen" ]]; do
+      grep -q '^comfyui ' "${calls}" && touch "${STUB_DIR}/comfy-seen" || sleep 0.05
+    done
+    exit "${STUB_HANDLER_EXIT}"
+  fi
+  trap 'echo handler-stopped >>"${calls}"; exit 0' TERM
+  while true; do sleep 0.05; done
+fi
+echo "unexpected python call: $*" >>"${calls}"
+exit 9
+"""
+
+JUPYTER_STUB = r"""#!/usr/bin/env bash
+echo "jupyter $* token=${JUPYTER_TOKEN:-<unset>}" >>"${STUB_DIR}/calls"
+trap 'echo jupyter-stopped >>"${STUB_DIR}/calls"; exit 0' TERM
+while true; do sleep 0.05; done
+"""
+
+NVIDIA_SMI_STUB = r"""#!/usr/bin/env bash
+if [[ -n "${STUB_GPU_FAIL:-}" ]]; then
+  echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+  exit 9
+fi
+echo "NVIDIA L40S, 46068 MiB"
+"""
+
+DOWNLOAD_STUB = r"""#!/usr/bin/env bash
+echo "download $* MODELS_DIR=${MODELS_DIR}" >>"${STUB_DIR}/calls"
+if [[ "${1:-}" == --verify-only ]]; then
+  echo "verifying"
+  exit "${STUB_VERIFY_RC:-0}"
+fi
+trap 'exit 0' TERM
+while [[ ! -f "${STUB_DIR}/release-download" ]]; do sleep 0.05; done
+echo "download-finished" >>"${STUB_DIR}/calls"
+"""
+
+SYNC_STUB = r"""#!/usr/bin/env bash
+if [[ "${1:-}" == --once ]]; then
+  echo "sync-once $*" >>"${STUB_DIR}/calls"
+  exit 0
+fi
+echo "sync-daemon SYNC_DIR=${SYNC_DIR} SYNC_STATE_DIR=${SYNC_STATE_DIR}" >>"${STUB_DIR}/calls"
+trap 'echo sync-stopped >>"${STUB_DIR}/calls"; exit 0' TERM
+while true; do sleep 0.05; done
+"""
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+@dataclass
+class Rig:
+    """A fake container: stub commands, an image-side ComfyUI folder and a volume."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def calls(self) -> list[str]:
+        path = self.root / "stubs" / "calls"
+        return path.read_text().splitlines() if path.exists() else []
+
+    @property
+    def comfyui(self) -> Path:
+        return self.root / "opt" / "ComfyUI"
+
+    @property
+    def volume(self) -> Path:
+        return self.root / "volume"
+
+    def start(self, **env: str) -> subprocess.Popen[str]:
+        log = (self.root / "start.log").open("w")
+        return subprocess.Popen(
+            [str(START_SH)],
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def run(self, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(START_SH)],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    @property
+    def log(self) -> str:
+        return (self.root / "start.log").read_text()
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    """Stubs on PATH, a fake /opt/ComfyUI with an output file, an empty volume."""
+    stubs = tmp_path / "stubs"
+    _write(stubs / "bin" / "python3", PYTHON_STUB)
+    _write(stubs / "bin" / "jupyter", JUPYTER_STUB)
+    _write(stubs / "bin" / "nvidia-smi", NVIDIA_SMI_STUB)
+    app = tmp_path / "opt" / "worker"
+    _write(app / "download_models.sh", DOWNLOAD_STUB)
+    _write(app / "r2_sync.sh", SYNC_STUB)
+    comfyui = tmp_path / "opt" / "ComfyUI"
+    for name in ("output", "input", "user"):
+        (comfyui / name).mkdir(parents=True)
+    (comfyui / "input" / "example.png").write_bytes(b"png")
+    (tmp_path / "volume").mkdir()
+    env = {
+        "PATH": f"{stubs / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "STUB_DIR": str(stubs),
+        "APP_DIR": str(app),
+        "COMFYUI_DIR": str(comfyui),
+        "VOLUME_DIR": str(tmp_path / "volume"),
+        "BAKED_MODELS_DIR": str(tmp_path / "opt" / "models"),
+        "COMFY_PID_FILE": str(tmp_path / "comfyui.pid"),
+        "PYTHON": str(stubs / "bin" / "python3"),
+        "STOP_TIMEOUT_S": "5",
+    }
+    return Rig(tmp_path, env)
+
+
+@pytest.fixture
+def running(rig: Rig) -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes started by a test; killed (whole session) afterwards."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def test_no_nvidia_driver_fails_fast_with_an_actionable_message(rig: Rig) -> None:
+    """Without nvidia-smi the script exits 3 and says how to get a GPU or skip the check."""
+    (rig.root / "stubs" / "bin" / "nvidia-smi").unlink()
+    done = rig.run(MODE="serverless")
+    assert done.returncode == 3
+    assert "--gpus all" in done.stderr
+    assert "SKIP_GPU_CHECK" in done.stderr
+    assert not any(c.startswith("comfyui") for c in rig.calls)
+
+
+def test_broken_gpu_fails_fast(rig: Rig) -> None:
+    """nvidia-smi failing (driver mismatch) is a preflight failure, not a late CUDA error."""
+    done = rig.run(MODE="pod", STUB_GPU_FAIL="1")
+    assert done.returncode == 3
+    assert "no GPU visible" in done.stderr
+    assert "couldn't communicate" in done.stderr
+
+
+def test_unknown_mode_is_rejected(rig: Rig) -> None:
+    """MODE must be serverless or pod."""
+    done = rig.run(MODE="worker")
+    assert done.returncode == 2
+    assert "MODE must be" in done.stderr
+
+
+def test_serverless_maps_every_model_folder_and_runs_the_handler(rig: Rig) -> None:
+    """Serverless: extra_model_paths covers the volume and baked models, then the handler runs."""
+    (rig.volume / "models").mkdir()
+    done = rig.run(MODE="serverless", MODEL_GROUPS="flux_dev_fp8", STUB_HANDLER_EXIT="0")
+    assert done.returncode == 0, done.stderr
+    paths = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
+    assert paths["volume"]["base_path"] == str(rig.volume / "models")
+    assert paths["volume"]["is_default"] is True
+    assert paths["baked"]["base_path"] == rig.env["BAKED_MODELS_DIR"]
+    for folder in ("diffusion_models", "text_encoders", "background_removal", "loras", "vae"):
+        assert paths["volume"][folder] == f"{folder}/"
+        assert paths["baked"][folder] == f"{folder}/"
+    calls = rig.calls
+    verify = next(c for c in calls if c.startswith("download"))
+    assert "--verify-only" in verify
+    assert f"MODELS_DIR={rig.volume / 'models'}" in verify
+    comfy = next(c for c in calls if c.startswith("comfyui"))
+    assert "--listen 127.0.0.1" in comfy
+    assert f"cwd={rig.comfyui}" in comfy
+    handler = next(c for c in calls if c.startswith("handler"))
+    assert "COMFY_URL=http://127.0.0.1:8188" in handler
+    assert "comfyui-stopped" in calls
+    assert "[comfyui] ComfyUI booting" in done.stdout
+    assert (rig.comfyui / "output").is_dir()
+    assert not (rig.comfyui / "output").is_symlink()
+
+
+def test_serverless_handler_exit_code_is_the_container_exit_code(rig: Rig) -> None:
+    """A handler that dies takes the container down with its code, so RunPod restarts it."""
+    done = rig.run(MODE="serverless", STUB_HANDLER_EXIT="7")
+    assert done.returncode == 7
+
+
+def test_serverless_refuses_to_start_without_its_models(rig: Rig) -> None:
+    """Failed verification exits 4 before ComfyUI starts, naming the fixes."""
+    done = rig.run(MODE="serverless", MODEL_GROUPS="wan22_t2v", STUB_VERIFY_RC="1")
+    assert done.returncode == 4
+    assert "BAKE_MODEL_GROUPS" in done.stderr
+    assert "[models] verifying" in done.stdout
+    assert not any(c.startswith("comfyui") for c in rig.calls)
+
+
+def test_serverless_prefers_baked_models(rig: Rig) -> None:
+    """An image with baked models verifies those, even when a volume is attached."""
+    baked = Path(rig.env["BAKED_MODELS_DIR"])
+    baked.mkdir(parents=True)
+    (baked / ".baked").write_text("flux_dev_fp8\n")
+    (rig.volume / "models").mkdir()
+    done = rig.run(MODE="serverless", MODEL_GROUPS="flux_dev_fp8", STUB_HANDLER_EXIT="0")
+    assert done.returncode == 0, done.stderr
+    verify = next(c for c in rig.calls if c.startswith("download"))
+    assert f"MODELS_DIR={baked}" in verify
+
+
+def test_pod_starts_comfyui_while_models_download(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """Pod: downloads run in the background with a status file; ComfyUI is up at once."""
+    process = rig.start(MODE="pod", MODEL_GROUPS="wan22_t2v", JUPYTER_PASSWORD="s3cret-token")
+    running.append(process)
+    _wait_for(lambda: any(c.startswith("jupyter") for c in rig.calls), "jupyter to start")
+    calls = rig.calls
+    download = next(c for c in calls if c.startswith("download"))
+    assert "--verify-only" not in download
+    assert f"--status-file {rig.volume / 'models' / '.download-status.json'}" in download
+    assert "download-finished" not in calls  # still downloading...
+    comfy = next(c for c in calls if c.startswith("comfyui"))  # ...and ComfyUI already runs
+    assert "--listen 0.0.0.0" in comfy
+    paths = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
+    assert set(paths) == {"volume"}
+    assert paths["volume"]["base_path"] == str(rig.volume / "models")
+    (rig.root / "stubs" / "release-download").touch()
+    _wait_for(lambda: "download-finished" in rig.calls, "the download to finish")
+
+
+def test_pod_links_comfyui_folders_onto_the_volume(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """output, input and user live on the volume; files shipped in the image are kept."""
+    running.append(rig.start(MODE="pod", DOWNLOAD_MODELS="false", ENABLE_JUPYTER="false"))
+    _wait_for(lambda: any(c.startswith("comfyui") for c in rig.calls), "ComfyUI to start")
+    for name in ("output", "input", "user"):
+        link = rig.comfyui / name
+        assert link.is_symlink()
+        assert link.resolve() == (rig.volume / "ComfyUI" / name).resolve()
+    assert (rig.volume / "ComfyUI" / "input" / "example.png").read_bytes() == b"png"
+
+
+def test_jupyter_token_comes_from_the_environment_not_the_command_line(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """JUPYTER_PASSWORD becomes JUPYTER_TOKEN in Jupyter's env and never appears in argv."""
+    running.append(rig.start(MODE="pod", DOWNLOAD_MODELS="false", JUPYTER_PASSWORD="pw-123"))
+    _wait_for(lambda: any(c.startswith("jupyter") for c in rig.calls), "jupyter to start")
+    jupyter = next(c for c in rig.calls if c.startswith("jupyter"))
+    args, token = jupyter.split(" token=")
+    assert token == "pw-123"
+    assert "pw-123" not in args
+    assert f"--ServerApp.root_dir={rig.volume}" in args
+
+
+def test_sigterm_flushes_the_sync_daemon_before_exit(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """On SIGTERM: ComfyUI and the daemon stop, then r2_sync.sh --once flushes what is left."""
+    process = rig.start(MODE="pod", DOWNLOAD_MODELS="false", ENABLE_R2_SYNC="true")
+    running.append(process)
+    _wait_for(lambda: any(c.startswith("sync-daemon") for c in rig.calls), "the sync daemon")
+    daemon = next(c for c in rig.calls if c.startswith("sync-daemon"))
+    assert f"SYNC_DIR={rig.volume / 'ComfyUI' / 'output'}" in daemon
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    calls = rig.calls
+    assert "comfyui-stopped" in calls
+    assert "sync-stopped" in calls
+    flush = next(c for c in calls if c.startswith("sync-once"))
+    assert calls.index("sync-stopped") < calls.index(flush)
+    assert "--timeout" in flush
+    assert "[start] flushing pending outputs to R2" in rig.log
+
+
+def test_without_r2_sync_no_daemon_runs(rig: Rig, running: list[subprocess.Popen[str]]) -> None:
+    """ENABLE_R2_SYNC off: no daemon and no flush on stop."""
+    process = rig.start(MODE="pod", DOWNLOAD_MODELS="false", ENABLE_JUPYTER="false")
+    running.append(process)
+    _wait_for(lambda: any(c.startswith("comfyui") for c in rig.calls), "ComfyUI to start")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    assert not any(c.startswith("sync") for c in rig.calls)
+    assert "ENABLE_R2_SYNC is off" in rig.log
