@@ -72,6 +72,12 @@ def run_canary(
         return list(pool.map(one, range(requests)))
 
 
+def _kind(outcome: JobOutcome) -> str:
+    if outcome.error_type:
+        return f"{outcome.status} ({outcome.error_type})"
+    return outcome.reason()
+
+
 def _pcts(values: Sequence[float]) -> dict[str, float | None]:
     return {f"p{p}": _round(percentile(values, p)) for p in (50, 95, 99)}
 
@@ -86,7 +92,10 @@ def summarize(outcomes: Sequence[JobOutcome], *, gates: Gates, wall_s: float) ->
     threshold_ms = gates.cold_threshold_s * 1000
     cold = [o for o in done if (o.delay_ms or 0) >= threshold_ms]
     warm = [o for o in done if (o.delay_ms or 0) < threshold_ms]
-    failures = Counter(o.reason() for o in outcomes if not o.ok)
+    # Group by status and error type (messages often carry job ids); keep one example each.
+    failed = [o for o in outcomes if not o.ok]
+    kinds = Counter(_kind(o) for o in failed)
+    examples = {_kind(o): o.reason() for o in reversed(failed)}
     delays = [o.delay_ms / 1000 for o in done if o.delay_ms is not None]
     warm_delays = [o.delay_ms / 1000 for o in warm if o.delay_ms is not None]
     cold_delays = [o.delay_ms / 1000 for o in cold if o.delay_ms is not None]
@@ -110,7 +119,9 @@ def summarize(outcomes: Sequence[JobOutcome], *, gates: Gates, wall_s: float) ->
         "executionS": _pcts([o.execution_ms / 1000 for o in done if o.execution_ms is not None]),
         "throttled429": sum(o.throttled for o in outcomes),
         "wallS": round(wall_s, 3),
-        "failures": [{"reason": reason, "count": n} for reason, n in failures.most_common()],
+        "failures": [
+            {"kind": kind, "count": n, "reason": examples[kind]} for kind, n in kinds.most_common()
+        ],
     }
 
 

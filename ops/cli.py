@@ -324,6 +324,9 @@ def health(
     max_queue: Annotated[
         int | None, typer.Option(help="Alert when more jobs wait.", show_default=False)
     ] = None,
+    max_retries: Annotated[
+        int, typer.Option(help="Retries of /health on 429, 5xx or connection errors.")
+    ] = 3,
     as_json: JsonOpt = False,
 ) -> None:
     """Health alerts from /health: workers, queue, success and error rates.
@@ -338,7 +341,7 @@ def health(
         base_url=base_url,
         as_json=as_json,
     )
-    client = _client(target)
+    client = _client(target, backoff=Backoff(max_retries=max_retries, base_s=0.5, max_s=5.0))
     try:
         readings = health_mod.collect(
             client.health, samples=samples, interval_s=interval, sleep=time.sleep
