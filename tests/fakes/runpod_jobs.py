@@ -210,6 +210,11 @@ class JobApiEmulator:
         with self._lock:
             self._storms.append(_Storm(count, until, frozenset(routes), retry_after))
 
+    def end_429_storms(self) -> None:
+        """Drop every injected 429 storm (the real rate limits stay)."""
+        with self._lock:
+            self._storms.clear()
+
     def pause_workers(self) -> None:
         """Workers stop taking jobs (throttled): the queue grows and does not drain."""
         self._paused.set()
