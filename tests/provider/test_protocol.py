@@ -34,7 +34,13 @@ SECRET_URN = "urn:pulumi:staging::comfyui-runpod::pulumi-python:dynamic/runpod:S
 
 
 def struct(props: dict[str, Any]) -> Any:
-    return asyncio.run(rpc.serialize_properties(props, {}))
+    # A private loop: asyncio.run() would leave the main thread without a current loop,
+    # which breaks Pulumi mocks in tests that run later in the session.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(rpc.serialize_properties(props, {}))
+    finally:
+        loop.close()
 
 
 def plain(message: Any) -> dict[str, Any]:

@@ -1,0 +1,168 @@
+"""ComfyServerless under Pulumi mocks: worker env contract, secrets, scaling, naming."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.runpod import is_secret_reference
+from components.serverless import ComfyServerless, ComfyServerlessArgs
+from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
+
+IMAGE = "ghcr.io/acme/comfyui-worker@sha256:" + "c" * 64
+ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
+SECRET = "pulumi-python:dynamic/runpod:Secret"
+REGISTRY = "pulumi-python:dynamic/runpod:Registry"
+VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume"
+
+
+def args(**overrides: Any) -> ComfyServerlessArgs:
+    values: dict[str, Any] = {
+        "image": IMAGE,
+        "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
+        "r2_bucket": "comfyui-runpod-staging",
+        "r2_prefix": "outputs/",
+        "r2_access_key_id": pulumi.Output.secret("fake-r2-key-id"),
+        "r2_secret_access_key": pulumi.Output.secret("fake-r2-secret"),
+        "registry_username": "acme-bot",
+        "registry_token": pulumi.Output.secret("fake-ghcr-pull-token"),
+    }
+    values.update(overrides)
+    return ComfyServerlessArgs(**values)
+
+
+def build(mocks: RecordingMocks, **overrides: Any) -> ComfyServerless:
+    built: list[ComfyServerless] = []
+    run(lambda: built.append(ComfyServerless("comfyui", args(**overrides))))
+    return built[0]
+
+
+def test_worker_env_follows_the_contract_with_credentials_as_references() -> None:
+    """R2_* and MODE/MODEL_GROUPS/JOB_TIMEOUT_S are set; credentials only as references."""
+    with mocked() as mocks:
+        build(mocks, hf_token=pulumi.Output.secret("fake-hf"), r2_public_base_url="https://cdn.x")
+        env = mocks.one(ENDPOINT).inputs["env"]
+        assert env["MODE"] == "serverless"
+        assert env["R2_BUCKET"] == "comfyui-runpod-staging"
+        assert env["R2_PREFIX"] == "outputs/"
+        assert env["R2_PUBLIC_BASE_URL"] == "https://cdn.x"
+        assert env["MODEL_GROUPS"] == "flux_dev_fp8,background_removal"
+        assert env["JOB_TIMEOUT_S"] == "600"
+        for variable in ("R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "HF_TOKEN"):
+            assert is_secret_reference(env[variable]), variable
+        assert env["R2_SECRET_ACCESS_KEY"] == (
+            "{{ RUNPOD_SECRET_comfyui_runpod_staging_r2_secret_access_key }}"
+        )
+
+
+def test_no_credential_value_reaches_an_endpoint_input() -> None:
+    """The endpoint's inputs never contain a credential value, only secret names."""
+    with mocked() as mocks:
+        build(mocks, hf_token=pulumi.Output.secret("fake-hf"))
+        endpoint = json.dumps(mocks.one(ENDPOINT).inputs)
+        for value in ("fake-r2-key-id", "fake-r2-secret", "fake-hf", "fake-ghcr-pull-token"):
+            assert value not in endpoint
+
+
+def test_secret_values_and_registry_password_are_secret_inputs() -> None:
+    """State would encrypt them: each value/password input is marked secret."""
+    with mocked() as mocks:
+        build(mocks)
+        secrets = mocks.of_type(SECRET)
+        assert sorted(s.inputs["name"] for s in secrets) == [
+            "comfyui_runpod_staging_r2_access_key_id",
+            "comfyui_runpod_staging_r2_secret_access_key",
+        ]
+        for secret in secrets:
+            assert "value" in secret.secret_paths
+            assert not secret.inputs["name"].upper().startswith("RUNPOD")
+        assert "password" in mocks.one(REGISTRY).secret_paths
+
+
+def test_endpoint_pulls_by_digest_with_the_registry_credential() -> None:
+    """Image pinned by digest; the GHCR credential id is the endpoint's registry."""
+    with mocked() as mocks:
+        build(mocks)
+        endpoint = mocks.one(ENDPOINT).inputs
+        assert endpoint["image"] == IMAGE
+        assert endpoint["registry_id"] == "comfyui-ghcr-id"
+
+
+@pytest.mark.parametrize(("workers_min", "stage"), [(0, "staging"), (1, "prod")])
+def test_scaling_comes_from_args(workers_min: int, stage: str) -> None:
+    """Staging scales to zero; prod keeps a warm worker (cold starts of 30-60 s)."""
+    with mocked(stack=stage) as mocks:
+        build(mocks, workers_min=workers_min, workers_max=5, flashboot="FLASHBOOT")
+        endpoint = mocks.one(ENDPOINT).inputs
+        assert endpoint["workers"] == {"min": workers_min, "max": 5, "idleTimeout": 5}
+        assert endpoint["scaling"] == {"type": "QUEUE_DELAY", "queueDelay": 4}
+        assert endpoint["flashboot"] == "FLASHBOOT"
+        assert endpoint["name"] == f"comfyui-runpod-{stage}-comfyui"
+
+
+def test_network_volume_is_attached_and_pins_the_data_center() -> None:
+    """With a volume the endpoint mounts it, runs in its data center and reads models there."""
+    with mocked() as mocks:
+        component = build(
+            mocks, network_volume_size_gb=100, network_volume_data_center_id="EU-RO-1"
+        )
+        volume = mocks.one(VOLUME).inputs
+        endpoint = mocks.one(ENDPOINT).inputs
+        assert volume["size_gb"] == 100
+        assert endpoint["network_volume_ids"] == ["comfyui-models-id"]
+        assert endpoint["data_center_ids"] == ["EU-RO-1"]
+        assert endpoint["env"]["MODELS_DIR"] == "/runpod-volume/models"
+        assert settle(component.network_volume_id)[0] == "comfyui-models-id"
+
+
+def test_outputs_expose_the_endpoint_id_and_job_api_url() -> None:
+    """Consumers get the endpoint id (for the app and the KV flag) and the job API URL."""
+    with mocked() as mocks:
+        component = build(mocks)
+        assert settle(component.endpoint_id)[0] == "comfyui-endpoint-id"
+        assert settle(component.job_api_url)[0] == "https://api.runpod.ai/v2/comfyui-endpoint-id"
+        assert settle(component.network_volume_id)[0] == ""
+
+
+def test_children_are_named_after_the_component_and_parented() -> None:
+    """Child names are `<name>-<role>`; the component token is comfyui-runpod:index:..."""
+    with mocked() as mocks:
+        build(mocks)
+        names = {r.name for r in mocks.resources}
+        assert names >= {
+            "comfyui",
+            "comfyui-endpoint",
+            "comfyui-ghcr",
+            "comfyui-r2-access-key-id",
+            "comfyui-r2-secret-access-key",
+        }
+        component = next(r for r in mocks.resources if r.name == "comfyui")
+        assert component.type == "comfyui-runpod:index:ComfyServerless"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"workers_min": 3, "workers_max": 1}, "min <= max"),
+        ({"gpu_pools": ("RTX_9090",)}, "gpu_pools"),
+        ({"scaling_type": "QUEUE_DELAY", "scaling_value": 0.1}, ">= 0.5"),
+        ({"job_timeout_s": 900, "execution_timeout_ms": 600_000}, "must exceed job_timeout_s"),
+        ({"network_volume_size_gb": 50}, "go together"),
+        (
+            {
+                "network_volume_size_gb": 50,
+                "network_volume_data_center_id": "EU-RO-1",
+                "data_center_ids": ("US-KS-2",),
+            },
+            "must include the volume",
+        ),
+        ({"idle_timeout_s": 0}, "1..3600"),
+    ],
+)
+def test_invalid_plain_args_fail_at_construction(overrides: dict[str, Any], fragment: str) -> None:
+    """Plain values are validated once, with what to change."""
+    with pytest.raises(ValueError, match=fragment):
+        args(**overrides)

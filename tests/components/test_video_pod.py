@@ -1,0 +1,110 @@
+"""VideoPod under Pulumi mocks: the hearmeman-style template, volume, and pod request."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.runpod import is_secret_reference
+from components.video_pod import VideoPod, VideoPodArgs
+from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
+from tests.fakes.runpod_api import schema_errors
+
+IMAGE = "ghcr.io/acme/comfyui-worker@sha256:" + "d" * 64
+TEMPLATE = "pulumi-python:dynamic/runpod:Template"
+VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume"
+SECRET = "pulumi-python:dynamic/runpod:Secret"
+
+
+def build(mocks: RecordingMocks, **overrides: Any) -> VideoPod:
+    values: dict[str, Any] = {
+        "image": IMAGE,
+        "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
+        "r2_bucket": "comfyui-runpod-staging",
+        "r2_prefix": "outputs/",
+        "r2_access_key_id": pulumi.Output.secret("fake-r2-key-id"),
+        "r2_secret_access_key": pulumi.Output.secret("fake-r2-secret"),
+        "registry_username": "acme-bot",
+        "registry_token": pulumi.Output.secret("fake-ghcr-pull-token"),
+    }
+    values.update(overrides)
+    built: list[VideoPod] = []
+    run(lambda: built.append(VideoPod("video", VideoPodArgs(**values))))
+    return built[0]
+
+
+def test_template_exposes_comfyui_jupyter_and_ssh() -> None:
+    """Ports 8188/http, 8888/http and 22/tcp; SSH and Jupyter start; a pod template."""
+    with mocked() as mocks:
+        build(mocks)
+        template = mocks.one(TEMPLATE).inputs
+        assert template["ports"] == ["8188/http", "8888/http", "22/tcp"]
+        assert template["start_ssh"] is True
+        assert template["start_jupyter"] is True
+        assert template["serverless"] is False
+        assert template["image"] == IMAGE
+
+
+def test_pod_env_enables_r2_sync_with_credentials_as_references() -> None:
+    """MODE=pod, ENABLE_R2_SYNC=true, WAN 2.2 720p T2V groups; R2 keys are references."""
+    with mocked() as mocks:
+        build(mocks)
+        env = mocks.one(TEMPLATE).inputs["env"]
+        assert env["MODE"] == "pod"
+        assert env["ENABLE_R2_SYNC"] == "true"
+        assert env["MODEL_GROUPS"] == "wan22_t2v,wan22_t2v_fast"
+        assert is_secret_reference(env["R2_ACCESS_KEY_ID"])
+        assert is_secret_reference(env["R2_SECRET_ACCESS_KEY"])
+        assert "HF_TOKEN" not in env
+        assert "fake-r2" not in json.dumps(env)
+
+
+def test_pod_secrets_have_their_own_account_unique_names() -> None:
+    """The pod's secrets never collide with the serverless endpoint's."""
+    with mocked() as mocks:
+        build(mocks, hf_token=pulumi.Output.secret("fake-hf"))
+        names = sorted(s.inputs["name"] for s in mocks.of_type(SECRET))
+        assert names == [
+            "comfyui_runpod_staging_pod_hf_token",
+            "comfyui_runpod_staging_pod_r2_access_key_id",
+            "comfyui_runpod_staging_pod_r2_secret_access_key",
+        ]
+
+
+def test_volume_lives_in_the_configured_data_center() -> None:
+    """The workspace volume has the configured size and data center."""
+    with mocked() as mocks:
+        build(mocks, volume_size_gb=300, data_center_id="US-KS-2")
+        volume = mocks.one(VOLUME).inputs
+        assert (volume["size_gb"], volume["data_center_id"]) == (300, "US-KS-2")
+
+
+def test_pod_request_is_a_valid_v2_create_pod_body() -> None:
+    """The exported body starts a pod from the template with the volume at /workspace."""
+    with mocked() as mocks:
+        component = build(mocks)
+        body, _ = settle(component.pod_request)
+        assert body["templateId"] == "video-template-id"
+        assert body["mounts"] == {
+            "network": [{"volumeId": "video-volume-id", "path": "/workspace"}]
+        }
+        assert schema_errors("CreatePodRequest", body) == []
+
+
+def test_invalid_sizes_fail_at_construction() -> None:
+    """A volume below RunPod's 10 GB floor is refused before any resource exists."""
+    with pytest.raises(ValueError, match=r"volume_size_gb must be 10\.\.4096"):
+        VideoPodArgs(
+            image=IMAGE,
+            r2_endpoint="e",
+            r2_bucket="b",
+            r2_prefix="p/",
+            r2_access_key_id="k",
+            r2_secret_access_key="s",
+            registry_username="u",
+            registry_token="t",
+            volume_size_gb=5,
+        )

@@ -1,0 +1,215 @@
+"""A Pulumi engine simulation for dynamic resources, reusable by any program test.
+
+`EngineSimulation` is a `pulumi.runtime.Mocks` (extending the project's recording mocks, so
+cloud resources still echo inputs and fabricate computed fields). For every
+`pulumi-python:dynamic/...` registration it does what the engine does with the pickled
+provider in `__provider`: unpickle it (once per distinct pickle, like the real provider
+server's cache), `configure()` it with stack config, `check` the inputs against the
+previous run's, then `create`, or `diff` against the stored outputs and `update` or
+replace (create-then-delete, or delete-then-create when the diff asks). State persists
+between runs, so a test can run a program, change config, and run it again. Resources a
+run no longer declares are deleted by `end_run()`, and `refresh()` runs `read` on every
+stored resource like `pulumi refresh`.
+
+Secretness is stripped before the provider sees inputs, as the engine does.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import dill
+import pulumi
+import pulumi.runtime.settings
+from pulumi.dynamic import ConfigureRequest, ResourceProvider
+from pulumi.dynamic.config import Config
+
+from tests.fakes.pulumi_mocks import RecordingMocks, unwrap
+
+DYNAMIC_PREFIX = "pulumi-python:dynamic/"
+PROVIDER_KEY = "__provider"
+
+
+class CheckFailedError(Exception):
+    """The provider's check() refused the inputs, as `pulumi up` would report."""
+
+
+@dataclass
+class StoredResource:
+    """One dynamic resource in the simulated state file."""
+
+    type: str
+    name: str
+    id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    provider: str
+
+
+class EngineSimulation(RecordingMocks):
+    """Mocks that create, update, replace and delete dynamic resources for real.
+
+    `stack_config` is what the engine hands the provider's configure() (full keys, secrets
+    decrypted), e.g. `{"runpod:apiKey": "..."}`.
+    """
+
+    def __init__(
+        self, stack_config: Mapping[str, Any] | None = None, *, project: str = "comfyui-runpod"
+    ) -> None:
+        super().__init__()
+        self.stack_config = dict(stack_config or {})
+        self.project = project
+        self.state: dict[str, StoredResource] = {}
+        self.operations: list[tuple[str, str, str]] = []
+        self._seen: set[str] = set()
+        self._providers: dict[str, ResourceProvider] = {}
+        self._lock = threading.RLock()
+
+    # -- runs ------------------------------------------------------------------------
+
+    def begin_run(self) -> None:
+        """Start a new `pulumi up`: forget the last run's registrations and operations."""
+        self.resources.clear()
+        self.calls.clear()
+        self.operations = []
+        self._seen = set()
+
+    def end_run(self) -> None:
+        """Delete what this run no longer declares (newest first), as the engine does."""
+        for key in reversed(list(self.state)):
+            if key not in self._seen:
+                stored = self.state.pop(key)
+                self._provider(stored.provider).delete(stored.id, stored.outputs)
+                self.operations.append(("delete", stored.type, stored.name))
+
+    def refresh(self) -> None:
+        """`pulumi refresh`: read every stored resource, drop the vanished ones."""
+        for key, stored in list(self.state.items()):
+            result = self._provider(stored.provider).read(stored.id, stored.outputs)
+            if not result.id:
+                del self.state[key]
+                self.operations.append(("refresh-delete", stored.type, stored.name))
+                continue
+            stored.outputs = dict(result.outs or {})
+            if result.inputs is not None:
+                stored.inputs = dict(result.inputs)
+            self.operations.append(("refresh", stored.type, stored.name))
+
+    def changed(self) -> list[tuple[str, str, str]]:
+        """Operations of the last run other than `same`."""
+        return [op for op in self.operations if op[0] != "same"]
+
+    # -- engine work -----------------------------------------------------------------
+
+    def _provider(self, pickled: str) -> ResourceProvider:
+        with self._lock:
+            provider = self._providers.get(pickled)
+            if provider is None:
+                provider = dill.loads(base64.b64decode(pickled))  # noqa: S301  -- our own program's pickle, as the engine loads it
+                provider.configure(ConfigureRequest(Config(dict(self.stack_config), self.project)))
+                self._providers[pickled] = provider
+            return provider
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if not args.typ.startswith(DYNAMIC_PREFIX):
+            return super().new_resource(args)
+        super().new_resource(args)  # record the registration like any other
+        with self._lock:
+            return self._apply(args)
+
+    def _apply(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        plain, _ = unwrap(dict(args.inputs))
+        pickled = str(plain.pop(PROVIDER_KEY))
+        provider = self._provider(pickled)
+        key = f"{args.typ}::{args.name}"
+        self._seen.add(key)
+        previous = self.state.get(key)
+        checked = provider.check(previous.inputs if previous else {}, plain)
+        if checked.failures:
+            reasons = "; ".join(f"{f.property}: {f.reason}" for f in checked.failures)
+            raise CheckFailedError(f"{args.typ} {args.name}: {reasons}")
+        inputs = dict(checked.inputs)
+        if previous is None:
+            created = provider.create(inputs)
+            stored = StoredResource(
+                args.typ, args.name, created.id, inputs, dict(created.outs or {}), pickled
+            )
+            operation = "create"
+        else:
+            stored, operation = self._update(provider, previous, inputs, pickled)
+        self.state[key] = stored
+        self.operations.append((operation, args.typ, args.name))
+        return stored.id, dict(stored.outputs)
+
+    def _update(
+        self,
+        provider: ResourceProvider,
+        previous: StoredResource,
+        inputs: dict[str, Any],
+        pickled: str,
+    ) -> tuple[StoredResource, str]:
+        diff = provider.diff(previous.id, previous.outputs, inputs)
+        if not diff.changes:
+            previous.inputs = inputs
+            return previous, "same"
+        if diff.replaces:
+            if diff.delete_before_replace:
+                provider.delete(previous.id, previous.outputs)
+                created = provider.create(inputs)
+            else:
+                created = provider.create(inputs)
+                provider.delete(previous.id, previous.outputs)
+            replaced = StoredResource(
+                previous.type, previous.name, created.id, inputs, dict(created.outs or {}), pickled
+            )
+            return replaced, "replace"
+        updated = provider.update(previous.id, previous.outputs, inputs)
+        return (
+            StoredResource(
+                previous.type, previous.name, previous.id, inputs, dict(updated.outs or {}), pickled
+            ),
+            "update",
+        )
+
+
+@contextmanager
+def simulated(
+    engine: EngineSimulation,
+    *,
+    stack: str = "staging",
+    config: Mapping[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+) -> Iterator[EngineSimulation]:
+    """One `pulumi up` under `engine`: config, a fresh root stack, mocks, then end_run()."""
+    pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
+    pulumi.runtime.settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(engine, project=engine.project, stack=stack, preview=False)
+    engine.begin_run()
+    try:
+        yield engine
+        engine.end_run()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+
+
+def run_up(
+    engine: EngineSimulation,
+    program: Callable[[], Any],
+    *,
+    stack: str = "staging",
+    config: Mapping[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+) -> None:
+    """Run `program` as one `pulumi up` of `stack` against the engine's state."""
+
+    @pulumi.runtime.test
+    def go() -> Any:
+        return program()
+
+    with simulated(engine, stack=stack, config=config, secret_keys=secret_keys):
+        go()

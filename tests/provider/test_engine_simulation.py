@@ -1,0 +1,156 @@
+"""The RunPod components deployed for real into the emulator by the engine simulation.
+
+Each test runs `pulumi up` more than once against the same simulated state: the first run
+creates, later runs diff against stored outputs exactly as the engine would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.serverless import ComfyServerless, ComfyServerlessArgs
+from components.video_pod import VideoPod, VideoPodArgs
+from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
+from tests.provider.engine import CheckFailedError, EngineSimulation, run_up
+from tests.provider.support import IMAGE, IMAGE_2
+
+ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
+FAKE_R2_SECRET = "fake-r2-secret"  # a local double's credential, not a real one
+
+
+def credentials(r2_secret: str = FAKE_R2_SECRET) -> dict[str, Any]:
+    return {
+        "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
+        "r2_bucket": "comfyui-runpod-staging",
+        "r2_prefix": "outputs/",
+        "r2_access_key_id": pulumi.Output.secret("fake-r2-key-id"),
+        "r2_secret_access_key": pulumi.Output.secret(r2_secret),
+        "registry_username": "acme-bot",
+        "registry_token": pulumi.Output.secret("fake-ghcr-pull-token"),
+    }
+
+
+def program(
+    *, image: str = IMAGE, video: bool = True, r2_secret: str = FAKE_R2_SECRET, **scaling: Any
+) -> Any:
+    def declare() -> None:
+        ComfyServerless(
+            "comfyui", ComfyServerlessArgs(image=image, **credentials(r2_secret), **scaling)
+        )
+        if video:
+            VideoPod("video", VideoPodArgs(image=image, **credentials(r2_secret)))
+
+    return declare
+
+
+@pytest.fixture
+def engine(emulator: RunPodEmulator) -> EngineSimulation:
+    """An engine whose provider configure() receives this stack's runpod:apiKey."""
+    return EngineSimulation({"runpod:apiKey": DEFAULT_API_KEY})
+
+
+def test_first_up_creates_everything_and_the_worker_env_resolves(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """One up creates secrets, credentials, volume, template and endpoint in RunPod."""
+    run_up(engine, program())
+    assert len(emulator.endpoints) == 1
+    assert len(emulator.templates) == 1
+    assert len(emulator.volumes) == 1
+    assert len(emulator.registries) == 2
+    assert len(emulator.secrets) == 4
+    (endpoint_id,) = emulator.endpoints
+    env = emulator.resolve_env(emulator.endpoint(endpoint_id)["env"])
+    assert env["R2_SECRET_ACCESS_KEY"] == "fake-r2-secret"
+    assert emulator.registry_credentials[emulator.endpoint(endpoint_id)["registry"]] == (
+        "acme-bot",
+        "fake-ghcr-pull-token",
+    )
+
+
+def test_no_op_up_makes_no_call_at_all(engine: EngineSimulation, emulator: RunPodEmulator) -> None:
+    """Unchanged config: every diff is offline and empty, so RunPod sees zero requests."""
+    run_up(engine, program())
+    emulator.reset_log()
+    run_up(engine, program())
+    assert emulator.calls() == []
+    assert engine.changed() == []
+
+
+def test_new_digest_on_the_endpoint_is_exactly_one_patch(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """An image roll PATCHes the endpoint once with only the image and touches nothing else."""
+    run_up(engine, program(video=False))
+    emulator.reset_log()
+    run_up(engine, program(video=False, image=IMAGE_2))
+    (write,) = emulator.writes()
+    assert write.method == "PATCH"
+    assert write.path.startswith("/v2/serverless/")
+    assert write.body == {"image": IMAGE_2}
+    assert engine.changed() == [("update", ENDPOINT, "comfyui-endpoint")]
+
+
+def test_rotated_r2_secret_patches_secrets_not_the_endpoint(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """A new R2 secret reaches RunPod's secrets; the endpoint's references stay the same."""
+    run_up(engine, program(video=False))
+    emulator.reset_log()
+    run_up(engine, program(video=False, r2_secret="rotated-r2-secret"))
+    assert [(r.method, r.path.rsplit("/", 1)[0]) for r in emulator.writes()] == [
+        ("PATCH", "/v2/account/secrets")
+    ]
+    assert "rotated-r2-secret" in emulator.secret_values.values()
+
+
+def test_scaling_change_patches_workers_only(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """Prod's warm worker: workers_min 0 -> 1 is one PATCH of `workers`."""
+    run_up(engine, program(video=False))
+    emulator.reset_log()
+    run_up(engine, program(video=False, workers_min=1))
+    assert [r.body for r in emulator.writes()] == [
+        {"workers": {"min": 1, "max": 3, "idleTimeout": 5}}
+    ]
+
+
+def test_dropping_the_video_pod_deletes_its_objects(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """Resources a run no longer declares are deleted, the serverless side untouched."""
+    run_up(engine, program())
+    run_up(engine, program(video=False))
+    assert emulator.templates == {}
+    assert emulator.volumes == {}
+    assert len(emulator.registries) == 1
+    assert len(emulator.endpoints) == 1
+
+
+def test_refresh_then_up_restores_idle_scale_down(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """Refresh records RunPod's workers.max=0; the next up PATCHes the declared max back."""
+    run_up(engine, program(video=False))
+    (endpoint_id,) = emulator.endpoints
+    emulator.idle_for_days(endpoint_id, 7)
+    engine.refresh()
+    emulator.reset_log()
+    run_up(engine, program(video=False))
+    assert [r.body for r in emulator.writes()] == [
+        {"workers": {"min": 0, "max": 3, "idleTimeout": 5}}
+    ]
+    assert emulator.endpoint(endpoint_id)["workers"]["max"] == 3
+
+
+def test_check_failure_stops_the_up_before_any_call(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """A tag instead of a digest fails check: nothing is created."""
+    with pytest.raises(CheckFailedError, match="pinned by digest"):
+        run_up(engine, program(video=False, image="ghcr.io/acme/comfyui-worker:latest"))
+    assert emulator.endpoints == {}
