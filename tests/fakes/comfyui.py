@@ -379,6 +379,7 @@ class ComfyUIDouble:
         self.interrupts = 0
         self.crashed = False
         self._sock: socket.socket | None = None
+        self._url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -399,10 +400,9 @@ class ComfyUIDouble:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:40123``."""
-        if self._sock is None:
+        if self._url is None:
             raise RuntimeError("ComfyUIDouble is not started")
-        host, port = self._sock.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return self._url
 
     @property
     def pid(self) -> int:
@@ -418,6 +418,8 @@ class ComfyUIDouble:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        host, port = self._sock.getsockname()[:2]
+        self._url = f"http://{host}:{port}"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()

@@ -1,0 +1,323 @@
+"""The ComfyUI double follows the reference protocol, and the client reads it correctly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import websocket
+from worker.comfy import ComfyClient, process_alive
+
+from tests.fakes.comfyui import ComfyUIDouble, Fault, tiny_png
+
+GRAPH = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 0},
+    },
+    "2": {"class_type": "KSampler", "inputs": {}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+}
+RUNNABLE = {k: v for k, v in GRAPH.items() if k != "2"}
+
+
+@pytest.fixture(scope="module")
+def comfy() -> Iterator[ComfyUIDouble]:
+    """One double for the protocol tests (each test uses its own client id)."""
+    with ComfyUIDouble(models={"checkpoints": ["a.safetensors", "b.safetensors"]}) as double:
+        yield double
+
+
+def _events(ws: websocket.WebSocket, prompt_id: str) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    ws.settimeout(10)
+    while True:
+        frame = ws.recv()
+        if isinstance(frame, bytes):
+            seen.append({"type": "<binary>", "data": {"prompt_id": prompt_id}})
+            continue
+        message = json.loads(frame)
+        if message.get("data", {}).get("prompt_id") != prompt_id:
+            continue
+        seen.append(message)
+        if message["type"] == "executing" and message["data"]["node"] is None:
+            return seen
+
+
+def _queue(comfy: ComfyUIDouble, graph: dict[str, Any], client_id: str) -> requests.Response:
+    return requests.post(
+        f"{comfy.url}/prompt", json={"prompt": graph, "client_id": client_id}, timeout=10
+    )
+
+
+def test_first_frame_is_status_with_the_session_id(comfy: ComfyUIDouble) -> None:
+    """The socket opens with a status message carrying the client id as sid."""
+    ws = websocket.create_connection(f"{comfy.url.replace('http', 'ws')}/ws?clientId=abc")
+    try:
+        first = json.loads(ws.recv())
+    finally:
+        ws.close()
+    assert first["type"] == "status"
+    assert first["data"]["sid"] == "abc"
+    assert "queue_remaining" in first["data"]["status"]["exec_info"]
+
+
+def test_events_arrive_in_the_reference_order_and_history_precedes_done(
+    comfy: ComfyUIDouble,
+) -> None:
+    """start, cached, per-node executing/executed, success, then executing null after history."""
+    client_id = uuid.uuid4().hex
+    ws = websocket.create_connection(f"{comfy.url.replace('http', 'ws')}/ws?clientId={client_id}")
+    try:
+        answer = _queue(comfy, RUNNABLE, client_id)
+        assert answer.status_code == 200
+        body = answer.json()
+        assert set(body) == {"prompt_id", "number", "node_errors"}
+        kinds = [e["type"] for e in _events(ws, body["prompt_id"])]
+        history = requests.get(f"{comfy.url}/history/{body['prompt_id']}", timeout=10).json()
+    finally:
+        ws.close()
+    assert kinds == [
+        "execution_start",
+        "execution_cached",
+        "executing",
+        "executing",
+        "executed",
+        "execution_success",
+        "executing",
+    ]
+    entry = history[body["prompt_id"]]
+    assert entry["status"]["status_str"] == "success"
+    assert entry["status"]["completed"] is True
+    images = entry["outputs"]["3"]["images"]
+    assert [i["filename"] for i in images][:1] == ["x_00001_.png"]
+    assert len(images) == 2  # batch_size 2
+
+
+def test_events_go_only_to_the_client_that_queued(comfy: ComfyUIDouble) -> None:
+    """Another client's socket sees status broadcasts but no execution events."""
+    base = comfy.url.replace("http", "ws")
+    owner_id = uuid.uuid4().hex
+    owner = websocket.create_connection(f"{base}/ws?clientId={owner_id}")
+    other = websocket.create_connection(f"{base}/ws?clientId=other-{owner_id}")
+    try:
+        prompt_id = _queue(comfy, RUNNABLE, owner_id).json()["prompt_id"]
+        owner_kinds = [e["type"] for e in _events(owner, prompt_id)]
+        other.settimeout(0.2)
+        seen: list[str] = []
+        while True:
+            try:
+                seen.append(json.loads(other.recv())["type"])
+            except websocket.WebSocketTimeoutException:
+                break
+    finally:
+        owner.close()
+        other.close()
+    assert "execution_success" in owner_kinds
+    assert "status" in seen
+    assert set(seen) == {"status"}
+
+
+def test_samplers_send_progress_and_a_binary_preview(comfy: ComfyUIDouble) -> None:
+    """A KSampler reports progress per step and one binary preview frame."""
+    with ComfyUIDouble(models={"checkpoints": ["m.safetensors"]}) as double:
+        graph = json.loads((_workflows() / "flux_txt2img.json").read_text())
+        graph["1"]["inputs"]["ckpt_name"] = "m.safetensors"
+        graph["6"]["inputs"]["steps"] = 3
+        client_id = uuid.uuid4().hex
+        url = f"{double.url.replace('http', 'ws')}/ws?clientId={client_id}"
+        ws = websocket.create_connection(url)
+        try:
+            prompt_id = _queue(double, graph, client_id).json()["prompt_id"]
+            events = _events(ws, prompt_id)
+        finally:
+            ws.close()
+    progress = [e["data"]["value"] for e in events if e["type"] == "progress"]
+    assert progress == [1, 2, 3]
+    assert any(e["type"] == "<binary>" for e in events)
+
+
+def _workflows() -> Path:
+    return Path(__file__).resolve().parents[2] / "image" / "workflows"
+
+
+def test_unknown_node_class_is_missing_node_type(comfy: ComfyUIDouble) -> None:
+    """An unknown class_type answers 400 missing_node_type naming the class and node."""
+    graph = {**RUNNABLE, "9": {"class_type": "NotInstalled", "inputs": {}}}
+    answer = _queue(comfy, graph, "c")
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "missing_node_type"
+    assert error["extra_info"]["class_type"] == "NotInstalled"
+    assert error["details"] == "Node ID '#9'"
+
+
+def test_graph_without_outputs_is_prompt_no_outputs(comfy: ComfyUIDouble) -> None:
+    """No output node: 400 prompt_no_outputs."""
+    answer = _queue(comfy, {"1": GRAPH["1"]}, "c")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "prompt_no_outputs"
+
+
+def test_input_errors_are_reported_per_node(comfy: ComfyUIDouble) -> None:
+    """Missing inputs, models not in the folder list and bad ranges land in node_errors."""
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "c.safetensors"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 0, "height": 8, "batch_size": 1}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}},
+        "4": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["1", 2]}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "a"}},
+    }
+    answer = _queue(comfy, graph, "c")
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error"]["type"] == "prompt_outputs_failed_validation"
+    errors = {
+        nid: [e["type"] for e in entry["errors"]] for nid, entry in body["node_errors"].items()
+    }
+    assert errors["1"] == ["value_not_in_list"]
+    assert (
+        "'c.safetensors' not in ['a.safetensors', 'b.safetensors']"
+        in (body["node_errors"]["1"]["errors"][0]["details"])
+    )
+    assert errors["2"] == ["value_smaller_than_min", "required_input_missing"]
+    assert errors["3"] == ["required_input_missing"]
+    assert errors["4"] == ["return_type_mismatch"]
+    assert body["node_errors"]["1"]["dependent_outputs"] == ["5"]
+
+
+def test_older_comfyui_wording_for_missing_nodes(tmp_path: Path) -> None:
+    """missing_node_error="invalid_prompt" reproduces ComfyUI 0.3.6x's answer."""
+    with ComfyUIDouble(missing_node_error="invalid_prompt") as double:
+        answer = _queue(double, {"1": {"class_type": "Nope", "inputs": {}}}, "c")
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_prompt"
+    assert error["message"] == "Cannot execute because node Nope does not exist."
+
+
+def test_view_serves_outputs_and_refuses_traversal(comfy: ComfyUIDouble) -> None:
+    """/view returns file bytes, 400 for .. or a leading slash, 404 when missing."""
+    (comfy.output_dir / "sub").mkdir(exist_ok=True)
+    (comfy.output_dir / "sub" / "f.png").write_bytes(b"abc")
+    view = f"{comfy.url}/view"
+    ok = requests.get(view, params={"filename": "f.png", "subfolder": "sub"}, timeout=10)
+    assert (ok.status_code, ok.content) == (200, b"abc")
+    assert requests.get(view, params={"filename": "../x"}, timeout=10).status_code == 400
+    assert requests.get(view, params={"filename": "/etc/passwd"}, timeout=10).status_code == 400
+    assert requests.get(view, params={"filename": "none.png"}, timeout=10).status_code == 404
+    api = requests.get(
+        f"{comfy.url}/api/view", params={"filename": "f.png", "subfolder": "sub"}, timeout=10
+    )
+    assert api.content == b"abc"
+
+
+def test_upload_renames_unless_overwrite(comfy: ComfyUIDouble) -> None:
+    """/upload/image keeps both files when overwrite is not true, like ComfyUI."""
+    files = {"image": ("u.png", tiny_png(), "image/png")}
+    first = requests.post(f"{comfy.url}/upload/image", files=files, timeout=10).json()
+    second = requests.post(f"{comfy.url}/upload/image", files=files, timeout=10).json()
+    third = requests.post(
+        f"{comfy.url}/upload/image", files=files, data={"overwrite": "true"}, timeout=10
+    ).json()
+    assert first == {"name": "u.png", "subfolder": "", "type": "input"}
+    assert second["name"] == "u (1).png"
+    assert third["name"] == "u.png"
+    assert (
+        requests.post(f"{comfy.url}/upload/image", data={"x": "1"}, timeout=10).status_code == 400
+    )
+
+
+def test_object_info_lists_installed_models_in_both_combo_styles(comfy: ComfyUIDouble) -> None:
+    """Classic loaders give [[files]], V3 loaders ["COMBO", {"options": files}]."""
+    info = requests.get(f"{comfy.url}/object_info/CheckpointLoaderSimple", timeout=10).json()
+    assert info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] == [
+        "a.safetensors",
+        "b.safetensors",
+    ]
+    v3 = requests.get(f"{comfy.url}/object_info/LoadBackgroundRemovalModel", timeout=10).json()
+    spec = v3["LoadBackgroundRemovalModel"]["input"]["required"]["bg_removal_name"]
+    assert spec == ["COMBO", {"options": []}]
+    client = ComfyClient(comfy.url)
+    assert client.choices("CheckpointLoaderSimple", "ckpt_name") == [
+        "a.safetensors",
+        "b.safetensors",
+    ]
+    assert client.choices("LoadBackgroundRemovalModel", "bg_removal_name") == []
+    assert client.choices("KSampler", "seed") is None
+    assert requests.get(f"{comfy.url}/models/checkpoints", timeout=10).json() == [
+        "a.safetensors",
+        "b.safetensors",
+    ]
+
+
+def test_system_stats_reports_devices(comfy: ComfyUIDouble) -> None:
+    """/system_stats has the system and devices sections a readiness probe reads."""
+    stats = requests.get(f"{comfy.url}/system_stats", timeout=10).json()
+    assert stats["devices"][0]["type"] == "cuda"
+    assert "comfyui_version" in stats["system"]
+
+
+def test_hang_ends_only_with_an_interrupt() -> None:
+    """Fault.HANG runs until /interrupt; then execution_interrupted and a history entry."""
+    with ComfyUIDouble(fault=Fault.HANG) as double:
+        client = ComfyClient(double.url)
+        ws = client.connect("h")
+        try:
+            prompt_id = client.queue_prompt(RUNNABLE, client_id="h", prompt_id=str(uuid.uuid4()))
+            time.sleep(0.3)
+            assert double.history() == {}
+            client.interrupt(prompt_id)
+            result = client.follow(ws, prompt_id, deadline=time.monotonic() + 10)
+        finally:
+            ws.close()
+        entry = client.history(prompt_id)
+    assert result.interrupted
+    assert entry["status"]["status_str"] == "error"
+    assert "execution_interrupted" in result.events
+
+
+def test_crash_kills_the_process_and_closes_the_port() -> None:
+    """Fault.CRASH: the stand-in process dies and connections are refused afterwards."""
+    with ComfyUIDouble() as double:
+        pid_file = double.pid_file
+        assert process_alive(pid_file) is True
+        double.crash()
+        assert process_alive(pid_file) is False
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{double.url}/system_stats", timeout=2)
+
+
+def test_late_start_refuses_connections_until_it_serves() -> None:
+    """start_delay: the port refuses at first, then the server answers."""
+    with ComfyUIDouble(start_delay=0.5) as double:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{double.url}/system_stats", timeout=2)
+        double.wait_until_serving()
+        assert requests.get(f"{double.url}/system_stats", timeout=2).status_code == 200
+
+
+def test_process_alive_tells_live_dead_zombie_and_unknown(tmp_path: Path) -> None:
+    """The PID check treats a zombie (not yet reaped) as dead and a missing file as unknown."""
+    pid_file = tmp_path / "pid"
+    assert process_alive(None) is None
+    assert process_alive(pid_file) is None
+    pid_file.write_text(str(os.getpid()))
+    assert process_alive(pid_file) is True
+    child = subprocess.Popen(["sleep", "60"])
+    pid_file.write_text(str(child.pid))
+    child.kill()
+    deadline = time.monotonic() + 5
+    while process_alive(pid_file) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process_alive(pid_file) is False  # zombie: killed, not yet waited for
+    child.wait()
+    assert process_alive(pid_file) is False
