@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pulumi
+import pytest
 
 from components.app_deployment import AppDeployment, AppDeploymentArgs
 from components.config import StackConfig, parse
-from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
+from tests.fakes.pulumi_mocks import RecordingMocks, mocked, pulumi_loop, run, settle
 from tests.fakes.stack_values import MINIMAL
+
+pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
 ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
 SECRET = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"

@@ -9,7 +9,10 @@ import yaml
 
 from components.config import ConfigError, StackConfig, parse, stack_file_values
 from components.config import _main as config_main
+from tests.fakes.pulumi_mocks import pulumi_loop
 from tests.fakes.stack_values import MINIMAL, ROOT
+
+pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
 
 def config_with(stack: str = "staging", **changes: str | None) -> StackConfig:

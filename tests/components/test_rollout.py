@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from components.config import RolloutSettings
 from components.rollout import ProviderSwitch, flag_value
-from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
+from tests.fakes.pulumi_mocks import RecordingMocks, mocked, pulumi_loop, run, settle
 from tests.fakes.stack_values import ACCOUNT_ID
+
+pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
 KV = "cloudflare:index/workersKv:WorkersKv"
 NAMESPACE = "cloudflare:index/workersKvNamespace:WorkersKvNamespace"

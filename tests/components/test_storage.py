@@ -9,8 +9,17 @@ import pytest
 
 from components.config import parse
 from components.storage import ITEM_READ, ITEM_WRITE, OutputBucket, bucket_resource, s3_secret
-from tests.fakes.pulumi_mocks import ITEM_LEVEL_GROUP_IDS, RecordingMocks, mocked, run, settle
+from tests.fakes.pulumi_mocks import (
+    ITEM_LEVEL_GROUP_IDS,
+    RecordingMocks,
+    mocked,
+    pulumi_loop,
+    run,
+    settle,
+)
 from tests.fakes.stack_values import ACCOUNT_ID, MINIMAL
+
+pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
 TOKEN = "cloudflare:index/accountToken:AccountToken"
 

@@ -8,8 +8,10 @@ import pytest
 
 from components.config import ImageSettings, parse
 from components.worker_image import LABEL_BUILD_ARGS, WorkerImage, pinned_reference
-from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
+from tests.fakes.pulumi_mocks import RecordingMocks, mocked, pulumi_loop, run, settle
 from tests.fakes.stack_values import MINIMAL
+
+pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
 IMAGE = "docker:index/image:Image"
 PINNED = re.compile(r"ghcr\.io/acme/comfyui-worker@sha256:[0-9a-f]{64}")

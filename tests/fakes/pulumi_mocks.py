@@ -9,6 +9,7 @@ plain value and the paths that were secret, so tests can assert what state would
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import runpy
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +20,7 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.settings
+import pytest
 from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,6 +133,38 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 @contextmanager
+def current_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh current event loop, the previous one put back afterwards.
+
+    Pulumi makes and awaits Outputs on the thread's current loop; a test elsewhere that
+    used ``asyncio.run`` leaves the main thread with none.
+    """
+    try:
+        previous: asyncio.AbstractEventLoop | None = (
+            asyncio.get_event_loop_policy().get_event_loop()
+        )
+    except RuntimeError:
+        previous = None
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        # Let Outputs made outside a program run settle, so no coroutine is left unawaited.
+        if pending := asyncio.all_tasks(loop):
+            loop.run_until_complete(asyncio.wait(pending, timeout=5))
+        asyncio.set_event_loop(previous)
+        loop.close()
+
+
+@pytest.fixture
+def pulumi_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """For tests that build config (secret Outputs) outside a program run."""
+    with current_loop() as loop:
+        yield loop
+
+
+@contextmanager
 def mocked(
     *,
     project: str = "comfyui-runpod",
@@ -138,15 +172,16 @@ def mocked(
     config: Mapping[str, str] | None = None,
     secret_keys: list[str] | None = None,
 ) -> Iterator[RecordingMocks]:
-    """Fresh mocks, stack config and root stack for one program run."""
-    mocks = RecordingMocks()
-    pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
-    pulumi.runtime.settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
-    try:
-        yield mocks
-    finally:
-        pulumi.runtime.set_all_config({}, [])
+    """Fresh mocks, stack config, root stack and event loop for one program run."""
+    with current_loop():
+        mocks = RecordingMocks()
+        pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
+        pulumi.runtime.settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+        try:
+            yield mocks
+        finally:
+            pulumi.runtime.set_all_config({}, [])
 
 
 def run(fn: Callable[[], Any]) -> None:
