@@ -242,6 +242,10 @@ class LoggedRequest:
     body: Any
     status: int | None
     at: float
+    request_bytes: int = 0
+    """Size of the request body on the wire."""
+    response_bytes: int = 0
+    """Size of the response body on the wire (0 when dropped or empty)."""
 
 
 @dataclass
@@ -987,10 +991,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {**headers, **problem.headers}
         else:
             if fault is not None and fault.drop_after_commit:
-                self._log(method, path, query, body, None)
+                self._log(method, path, query, body, None, sizes=(len(raw), 0))
                 self._drop()
                 return
-        self._log(method, path, query, body, status)
+        response_size = 0 if payload is None else len(json.dumps(payload).encode())
+        self._log(method, path, query, body, status, sizes=(len(raw), response_size))
         self._respond(status, payload, headers)
 
     def _admit(self, method: str, body: Any) -> tuple[dict[str, str], Fault | None]:
@@ -1021,10 +1026,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise ProblemError(400, "request body required", headers=headers)
         return headers, fault
 
-    def _log(self, method: str, path: str, query: Any, body: Any, status: int | None) -> None:
+    def _log(
+        self,
+        method: str,
+        path: str,
+        query: Any,
+        body: Any,
+        status: int | None,
+        *,
+        sizes: tuple[int, int] = (0, 0),
+    ) -> None:
         with self.owner._lock:
             self.owner.requests.append(
-                LoggedRequest(method, path, query, body, status, time.monotonic())
+                LoggedRequest(method, path, query, body, status, time.monotonic(), *sizes)
             )
 
     def _drop(self) -> None:
