@@ -32,6 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -63,6 +64,8 @@ DEFAULT_STATE_DIR = "/workspace/.r2_sync"
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", ".lock", "~")
 #: Top-level folders never synced: ComfyUI's previews when SYNC_DIR is the ComfyUI root.
 IGNORED_TOP_DIRS = frozenset({"temp"})
+#: Seconds without a modify event after which a file no longer counts as being written.
+WRITER_SILENCE = 120.0
 
 Signature = tuple[int, int]
 """(size, mtime_ns): what identifies one version of a file."""
@@ -175,7 +178,8 @@ class SyncDaemon:
         self._inflight: set[str] = set()
         self._queued: set[str] = set()
         self._transit = 0
-        self._writing: set[str] = set()
+        # Files with create/modify events and no close yet -> time of the last such event.
+        self._writing: dict[str, float] = {}
         self._attempts: dict[str, int] = {}
         self._first_seen: dict[str, float] = {}
         self._lags: deque[float] = deque(maxlen=2000)
@@ -184,6 +188,11 @@ class SyncDaemon:
         self._threads: list[threading.Thread] = []
         self._inotify: Any = None
         self._wd_paths: dict[int, Path] = {}
+        try:
+            state = options.state_dir.resolve().relative_to(options.sync_dir.resolve())
+            self._state_rel: str | None = state.as_posix()
+        except ValueError:
+            self._state_rel = None
         self.uploaded = 0
         self.failures = 0
 
@@ -219,7 +228,7 @@ class SyncDaemon:
 
     def schedule(self, relative: str, delay: float, *, event: bool = False) -> None:
         """Look at ``relative`` again after ``delay`` seconds (resetting any earlier time)."""
-        if is_ignored(relative):
+        if self.skipped(relative):
             return
         try:
             stat = (self.options.sync_dir / relative).stat()
@@ -236,6 +245,28 @@ class SyncDaemon:
 
     # -- scanning and watching -------------------------------------------------------------
 
+    def _is_writing(self, relative: str) -> bool:
+        """A writer still has ``relative`` open (caller holds the lock).
+
+        Silence for :data:`WRITER_SILENCE` seconds ends that belief: a hard link, for one,
+        creates a file without ever closing it for writing, and scans must not skip it forever.
+        """
+        last = self._writing.get(relative)
+        if last is None:
+            return False
+        if time.monotonic() - last > WRITER_SILENCE:
+            del self._writing[relative]
+            return False
+        return True
+
+    def skipped(self, relative: str) -> bool:
+        """Never uploaded: temp patterns, or the journal when SYNC_STATE_DIR is inside."""
+        if is_ignored(relative):
+            return True
+        if self._state_rel is None:
+            return False
+        return relative == self._state_rel or relative.startswith(self._state_rel + "/")
+
     def _walk(self, top: Path) -> Iterator[Path]:
         stack = [top]
         while stack:
@@ -246,7 +277,7 @@ class SyncDaemon:
                 continue
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    if not is_ignored(self.relative(Path(entry.path)) + "/x"):
+                    if not self.skipped(self.relative(Path(entry.path)) + "/x"):
                         stack.append(Path(entry.path))
                 elif entry.is_file(follow_symlinks=False):
                     yield Path(entry.path)
@@ -256,7 +287,7 @@ class SyncDaemon:
         found = 0
         for path in self._walk(top or self.options.sync_dir):
             relative = self.relative(path)
-            if is_ignored(relative):
+            if self.skipped(relative):
                 continue
             try:
                 stat = path.stat()
@@ -269,7 +300,7 @@ class SyncDaemon:
                     relative in self._pending
                     or relative in self._queued
                     or relative in self._inflight
-                    or relative in self._writing
+                    or self._is_writing(relative)
                 )
             if not busy:
                 self.schedule(relative, self.options.settle)
@@ -291,7 +322,7 @@ class SyncDaemon:
         stack = [top]
         while stack:
             folder = stack.pop()
-            if folder != self.options.sync_dir and is_ignored(self.relative(folder) + "/x"):
+            if folder != self.options.sync_dir and self.skipped(self.relative(folder) + "/x"):
                 continue
             try:
                 wd = self._inotify.add_watch(folder, mask)
@@ -335,18 +366,18 @@ class SyncDaemon:
     def _file_event(self, relative: str, mask: int) -> None:
         from inotify_simple import flags  # noqa: PLC0415 - Linux-only, loaded when watching
 
-        if is_ignored(relative):
+        if self.skipped(relative):
             return
         if mask & (flags.CREATE | flags.MODIFY):
             with self._cond:
-                self._writing.add(relative)
+                self._writing[relative] = time.monotonic()
         elif mask & (flags.CLOSE_WRITE | flags.MOVED_TO):
             with self._cond:
-                self._writing.discard(relative)
+                self._writing.pop(relative, None)
             self.schedule(relative, self.options.settle, event=True)
         elif mask & (flags.MOVED_FROM | flags.DELETE):
             with self._cond:
-                self._writing.discard(relative)
+                self._writing.pop(relative, None)
 
     # -- settle scheduler ------------------------------------------------------------------
 
@@ -368,7 +399,7 @@ class SyncDaemon:
                 heapq.heappop(self._heap)
                 _, signature = self._pending.pop(relative)
                 busy = relative in self._inflight or relative in self._queued
-                still_writing = relative in self._writing
+                still_writing = self._is_writing(relative)
                 self._transit += 1
             try:
                 if busy:
@@ -428,7 +459,8 @@ class SyncDaemon:
         attempts = self._attempts.get(relative, 0) + 1
         self._attempts[relative] = attempts
         if count:
-            self.failures += 1
+            with self._cond:
+                self.failures += 1
         delay = min(self.options.max_backoff, self.options.first_backoff * 2 ** (attempts - 1))
         log.warning(
             "upload of %s failed (%s); retry %d in %.1fs", relative, reason, attempts, delay
@@ -457,14 +489,17 @@ class SyncDaemon:
             )
             etag = strip_etag(response["ETag"])
         else:
-            expected = expected_etag(path)
-            self.client.upload_file(
-                str(path),
-                self.settings.bucket,
-                key,
-                ExtraArgs={"ContentType": content_type},
-                Config=transfer_config(max_concurrency=4),
-            )
+            # Hash while uploading: the two reads share the page cache and the wall time.
+            with ThreadPoolExecutor(max_workers=1) as hasher:
+                local = hasher.submit(expected_etag, path)
+                self.client.upload_file(
+                    str(path),
+                    self.settings.bucket,
+                    key,
+                    ExtraArgs={"ContentType": content_type},
+                    Config=transfer_config(max_concurrency=4),
+                )
+                expected = local.result()
             etag = strip_etag(self.client.head_object(Bucket=self.settings.bucket, Key=key)["ETag"])
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != signature:
@@ -477,7 +512,8 @@ class SyncDaemon:
             self._attempts.pop(relative, None)
         lag = time.monotonic() - seen
         self._lags.append(lag)
-        self.uploaded += 1
+        with self._cond:
+            self.uploaded += 1
         log.info(
             "uploaded %s (%d bytes) in %.2fs, lag %.2fs",
             key,

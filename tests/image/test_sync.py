@@ -392,3 +392,13 @@ def test_missing_r2_settings_is_a_configuration_error(tmp_path: Path) -> None:
     assert result.returncode == sync.EXIT_CONFIG
     assert "R2_ENDPOINT" in result.stderr
     assert "super-secret-value" not in result.stderr
+
+
+def test_journal_inside_the_synced_folder_is_never_uploaded(sync_rig: SyncRig) -> None:
+    """SYNC_STATE_DIR placed inside SYNC_DIR does not upload the journal itself."""
+    sync_rig.state_dir = sync_rig.sync_dir / "journal"
+    daemon = sync_rig.start()
+    write(sync_rig.sync_dir / "only.png", b"png")
+    wait_until(lambda: "test/only.png" in list_objects(sync_rig.bucket), 20, "only.png")
+    wait_until(daemon.idle, 10, "idle")
+    assert set(list_objects(sync_rig.bucket)) == {"test/only.png"}
