@@ -5,12 +5,16 @@ exists), builds one component per concern, and exports what operators and the ap
 
 - ``OutputBucket``   the R2 bucket, its lifecycle and CORS, bucket-scoped tokens
 - ``WorkerImage``    the worker image on GHCR, pinned by digest
+- ``ComfyServerless`` the RunPod serverless ComfyUI endpoint (unless one is adopted)
+- ``VideoPod``       the WAN 2.2 video pod's volume and template (when enabled)
 - ``ProviderSwitch`` the Workers KV flag the app reads per request
 - ``AppDeployment``  the app's GitHub environment: secrets and variables
 
 Providers are explicit, built from declared stack config, so every credential is a key in
 ``Pulumi.yaml`` and ``docs/configuration.md``.
 """
+
+from typing import TypedDict
 
 import pulumi
 import pulumi_cloudflare as cloudflare
@@ -19,8 +23,26 @@ import pulumi_github as github
 from components import config
 from components.app_deployment import AppDeployment, AppDeploymentArgs
 from components.rollout import ProviderSwitch
+from components.serverless import ComfyServerless, ComfyServerlessArgs
 from components.storage import OutputBucket
+from components.video_pod import VideoPod, VideoPodArgs
 from components.worker_image import WorkerImage
+
+
+class WorkerWiring(TypedDict):
+    """What every RunPod worker (serverless or pod) is given: image, R2, pull credential."""
+
+    image: pulumi.Input[str]
+    r2_endpoint: pulumi.Input[str]
+    r2_bucket: pulumi.Input[str]
+    r2_prefix: pulumi.Input[str]
+    r2_access_key_id: pulumi.Input[str]
+    r2_secret_access_key: pulumi.Input[str]
+    r2_public_base_url: pulumi.Input[str] | None
+    registry_username: pulumi.Input[str]
+    registry_token: pulumi.Input[str]
+    hf_token: pulumi.Input[str] | None
+
 
 cfg = config.load()
 
@@ -39,15 +61,72 @@ bucket = OutputBucket(
 
 image = WorkerImage("worker", settings=cfg.image)
 
-# Seam for the serverless endpoint: an existing endpoint id from config (or none yet) until
-# the ComfyServerless component (RunPod issue) supplies its endpoint_id Output here.
-comfyui_endpoint_id: pulumi.Input[str] | None = cfg.serverless.endpoint_id
+
+def worker_wiring() -> WorkerWiring:
+    """The shared worker inputs (config guarantees a registry token when RunPod pulls)."""
+    if cfg.image.registry_token is None:
+        raise ValueError("image.registryToken is required when RunPod pulls the image")
+    return WorkerWiring(
+        image=image.image_ref,
+        r2_endpoint=bucket.s3_endpoint,
+        r2_bucket=bucket.bucket_name,
+        r2_prefix=bucket.prefix,
+        r2_access_key_id=bucket.worker_access_key_id,
+        r2_secret_access_key=bucket.worker_secret_access_key,
+        r2_public_base_url=cfg.bucket.public_base_url,
+        registry_username=cfg.image.registry_username,
+        registry_token=cfg.image.registry_token,
+        hf_token=cfg.models.hf_token,
+    )
+
+
+# serverless.endpointId adopts an endpoint managed elsewhere; otherwise the stack owns one.
+comfyui_endpoint_id: pulumi.Input[str]
+if cfg.serverless.endpoint_id is not None:
+    comfyui_endpoint_id = cfg.serverless.endpoint_id
+else:
+    serverless = ComfyServerless(
+        "comfyui",
+        ComfyServerlessArgs(
+            **worker_wiring(),
+            endpoint_name=cfg.serverless.name,
+            gpu_pools=cfg.serverless.gpu_pools,
+            gpu_count=cfg.serverless.gpu_count,
+            workers_min=cfg.serverless.workers_min,
+            workers_max=cfg.serverless.workers_max,
+            idle_timeout_s=cfg.serverless.idle_timeout,
+            scaling_type=cfg.serverless.scaler_type,
+            scaling_value=cfg.serverless.scaler_value,
+            flashboot=cfg.serverless.flashboot,
+            container_disk_gb=cfg.serverless.container_disk_gb,
+            job_timeout_s=cfg.serverless.job_timeout_seconds,
+            # RunPod's own limit sits a minute above the handler's, so the handler reports.
+            execution_timeout_ms=(cfg.serverless.job_timeout_seconds + 60) * 1000,
+            model_groups=tuple(cfg.serverless.model_groups.split(",")),
+            data_center_ids=cfg.serverless.data_center_ids,
+        ),
+    )
+    comfyui_endpoint_id = serverless.endpoint_id
+
+if cfg.video_pod.enabled:
+    video = VideoPod(
+        "video",
+        VideoPodArgs(
+            **worker_wiring(),
+            data_center_id=cfg.video_pod.data_center_id,
+            volume_size_gb=cfg.video_pod.volume_gb,
+            container_disk_gb=cfg.video_pod.container_disk_gb,
+            model_groups=tuple(cfg.video_pod.model_groups.split(",")),
+        ),
+    )
+    pulumi.export("videoPodTemplateId", video.template_id)
+    pulumi.export("videoPodNetworkVolumeId", video.network_volume_id)
 
 switch = ProviderSwitch(
     "rollout",
     account_id=cfg.cloudflare.account_id,
     settings=cfg.rollout,
-    endpoint_id=comfyui_endpoint_id or "",
+    endpoint_id=comfyui_endpoint_id,
     namespace_title=f"{cfg.project}-{cfg.stack}-rollout",
     stack=cfg.stack,
     opts=on_cloudflare,
@@ -77,7 +156,7 @@ pulumi.export("kvNamespaceId", switch.namespace_id)
 pulumi.export("kvKey", switch.key)
 pulumi.export("rolloutFlag", switch.value)
 pulumi.export("appEnvironment", app.environment)
-pulumi.export("comfyuiEndpointId", comfyui_endpoint_id or "")
+pulumi.export("comfyuiEndpointId", comfyui_endpoint_id)
 # The app's read-only credentials, for `python -m ops smoke`; secret in state and output.
 pulumi.export("appR2AccessKeyId", pulumi.Output.secret(bucket.app_access_key_id))
 pulumi.export("appR2SecretAccessKey", pulumi.Output.secret(bucket.app_secret_access_key))

@@ -126,13 +126,13 @@ SCHEMA: tuple[Key, ...] = (
     _k("serverless.flashboot", default="FLASHBOOT"),
     _k("serverless.containerDiskGb", "integer", 40),
     _k("serverless.jobTimeoutSeconds", "integer", 600),
-    _k("serverless.modelGroups", default="flux"),
+    _k("serverless.modelGroups", default="flux_dev_fp8,background_removal"),
     _k("serverless.dataCenterIds", default=""),
     _k("videoPod.enabled", "boolean", default=False),
     _k("videoPod.dataCenterId", default="EU-RO-1"),
     _k("videoPod.volumeGb", "integer", 200),
     _k("videoPod.containerDiskGb", "integer", 50),
-    _k("videoPod.modelGroups", default="wan22"),
+    _k("videoPod.modelGroups", default="wan22_t2v,wan22_t2v_fast"),
     _secret("models.hfToken", required=False),
     _k("rollout.provider", default="scenario"),
     _k("rollout.comfyuiPercent", "integer", 0),
@@ -447,7 +447,9 @@ def parse(values: Mapping[str, str], *, stack: str, project: str = PROJECT) -> S
     rollout = _rollout(r)
     runpod_api_key = r.secret(RUNPOD_API_KEY)
     app = _app(r, stack=stack, runpod_api_key=runpod_api_key)
-    _cross_checks(r, image=image, rollout=rollout, app=app)
+    _cross_checks(
+        r, image=image, serverless=serverless, video_pod=video_pod, rollout=rollout, app=app
+    )
     if r.problems:
         raise ConfigError(stack, r.problems)
     return StackConfig(
@@ -542,7 +544,7 @@ def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
     return ServerlessSettings(
         endpoint_id=r.string("serverless.endpointId", _TOKEN_LIST, "an endpoint id", empty=True)
         or None,
-        name=r.raw("serverless.name") or f"{project}-{stack}",
+        name=r.raw("serverless.name") or f"{project}-{stack}-comfyui",
         gpu_pools=pools,
         gpu_count=r.integer("serverless.gpuCount", 1, 8),
         workers_min=workers_min,
@@ -615,14 +617,21 @@ def _app(r: _Reader, *, stack: str, runpod_api_key: pulumi.Output[str] | None) -
 
 
 def _cross_checks(
-    r: _Reader, *, image: ImageSettings, rollout: RolloutSettings, app: AppSettings
+    r: _Reader,
+    *,
+    image: ImageSettings,
+    serverless: ServerlessSettings,
+    video_pod: VideoPodSettings,
+    rollout: RolloutSettings,
+    app: AppSettings,
 ) -> None:
-    if image.digest is None and image.registry_token is None:
+    runpod_pulls = serverless.endpoint_id is None or video_pod.enabled
+    if image.registry_token is None and (image.digest is None or runpod_pulls):
+        # A build pushes with it; a managed endpoint and the video pod pull with it.
+        why = "the stack builds the image" if image.digest is None else "RunPod pulls the image"
         r.problems.append(
-            "image.registryToken is not set, and the stack builds the image (image.digest is "
-            "empty): "
-            f"{r.fix('image.registryToken', '<token with write:packages>')}, or pin a tested "
-            f"image with {r.fix('image.digest', 'sha256:<64 hex>')}"
+            f"image.registryToken is not set, and {why}: "
+            f"{r.fix('image.registryToken', '<GitHub token with write:packages>')}"
         )
     sends_comfyui = rollout.provider == "comfyui" and rollout.comfyui_percent > 0
     if sends_comfyui and app.runpod_api_key is None:

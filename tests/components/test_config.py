@@ -110,18 +110,28 @@ def test_digest_must_be_sha256_and_64_lower_hex(bad: str) -> None:
     assert "pulumi config set image.digest sha256:<64 hex> --stack staging" in message
 
 
-def test_a_pinned_digest_needs_no_registry_token() -> None:
-    """Pinning a digest builds nothing, so no push credential is required."""
-    cfg = config_with(image_digest="sha256:" + "a" * 64, image_registryToken=None)
+def test_a_pinned_digest_on_an_adopted_endpoint_needs_no_registry_token() -> None:
+    """Nothing is built or pulled by this stack, so no GHCR credential is required."""
+    cfg = config_with(
+        image_digest="sha256:" + "a" * 64, image_registryToken=None, serverless_endpointId="ep1"
+    )
     assert cfg.image.digest == "sha256:" + "a" * 64
     assert cfg.image.registry_token is None
 
 
-def test_building_without_a_registry_token_names_both_fixes() -> None:
-    """Without a digest the image is built, which needs image.registryToken."""
-    message = problems(image_registryToken=None)
+def test_a_managed_endpoint_needs_the_registry_token_to_pull() -> None:
+    """A pinned digest still needs a GHCR credential when RunPod pulls it for this stack."""
+    message = problems(image_digest="sha256:" + "a" * 64, image_registryToken=None)
+    assert "image.registryToken is not set, and RunPod pulls the image" in message
     assert "pulumi config set --secret image.registryToken" in message
-    assert "pulumi config set image.digest sha256:<64 hex> --stack staging" in message
+
+
+def test_building_without_a_registry_token_names_the_fix() -> None:
+    """Without a digest the image is built and pushed, which needs image.registryToken."""
+    message = problems(image_registryToken=None)
+    assert "image.registryToken is not set, and the stack builds the image" in message
+    assert "pulumi config set --secret image.registryToken" in message
+    assert "--stack staging" in message
 
 
 @pytest.mark.parametrize("bad", ["My_Bucket", "ab", "-outputs", "outputs-", "a" * 64])

@@ -174,6 +174,32 @@ def test_staging_and_prod_differ_as_designed(deployments: dict[str, Deployment])
     assert prod.one(namespace).inputs["title"] == "comfyui-runpod-prod-rollout"
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_app_and_flag_point_at_the_endpoint_the_stack_manages(
+    deployments: dict[str, Deployment], stack: str
+) -> None:
+    """The serverless endpoint's id reaches the KV flag, the app secret and the outputs."""
+    deployment = deployments[stack]
+    (endpoint,) = deployment.mocks.of_type("pulumi-python:dynamic/runpod:Endpoint")
+    endpoint_id, _ = deployment.exports["comfyuiEndpointId"]
+    assert endpoint_id == f"{endpoint.name}-id"
+    assert json.loads(deployment.one(KV).inputs["value"])["endpointId"] == endpoint_id
+    app_secrets = {
+        r.inputs["secretName"]: r.inputs["value"] for r in deployment.mocks.of_type(GH_SECRET)
+    }
+    assert app_secrets["RUNPOD_COMFYUI_ENDPOINT_ID"] == endpoint_id
+    assert endpoint.inputs["image"] == deployment.exports["imageRef"][0]
+
+
+def test_video_pod_is_declared_where_enabled(deployments: dict[str, Deployment]) -> None:
+    """staging enables the WAN 2.2 pod template; prod does not."""
+    template = "pulumi-python:dynamic/runpod:Template"
+    assert len(deployments["staging"].mocks.of_type(template)) == 1
+    assert deployments["prod"].mocks.of_type(template) == []
+    assert "videoPodTemplateId" in deployments["staging"].exports
+    assert "videoPodTemplateId" not in deployments["prod"].exports
+
+
 def test_prod_keeps_scenario_credentials_on_the_app() -> None:
     """Production canaries ComfyUI with the Scenario fallback still configured."""
     deployment = deploy("prod")
