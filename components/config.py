@@ -332,8 +332,6 @@ class StackConfig:
     models: ModelSettings
     rollout: RolloutSettings
     app: AppSettings
-    runpod_api_key: pulumi.Output[str] | None
-    """The RunPod provider key (``runpod:apiKey``), if set in stack config."""
 
     @property
     def is_production(self) -> bool:
@@ -463,7 +461,6 @@ def parse(values: Mapping[str, str], *, stack: str, project: str = PROJECT) -> S
         models=ModelSettings(hf_token=r.secret("models.hfToken")),
         rollout=rollout,
         app=app,
-        runpod_api_key=runpod_api_key,
     )
 
 

@@ -22,11 +22,11 @@ import pulumi_docker as docker
 from components.config import ImageSettings
 
 PLATFORM = "linux/amd64"
-#: OCI label -> build argument the Dockerfile turns into that label (``ARG X`` + ``LABEL``).
+#: OCI label -> build argument ``image/Dockerfile`` turns into that label (``ARG`` + ``LABEL``).
 LABEL_BUILD_ARGS = {
-    "org.opencontainers.image.source": "OCI_SOURCE",
-    "org.opencontainers.image.revision": "OCI_REVISION",
-    "org.opencontainers.image.version": "OCI_VERSION",
+    "org.opencontainers.image.source": "IMAGE_SOURCE",
+    "org.opencontainers.image.revision": "GIT_COMMIT",
+    "org.opencontainers.image.version": "IMAGE_VERSION",
 }
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 

@@ -9,7 +9,7 @@ import pytest
 from components.config import ImageSettings, parse
 from components.worker_image import LABEL_BUILD_ARGS, WorkerImage, pinned_reference
 from tests.fakes.pulumi_mocks import RecordingMocks, mocked, pulumi_loop, run, settle
-from tests.fakes.stack_values import MINIMAL
+from tests.fakes.stack_values import MINIMAL, ROOT
 
 pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
@@ -98,3 +98,14 @@ def test_registry_answer_without_digest_is_an_error() -> None:
     assert (
         pinned_reference("ghcr.io/a/b", f"ghcr.io/a/b:staging@{DIGEST}") == f"ghcr.io/a/b@{DIGEST}"
     )
+
+
+@pytest.mark.parametrize(
+    "label", ["org.opencontainers.image.revision", "org.opencontainers.image.version"]
+)
+def test_dockerfile_turns_the_build_args_into_labels(label: str) -> None:
+    """The build args WorkerImage passes are the ones image/Dockerfile labels."""
+    dockerfile = (ROOT / "image" / "Dockerfile").read_text(encoding="utf-8")
+    arg = LABEL_BUILD_ARGS[label]
+    assert re.search(rf"^ARG {arg}\b", dockerfile, re.MULTILINE)
+    assert f'{label}="${{{arg}}}"' in dockerfile
