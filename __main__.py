@@ -108,6 +108,7 @@ else:
     )
     comfyui_endpoint_id = serverless.endpoint_id
 
+video: VideoPod | None = None
 if cfg.video_pod.enabled:
     video = VideoPod(
         "video",
@@ -119,8 +120,6 @@ if cfg.video_pod.enabled:
             model_groups=tuple(cfg.video_pod.model_groups.split(",")),
         ),
     )
-    pulumi.export("videoPodTemplateId", video.template_id)
-    pulumi.export("videoPodNetworkVolumeId", video.network_volume_id)
 
 switch = ProviderSwitch(
     "rollout",
@@ -157,6 +156,9 @@ pulumi.export("kvKey", switch.key)
 pulumi.export("rolloutFlag", switch.value)
 pulumi.export("appEnvironment", app.environment)
 pulumi.export("comfyuiEndpointId", comfyui_endpoint_id)
+if video is not None:
+    pulumi.export("videoPodTemplateId", video.template_id)
+    pulumi.export("videoPodNetworkVolumeId", video.network_volume_id)
 # The app's read-only credentials, for `python -m ops smoke`; secret in state and output.
 pulumi.export("appR2AccessKeyId", pulumi.Output.secret(bucket.app_access_key_id))
 pulumi.export("appR2SecretAccessKey", pulumi.Output.secret(bucket.app_secret_access_key))
