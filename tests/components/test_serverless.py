@@ -19,16 +19,18 @@ REGISTRY = "pulumi-python:dynamic/runpod:Registry"
 VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume"
 
 
-def args(**overrides: Any) -> ComfyServerlessArgs:
+def args(*, outputs: bool = True, **overrides: Any) -> ComfyServerlessArgs:
+    # Outputs only inside a mocked run: one created outside leaves a never-awaited coroutine.
+    secret = pulumi.Output.secret if outputs else str
     values: dict[str, Any] = {
         "image": IMAGE,
         "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
         "r2_bucket": "comfyui-runpod-staging",
         "r2_prefix": "outputs/",
-        "r2_access_key_id": pulumi.Output.secret("fake-r2-key-id"),
-        "r2_secret_access_key": pulumi.Output.secret("fake-r2-secret"),
+        "r2_access_key_id": secret("fake-r2-key-id"),
+        "r2_secret_access_key": secret("fake-r2-secret"),
         "registry_username": "acme-bot",
-        "registry_token": pulumi.Output.secret("fake-ghcr-pull-token"),
+        "registry_token": secret("fake-ghcr-pull-token"),
     }
     values.update(overrides)
     return ComfyServerlessArgs(**values)
@@ -165,4 +167,4 @@ def test_children_are_named_after_the_component_and_parented() -> None:
 def test_invalid_plain_args_fail_at_construction(overrides: dict[str, Any], fragment: str) -> None:
     """Plain values are validated once, with what to change."""
     with pytest.raises(ValueError, match=fragment):
-        args(**overrides)
+        args(outputs=False, **overrides)
