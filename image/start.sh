@@ -247,7 +247,11 @@ main() {
     verify_models "${models_dir}"
     start_comfyui
     log "starting the serverless handler (it waits for ComfyUI while ComfyUI's process lives)"
-    "${PYTHON}" -u -m worker.handler > >(prefix handler) 2>&1 &
+    # HANDLER_ARGS passes runpod SDK flags, e.g. "--rp_serve_api --rp_api_host 0.0.0.0" for
+    # the SDK's local test server.
+    local handler_args=()
+    [[ -n "${HANDLER_ARGS:-}" ]] && read -r -a handler_args <<<"${HANDLER_ARGS}"
+    "${PYTHON}" -u -m worker.handler "${handler_args[@]}" > >(prefix handler) 2>&1 &
     MAIN_PID=$!
     local rc=0
     wait "${MAIN_PID}" || rc=$?

@@ -19,12 +19,12 @@ PYTHON_STUB = r"""#!/usr/bin/env bash
 # Stands in for python3: main.py plays ComfyUI, "-m worker.handler" plays the handler.
 calls="${STUB_DIR}/calls"
 if [[ "${2:-}" == main.py ]]; then
+  trap 'echo comfyui-stopped >>"${calls}"; exit 0' TERM
   echo "comfyui $* cwd=${PWD}" >>"${calls}"
   echo "ComfyUI booting"
-  trap 'echo comfyui-stopped >>"${calls}"; exit 0' TERM
   while true; do sleep 0.05; done
 elif [[ "${2:-} ${3:-}" == "-m worker.handler" ]]; then
-  echo "handler COMFY_URL=${COMFY_URL} COMFY_PID_FILE=${COMFY_PID_FILE}" >>"${calls}"
+  echo "handler COMFY_URL=${COMFY_URL} COMFY_PID_FILE=${COMFY_PID_FILE} args=${*:4}" >>"${calls}"
   if [[ -n "${STUB_HANDLER_EXIT:-}" ]]; then
     while [[ ! -f "${STUB_DIR}/comfy-seen" ]]; do
       grep -q '^comfyui ' "${calls}" && touch "${STUB_DIR}/comfy-seen" || sleep 0.05
@@ -39,8 +39,8 @@ exit 9
 """
 
 JUPYTER_STUB = r"""#!/usr/bin/env bash
-echo "jupyter $* token=${JUPYTER_TOKEN:-<unset>}" >>"${STUB_DIR}/calls"
 trap 'echo jupyter-stopped >>"${STUB_DIR}/calls"; exit 0' TERM
+echo "jupyter $* token=${JUPYTER_TOKEN:-<unset>}" >>"${STUB_DIR}/calls"
 while true; do sleep 0.05; done
 """
 
@@ -68,8 +68,8 @@ if [[ "${1:-}" == --once ]]; then
   echo "sync-once $*" >>"${STUB_DIR}/calls"
   exit 0
 fi
-echo "sync-daemon SYNC_DIR=${SYNC_DIR} SYNC_STATE_DIR=${SYNC_STATE_DIR}" >>"${STUB_DIR}/calls"
 trap 'echo sync-stopped >>"${STUB_DIR}/calls"; exit 0' TERM
+echo "sync-daemon SYNC_DIR=${SYNC_DIR} SYNC_STATE_DIR=${SYNC_STATE_DIR}" >>"${STUB_DIR}/calls"
 while true; do sleep 0.05; done
 """
 
@@ -234,6 +234,16 @@ def test_serverless_handler_exit_code_is_the_container_exit_code(rig: Rig) -> No
     assert done.returncode == 7
 
 
+def test_handler_args_reach_the_runpod_sdk(rig: Rig) -> None:
+    """HANDLER_ARGS (e.g. the SDK's local test server flags) are passed to the handler."""
+    done = rig.run(
+        MODE="serverless", STUB_HANDLER_EXIT="0", HANDLER_ARGS="--rp_serve_api --rp_api_port 8000"
+    )
+    assert done.returncode == 0, done.stderr
+    handler = next(c for c in rig.calls if c.startswith("handler"))
+    assert handler.endswith("args=--rp_serve_api --rp_api_port 8000")
+
+
 def test_serverless_refuses_to_start_without_its_models(rig: Rig) -> None:
     """Failed verification exits 4 before ComfyUI starts, naming the fixes."""
     done = rig.run(MODE="serverless", MODEL_GROUPS="wan22_t2v", STUB_VERIFY_RC="1")
@@ -261,7 +271,10 @@ def test_pod_starts_comfyui_while_models_download(
     """Pod: downloads run in the background with a status file; ComfyUI is up at once."""
     process = rig.start(MODE="pod", MODEL_GROUPS="wan22_t2v", JUPYTER_PASSWORD="s3cret-token")
     running.append(process)
-    _wait_for(lambda: any(c.startswith("jupyter") for c in rig.calls), "jupyter to start")
+    _wait_for(
+        lambda: {c.split()[0] for c in rig.calls} >= {"jupyter", "comfyui", "download"},
+        "jupyter, ComfyUI and the download to start",
+    )
     calls = rig.calls
     download = next(c for c in calls if c.startswith("download"))
     assert "--verify-only" not in download
@@ -308,7 +321,10 @@ def test_sigterm_flushes_the_sync_daemon_before_exit(
     """On SIGTERM: ComfyUI and the daemon stop, then r2_sync.sh --once flushes what is left."""
     process = rig.start(MODE="pod", DOWNLOAD_MODELS="false", ENABLE_R2_SYNC="true")
     running.append(process)
-    _wait_for(lambda: any(c.startswith("sync-daemon") for c in rig.calls), "the sync daemon")
+    _wait_for(
+        lambda: {c.split()[0] for c in rig.calls} >= {"sync-daemon", "comfyui", "jupyter"},
+        "ComfyUI, JupyterLab and the sync daemon",
+    )
     daemon = next(c for c in rig.calls if c.startswith("sync-daemon"))
     assert f"SYNC_DIR={rig.volume / 'ComfyUI' / 'output'}" in daemon
     process.send_signal(signal.SIGTERM)
