@@ -380,6 +380,8 @@ class ComfyUIDouble:
         self.crashed = False
         self._sock: socket.socket | None = None
         self._url: str | None = None
+        #: Port to bind (0: any free port).
+        self.bind_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -417,7 +419,7 @@ class ComfyUIDouble:
         self.pid_file.write_text(f"{self._process.pid}\n")
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        self._sock.bind(("127.0.0.1", self.bind_port))  # bound, not listening: refused
         host, port = self._sock.getsockname()[:2]
         self._url = f"http://{host}:{port}"
         self._loop = asyncio.new_event_loop()
@@ -1337,3 +1339,34 @@ def running_double(**kwargs: Any) -> Iterator[ComfyUIDouble]:
     double = ComfyUIDouble(**kwargs)
     with double:
         yield double
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the double until interrupted: ``python -m tests.fakes.comfyui --port 8188``."""
+    import argparse  # noqa: PLC0415 - only the command line needs it
+
+    parser = argparse.ArgumentParser(description="ComfyUI double on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="FOLDER=FILE",
+        help="an installed model, e.g. checkpoints=flux1-dev-fp8.safetensors (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    models: dict[str, list[str]] = {}
+    for item in args.model:
+        folder, _, name = item.partition("=")
+        models.setdefault(folder, []).append(name)
+    double = ComfyUIDouble(models=models)
+    if args.port:
+        double.bind_port = args.port
+    with double:
+        print(f"ComfyUI double at {double.url} (pid file {double.pid_file}); Ctrl-C stops it")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
