@@ -83,14 +83,34 @@ preflight_gpu() {
   while IFS= read -r line; do log "GPU: ${line}"; done <<<"${gpus}"
 }
 
+# Where models are verified or downloaded: MODELS_DIR when set (the endpoint sets it with a
+# network volume); pods: the volume's ComfyUI/models; serverless: the baked models when the
+# image has them, else the volume's models folder.
+resolve_models_dir() {
+  if [[ -n "${MODELS_DIR:-}" ]]; then
+    return
+  fi
+  if [[ "${MODE}" == pod ]]; then
+    MODELS_DIR="${VOLUME_DIR}/ComfyUI/models"
+  elif [[ -f "${BAKED_MODELS_DIR}/.baked" || ! -d "${VOLUME_DIR}/models" ]]; then
+    MODELS_DIR="${BAKED_MODELS_DIR}"
+  else
+    MODELS_DIR="${VOLUME_DIR}/models"
+  fi
+}
+
 # The model roots ComfyUI searches, most specific first.
 model_roots() {
   if [[ "${MODE}" == pod ]]; then
-    echo "volume ${VOLUME_DIR}/models"
-  else
-    [[ -d "${VOLUME_DIR}/models" ]] && echo "volume ${VOLUME_DIR}/models"
-    echo "baked ${BAKED_MODELS_DIR}"
+    echo "volume ${MODELS_DIR}"
+    return
   fi
+  if [[ "${MODELS_DIR}" != "${BAKED_MODELS_DIR}" ]]; then
+    echo "volume ${MODELS_DIR}"
+  elif [[ -d "${VOLUME_DIR}/models" ]]; then
+    echo "volume ${VOLUME_DIR}/models"
+  fi
+  echo "baked ${BAKED_MODELS_DIR}"
 }
 
 write_model_paths() {
@@ -144,7 +164,7 @@ verify_models() {
 }
 
 download_models_in_background() {
-  local models_dir=$1 status="${VOLUME_DIR}/models/.download-status.json"
+  local models_dir=$1 status="$1/.download-status.json"
   if ! truthy "${DOWNLOAD_MODELS:-true}"; then
     log "DOWNLOAD_MODELS=false: not downloading models"
     return
@@ -236,15 +256,12 @@ main() {
   log "MODE=${MODE} VOLUME_DIR=${VOLUME_DIR} COMFYUI_DIR=${COMFYUI_DIR}"
   preflight_gpu
   [[ -d "${COMFYUI_DIR}" ]] || die 2 "ComfyUI not found at COMFYUI_DIR=${COMFYUI_DIR}"
+  resolve_models_dir
   write_model_paths
   trap on_signal TERM INT
 
   if [[ "${MODE}" == serverless ]]; then
-    local models_dir="${BAKED_MODELS_DIR}"
-    if [[ ! -f "${BAKED_MODELS_DIR}/.baked" && -d "${VOLUME_DIR}/models" ]]; then
-      models_dir="${VOLUME_DIR}/models"
-    fi
-    verify_models "${models_dir}"
+    verify_models "${MODELS_DIR}"
     start_comfyui
     log "starting the serverless handler (it waits for ComfyUI while ComfyUI's process lives)"
     # HANDLER_ARGS passes runpod SDK flags, e.g. "--rp_serve_api --rp_api_host 0.0.0.0" for
@@ -263,7 +280,7 @@ main() {
 
   local name
   for name in output input user; do link_onto_volume "${name}"; done
-  download_models_in_background "${VOLUME_DIR}/models"
+  download_models_in_background "${MODELS_DIR}"
   start_comfyui
   start_sync_daemon
   start_jupyter

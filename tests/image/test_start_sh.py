@@ -253,6 +253,23 @@ def test_serverless_refuses_to_start_without_its_models(rig: Rig) -> None:
     assert not any(c.startswith("comfyui") for c in rig.calls)
 
 
+def test_serverless_honours_models_dir_from_the_endpoint(rig: Rig) -> None:
+    """MODELS_DIR set on the endpoint is verified and mapped first, baked models second."""
+    custom = rig.root / "netvol" / "models"
+    done = rig.run(
+        MODE="serverless",
+        MODEL_GROUPS="flux_dev_fp8",
+        MODELS_DIR=str(custom),
+        STUB_HANDLER_EXIT="0",
+    )
+    assert done.returncode == 0, done.stderr
+    verify = next(c for c in rig.calls if c.startswith("download"))
+    assert f"MODELS_DIR={custom}" in verify
+    paths = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
+    assert list(paths) == ["volume", "baked"]
+    assert paths["volume"]["base_path"] == str(custom)
+
+
 def test_serverless_prefers_baked_models(rig: Rig) -> None:
     """An image with baked models verifies those, even when a volume is attached."""
     baked = Path(rig.env["BAKED_MODELS_DIR"])
@@ -278,13 +295,15 @@ def test_pod_starts_comfyui_while_models_download(
     calls = rig.calls
     download = next(c for c in calls if c.startswith("download"))
     assert "--verify-only" not in download
-    assert f"--status-file {rig.volume / 'models' / '.download-status.json'}" in download
+    models = rig.volume / "ComfyUI" / "models"
+    assert f"--status-file {models / '.download-status.json'}" in download
+    assert f"MODELS_DIR={models}" in download
     assert "download-finished" not in calls  # still downloading...
     comfy = next(c for c in calls if c.startswith("comfyui"))  # ...and ComfyUI already runs
     assert "--listen 0.0.0.0" in comfy
     paths = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
     assert set(paths) == {"volume"}
-    assert paths["volume"]["base_path"] == str(rig.volume / "models")
+    assert paths["volume"]["base_path"] == str(models)
     (rig.root / "stubs" / "release-download").touch()
     _wait_for(lambda: "download-finished" in rig.calls, "the download to finish")
 
