@@ -153,3 +153,16 @@ def test_dockerignore_keeps_the_copied_files() -> None:
     assert "**/*.safetensors" in ignored
     for needed in ("worker", "workflows", "start.sh", "models.toml", "requirements.txt"):
         assert f"\n{needed}\n" not in f"\n{ignored}\n"
+
+
+def test_every_variable_the_worker_reads_is_documented() -> None:
+    """Each env variable start.sh or the handler reads has a row in docs/worker-image.md."""
+    docs = (ROOT / "docs" / "worker-image.md").read_text()
+    start = (IMAGE / "start.sh").read_text()
+    handler = (IMAGE / "worker" / "handler.py").read_text()
+    names = set(re.findall(r"\$\{([A-Z][A-Z0-9_]+):-", start))
+    names |= set(re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', handler))
+    names -= {"PYTHONPATH", "PATH"}
+    assert {"JOB_TIMEOUT_S", "COMFY_URL", "ENABLE_R2_SYNC", "MODE"} <= names
+    missing = sorted(name for name in names if f"`{name}`" not in docs)
+    assert not missing, f"undocumented in docs/worker-image.md: {missing}"
