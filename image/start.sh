@@ -266,6 +266,8 @@ main() {
     log "starting the serverless handler (it waits for ComfyUI while ComfyUI's process lives)"
     # HANDLER_ARGS passes runpod SDK flags, e.g. "--rp_serve_api --rp_api_host 0.0.0.0" for
     # the SDK's local test server.
+    # Uploaded outputs are deleted from the container disk (they live in R2).
+    export COMFY_OUTPUT_DIR="${COMFY_OUTPUT_DIR:-${COMFYUI_DIR}/output}"
     local handler_args=()
     [[ -n "${HANDLER_ARGS:-}" ]] && read -r -a handler_args <<<"${HANDLER_ARGS}"
     "${PYTHON}" -u -m worker.handler "${handler_args[@]}" > >(prefix handler) 2>&1 &

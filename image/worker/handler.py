@@ -151,6 +151,9 @@ class HandlerSettings:
     """``UPLOAD_CONCURRENCY``: outputs uploaded at once."""
     allow_http_urls: bool = False
     """``INPUT_URL_ALLOW_HTTP``: also fetch plain ``http://`` image URLs (off: https only)."""
+    output_dir: Path | None = None
+    """``COMFY_OUTPUT_DIR``: ComfyUI's output folder when it is local; uploaded outputs are
+    deleted from it so a long-lived worker's disk does not fill up (unset: keep them)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -171,6 +174,7 @@ class HandlerSettings:
             upload_concurrency=int(_env_number(env, "UPLOAD_CONCURRENCY", 8, 1, 64)),
             allow_http_urls=env.get("INPUT_URL_ALLOW_HTTP", "").strip().lower()
             in {"1", "true", "yes"},
+            output_dir=Path(out) if (out := env.get("COMFY_OUTPUT_DIR", "").strip()) else None,
         )
 
 
@@ -571,6 +575,20 @@ def _put(
         )
 
 
+def remove_local_outputs(items: list[OutputFile], output_dir: Path | None) -> None:
+    """Delete uploaded files from ComfyUI's local output folder (never outside it)."""
+    if output_dir is None:
+        return
+    root = output_dir.resolve()
+    for item in items:
+        path = (root / item.subfolder / item.filename).resolve()
+        if root in path.parents:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not delete uploaded output %s: %s", path, exc)
+
+
 def upload_outputs(
     items: list[OutputFile],
     *,
@@ -646,6 +664,8 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
         entry = comfy.history(result.prompt_id)
     except ComfyUnavailableError as exc:
         raise JobFailureError("comfy_error", str(exc), refresh=True) from exc
+    except ComfyError as exc:
+        raise JobFailureError("comfy_error", f"could not read the results: {exc}") from exc
     items = collect_outputs(entry)
     if not items:
         raise JobFailureError(
@@ -656,6 +676,7 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     upload_started = time.monotonic()
     outputs = upload_outputs(items, settings=settings, r2=r2, job_id=job_id)
     done = time.monotonic()
+    remove_local_outputs(items, settings.output_dir)
     queue_ms = _ms((result.started_at or result.queued_at) - result.queued_at)
     run_ms = _ms((result.finished_at or upload_started) - (result.started_at or result.queued_at))
     return {

@@ -503,6 +503,19 @@ def test_uploads_run_concurrently(
     assert len(result["outputs"]) == 4
 
 
+def test_uploaded_outputs_leave_the_local_disk_only_when_asked(
+    comfy: ComfyUIDouble, worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With COMFY_OUTPUT_DIR set, uploaded files are deleted locally; without it, kept."""
+    kept = handler(_job({"workflow": WEIGHTS_FREE}, "keep"))["outputs"][0]
+    assert (comfy.output_dir / kept["filename"]).exists()
+    monkeypatch.setenv("COMFY_OUTPUT_DIR", str(comfy.output_dir))
+    removed = handler(_job(TEMPLATE_JOBS["wan22_t2v"], "drop"))["outputs"][0]
+    assert removed["key"] in list_objects(worker_env)
+    assert not (comfy.output_dir / "video" / removed["filename"]).exists()
+    assert (comfy.output_dir / kept["filename"]).exists()
+
+
 def test_public_base_url_replaces_presigned_urls(
     comfy: ComfyUIDouble, worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
