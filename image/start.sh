@@ -202,6 +202,31 @@ start_sync_daemon() {
   SYNC_PID=$!
 }
 
+# RunPod injects the user's key as PUBLIC_KEY when the template enables SSH.
+start_ssh() {
+  if [[ -z "${PUBLIC_KEY:-}" ]]; then
+    log "PUBLIC_KEY unset: no SSH server"
+    return
+  fi
+  local sshd="${SSHD:-/usr/sbin/sshd}"
+  if ! command -v "${sshd}" >/dev/null 2>&1; then
+    log "WARNING: ${sshd} not found: SSH disabled"
+    return
+  fi
+  mkdir -p "${HOME}/.ssh"
+  chmod 700 "${HOME}/.ssh"
+  if ! grep -qxF "${PUBLIC_KEY}" "${HOME}/.ssh/authorized_keys" 2>/dev/null; then
+    printf '%s\n' "${PUBLIC_KEY}" >>"${HOME}/.ssh/authorized_keys"
+  fi
+  chmod 600 "${HOME}/.ssh/authorized_keys"
+  if [[ -z "${SSHD:-}" ]]; then
+    ssh-keygen -A >/dev/null
+    mkdir -p /run/sshd
+  fi
+  log "starting the SSH server on port 22"
+  "${sshd}" -D -e > >(prefix sshd) 2>&1 &
+}
+
 start_jupyter() {
   if ! truthy "${ENABLE_JUPYTER:-true}"; then
     return
@@ -285,6 +310,7 @@ main() {
   download_models_in_background "${MODELS_DIR}"
   start_comfyui
   start_sync_daemon
+  start_ssh
   start_jupyter
   local rc=0
   wait "${COMFY_PID}" || rc=$?

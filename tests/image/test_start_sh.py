@@ -64,6 +64,12 @@ while [[ ! -f "${STUB_DIR}/release-download" ]]; do sleep 0.05; done
 echo "download-finished" >>"${STUB_DIR}/calls"
 """
 
+SSHD_STUB = r"""#!/usr/bin/env bash
+trap 'exit 0' TERM
+echo "sshd $*" >>"${STUB_DIR}/calls"
+while true; do sleep 0.05; done
+"""
+
 SYNC_STUB = r"""#!/usr/bin/env bash
 if [[ "${1:-}" == --once ]]; then
   echo "sync-once $*" >>"${STUB_DIR}/calls"
@@ -143,6 +149,7 @@ def rig(tmp_path: Path) -> Rig:
     _write(stubs / "bin" / "python3", PYTHON_STUB)
     _write(stubs / "bin" / "jupyter", JUPYTER_STUB)
     _write(stubs / "bin" / "nvidia-smi", NVIDIA_SMI_STUB)
+    _write(stubs / "bin" / "sshd", SSHD_STUB)
     app = tmp_path / "opt" / "worker"
     _write(app / "download_models.sh", DOWNLOAD_STUB)
     _write(app / "r2_sync.sh", SYNC_STUB)
@@ -162,6 +169,7 @@ def rig(tmp_path: Path) -> Rig:
         "COMFY_PID_FILE": str(tmp_path / "comfyui.pid"),
         "PYTHON": str(stubs / "bin" / "python3"),
         "STOP_TIMEOUT_S": "5",
+        "SSHD": str(stubs / "bin" / "sshd"),
     }
     return Rig(tmp_path, env)
 
@@ -368,3 +376,17 @@ def test_without_r2_sync_no_daemon_runs(rig: Rig, running: list[subprocess.Popen
     assert process.wait(timeout=30) == 143
     assert not any(c.startswith("sync") for c in rig.calls)
     assert "ENABLE_R2_SYNC is off" in rig.log
+
+
+def test_pod_ssh_uses_the_injected_public_key(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """PUBLIC_KEY lands in authorized_keys once and sshd starts in the foreground mode."""
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest user@laptop"
+    (rig.root / ".ssh").mkdir()
+    (rig.root / ".ssh" / "authorized_keys").write_text(key + "\n")
+    running.append(rig.start(MODE="pod", DOWNLOAD_MODELS="false", PUBLIC_KEY=key))
+    _wait_for(lambda: any(c.startswith("sshd") for c in rig.calls), "sshd to start")
+    assert (rig.root / ".ssh" / "authorized_keys").read_text() == key + "\n"
+    assert oct((rig.root / ".ssh" / "authorized_keys").stat().st_mode & 0o777) == "0o600"
+    assert next(c for c in rig.calls if c.startswith("sshd")) == "sshd -D -e"
