@@ -69,8 +69,6 @@ ErrorType = Literal[
 ]
 Kind = Literal["image", "video", "audio"]
 
-#: Seconds to wait for ComfyUI to stop after an interrupt before giving up on it.
-INTERRUPT_GRACE_S = 10.0
 MAX_NODES = 5000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -149,6 +147,9 @@ class HandlerSettings:
     """``MAX_INPUT_IMAGES``: most input images per job."""
     upload_concurrency: int = 8
     """``UPLOAD_CONCURRENCY``: outputs uploaded at once."""
+    interrupt_grace_s: float = 10.0
+    """``INTERRUPT_GRACE_S``: how long ComfyUI gets to stop after a timeout's interrupt
+    before the worker is given up (``refresh_worker``)."""
     allow_http_urls: bool = False
     """``INPUT_URL_ALLOW_HTTP``: also fetch plain ``http://`` image URLs (off: https only)."""
     output_dir: Path | None = None
@@ -172,6 +173,7 @@ class HandlerSettings:
             ),
             max_images=int(_env_number(env, "MAX_INPUT_IMAGES", 8, 0, 64)),
             upload_concurrency=int(_env_number(env, "UPLOAD_CONCURRENCY", 8, 1, 64)),
+            interrupt_grace_s=_env_number(env, "INTERRUPT_GRACE_S", 10, 0.1, 600),
             allow_http_urls=env.get("INPUT_URL_ALLOW_HTTP", "").strip().lower()
             in {"1", "true", "yes"},
             output_dir=Path(out) if (out := env.get("COMFY_OUTPUT_DIR", "").strip()) else None,
@@ -707,7 +709,7 @@ def _execute(comfy: ComfyClient, graph: dict[str, Any], settings: HandlerSetting
             comfy.interrupt(prompt_id)
             stopped = True
             try:
-                comfy.follow(ws, prompt_id, deadline=time.monotonic() + INTERRUPT_GRACE_S)
+                comfy.follow(ws, prompt_id, deadline=time.monotonic() + settings.interrupt_grace_s)
             except ComfyError:
                 stopped = False
             raise JobFailureError(

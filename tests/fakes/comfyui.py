@@ -11,11 +11,12 @@ only to the client that queued the prompt, output files written under ``output_d
 served by ``/view``, and a history entry written before the final ``executing {node: null}``.
 
 Faults (``double.fault = Fault.X``, read when a prompt starts executing): an
-``execution_error``, a GPU out-of-memory error, a hang that only ``/interrupt`` ends, and a
-crash (process gone, sockets reset, port closed). ``start_delay`` makes the server come up
-late (the port is bound but refuses connections until then), and :meth:`crash` kills it at
-any time. A stand-in process (``sleep``) plays ComfyUI's PID: its id is written to
-``pid_file`` and it dies with a crash, so a worker can tell "still booting" from "dead".
+``execution_error``, a GPU out-of-memory error, a hang that only ``/interrupt`` ends, a
+stuck run that ignores even that, and a crash (process gone, sockets reset, port closed).
+``start_delay`` makes the server come up late (the port is bound but refuses connections
+until then), and :meth:`crash` kills it at any time. A stand-in process (``sleep``) plays
+ComfyUI's PID: its id is written to ``pid_file`` and it dies with a crash, so a worker can
+tell "still booting" from "dead".
 
 Deliberately not emulated: real image content (outputs are small valid PNG/MP4/FLAC headers,
 padded to ``output_bytes`` when set), caching across prompts (``execution_cached`` lists no
@@ -60,6 +61,9 @@ class Fault(enum.StrEnum):
     EXECUTION_ERROR = "execution_error"
     OUT_OF_MEMORY = "out_of_memory"
     HANG = "hang"
+    """Runs until ``/interrupt``."""
+    STUCK = "stuck"
+    """Ignores ``/interrupt`` too (a CUDA kernel that never returns)."""
     CRASH = "crash"
 
 
@@ -1129,6 +1133,8 @@ class ComfyUIDouble:
                 if index == 0 and fault is Fault.HANG:
                     assert self._interrupt is not None
                     await self._interrupt.wait()
+                if index == 0 and fault is Fault.STUCK:
+                    await asyncio.Event().wait()  # until the double stops
                 self._raise_if_interrupted(node_id)
                 if fault in {Fault.EXECUTION_ERROR, Fault.OUT_OF_MEMORY} and (
                     class_type in _SAMPLER_CLASSES or index == len(order) - 1

@@ -366,6 +366,18 @@ def test_job_timeout_interrupts_comfyui_and_the_next_job_runs(
     assert "error" not in handler(_job({"workflow": WEIGHTS_FREE}, "job-2"))
 
 
+def test_comfyui_deaf_to_the_interrupt_gets_the_worker_replaced(
+    comfy: ComfyUIDouble, worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If ComfyUI ignores the timeout's interrupt, the result asks RunPod for a new worker."""
+    comfy.fault = Fault.STUCK
+    monkeypatch.setenv("JOB_TIMEOUT_S", "1")
+    monkeypatch.setenv("INTERRUPT_GRACE_S", "0.5")
+    result = handler(_job({"workflow": WEIGHTS_FREE}))
+    assert result["error_type"] == "timeout"
+    assert result["refresh_worker"] is True
+
+
 def test_comfyui_crash_mid_run_asks_runpod_for_a_new_worker(
     comfy: ComfyUIDouble, worker_env: R2Settings
 ) -> None:
