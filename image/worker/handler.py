@@ -23,6 +23,7 @@ import os
 import re
 import tempfile
 import time
+import tomllib
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -388,6 +389,29 @@ def _is_model_input(class_type: str, input_name: str) -> bool:
     return "Load" in class_type and input_name not in _NOT_MODEL_INPUTS
 
 
+def _manifest_path() -> Path:
+    override = os.environ.get("MODEL_MANIFEST", "").strip()
+    return Path(override) if override else Path(__file__).resolve().parent.parent / "models.toml"
+
+
+@lru_cache(maxsize=4)
+def _groups_by_file(manifest: Path) -> dict[str, tuple[str, ...]]:
+    try:
+        data = tomllib.loads(manifest.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    found: dict[str, tuple[str, ...]] = {}
+    for entry in data.get("model", []):
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            found[entry["path"].rsplit("/", 1)[-1]] = tuple(entry.get("groups", ()))
+    return found
+
+
+def _group_hint(filename: object) -> str:
+    groups = _groups_by_file(_manifest_path()).get(str(filename).rsplit("/", 1)[-1])
+    return f" (model group {' or '.join(groups)})" if groups else " (not in models.toml)"
+
+
 def rejection_failure(error: PromptRejectedError, comfy: ComfyClient) -> JobFailureError:
     """Turn a 400 from ``POST /prompt`` into the failure a person can act on."""
     body = error.body
@@ -422,8 +446,8 @@ def rejection_failure(error: PromptRejectedError, comfy: ComfyClient) -> JobFail
                 wanted = extra.get("received_value", problem.get("details", "?"))
                 listing = ", ".join(installed) if installed else "none"
                 missing.append(
-                    f"node {node_id} ({class_type}) wants {input_name}={wanted!r}; "
-                    f"installed: {listing}"
+                    f"node {node_id} ({class_type}) wants {input_name}={wanted!r}"
+                    f"{_group_hint(wanted)}; installed: {listing}"
                 )
             else:
                 other.append(

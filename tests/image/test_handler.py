@@ -300,6 +300,7 @@ def test_missing_model_lists_what_the_loader_has_installed(
     assert result["error_type"] == "missing_model"
     assert "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors" in result["error"]
     assert "installed: some_other_lora.safetensors" in result["error"]
+    assert "(model group wan22_t2v_fast)" in result["error"]
     assert "MODEL_GROUPS" in result["error"]
 
 
