@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -21,3 +22,21 @@ def s3_endpoint() -> Iterator[str]:
 def r2_bucket(s3_endpoint: str) -> R2Settings:
     """A new, empty bucket on the local S3 server, as R2 settings a worker would read."""
     return new_bucket(s3_endpoint, prefix="test/")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_main_thread_loop() -> Iterator[None]:
+    """Give every test a current event loop on the main thread, and close it afterwards.
+
+    Pulumi's mocks make and await Outputs on the thread's current loop; a test that ran
+    ``asyncio.run`` (the runpod SDK's job runner, aiohttp servers) leaves the main thread with
+    none, which would break whichever Pulumi test happens to run next.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        if not loop.is_running():
+            loop.close()
