@@ -13,7 +13,11 @@ yields FAILED with ``error`` = a JSON string ``{"error_type", "error_message",
 Faults for tests: a cold-start delay per worker boot, an idle timeout after which a worker
 goes cold again, a deterministic failure rate, 429 storms (by count or duration), paused
 workers (a queue that does not drain). Deliberately not emulated: webhooks (accepted and
-recorded, never called), streaming, ``/purge-queue``. The management API (``api.runpod.io``)
+recorded, never called), streaming, ``/purge-queue``. Unconfirmed details, chosen here and
+tolerated by the client either way: ``/runsync`` waits 90 s when ``?wait=`` is absent;
+oversized bodies answer 413; error bodies are ``{"error": "..."}``; whether RunPod keeps
+the rest of a returned ``{"error": ...}`` dict as ``output`` (the SDK sends it; the ops
+client also copes when it is dropped). The management API (``api.runpod.io``)
 is a different host with its own emulator, ``tests/fakes/runpod_api.py``.
 """
 
