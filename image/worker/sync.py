@@ -219,10 +219,11 @@ class SyncDaemon:
         )
 
     def status_line(self) -> str:
-        """``uploaded=.. pending=.. failed=.. lag p50/p99/max`` for the logs."""
+        """``uploaded pending retrying failed(attempts) journal lag p50/p99/max`` for logs."""
         p50, p99, worst = self.lag_percentiles()
         return (
-            f"uploaded={self.uploaded} pending={self.pending_count()} failed={self.failures} "
+            f"uploaded={self.uploaded} pending={self.pending_count()} "
+            f"retrying={len(self._attempts)} failed={self.failures} "
             f"journal={len(self.journal)} lag p50={p50:.2f}s p99={p99:.2f}s max={worst:.2f}s"
         )
 
@@ -414,6 +415,9 @@ class SyncDaemon:
         try:
             stat = (self.options.sync_dir / relative).stat()
         except FileNotFoundError:
+            with self._cond:
+                self._first_seen.pop(relative, None)
+                self._attempts.pop(relative, None)
             return
         now_signature = (stat.st_size, stat.st_mtime_ns)
         if now_signature != signature:
