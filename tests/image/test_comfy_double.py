@@ -194,7 +194,7 @@ def test_input_errors_are_reported_per_node(comfy: ComfyUIDouble) -> None:
     assert body["node_errors"]["1"]["dependent_outputs"] == ["5"]
 
 
-def test_older_comfyui_wording_for_missing_nodes(tmp_path: Path) -> None:
+def test_older_comfyui_wording_for_missing_nodes() -> None:
     """missing_node_error="invalid_prompt" reproduces ComfyUI 0.3.6x's answer."""
     with ComfyUIDouble(missing_node_error="invalid_prompt") as double:
         answer = _queue(double, {"1": {"class_type": "Nope", "inputs": {}}}, "c")
