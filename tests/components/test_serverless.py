@@ -9,6 +9,8 @@ import pulumi
 import pytest
 
 from components.runpod import is_secret_reference
+from components.runpod.providers import SECRET_NAME
+from components.runpod.resources import runpod_name_prefix
 from components.serverless import ComfyServerless, ComfyServerlessArgs
 from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
 
@@ -168,3 +170,19 @@ def test_invalid_plain_args_fail_at_construction(overrides: dict[str, Any], frag
     """Plain values are validated once, with what to change."""
     with pytest.raises(ValueError, match=fragment):
         args(outputs=False, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("project", "stack", "prefix"),
+    [
+        ("comfyui-runpod", "staging", "comfyui_runpod_staging"),
+        ("RunPod-Tools", "prod", "x_runpod_tools_prod"),
+        ("9lives", "dev", "x_9lives_dev"),
+    ],
+)
+def test_runpod_names_are_valid_secret_names(project: str, stack: str, prefix: str) -> None:
+    """Derived prefixes match RunPod's secret-name rule and avoid the reserved RUNPOD prefix."""
+    derived = runpod_name_prefix(project, stack)
+    assert derived == prefix
+    assert SECRET_NAME.match(derived)
+    assert not derived.upper().startswith("RUNPOD")

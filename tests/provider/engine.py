@@ -29,7 +29,7 @@ import pulumi.runtime.settings
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
 from pulumi.dynamic.config import Config
 
-from tests.fakes.pulumi_mocks import RecordingMocks, unwrap
+from tests.fakes.pulumi_mocks import RecordingMocks, current_loop, unwrap
 
 DYNAMIC_PREFIX = "pulumi-python:dynamic/"
 PROVIDER_KEY = "__provider"
@@ -186,15 +186,16 @@ def simulated(
     secret_keys: list[str] | None = None,
 ) -> Iterator[EngineSimulation]:
     """One `pulumi up` under `engine`: config, a fresh root stack, mocks, then end_run()."""
-    pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
-    pulumi.runtime.settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(engine, project=engine.project, stack=stack, preview=False)
-    engine.begin_run()
-    try:
-        yield engine
-        engine.end_run()
-    finally:
-        pulumi.runtime.set_all_config({}, [])
+    with current_loop():
+        pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
+        pulumi.runtime.settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(engine, project=engine.project, stack=stack, preview=False)
+        engine.begin_run()
+        try:
+            yield engine
+            engine.end_run()
+        finally:
+            pulumi.runtime.set_all_config({}, [])
 
 
 def run_up(

@@ -179,3 +179,11 @@ def test_client_refuses_to_be_pickled(emulator: RunPodEmulator) -> None:
     """The client holds a session and a key: pickling it is an error, not a leak."""
     with pytest.raises(TypeError):
         pickle.dumps(client(emulator))
+
+
+def test_base_url_comes_from_the_environment_like_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RUNPOD_API_BASE_URL overrides the host; without it the client talks to api.runpod.io."""
+    monkeypatch.delenv("RUNPOD_API_BASE_URL", raising=False)
+    assert RunPodClient("k3y-value").base_url == "https://api.runpod.io"
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", "http://127.0.0.1:9/")
+    assert RunPodClient("k3y-value").base_url == "http://127.0.0.1:9"
