@@ -154,3 +154,30 @@ def test_check_failure_stops_the_up_before_any_call(
     with pytest.raises(CheckFailedError, match="pinned by digest"):
         run_up(engine, program(video=False, image="ghcr.io/acme/comfyui-worker:latest"))
     assert emulator.endpoints == {}
+
+
+def test_rotated_pull_token_replaces_the_credential_and_repoints_the_endpoint(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """Registry credentials cannot be updated: delete, recreate, PATCH the endpoint's registry."""
+
+    def declare(token: str) -> Any:
+        def program_with_token() -> None:
+            values = {**credentials(), "registry_token": pulumi.Output.secret(token)}
+            ComfyServerless("comfyui", ComfyServerlessArgs(image=IMAGE, **values))
+
+        return program_with_token
+
+    run_up(engine, declare("fake-pull-token-1"))
+    (old_registry,) = emulator.registries
+    emulator.reset_log()
+    run_up(engine, declare("fake-pull-token-2"))
+    (new_registry,) = emulator.registries
+    assert new_registry != old_registry
+    assert emulator.registry_credentials[new_registry] == ("acme-bot", "fake-pull-token-2")
+    assert [(r.method, r.path.split("/")[2]) for r in emulator.writes()] == [
+        ("DELETE", "registries"),
+        ("POST", "registries"),
+        ("PATCH", "serverless"),
+    ]
+    assert emulator.writes()[-1].body == {"registry": new_registry}
