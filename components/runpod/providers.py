@@ -52,6 +52,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 
 from components.runpod.api import MissingApiKeyError, RunPodApiError, RunPodClient
 
@@ -69,7 +70,7 @@ __all__ = [
 LOG = logging.getLogger("components.runpod.providers")
 
 UNKNOWN: Final = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-"""`pulumi.runtime.rpc.UNKNOWN`: how preview passes values not known yet."""
+"""`pulumi.runtime.rpc.UNKNOWN`, the wire form of a value not known yet."""
 
 GPU_POOLS: Final = frozenset(
     {
@@ -114,6 +115,10 @@ def is_secret_reference(value: str) -> bool:
 
 
 def _unknown(value: Any) -> bool:
+    # Check and Diff deserialize with keep_unknowns, so an unknown arrives as a
+    # `pulumi.output.Unknown` instance; other paths may still see the wire string.
+    if isinstance(value, Unknown):
+        return True
     if isinstance(value, str):
         return value == UNKNOWN
     if isinstance(value, Mapping):

@@ -242,3 +242,26 @@ def test_key_comes_only_from_configure(connect: Any, emulator: RunPodEmulator) -
         stub.Create(provider_pb2.CreateRequest(urn=SECRET_URN, properties=declared))
     assert "pulumi config set --secret runpod:apiKey" in str(caught.value.details())
     assert emulator.calls() == []
+
+
+def test_preview_check_and_diff_with_unknowns_make_no_call(
+    connect: Any, emulator: RunPodEmulator
+) -> None:
+    """Preview sends unknowns: Check passes, Diff reports a change, RunPod hears nothing."""
+    stub = connect({"runpod:apiKey": DEFAULT_API_KEY})
+    declared = with_provider(endpoint_inputs(), EndpointProvider())
+    created = stub.Create(provider_pb2.CreateRequest(urn=ENDPOINT_URN, properties=struct(declared)))
+    emulator.reset_log()
+    previewed = struct({**declared, "image": rpc.UNKNOWN, "registry_id": rpc.UNKNOWN})
+    checked = stub.Check(
+        provider_pb2.CheckRequest(urn=ENDPOINT_URN, olds=created.properties, news=previewed)
+    )
+    assert list(checked.failures) == []
+    diff = stub.Diff(
+        provider_pb2.DiffRequest(
+            id=created.id, urn=ENDPOINT_URN, olds=created.properties, news=previewed
+        )
+    )
+    assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME
+    assert list(diff.replaces) == []
+    assert emulator.calls() == []

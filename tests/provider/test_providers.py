@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pulumi.output import Unknown
 
 from components.runpod.api import RunPodApiError
 from components.runpod.providers import (
@@ -390,4 +391,18 @@ def test_check_and_diff_tolerate_preview_unknowns_without_network(
     diff = provider.diff(created.id, created.outs, previewed)
     assert (diff.changes, diff.replaces) == (True, [])
     assert configured(SecretProvider).diff("x", {}, secret_inputs(value=UNKNOWN)).changes is True
+    assert emulator.calls() == []
+
+
+def test_unknown_objects_from_keep_unknowns_are_tolerated(emulator: RunPodEmulator) -> None:
+    """The gRPC server hands Check/Diff `pulumi.output.Unknown` objects, not the string."""
+    provider = configured(EndpointProvider)
+    created = provider.create(endpoint_inputs())
+    emulator.reset_log()
+    previewed = endpoint_inputs(
+        image=Unknown(), network_volume_ids=[Unknown()], gpu={"pools": [Unknown()], "count": 1}
+    )
+    assert provider.check(created.outs, previewed).failures == []
+    assert provider.diff(created.id, created.outs, previewed).changes is True
+    assert SecretProvider().check({}, secret_inputs(name=Unknown(), value=Unknown())).failures == []
     assert emulator.calls() == []
