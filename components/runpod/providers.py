@@ -147,6 +147,8 @@ def _project(live: Any, declared: Any) -> Any:
     with defaults, such as `gpu.minCudaVersion: null`, are not drift)."""
     if isinstance(declared, Mapping) and isinstance(live, Mapping):
         return {k: _project(live.get(k), v) for k, v in declared.items()}
+    if isinstance(declared, list | tuple) and isinstance(live, list) and len(declared) == len(live):
+        return [_project(item, want) for item, want in zip(live, declared, strict=True)]
     return _plain(live)
 
 
@@ -843,7 +845,10 @@ class EndpointProvider(_ContainerProvider):
         if (gpu is None) == (cpu is None):
             failures.add("gpu", "set exactly one of gpu or cpu")
             return
-        if gpu is None or (_unknown(gpu) and not isinstance(gpu, Mapping)):
+        if gpu is None:
+            EndpointProvider._check_cpu(failures, cpu)
+            return
+        if _unknown(gpu) and not isinstance(gpu, Mapping):
             return
         pools = gpu.get("pools")
         if not _unknown(pools):
@@ -861,6 +866,23 @@ class EndpointProvider(_ContainerProvider):
             failures.add(
                 "gpu", "gpu.allowedCudaVersions and gpu.minCudaVersion are mutually exclusive"
             )
+
+    @staticmethod
+    def _check_cpu(failures: _Failures, cpu: Any) -> None:
+        if _unknown(cpu) and not isinstance(cpu, list | tuple):
+            return
+        if not isinstance(cpu, list | tuple) or not cpu:
+            failures.add("cpu", "cpu needs at least one {id, vcpuCount} flavor, e.g. cpu5c x 4")
+            return
+        for flavor in cpu:
+            if not isinstance(flavor, Mapping) or not flavor.get("id"):
+                failures.add("cpu", f"cpu flavor {flavor!r} needs an id such as 'cpu5c'")
+                continue
+            count = _plain(flavor.get("vcpuCount"))
+            if not _unknown(count) and (
+                not isinstance(count, int) or count < 2 or count & (count - 1)
+            ):
+                failures.add("cpu", f"cpu vcpuCount must be a power of two >= 2, got {count!r}")
 
     @staticmethod
     def _check_scaling(failures: _Failures, news: Mapping[str, Any]) -> None:

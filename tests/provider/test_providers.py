@@ -301,6 +301,20 @@ def test_endpoint_refresh_sees_idle_scale_down_and_up_restores_it(
     assert emulator.endpoint(created.id)["workers"]["max"] == 3
 
 
+def test_cpu_endpoint_round_trips_despite_the_memory_runpod_adds(
+    emulator: RunPodEmulator,
+) -> None:
+    """RunPod adds `memory` to each cpu flavor; that is not drift."""
+    provider = configured(EndpointProvider)
+    declared = endpoint_inputs(gpu=None, cpu=[{"id": "cpu5c", "vcpuCount": 4}])
+    assert provider.check({}, declared).failures == []
+    created = provider.create(declared)
+    assert emulator.endpoint(created.id)["cpu"] == [{"id": "cpu5c", "vcpuCount": 4, "memory": 16}]
+    assert provider.diff(created.id, as_wire(created.outs), as_wire(declared)).changes is False
+    bad = provider.check({}, endpoint_inputs(gpu=None, cpu=[{"id": "cpu5c", "vcpuCount": 3}]))
+    assert [f.property for f in bad.failures] == ["cpu"]
+
+
 def test_vanished_objects_read_as_gone_and_delete_cleanly(emulator: RunPodEmulator) -> None:
     """Refresh drops an object deleted in the console; deleting it again succeeds."""
     provider = configured(EndpointProvider)
