@@ -221,7 +221,7 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
         *,
         name: pulumi.Input[str],
         image: pulumi.Input[str],
-        gpu_pools: Sequence[str],
+        gpu_pools: Sequence[str] = (),
         workers_min: int,
         workers_max: int,
         env: Mapping[str, pulumi.Input[str]] | None = None,
@@ -229,6 +229,8 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
         gpu_count: int = 1,
         excluded_gpu_types: Sequence[str] = (),
         allowed_cuda_versions: Sequence[str] = (),
+        min_cuda_version: str | None = None,
+        cpu_flavors: Sequence[tuple[str, int]] = (),
         idle_timeout_s: int = 5,
         scaling_type: str = "QUEUE_DELAY",
         scaling_value: float = 4,
@@ -244,11 +246,16 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
         adopt_existing: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        if bool(cpu_flavors) == bool(gpu_pools):
+            raise ValueError(f"Endpoint {resource_name}: give gpu_pools or cpu_flavors (one)")
         gpu: dict[str, Any] = {"pools": list(gpu_pools), "count": gpu_count}
         if excluded_gpu_types:
             gpu["excludedTypes"] = list(excluded_gpu_types)
         if allowed_cuda_versions:
             gpu["allowedCudaVersions"] = list(allowed_cuda_versions)
+        if min_cuda_version:
+            gpu["minCudaVersion"] = min_cuda_version
+        cpu = [{"id": flavor, "vcpuCount": vcpus} for flavor, vcpus in cpu_flavors]
         workers: dict[str, Any] = {"min": workers_min, "max": workers_max}
         if scaling_type == "REQUEST_COUNT":
             scaling: dict[str, Any] = {"type": scaling_type, "requestCount": int(scaling_value)}
@@ -266,7 +273,8 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
             "ports": list(ports),
             "env": dict(env or {}),
             "registry_id": registry_id,
-            "gpu": gpu,
+            "gpu": None if cpu else gpu,
+            "cpu": cpu or None,
             "workers": workers,
             "scaling": scaling,
             "data_center_ids": list(data_center_ids),
