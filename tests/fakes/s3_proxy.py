@@ -114,6 +114,12 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
 
+        def finish(self) -> None:
+            super().finish()
+            upstream_connection = getattr(self, "_upstream", None)
+            if upstream_connection is not None:
+                upstream_connection.close()
+
         def _drop(self) -> None:
             self.close_connection = True
             self.connection.close()
@@ -161,9 +167,13 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(payload)
 
         def _forward(self, body: bytes) -> None:
-            connection = http.client.HTTPConnection(
-                upstream.hostname or "127.0.0.1", upstream.port, timeout=60
-            )
+            # One upstream connection per client connection, reused while both stay open.
+            connection = getattr(self, "_upstream", None)
+            if connection is None:
+                connection = http.client.HTTPConnection(
+                    upstream.hostname or "127.0.0.1", upstream.port, timeout=60
+                )
+                self._upstream = connection
             try:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 if body or self.command in ("PUT", "POST"):
@@ -186,8 +196,10 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 with proxy.lock:
                     proxy.forwarded += 1
                     proxy.seen.append((self.command, urlsplit(self.path).path))
-            finally:
+            except (OSError, http.client.HTTPException):
                 connection.close()
+                self._upstream = None
+                raise
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle  # noqa: N815 - stdlib names
 

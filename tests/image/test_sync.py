@@ -141,6 +141,12 @@ def sync_rig(r2_bucket: R2Settings, s3_endpoint: str, tmp_path: Path) -> Iterato
                     daemon.stop()
 
 
+def journaled(state_dir: Path) -> int:
+    """Rows in a daemon's journal (uploads it verified), read without disturbing it."""
+    with sqlite3.connect(f"file:{state_dir / 'journal.sqlite3'}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT count(*) FROM uploaded").fetchone()[0])
+
+
 def write(path: Path, data: bytes) -> Path:
     """Create parents and write ``data`` (one open/close: one close_write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,6 +225,7 @@ def test_file_written_slowly_is_uploaded_only_when_complete(sync_rig: SyncRig) -
     assert list_objects(sync_rig.bucket)["test/video/slow.mp4"]["Size"] == 60_000
 
 
+@pytest.mark.slow
 def test_server_error_bursts_are_retried_until_everything_lands(sync_rig: SyncRig) -> None:
     """Bursts of 500 and 503 on uploads are retried; nothing is lost or duplicated."""
     daemon = sync_rig.start()
@@ -272,12 +279,25 @@ def test_status_line_counts_pending_and_uploaded(sync_rig: SyncRig) -> None:
 @pytest.mark.slow
 def test_burst_of_5000_files_loses_nothing(sync_rig: SyncRig) -> None:
     """5,000 small files written as fast as possible all arrive exactly once."""
-    daemon = sync_rig.start(workers=8)
-    for index in range(5000):
-        folder = sync_rig.sync_dir / f"burst{index // 1000}"
-        folder.mkdir(exist_ok=True)
-        (folder / f"f_{index:05d}_.png").write_bytes(index.to_bytes(4, "big") * 8)
-    wait_until(lambda: daemon.uploaded >= 5000 and daemon.idle(), 240, "5000 uploads")
+    # A real daemon process: it gets its own core instead of sharing this one's GIL.
+    env = {**sync_rig.env(), "SYNC_WORKERS": "8"}
+    daemon = subprocess.Popen(
+        [str(REPO / "image" / "r2_sync.sh")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until((sync_rig.state_dir / "journal.sqlite3").exists, 20, "daemon started")
+        for index in range(5000):
+            folder = sync_rig.sync_dir / f"burst{index // 1000}"
+            folder.mkdir(exist_ok=True)
+            (folder / f"f_{index:05d}_.png").write_bytes(index.to_bytes(4, "big") * 8)
+        wait_until(lambda: journaled(sync_rig.state_dir) >= 5000, 240, "5000 verified uploads")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert daemon.returncode == 0
     assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
 
 
