@@ -39,6 +39,9 @@ class FakeFile:
     token: str | None = None
     """When set, 401 unless ``Authorization: Bearer <token>`` (on /resolve, like the hub)."""
     delay_per_chunk: float = 0.0
+    stall_after: int | None = None
+    """On the first body GET, stop sending for ``stall_seconds`` after this many bytes."""
+    stall_seconds: float = 0.0
     advertised_size: int | None = None
     """Report this in X-Linked-Size instead of the real size."""
     ignore_range: bool = False
@@ -191,6 +194,9 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command == "HEAD":
                 return
+            self._send(fake, body, first_body=first_body)
+
+        def _send(self, fake: FakeFile, body: bytes, *, first_body: bool) -> None:
             limit = fake.drop_after if (fake.drop_after is not None and first_body) else None
             with server.lock:
                 server.active += 1
@@ -199,6 +205,11 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 sent = 0
                 while sent < len(body):
                     chunk = body[sent : sent + CHUNK]
+                    if fake.stall_after is not None and first_body and sent >= fake.stall_after:
+                        self.wfile.flush()
+                        time.sleep(fake.stall_seconds)
+                        self.close_connection = True
+                        return
                     if limit is not None and sent + len(chunk) > limit:
                         self.wfile.write(chunk[: max(0, limit - sent)])
                         self.wfile.flush()

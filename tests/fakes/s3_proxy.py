@@ -45,6 +45,8 @@ class FaultProxy:
     fail_status: int = 500
     fail_methods: tuple[str, ...] = ("PUT", "POST", "HEAD", "GET", "DELETE")
     reset_remaining: int = 0
+    bad_etag_remaining: int = 0
+    """Replace the ETag of the next successful PUT responses with a wrong one."""
     outage_until: float = 0.0
     held: threading.Event = field(default_factory=threading.Event)
     """Set = traffic flows; cleared = uploads (PUT/POST) wait at the proxy."""
@@ -70,6 +72,11 @@ class FaultProxy:
             self.fail_remaining = count
             self.fail_status = status
             self.fail_methods = methods or ("PUT", "POST", "HEAD", "GET", "DELETE")
+
+    def lie_about_etag_next(self, count: int) -> None:
+        """Forward the next ``count`` PUTs but answer with an ETag that is not the object's."""
+        with self.lock:
+            self.bad_etag_remaining = count
 
     def reset_next(self, count: int) -> None:
         """Close the connection on the next ``count`` requests after reading them."""
@@ -181,10 +188,17 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
+                lie = False
+                if self.command == "PUT" and response.status == 200:
+                    with proxy.lock:
+                        lie = proxy.bad_etag_remaining > 0
+                        proxy.bad_etag_remaining -= int(lie)
                 self.send_response(response.status, response.reason)
                 for key, value in response.getheaders():
-                    if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
-                        self.send_header(key, value)
+                    if key.lower() in HOP_BY_HOP or key.lower() == "content-length":
+                        continue
+                    wrong = '"00000000000000000000000000000000"'
+                    self.send_header(key, wrong if lie and key.lower() == "etag" else value)
                 if self.command == "HEAD":
                     length = response.getheader("Content-Length") or "0"
                     self.send_header("Content-Length", length)

@@ -378,3 +378,17 @@ def test_redact_removes_signed_queries_and_secrets() -> None:
     assert "abc" not in cleaned
     assert "sig=1" not in cleaned
     assert "tok" not in cleaned
+
+
+def test_stalled_transfer_times_out_and_resumes(models_run: dict[str, Path]) -> None:
+    """A server that stops sending mid-body hits the read timeout; the retry resumes."""
+    data = blob(3_000_000)
+    fake = FakeFile(data, stall_after=2_000_000, stall_seconds=3.0)
+    with file_server({"st.bin": fake}) as server:
+        manifest = write_manifest(models_run["manifest"], server, [{"name": "st.bin"}])
+        code = run(manifest, models_run["dir"], "--read-timeout", "0.5")
+        gets = server.body_gets("st.bin")
+    assert code == 0
+    assert (models_run["dir"] / "diffusion_models/st.bin").read_bytes() == data
+    assert len(gets) == 2
+    assert gets[1].range is not None

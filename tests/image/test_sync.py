@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from inotify_simple import Event, flags
 from worker import sync
 from worker.r2 import R2Settings, client_config, expected_etag, make_client
 
@@ -422,3 +423,54 @@ def test_journal_inside_the_synced_folder_is_never_uploaded(sync_rig: SyncRig) -
     wait_until(lambda: "test/only.png" in list_objects(sync_rig.bucket), 20, "only.png")
     wait_until(daemon.idle, 10, "idle")
     assert set(list_objects(sync_rig.bucket)) == {"test/only.png"}
+
+
+def test_wrong_etag_from_the_bucket_is_not_journaled_and_retried(sync_rig: SyncRig) -> None:
+    """An upload whose ETag disagrees with the local MD5 is retried, never recorded as done."""
+    sync_rig.proxy.lie_about_etag_next(1)
+    daemon = sync_rig.start()
+    write(sync_rig.sync_dir / "checked.png", os.urandom(3000))
+    wait_until(lambda: sync_rig.proxy.uploads_of("checked.png") >= 2, 20, "second upload")
+    wait_until(daemon.idle, 10, "idle")
+    daemon.stop()
+    assert sync_rig.proxy.bad_etag_remaining == 0
+    with sqlite3.connect(sync_rig.state_dir / "journal.sqlite3") as db:
+        (etag,) = db.execute("SELECT etag FROM uploaded WHERE path = 'checked.png'").fetchone()
+    assert etag == expected_etag(sync_rig.sync_dir / "checked.png")
+    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+
+
+class OverflowingInotify:
+    """Stands in for inotify_simple.INotify: delivers only a queue overflow, on demand."""
+
+    def __init__(self) -> None:
+        self.overflow = threading.Event()
+        self.watches = 0
+
+    def add_watch(self, _path: object, _mask: int) -> int:
+        self.watches += 1
+        return self.watches
+
+    def read(self, timeout: int | None = None) -> list[object]:
+        if self.overflow.wait(timeout=(timeout or 0) / 1000):
+            self.overflow.clear()
+            return [Event(wd=-1, mask=flags.Q_OVERFLOW, cookie=0, name="")]
+        return []
+
+    def close(self) -> None:
+        return
+
+
+def test_queue_overflow_triggers_a_rescan(
+    sync_rig: SyncRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After IN_Q_OVERFLOW (events lost in the kernel) a scan uploads what was missed."""
+    fake = OverflowingInotify()
+    monkeypatch.setattr("inotify_simple.INotify", lambda: fake)
+    daemon = sync_rig.start()
+    wait_until(daemon.idle, 10, "idle at start")
+    for index in range(5):
+        write(sync_rig.sync_dir / "lost" / f"e_{index}.png", os.urandom(500))
+    assert daemon.pending_count() == 0  # no event arrived for them
+    fake.overflow.set()
+    sync_rig.wait_mirrored(timeout=15)
