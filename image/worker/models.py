@@ -282,21 +282,38 @@ def _stamp_path(models_dir: Path, entry: ModelEntry) -> Path:
     return models_dir / STAMP_DIR / f"{entry.path}.json"
 
 
+def load_stamp(models_dir: Path, entry: ModelEntry) -> dict[str, Any] | None:
+    """The stamp file of ``entry`` as written, whether or not it still matches the file."""
+    try:
+        stamp = json.loads(_stamp_path(models_dir, entry).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) and isinstance(stamp.get("sha256"), str) else None
+
+
+def _same_mtime(recorded: object, actual_ns: int) -> bool:
+    # Image layers (docker/BuildKit tars) keep whole seconds only: a file baked into an image
+    # comes back with its mtime truncated, which must not void the stamp.
+    if not isinstance(recorded, int):
+        return False
+    return recorded == actual_ns or recorded // 10**9 == actual_ns // 10**9
+
+
 def read_stamp(models_dir: Path, entry: ModelEntry) -> dict[str, Any] | None:
     """The stamp written when ``entry`` was last verified, if it still describes the file.
 
-    A stamp holds size, sha256 and mtime; it is valid only while the file's size and mtime are
-    unchanged and, when the manifest pins a sha256, the stamp's hash equals it.
+    A stamp holds size, sha256 and mtime; it is valid only while the file's size and mtime
+    (to the second) are unchanged and, when the manifest pins a sha256, the stamp's hash
+    equals it.
     """
-    target = models_dir / entry.path
+    stamp = load_stamp(models_dir, entry)
     try:
-        stamp = json.loads(_stamp_path(models_dir, entry).read_text(encoding="utf-8"))
-        stat = target.stat()
-    except (OSError, ValueError):
+        stat = (models_dir / entry.path).stat()
+    except OSError:
         return None
-    if not isinstance(stamp, dict):
+    if stamp is None or stamp.get("size") != stat.st_size:
         return None
-    if stamp.get("size") != stat.st_size or stamp.get("mtime_ns") != stat.st_mtime_ns:
+    if not _same_mtime(stamp.get("mtime_ns"), stat.st_mtime_ns):
         return None
     if entry.sha256 and stamp.get("sha256") != entry.sha256:
         return None
@@ -616,7 +633,9 @@ class Downloader:
             )
             target.unlink()
             return None
-        log.info("%s: present without a stamp, hashing once", entry.name)
+        log.info("%s: present without a matching stamp, hashing once", entry.name)
+        if not sha and stamp is None and (old := load_stamp(self.options.models_dir, entry)):
+            sha = str(old["sha256"])
         digest = sha256_file(target).hexdigest()
         if sha and digest != sha:
             log.warning("%s: existing file fails sha256: replacing", entry.name)
@@ -778,23 +797,27 @@ def _fsync_dir(path: Path) -> None:
 def verify_only(entries: Sequence[ModelEntry], models_dir: Path) -> int:
     """Check every entry is present and verified without any network; return an exit code.
 
-    A valid stamp is enough; a file without one is hashed against the manifest's sha256 once
-    (and stamped); a file whose hash the manifest does not pin needs a stamp from a download.
+    A valid stamp is enough; otherwise the file is hashed once against the manifest's sha256,
+    or the hash an earlier stamp recorded, and stamped again; a file with neither fails.
     """
     bad: list[str] = []
     for entry in entries:
         target = models_dir / entry.path
         if read_stamp(models_dir, entry):
             continue
+        stamp = load_stamp(models_dir, entry)
+        # A stamp whose file was touched (copied, restored) still names the verified hash.
+        expected = entry.sha256 or (str(stamp["sha256"]) if stamp else None)
         if not target.exists():
             bad.append(f"{entry.name}: missing ({entry.path})")
         elif entry.size is not None and target.stat().st_size != entry.size:
             bad.append(f"{entry.name}: size {target.stat().st_size} != {entry.size}")
-        elif entry.sha256 is None:
+        elif expected is None:
             bad.append(f"{entry.name}: present but never verified (no stamp, no pinned sha256)")
-        elif (digest := sha256_file(target).hexdigest()) != entry.sha256:
+        elif (digest := sha256_file(target).hexdigest()) != expected:
             bad.append(f"{entry.name}: sha256 mismatch")
         else:
+            log.info("%s: re-verified by sha256 (stamp did not match the file's mtime)", entry.name)
             write_stamp(models_dir, entry, digest, "sha256")
     for line in bad:
         log.error("%s", line)

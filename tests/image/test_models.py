@@ -392,3 +392,39 @@ def test_stalled_transfer_times_out_and_resumes(models_run: dict[str, Path]) -> 
     assert (models_run["dir"] / "diffusion_models/st.bin").read_bytes() == data
     assert len(gets) == 2
     assert gets[1].range is not None
+
+
+def test_stamp_survives_mtime_truncated_to_whole_seconds(
+    models_run: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Models baked into an image come back with whole-second mtimes and stay trusted."""
+    data = blob(10_000)
+    with file_server({"b.bin": FakeFile(data)}) as server:
+        manifest = write_manifest(models_run["manifest"], server, [{"name": "b.bin"}])
+        assert run(manifest, models_run["dir"]) == 0
+        target = models_run["dir"] / "diffusion_models/b.bin"
+        seconds = target.stat().st_mtime_ns // 10**9
+        os.utime(target, ns=(seconds * 10**9, seconds * 10**9))
+
+        def no_hash(*_args: object, **_kwargs: object) -> None:
+            raise AssertionError("re-hashed a stamped file")
+
+        monkeypatch.setattr(models, "sha256_file", no_hash)
+        assert run(manifest, models_run["dir"], "--verify-only") == 0
+
+
+def test_verify_only_rechecks_a_touched_file_against_its_stamped_hash(
+    models_run: dict[str, Path],
+) -> None:
+    """A file whose mtime changed is re-hashed against the stamp; a corrupted one fails."""
+    data = blob(10_000)
+    with file_server({"t.bin": FakeFile(data)}) as server:
+        # No sha256 in the manifest: the hub's X-Linked-Etag verified it and the stamp kept it.
+        manifest = write_manifest(models_run["manifest"], server, [{"name": "t.bin"}])
+        assert run(manifest, models_run["dir"]) == 0
+    target = models_run["dir"] / "diffusion_models/t.bin"
+    os.utime(target, ns=(10**9, 10**9))
+    assert run(manifest, models_run["dir"], "--verify-only") == 0
+    target.write_bytes(data[:-1] + b"\x00")
+    os.utime(target, ns=(2 * 10**9, 2 * 10**9))
+    assert run(manifest, models_run["dir"], "--verify-only") == models.EXIT_UNVERIFIED
