@@ -567,6 +567,9 @@ class SyncDaemon:
             now = time.monotonic()
             if now >= next_scan:
                 next_scan = now + self.options.rescan_interval
+                if self.options.sync_dir not in list(self._wd_paths.values()):
+                    # SYNC_DIR was removed or replaced (its watch is gone): watch it again.
+                    self._add_watches(self.options.sync_dir)
                 found = self.scan()
                 if found:
                     log.info("reconciliation scan found %d file(s) to upload", found)

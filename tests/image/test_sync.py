@@ -474,3 +474,14 @@ def test_queue_overflow_triggers_a_rescan(
     assert daemon.pending_count() == 0  # no event arrived for them
     fake.overflow.set()
     sync_rig.wait_mirrored(timeout=15)
+
+
+def test_replaced_sync_dir_is_watched_again(sync_rig: SyncRig) -> None:
+    """If SYNC_DIR is removed and recreated, the next reconciliation re-watches and syncs it."""
+    daemon = sync_rig.start(rescan_interval=0.3)
+    sync_rig.sync_dir.rmdir()
+    wait_until(lambda: sync_rig.sync_dir not in daemon._wd_paths.values(), 10, "watch dropped")
+    sync_rig.sync_dir.mkdir()
+    wait_until(lambda: sync_rig.sync_dir in daemon._wd_paths.values(), 10, "watch restored")
+    write(sync_rig.sync_dir / "after.png", b"after")
+    sync_rig.wait_mirrored(timeout=15)
