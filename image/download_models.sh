@@ -9,18 +9,13 @@ usage() {
 
 log() { echo "[download_models] $*" >&2; }
 
-case "${1:-}" in
-  -h | --help)
-    usage
-    ;;
-esac
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export MODEL_MANIFEST="${MODEL_MANIFEST:-${here}/models.toml}"
 export PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}"
 python="${PYTHON:-python3}"
 
 if ! command -v "${python}" >/dev/null 2>&1; then
+  usage >&2
   log "${python} not found; set PYTHON to the interpreter that has the worker's requirements"
   exit 2
 fi

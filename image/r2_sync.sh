@@ -11,17 +11,12 @@ usage() {
 
 log() { echo "[r2_sync] $*" >&2; }
 
-case "${1:-}" in
-  -h | --help)
-    usage
-    ;;
-esac
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}"
 python="${PYTHON:-python3}"
 
 if ! command -v "${python}" >/dev/null 2>&1; then
+  usage >&2
   log "${python} not found; set PYTHON to the interpreter that has the worker's requirements"
   exit 2
 fi
