@@ -485,3 +485,18 @@ def test_replaced_sync_dir_is_watched_again(sync_rig: SyncRig) -> None:
     wait_until(lambda: sync_rig.sync_dir in daemon._wd_paths.values(), 10, "watch restored")
     write(sync_rig.sync_dir / "after.png", b"after")
     sync_rig.wait_mirrored(timeout=15)
+
+
+def test_environment_contract_of_the_daemon() -> None:
+    """SYNC_DIR wins over COMFYUI_OUTPUT_DIR, which wins over the default; settle is a float."""
+    args = sync.build_parser().parse_args([])
+    legacy = sync.options_from_env(
+        {"COMFYUI_OUTPUT_DIR": "/out", "SYNC_SETTLE_SECONDS": "0.25"}, args
+    )
+    assert legacy.sync_dir == Path("/out")
+    assert legacy.settle == 0.25
+    both = sync.options_from_env({"SYNC_DIR": "/sync", "COMFYUI_OUTPUT_DIR": "/out"}, args)
+    assert both.sync_dir == Path("/sync")
+    assert sync.options_from_env({}, args).sync_dir == Path(sync.DEFAULT_SYNC_DIR)
+    with pytest.raises(ValueError, match="SYNC_SETTLE_SECONDS"):
+        sync.options_from_env({"SYNC_SETTLE_SECONDS": "soon"}, args)
