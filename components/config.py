@@ -55,6 +55,18 @@ PROVIDER_ALIASES = {"runpod": "comfyui"}
 SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
 FLASHBOOT_MODES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 PRODUCTION_ENVIRONMENT = "production"
+#: ``MODEL_GROUPS`` names the worker image's manifest (``image/models.toml``) defines. Kept
+#: here so validation reads no file; a test keeps it equal to the manifest's groups.
+KNOWN_MODEL_GROUPS = (
+    "wan22_t2v",
+    "wan22_t2v_fast",
+    "turbodiffusion",
+    "steadydancer",
+    "flux_dev_fp8",
+    "background_removal",
+)
+#: Network volume sizes RunPod accepts, in GB (0 in config means "no volume").
+VOLUME_GB = (10, 4096)
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
@@ -114,6 +126,8 @@ SCHEMA: tuple[Key, ...] = (
     _k("image.sourceUrl", default=""),
     _k("image.registryUsername", default=""),
     _secret("image.registryToken", required=False),
+    _k("image.pullUsername", default=""),
+    _secret("image.pullToken", required=False),
     _k("serverless.endpointId", default=""),
     _k("serverless.name", default=""),
     _k("serverless.gpuPools", default="ADA_24,AMPERE_24"),
@@ -128,11 +142,16 @@ SCHEMA: tuple[Key, ...] = (
     _k("serverless.jobTimeoutSeconds", "integer", 600),
     _k("serverless.modelGroups", default="flux_dev_fp8,background_removal"),
     _k("serverless.dataCenterIds", default=""),
+    _k("serverless.networkVolumeGb", "integer", 0),
+    _k("serverless.networkVolumeDataCenterId", default=""),
+    _k("serverless.waitForRollout", "boolean", default=True),
+    _k("serverless.rolloutTimeoutSeconds", "integer", 900),
     _k("videoPod.enabled", "boolean", default=False),
     _k("videoPod.dataCenterId", default="EU-RO-1"),
     _k("videoPod.volumeGb", "integer", 200),
     _k("videoPod.containerDiskGb", "integer", 50),
     _k("videoPod.modelGroups", default="wan22_t2v,wan22_t2v_fast"),
+    _k("videoPod.jupyter", "boolean", default=True),
     _secret("models.hfToken", required=False),
     _k("rollout.provider", default="scenario"),
     _k("rollout.comfyuiPercent", "integer", 0),
@@ -216,7 +235,13 @@ class ImageSettings:
     registry_username: str
     """User that pushes to GHCR."""
     registry_token: pulumi.Output[str] | None
-    """Token with ``write:packages`` (secret); required only when building."""
+    """Push token with ``write:packages`` (secret); required only when building, never
+    given to RunPod."""
+    pull_username: str
+    """User owning the pull token (RunPod's registry credential)."""
+    pull_token: pulumi.Output[str] | None
+    """Read-only token with ``read:packages`` (secret) that RunPod pulls the image with;
+    required when the stack manages an endpoint or the video pod."""
 
     @property
     def repository(self) -> str:
@@ -252,10 +277,18 @@ class ServerlessSettings:
     """Container disk per worker."""
     job_timeout_seconds: int
     """Execution timeout of one job (``JOB_TIMEOUT_S``)."""
-    model_groups: str
-    """``MODEL_GROUPS`` for the serverless workers."""
+    model_groups: tuple[str, ...]
+    """``MODEL_GROUPS`` for the serverless workers (groups of ``image/models.toml``)."""
     data_center_ids: tuple[str, ...]
     """Restrict workers to these data centers; empty means anywhere."""
+    network_volume_gb: int | None
+    """Size of a network volume for models, 10..4096 GB; ``None`` for no volume."""
+    network_volume_data_center_id: str | None
+    """Data center of that volume (set exactly when a size is)."""
+    wait_for_rollout: bool
+    """Whether ``pulumi up`` waits until a new release runs on every worker."""
+    rollout_timeout_seconds: int
+    """How long that wait may take before ``pulumi up`` fails."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,8 +303,10 @@ class VideoPodSettings:
     """Network volume size, 10..4096 GB (grow only)."""
     container_disk_gb: int
     """Container disk of the pod."""
-    model_groups: str
-    """``MODEL_GROUPS`` for the pod."""
+    model_groups: tuple[str, ...]
+    """``MODEL_GROUPS`` for the pod (groups of ``image/models.toml``)."""
+    jupyter: bool
+    """Whether the pod template starts JupyterLab on 8888."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,6 +450,22 @@ class _Reader:
             self.problem(name, f"has invalid entries {bad} (want {hint})", f"<{hint},...>")
         return items
 
+    def groups(self, name: str) -> tuple[str, ...]:
+        """A comma list of model groups, each one the manifest defines, at least one."""
+        groups = self.words(name, _TOKEN_LIST, "group")
+        unknown = [group for group in groups if group not in KNOWN_MODEL_GROUPS]
+        default = str(SCHEMA_BY_NAME[name].default)
+        if unknown:
+            self.problem(
+                name,
+                f"names unknown model groups {unknown} "
+                f"(image/models.toml defines {', '.join(KNOWN_MODEL_GROUPS)})",
+                default,
+            )
+        elif not groups:
+            self.problem(name, "must name at least one model group", default)
+        return groups
+
     def ids(self, name: str) -> tuple[int, ...]:
         items = self.words(name, re.compile(r"\d+"), "numeric id")
         return tuple(int(item) for item in items if item.isdigit())
@@ -517,6 +568,8 @@ def _image(r: _Reader, *, stack: str) -> ImageSettings:
         source_url=source,
         registry_username=r.raw("image.registryUsername") or owner,
         registry_token=r.secret("image.registryToken"),
+        pull_username=r.raw("image.pullUsername") or r.raw("image.registryUsername") or owner,
+        pull_token=r.secret("image.pullToken"),
     )
 
 
@@ -538,6 +591,8 @@ def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
             f"({workers_min}) must not exceed serverless.workersMax ({workers_max})",
             f"{workers_max}",
         )
+    data_center_ids = r.words("serverless.dataCenterIds", _TOKEN_LIST, "data center id")
+    volume_gb, volume_dc = _serverless_volume(r, data_center_ids)
     return ServerlessSettings(
         endpoint_id=r.string("serverless.endpointId", _TOKEN_LIST, "an endpoint id", empty=True)
         or None,
@@ -552,9 +607,57 @@ def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
         flashboot=r.choice("serverless.flashboot", FLASHBOOT_MODES),
         container_disk_gb=r.integer("serverless.containerDiskGb", 10, 1000),
         job_timeout_seconds=r.integer("serverless.jobTimeoutSeconds", 10, 86400),
-        model_groups=",".join(r.words("serverless.modelGroups", _TOKEN_LIST, "group")),
-        data_center_ids=r.words("serverless.dataCenterIds", _TOKEN_LIST, "data center id"),
+        model_groups=r.groups("serverless.modelGroups"),
+        data_center_ids=data_center_ids,
+        network_volume_gb=volume_gb,
+        network_volume_data_center_id=volume_dc,
+        wait_for_rollout=r.boolean("serverless.waitForRollout"),
+        rollout_timeout_seconds=r.integer("serverless.rolloutTimeoutSeconds", 60, 7200),
     )
+
+
+def _serverless_volume(
+    r: _Reader, data_center_ids: tuple[str, ...]
+) -> tuple[int | None, str | None]:
+    """The optional models volume: a size (0 = none) and the data center it lives in."""
+    size_key, dc_key = "serverless.networkVolumeGb", "serverless.networkVolumeDataCenterId"
+    low, high = VOLUME_GB
+    text = r.raw(size_key)
+    try:
+        size = int(text)
+    except ValueError:
+        size = -1
+    if size != 0 and not low <= size <= high:
+        r.problem(
+            size_key,
+            f"must be 0 (no volume) or {low}..{high} GB, got {text!r}",
+            f"<0|{low}..{high}>",
+        )
+        return None, None
+    data_center = r.string(dc_key, _TOKEN_LIST, "a data center id", empty=True)
+    if size == 0:
+        if data_center:
+            r.problems.append(
+                f"{dc_key} is {data_center!r} but {size_key} is 0, so no volume is created: "
+                f"{r.fix(size_key, f'<{low}..{high}>')} "
+                f"(or pulumi config rm {dc_key} --stack {r.stack})"
+            )
+        return None, None
+    if not data_center:
+        r.problem(
+            dc_key,
+            f"is required when {size_key} is {size} (a network volume lives in one data center)",
+            "<data center id, e.g. EU-RO-1>",
+        )
+        return None, None
+    if data_center_ids and data_center not in data_center_ids:
+        r.problem(
+            "serverless.dataCenterIds",
+            f"{list(data_center_ids)} must include {dc_key} ({data_center}): "
+            "workers can only mount the volume in its data center",
+            data_center,
+        )
+    return size, data_center
 
 
 def _video_pod(r: _Reader) -> VideoPodSettings:
@@ -565,7 +668,8 @@ def _video_pod(r: _Reader) -> VideoPodSettings:
         ),
         volume_gb=r.integer("videoPod.volumeGb", 10, 4096),
         container_disk_gb=r.integer("videoPod.containerDiskGb", 10, 1000),
-        model_groups=",".join(r.words("videoPod.modelGroups", _TOKEN_LIST, "group")),
+        model_groups=r.groups("videoPod.modelGroups"),
+        jupyter=r.boolean("videoPod.jupyter"),
     )
 
 
@@ -622,14 +726,7 @@ def _cross_checks(
     rollout: RolloutSettings,
     app: AppSettings,
 ) -> None:
-    runpod_pulls = serverless.endpoint_id is None or video_pod.enabled
-    if image.registry_token is None and (image.digest is None or runpod_pulls):
-        # A build pushes with it; a managed endpoint and the video pod pull with it.
-        why = "the stack builds the image" if image.digest is None else "RunPod pulls the image"
-        r.problems.append(
-            f"image.registryToken is not set, and {why}: "
-            f"{r.fix('image.registryToken', '<GitHub token with write:packages>')}"
-        )
+    _registry_checks(r, image=image, serverless=serverless, video_pod=video_pod)
     sends_comfyui = rollout.provider == "comfyui" and rollout.comfyui_percent > 0
     if sends_comfyui and app.runpod_api_key is None:
         r.problems.append(
@@ -650,6 +747,39 @@ def _cross_checks(
             f"{name} is not set, but production sends traffic to ComfyUI and Scenario must stay "
             f"configured as the rollback: {r.fix(name, '<value>')}"
             for name in missing
+        )
+
+
+def _registry_checks(
+    r: _Reader, *, image: ImageSettings, serverless: ServerlessSettings, video_pod: VideoPodSettings
+) -> None:
+    """Least privilege on GHCR: the push token builds, a read-only token is all RunPod gets."""
+    if image.registry_token is None and image.digest is None:
+        r.problems.append(
+            "image.registryToken (the push token) is not set, and the stack builds and pushes "
+            "the image (no image.digest pinned): "
+            f"{r.fix('image.registryToken', '<GitHub classic token with write:packages>')}"
+        )
+    pullers = [
+        what
+        for what, pulls in (
+            ("the serverless endpoint", serverless.endpoint_id is None),
+            ("the video pod", video_pod.enabled),
+        )
+        if pulls
+    ]
+    if image.pull_token is None and pullers:
+        r.problems.append(
+            f"image.pullToken (RunPod's read-only pull token) is not set, and RunPod pulls the "
+            f"image for {' and '.join(pullers)}: "
+            f"{r.fix('image.pullToken', '<GitHub classic token with read:packages only>')}"
+        )
+    push, pull = r.values.get("image.registryToken"), r.values.get("image.pullToken")
+    if push and pull and push.strip() == pull.strip():
+        r.problems.append(
+            "image.pullToken is the same token as image.registryToken, so RunPod would hold a "
+            "token that can push; create a separate token with read:packages only: "
+            f"{r.fix('image.pullToken', '<GitHub classic token with read:packages only>')}"
         )
 
 
@@ -674,8 +804,9 @@ def load() -> StackConfig:
 def stack_file_values(root: Path, stack: str) -> tuple[dict[str, str], set[str]]:
     """Values of ``Pulumi.<stack>.yaml`` as Pulumi would pass them, and the secure keys.
 
-    Secure values cannot be decrypted offline, so they appear as a placeholder string; the
-    second element names them. Defaults from ``Pulumi.yaml`` are left to :func:`parse`.
+    Secure values cannot be decrypted offline, so they appear as a placeholder string (one
+    per key, so no two secrets look equal); the second element names them. Defaults from
+    ``Pulumi.yaml`` are left to :func:`parse`.
     """
     document = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8")) or {}
     values: dict[str, str] = {}
@@ -685,7 +816,8 @@ def stack_file_values(root: Path, stack: str) -> tuple[dict[str, str], set[str]]
         key = name if namespace == PROJECT else str(full_key)
         if isinstance(value, dict) and "secure" in value:
             secure.add(key)
-            values[key] = "<secure>"
+            # Distinct per key: ciphertext cannot be compared offline (see _registry_checks).
+            values[key] = f"<secure {key}>"
         elif isinstance(value, bool):
             values[key] = str(value).lower()
         elif isinstance(value, (list, dict)):

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from components.config import ConfigError, StackConfig, parse, stack_file_values
+from components.config import (
+    KNOWN_MODEL_GROUPS,
+    ConfigError,
+    StackConfig,
+    parse,
+    stack_file_values,
+)
 from components.config import _main as config_main
 from tests.fakes.pulumi_mocks import pulumi_loop
 from tests.fakes.stack_values import MINIMAL, ROOT
@@ -113,25 +120,70 @@ def test_digest_must_be_sha256_and_64_lower_hex(bad: str) -> None:
 def test_a_pinned_digest_on_an_adopted_endpoint_needs_no_registry_token() -> None:
     """Nothing is built or pulled by this stack, so no GHCR credential is required."""
     cfg = config_with(
-        image_digest="sha256:" + "a" * 64, image_registryToken=None, serverless_endpointId="ep1"
+        image_digest="sha256:" + "a" * 64,
+        image_registryToken=None,
+        image_pullToken=None,
+        serverless_endpointId="ep1",
     )
     assert cfg.image.digest == "sha256:" + "a" * 64
     assert cfg.image.registry_token is None
+    assert cfg.image.pull_token is None
 
 
-def test_a_managed_endpoint_needs_the_registry_token_to_pull() -> None:
-    """A pinned digest still needs a GHCR credential when RunPod pulls it for this stack."""
-    message = problems(image_digest="sha256:" + "a" * 64, image_registryToken=None)
-    assert "image.registryToken is not set, and RunPod pulls the image" in message
-    assert "pulumi config set --secret image.registryToken" in message
+def test_a_pinned_digest_needs_no_push_token() -> None:
+    """Promotion (prod) pins a digest: it pulls with the read-only token and never pushes."""
+    cfg = config_with(image_digest="sha256:" + "a" * 64, image_registryToken=None)
+    assert cfg.image.registry_token is None
+    assert cfg.image.pull_token is not None
+
+
+def test_a_managed_endpoint_needs_the_pull_token() -> None:
+    """RunPod pulls the image for the endpoint with image.pullToken; its absence names it."""
+    message = problems(image_digest="sha256:" + "a" * 64, image_pullToken=None)
+    assert "image.pullToken (RunPod's read-only pull token) is not set" in message
+    assert "RunPod pulls the image for the serverless endpoint:" in message
+    assert (
+        "pulumi config set --secret image.pullToken "
+        "<GitHub classic token with read:packages only> --stack staging"
+    ) in message
+    assert "image.registryToken" not in message
+
+
+def test_the_video_pod_alone_needs_the_pull_token() -> None:
+    """An adopted endpoint plus the video pod still has RunPod pull the image."""
+    message = problems(serverless_endpointId="ep1", videoPod_enabled="true", image_pullToken=None)
+    assert "RunPod pulls the image for the video pod:" in message
 
 
 def test_building_without_a_registry_token_names_the_fix() -> None:
     """Without a digest the image is built and pushed, which needs image.registryToken."""
     message = problems(image_registryToken=None)
-    assert "image.registryToken is not set, and the stack builds the image" in message
-    assert "pulumi config set --secret image.registryToken" in message
-    assert "--stack staging" in message
+    assert "image.registryToken (the push token) is not set" in message
+    assert "the stack builds and pushes the image (no image.digest pinned)" in message
+    assert (
+        "pulumi config set --secret image.registryToken "
+        "<GitHub classic token with write:packages> --stack staging"
+    ) in message
+    assert "image.pullToken" not in message
+
+
+def test_pull_token_equal_to_the_push_token_is_rejected() -> None:
+    """RunPod must never hold a token that can push: the pull token is a separate one."""
+    message = problems(image_registryToken="same-token", image_pullToken="same-token")
+    assert "image.pullToken is the same token as image.registryToken" in message
+    assert "create a separate token with read:packages only" in message
+    assert "pulumi config set --secret image.pullToken" in message
+    assert "same-token" not in message
+
+
+def test_runpod_gets_the_pull_credential_and_its_user() -> None:
+    """The pull user defaults to the push user, then the owner; the token is a secret Output."""
+    assert config_with().image.pull_username == "acme"
+    assert config_with(image_registryUsername="pusher").image.pull_username == "pusher"
+    cfg = config_with(image_registryUsername="pusher", image_pullUsername="puller")
+    assert cfg.image.pull_username == "puller"
+    assert not isinstance(cfg.image.pull_token, str)
+    assert "fake-ghcr-pull-token" not in repr(cfg)
 
 
 @pytest.mark.parametrize("bad", ["My_Bucket", "ab", "-outputs", "outputs-", "a" * 64])
@@ -301,3 +353,140 @@ def test_offline_check_fails_with_the_fix_when_a_secret_is_missing(
     assert "pulumi config set --secret app.githubToken <value> --stack prod" in (
         capsys.readouterr().err
     )
+
+
+# --------------------------------------------------------------------------- RunPod keys
+
+
+def test_runpod_keys_take_their_documented_defaults() -> None:
+    """No volume, wait for rollouts (900 s), Jupyter on, model groups as typed tuples."""
+    cfg = config_with()
+    assert cfg.serverless.network_volume_gb is None
+    assert cfg.serverless.network_volume_data_center_id is None
+    assert cfg.serverless.wait_for_rollout is True
+    assert cfg.serverless.rollout_timeout_seconds == 900
+    assert cfg.video_pod.jupyter is True
+    assert cfg.serverless.model_groups == ("flux_dev_fp8", "background_removal")
+    assert cfg.video_pod.model_groups == ("wan22_t2v", "wan22_t2v_fast")
+
+
+def test_network_volume_size_and_data_center_are_parsed_together() -> None:
+    """A size with its data center becomes the volume the endpoint mounts."""
+    cfg = config_with(
+        serverless_networkVolumeGb="150",
+        serverless_networkVolumeDataCenterId="EU-RO-1",
+        serverless_dataCenterIds="EU-RO-1",
+    )
+    assert cfg.serverless.network_volume_gb == 150
+    assert cfg.serverless.network_volume_data_center_id == "EU-RO-1"
+
+
+@pytest.mark.parametrize("bad", ["5", "4097", "-1", "lots"])
+def test_network_volume_size_must_be_0_or_10_to_4096(bad: str) -> None:
+    """serverless.networkVolumeGb: 0 for none, else RunPod's 10..4096 GB."""
+    message = problems(
+        serverless_networkVolumeGb=bad, serverless_networkVolumeDataCenterId="EU-RO-1"
+    )
+    assert f"serverless.networkVolumeGb must be 0 (no volume) or 10..4096 GB, got {bad!r}" in (
+        message
+    )
+    assert "pulumi config set serverless.networkVolumeGb <0|10..4096> --stack staging" in message
+
+
+def test_network_volume_size_needs_a_data_center() -> None:
+    """A volume lives in one data center, so a size without one is rejected with the fix."""
+    message = problems(serverless_networkVolumeGb="100")
+    assert (
+        "serverless.networkVolumeDataCenterId is required when serverless.networkVolumeGb is 100"
+    ) in message
+    assert (
+        "pulumi config set serverless.networkVolumeDataCenterId "
+        "<data center id, e.g. EU-RO-1> --stack staging"
+    ) in message
+
+
+def test_network_volume_data_center_without_a_size_is_reported() -> None:
+    """A data center alone would silently create nothing; the message offers both fixes."""
+    message = problems(serverless_networkVolumeDataCenterId="EU-RO-1")
+    assert (
+        "serverless.networkVolumeDataCenterId is 'EU-RO-1' but serverless.networkVolumeGb is 0"
+        in (message)
+    )
+    assert "pulumi config set serverless.networkVolumeGb <10..4096> --stack staging" in message
+    assert "pulumi config rm serverless.networkVolumeDataCenterId --stack staging" in message
+
+
+def test_data_center_list_must_include_the_volumes_data_center() -> None:
+    """Workers restricted elsewhere could never mount the volume."""
+    message = problems(
+        serverless_networkVolumeGb="100",
+        serverless_networkVolumeDataCenterId="EU-RO-1",
+        serverless_dataCenterIds="US-TX-3",
+    )
+    assert "serverless.dataCenterIds ['US-TX-3'] must include" in message
+    assert "serverless.networkVolumeDataCenterId (EU-RO-1)" in message
+    assert "pulumi config set serverless.dataCenterIds EU-RO-1 --stack staging" in message
+
+
+def test_wait_for_rollout_must_be_a_boolean() -> None:
+    """serverless.waitForRollout is true or false."""
+    message = problems(serverless_waitForRollout="sometimes")
+    assert "serverless.waitForRollout must be true or false, got 'sometimes'" in message
+    assert "pulumi config set serverless.waitForRollout <true|false> --stack staging" in message
+    assert config_with(serverless_waitForRollout="false").serverless.wait_for_rollout is False
+
+
+@pytest.mark.parametrize("bad", ["59", "7201"])
+def test_rollout_timeout_must_be_60_to_7200_seconds(bad: str) -> None:
+    """serverless.rolloutTimeoutSeconds stays within what the endpoint provider accepts."""
+    message = problems(serverless_rolloutTimeoutSeconds=bad)
+    assert f"serverless.rolloutTimeoutSeconds must be 60..7200, got {bad}" in message
+    assert "pulumi config set serverless.rolloutTimeoutSeconds <60..7200> --stack staging" in (
+        message
+    )
+
+
+def test_video_pod_jupyter_must_be_a_boolean() -> None:
+    """videoPod.jupyter is true or false; false turns JupyterLab off."""
+    message = problems(videoPod_jupyter="maybe")
+    assert "videoPod.jupyter must be true or false, got 'maybe'" in message
+    assert "pulumi config set videoPod.jupyter <true|false> --stack staging" in message
+    assert config_with(videoPod_jupyter="false").video_pod.jupyter is False
+
+
+@pytest.mark.parametrize(
+    ("key", "default"),
+    [
+        ("serverless.modelGroups", "flux_dev_fp8,background_removal"),
+        ("videoPod.modelGroups", "wan22_t2v,wan22_t2v_fast"),
+    ],
+)
+def test_model_groups_must_be_groups_the_manifest_defines(key: str, default: str) -> None:
+    """An unknown group would fail every worker's boot; config names it and the known ones."""
+    message = problems(**{key.replace(".", "_"): "flux_dev_fp8,wan_9000"})
+    assert f"{key} names unknown model groups ['wan_9000']" in message
+    assert "image/models.toml defines wan22_t2v, wan22_t2v_fast, turbodiffusion" in message
+    assert f"pulumi config set {key} {default} --stack staging" in message
+
+
+def test_model_groups_must_not_be_empty() -> None:
+    """A worker with no model group has nothing to run."""
+    message = problems(serverless_modelGroups=" , ")
+    assert "serverless.modelGroups must name at least one model group" in message
+    assert (
+        "pulumi config set serverless.modelGroups flux_dev_fp8,background_removal --stack staging"
+    ) in message
+
+
+def test_model_groups_are_a_typed_tuple() -> None:
+    """Comma lists become tuples of group names, blanks dropped."""
+    cfg = config_with(serverless_modelGroups="steadydancer, turbodiffusion,")
+    assert cfg.serverless.model_groups == ("steadydancer", "turbodiffusion")
+
+
+def test_known_model_groups_match_the_image_manifest() -> None:
+    """KNOWN_MODEL_GROUPS (used to validate offline) equals the groups image/models.toml defines."""
+    manifest = tomllib.loads((ROOT / "image" / "models.toml").read_text(encoding="utf-8"))
+    groups = {group for model in manifest["model"] for group in model["groups"]}
+    assert set(KNOWN_MODEL_GROUPS) == groups
+    assert len(KNOWN_MODEL_GROUPS) == len(groups)

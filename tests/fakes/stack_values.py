@@ -19,12 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
 
-#: The smallest configuration that validates (no digest, so it builds the image).
+#: The smallest configuration that validates (no digest, so it builds the image with the push
+#: token; the managed endpoint pulls it with the separate read-only pull token).
 MINIMAL: dict[str, str] = {
     "cloudflare.accountId": ACCOUNT_ID,
     "cloudflare.apiToken": "fake-cloudflare-token",
     "image.owner": "acme",
     "image.registryToken": "fake-ghcr-token",
+    "image.pullToken": "fake-ghcr-pull-token",
     "app.repository": "acme/asset-studio",
     "app.githubToken": "fake-github-token",
 }
