@@ -30,7 +30,11 @@ from components.worker_image import WorkerImage
 
 
 class WorkerWiring(TypedDict):
-    """What every RunPod worker (serverless or pod) is given: image, R2, pull credential."""
+    """What every RunPod worker (serverless or pod) is given: image, R2, pull credential.
+
+    The registry credential is the read-only pull token (``image.pullToken``); the push
+    token (``image.registryToken``) stays with the build and never reaches RunPod.
+    """
 
     image: pulumi.Input[str]
     r2_endpoint: pulumi.Input[str]
@@ -63,9 +67,9 @@ image = WorkerImage("worker", settings=cfg.image)
 
 
 def worker_wiring() -> WorkerWiring:
-    """The shared worker inputs (config guarantees a registry token when RunPod pulls)."""
-    if cfg.image.registry_token is None:
-        raise ValueError("image.registryToken is required when RunPod pulls the image")
+    """The shared worker inputs (config guarantees a pull token when RunPod pulls)."""
+    if cfg.image.pull_token is None:
+        raise ValueError("image.pullToken is required when RunPod pulls the image")
     return WorkerWiring(
         image=image.image_ref,
         r2_endpoint=bucket.s3_endpoint,
@@ -74,14 +78,15 @@ def worker_wiring() -> WorkerWiring:
         r2_access_key_id=bucket.worker_access_key_id,
         r2_secret_access_key=bucket.worker_secret_access_key,
         r2_public_base_url=cfg.bucket.public_base_url,
-        registry_username=cfg.image.registry_username,
-        registry_token=cfg.image.registry_token,
+        registry_username=cfg.image.pull_username,
+        registry_token=cfg.image.pull_token,
         hf_token=cfg.models.hf_token,
     )
 
 
 # serverless.endpointId adopts an endpoint managed elsewhere; otherwise the stack owns one.
 comfyui_endpoint_id: pulumi.Input[str]
+serverless: ComfyServerless | None = None
 if cfg.serverless.endpoint_id is not None:
     comfyui_endpoint_id = cfg.serverless.endpoint_id
 else:
@@ -102,8 +107,12 @@ else:
             job_timeout_s=cfg.serverless.job_timeout_seconds,
             # RunPod's own limit sits a minute above the handler's, so the handler reports.
             execution_timeout_ms=(cfg.serverless.job_timeout_seconds + 60) * 1000,
-            model_groups=tuple(cfg.serverless.model_groups.split(",")),
+            model_groups=cfg.serverless.model_groups,
             data_center_ids=cfg.serverless.data_center_ids,
+            network_volume_size_gb=cfg.serverless.network_volume_gb,
+            network_volume_data_center_id=cfg.serverless.network_volume_data_center_id,
+            wait_for_rollout=cfg.serverless.wait_for_rollout,
+            rollout_timeout_s=cfg.serverless.rollout_timeout_seconds,
         ),
     )
     comfyui_endpoint_id = serverless.endpoint_id
@@ -117,7 +126,8 @@ if cfg.video_pod.enabled:
             data_center_id=cfg.video_pod.data_center_id,
             volume_size_gb=cfg.video_pod.volume_gb,
             container_disk_gb=cfg.video_pod.container_disk_gb,
-            model_groups=tuple(cfg.video_pod.model_groups.split(",")),
+            model_groups=cfg.video_pod.model_groups,
+            start_jupyter=cfg.video_pod.jupyter,
         ),
     )
 
@@ -156,9 +166,13 @@ pulumi.export("kvKey", switch.key)
 pulumi.export("rolloutFlag", switch.value)
 pulumi.export("appEnvironment", app.environment)
 pulumi.export("comfyuiEndpointId", comfyui_endpoint_id)
+if serverless is not None and cfg.serverless.network_volume_gb is not None:
+    pulumi.export("comfyuiNetworkVolumeId", serverless.network_volume_id)
 if video is not None:
     pulumi.export("videoPodTemplateId", video.template_id)
     pulumi.export("videoPodNetworkVolumeId", video.network_volume_id)
+    # The POST /v2/pods body that starts a session pod (docs/runpod-template-config.md).
+    pulumi.export("videoPodRequest", video.pod_request)
 # The app's read-only credentials, for `python -m ops smoke`; secret in state and output.
 pulumi.export("appR2AccessKeyId", pulumi.Output.secret(bucket.app_access_key_id))
 pulumi.export("appR2SecretAccessKey", pulumi.Output.secret(bucket.app_secret_access_key))

@@ -27,7 +27,7 @@ from tests.fakes.pulumi_mocks import (
     run_main,
     settle,
 )
-from tests.fakes.stack_values import ROOT, stack_file, stack_values
+from tests.fakes.stack_values import ROOT, fake_secret, stack_file, stack_values
 
 STACKS = ("staging", "prod")
 TOKEN = "cloudflare:index/accountToken:AccountToken"
@@ -36,6 +36,10 @@ KV = "cloudflare:index/workersKv:WorkersKv"
 GH_SECRET = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
 GH_VARIABLE = "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable"
 IMAGE = "docker:index/image:Image"
+ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
+REGISTRY = "pulumi-python:dynamic/runpod:Registry"
+TEMPLATE = "pulumi-python:dynamic/runpod:Template"
+VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume"
 PINNED = re.compile(r"ghcr\.io/[a-z0-9-]+/[a-z0-9-]+@sha256:[0-9a-f]{64}")
 SECRET_EXPORTS = ("appR2AccessKeyId", "appR2SecretAccessKey")
 
@@ -229,3 +233,62 @@ def test_stack_files_hold_no_secrets() -> None:
     secret_names = {name for name, spec in declared.items() if spec.get("secret")}
     for stack in STACKS:
         assert not secret_names & set(stack_file(stack)), stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_runpod_pulls_with_the_read_only_token_and_never_gets_the_push_token(
+    deployments: dict[str, Deployment], stack: str
+) -> None:
+    """Every RunPod registry credential holds image.pullToken (secret); the push token only
+    logs the build in to GHCR."""
+    deployment = deployments[stack]
+    registries = deployment.mocks.of_type(REGISTRY)
+    assert registries
+    for registry in registries:
+        assert registry.inputs["password"] == fake_secret("image.pullToken"), registry.name
+        assert "password" in registry.secret_paths, registry.name
+    pushed = [r.inputs["registry"]["password"] for r in deployment.mocks.of_type(IMAGE)]
+    assert pushed == ([fake_secret("image.registryToken")] if stack == "staging" else [])
+    runpod_inputs = [r.inputs for r in deployment.mocks.resources if "dynamic/runpod" in r.type]
+    assert fake_secret("image.registryToken") not in json.dumps(runpod_inputs)
+
+
+def test_both_stacks_wait_until_a_new_image_serves(deployments: dict[str, Deployment]) -> None:
+    """`pulumi up` ends when the new release runs on every worker, in prod and staging."""
+    for stack in STACKS:
+        (endpoint,) = deployments[stack].mocks.of_type(ENDPOINT)
+        assert endpoint.inputs["wait_for_rollout_s"] == 900, stack
+    assert stack_file("prod")["serverless.waitForRollout"] == "true"
+
+
+def test_staging_exports_the_video_pod_request_it_documents(
+    deployments: dict[str, Deployment],
+) -> None:
+    """`videoPodRequest` is the POST /v2/pods body: the template, the volume, Jupyter on."""
+    request, is_secret = deployments["staging"].exports["videoPodRequest"]
+    assert not is_secret
+    template = deployments["staging"].one(TEMPLATE)
+    assert request["templateId"] == f"{template.name}-id"
+    assert request["startJupyter"] is True
+    assert template.inputs["start_jupyter"] is True
+    (mount,) = request["mounts"]["network"]
+    assert mount["volumeId"] == deployments["staging"].exports["videoPodNetworkVolumeId"][0]
+    assert request["dataCenterIds"] == ["EU-RO-1"]
+    assert "videoPodRequest" not in deployments["prod"].exports
+
+
+def test_a_configured_network_volume_is_mounted_by_the_endpoint(
+    deployments: dict[str, Deployment],
+) -> None:
+    """serverless.networkVolumeGb declares the volume, attaches it and exports its id."""
+    deployment = deploy(
+        "prod",
+        {"serverless.networkVolumeGb": "120", "serverless.networkVolumeDataCenterId": "EU-RO-1"},
+    )
+    volume = deployment.one(VOLUME)
+    assert (volume.inputs["size_gb"], volume.inputs["data_center_id"]) == (120, "EU-RO-1")
+    (endpoint,) = deployment.mocks.of_type(ENDPOINT)
+    assert endpoint.inputs["network_volume_ids"] == [f"{volume.name}-id"]
+    assert deployment.exports["comfyuiNetworkVolumeId"][0] == f"{volume.name}-id"
+    assert deployments["prod"].mocks.of_type(VOLUME) == []
+    assert "comfyuiNetworkVolumeId" not in deployments["prod"].exports
