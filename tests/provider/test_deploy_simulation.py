@@ -72,6 +72,8 @@ def test_new_image_digest_is_exactly_one_patch_of_the_endpoint(
     assert write.path.startswith("/v2/serverless/")
     assert set(write.body) == {"image"}
     assert write.body["image"].endswith("@" + NEW_DIGEST)
+    # prod waits for the release (serverless.waitForRollout): `up` polled it after the PATCH.
+    assert any(call.path.endswith("/releases") for call in emulator.calls("GET"))
 
 
 def test_rollback_to_scenario_makes_no_runpod_call(
