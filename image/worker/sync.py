@@ -66,6 +66,8 @@ TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", ".
 IGNORED_TOP_DIRS = frozenset({"temp"})
 #: Seconds without a modify event after which a file no longer counts as being written.
 WRITER_SILENCE = 120.0
+#: Minimum seconds between two snapshots of the processes' open-for-writing files.
+WRITERS_REFRESH = 0.05
 
 Signature = tuple[int, int]
 """(size, mtime_ns): what identifies one version of a file."""
@@ -103,6 +105,37 @@ class SyncOptions:
     max_backoff: float = 30.0
     """Cap of the retry delay; retries never stop."""
     first_backoff: float = 0.5
+
+
+def open_for_writing(root: str) -> frozenset[str]:
+    """Real paths under ``root`` that some process has open for writing (Linux ``/proc``).
+
+    Processes we may not inspect are skipped; without ``/proc`` the result is empty and the
+    settle time alone decides.
+    """
+    found: set[str] = set()
+    prefix = root.rstrip("/") + "/"
+    try:
+        processes = [p for p in Path("/proc").iterdir() if p.name.isdigit()]
+    except OSError:
+        return frozenset()
+    for process in processes:
+        try:
+            descriptors = list((process / "fd").iterdir())
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                target = str(descriptor.readlink())
+                if not target.startswith(prefix):
+                    continue
+                info = (process / "fdinfo" / descriptor.name).read_text(encoding="ascii")
+            except OSError:
+                continue
+            flags = next((line for line in info.splitlines() if line.startswith("flags:")), "")
+            if flags and int(flags.split()[1], 8) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
+                found.add(target)
+    return frozenset(found)
 
 
 class Journal:
@@ -180,6 +213,10 @@ class SyncDaemon:
         self._transit = 0
         # Files with create/modify events and no close yet -> time of the last such event.
         self._writing: dict[str, float] = {}
+        # Found by a scan rather than an event: a writer may hold them open unseen.
+        self._scanned: set[str] = set()
+        self._writers: tuple[float, frozenset[str]] = (0.0, frozenset())
+        self._real_root = os.path.realpath(options.sync_dir)
         self._attempts: dict[str, int] = {}
         self._first_seen: dict[str, float] = {}
         self._lags: deque[float] = deque(maxlen=2000)
@@ -304,6 +341,8 @@ class SyncDaemon:
                     or self._is_writing(relative)
                 )
             if not busy:
+                with self._cond:
+                    self._scanned.add(relative)
                 self.schedule(relative, self.options.settle)
                 found += 1
         return found
@@ -375,6 +414,7 @@ class SyncDaemon:
         elif mask & (flags.CLOSE_WRITE | flags.MOVED_TO):
             with self._cond:
                 self._writing.pop(relative, None)
+                self._scanned.discard(relative)
             self.schedule(relative, self.options.settle, event=True)
         elif mask & (flags.MOVED_FROM | flags.DELETE):
             with self._cond:
@@ -406,12 +446,12 @@ class SyncDaemon:
                 if busy:
                     self.schedule(relative, self.options.settle)
                 elif not still_writing:  # a writer has it open: its close_write comes later
-                    self._settled(relative, signature)
+                    self._settled(relative, signature, deadline)
             finally:
                 with self._cond:
                     self._transit -= 1
 
-    def _settled(self, relative: str, signature: Signature | None) -> None:
+    def _settled(self, relative: str, signature: Signature | None, deadline: float) -> None:
         try:
             stat = (self.options.sync_dir / relative).stat()
         except FileNotFoundError:
@@ -425,6 +465,10 @@ class SyncDaemon:
             return
         if self.journal.is_current(relative, now_signature):
             return
+        with self._cond:
+            unseen = relative in self._scanned or not self.watch
+        if unseen and self._held_open(relative, deadline):
+            return
         while not self._stop.is_set():
             try:
                 with self._cond:
@@ -434,6 +478,29 @@ class SyncDaemon:
                 break
             except queue.Full:
                 time.sleep(0.05)  # the pool is behind; events wait in the kernel queue
+
+    def _held_open(self, relative: str, deadline: float) -> bool:
+        """True (and the file set aside) when some process has it open for writing.
+
+        Only files found by a scan need this: a writer that opened a file before its folder
+        was watched (or before the daemon started) produces no event a settle could rely on.
+        Such a file is polled until its writer closes it.
+        The snapshot of writers must postdate the file's discovery; it is refreshed at most
+        every :data:`WRITERS_REFRESH` seconds, and a file that needs a newer one waits.
+        """
+        taken, writers = self._writers
+        if taken < deadline - self.options.settle:
+            if time.monotonic() - taken < WRITERS_REFRESH:
+                self.schedule(relative, WRITERS_REFRESH)
+                return True
+            taken = time.monotonic()
+            writers = open_for_writing(self._real_root)
+            self._writers = (taken, writers)
+        if f"{self._real_root}/{relative}" not in writers:
+            return False
+        # Look again shortly; when watched, its close_write (now seen) reschedules it sooner.
+        self.schedule(relative, max(self.options.settle, 0.5))
+        return True
 
     # -- uploading -------------------------------------------------------------------------
 
@@ -514,6 +581,7 @@ class SyncDaemon:
         with self._cond:
             seen = self._first_seen.pop(relative, started)
             self._attempts.pop(relative, None)
+            self._scanned.discard(relative)
         lag = time.monotonic() - seen
         self._lags.append(lag)
         with self._cond:

@@ -226,6 +226,36 @@ def test_file_written_slowly_is_uploaded_only_when_complete(sync_rig: SyncRig) -
     assert list_objects(sync_rig.bucket)["test/video/slow.mp4"]["Size"] == 60_000
 
 
+def test_file_held_open_before_start_waits_for_its_writer(sync_rig: SyncRig) -> None:
+    """A file a writer opened before the daemon (or its folder's watch) existed is not
+    uploaded half-done when the start-up scan finds it, however long the writer pauses."""
+    target = sync_rig.sync_dir / "video" / "held.mp4"
+    target.parent.mkdir()
+    with target.open("wb") as handle:
+        handle.write(os.urandom(10_000))
+        handle.flush()
+        daemon = sync_rig.start()
+        for _ in range(3):
+            time.sleep(0.4)  # longer than the 0.1 s settle, with no new events
+            assert sync_rig.proxy.uploads_of("video/held.mp4") == 0
+            handle.write(os.urandom(10_000))
+            handle.flush()
+    sync_rig.wait_mirrored()
+    wait_until(daemon.idle, 10, "idle")
+    assert sync_rig.proxy.uploads_of("video/held.mp4") == 1
+    assert list_objects(sync_rig.bucket)["test/video/held.mp4"]["Size"] == 40_000
+
+
+def test_writers_are_found_through_proc(tmp_path: Path) -> None:
+    """open_for_writing reports files open for writing, not those open for reading."""
+    written = tmp_path / "w.bin"
+    read = tmp_path / "r.bin"
+    read.write_bytes(b"r")
+    with written.open("wb"), read.open("rb"):
+        found = sync.open_for_writing(os.path.realpath(tmp_path))
+    assert found == {os.path.realpath(written)}
+
+
 @pytest.mark.slow
 def test_server_error_bursts_are_retried_until_everything_lands(sync_rig: SyncRig) -> None:
     """Bursts of 500 and 503 on uploads are retried; nothing is lost or duplicated."""
