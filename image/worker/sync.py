@@ -66,6 +66,8 @@ TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", ".
 IGNORED_TOP_DIRS = frozenset({"temp"})
 #: Seconds without a modify event after which a file no longer counts as being written.
 WRITER_SILENCE = 120.0
+#: Parts of one large file uploaded at once (each upload worker runs its own set).
+PART_CONCURRENCY = 8
 #: Minimum seconds between two snapshots of the processes' open-for-writing files.
 WRITERS_REFRESH = 0.05
 
@@ -200,7 +202,10 @@ class SyncDaemon:
         self.options = options
         self.settings = settings
         self.client = client or make_client(
-            settings, config=client_config(max_pool_connections=max(10, options.workers * 4))
+            settings,
+            config=client_config(
+                max_pool_connections=max(10, options.workers * (PART_CONCURRENCY + 1))
+            ),
         )
         self.journal = Journal(options.state_dir / "journal.sqlite3")
         self.watch = watch
@@ -568,7 +573,7 @@ class SyncDaemon:
                     self.settings.bucket,
                     key,
                     ExtraArgs={"ContentType": content_type},
-                    Config=transfer_config(max_concurrency=4),
+                    Config=transfer_config(max_concurrency=PART_CONCURRENCY),
                 )
                 expected = local.result()
             etag = strip_etag(self.client.head_object(Bucket=self.settings.bucket, Key=key)["ETag"])
