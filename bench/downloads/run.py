@@ -9,7 +9,7 @@ access log gives the bytes each phase really fetched.
     uv run python bench/downloads/run.py                     # 3 x 1 GB
     uv run python bench/downloads/run.py --size-mb 256       # quicker
 
-Needs (Debian): nginx (nginx-light is enough), aria2, curl. Results: bench/downloads/RESULTS.md.
+Needs (Debian): nginx (nginx-light is enough), aria2, curl. Results: docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ scale-down followed by refresh + `up`.
     uv run python bench/provider_calls/run.py --json        # one JSON document
     uv run python bench/provider_calls/run.py --background 200
 
-Results: bench/provider_calls/RESULTS.md.
+Results: docs/benchmarks.md.
 """
 
 from __future__ import annotations

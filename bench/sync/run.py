@@ -9,7 +9,7 @@ moment the writer closed the file. Also checks every object's ETag against the l
     uv run python bench/sync/run.py                # 200 x 1 MB + 10 x 200 MB
     uv run python bench/sync/run.py --videos 3 --video-mb 50 --only ours   # a quick look
 
-Needs (Debian): rclone, inotify-tools. Results: bench/sync/RESULTS.md.
+Needs (Debian): rclone, inotify-tools. Results: docs/benchmarks.md.
 """
 
 from __future__ import annotations
