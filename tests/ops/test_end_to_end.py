@@ -178,7 +178,9 @@ def test_canary_fails_under_a_429_storm_and_passes_after_it(
     assert code == 1
     assert "RATE_LIMITED (rate_limited)" in check(doc, "success rate")["detail"]
     emu.end_429_storms()
-    emu.inject_429(count=4)
+    # No more 429s than one request's retry budget (2), so no request can exhaust it however
+    # the concurrent requests interleave.
+    emu.inject_429(count=2)
     code, doc = invoke_json([*CANARY, *quick], ops_env(emu, r2_bucket))
     assert code == 0, doc["checks"]
-    assert doc["summary"]["throttled429"] == 4
+    assert doc["summary"]["throttled429"] == 2
