@@ -109,3 +109,11 @@ def test_dockerfile_turns_the_build_args_into_labels(label: str) -> None:
     arg = LABEL_BUILD_ARGS[label]
     assert re.search(rf"^ARG {arg}\b", dockerfile, re.MULTILINE)
     assert f'{label}="${{{arg}}}"' in dockerfile
+
+
+def test_every_label_build_arg_becomes_that_label_in_the_dockerfile() -> None:
+    """Each OCI label WorkerImage passes as a build arg is declared and set by the Dockerfile."""
+    dockerfile = (ROOT / "image" / "Dockerfile").read_text()
+    for label, arg in LABEL_BUILD_ARGS.items():
+        assert re.search(rf"^ARG {arg}\b", dockerfile, re.MULTILINE), f"ARG {arg} missing"
+        assert f'{label}="${{{arg}}}"' in dockerfile, f"LABEL {label} missing"
