@@ -14,7 +14,7 @@ Providers are explicit, built from declared stack config, so every credential is
 ``Pulumi.yaml`` and ``docs/configuration.md``.
 """
 
-from typing import TypedDict
+import functools
 
 import pulumi
 import pulumi_cloudflare as cloudflare
@@ -27,26 +27,7 @@ from components.serverless import ComfyServerless, ComfyServerlessArgs
 from components.storage import OutputBucket
 from components.video_pod import VideoPod, VideoPodArgs
 from components.worker_image import WorkerImage
-
-
-class WorkerWiring(TypedDict):
-    """What every RunPod worker (serverless or pod) is given: image, R2, pull credential.
-
-    The registry credential is the read-only pull token (``image.pullToken``); the push
-    token (``image.registryToken``) stays with the build and never reaches RunPod.
-    """
-
-    image: pulumi.Input[str]
-    r2_endpoint: pulumi.Input[str]
-    r2_bucket: pulumi.Input[str]
-    r2_prefix: pulumi.Input[str]
-    r2_access_key_id: pulumi.Input[str]
-    r2_secret_access_key: pulumi.Input[str]
-    r2_public_base_url: pulumi.Input[str] | None
-    registry_username: pulumi.Input[str]
-    registry_token: pulumi.Input[str]
-    hf_token: pulumi.Input[str] | None
-
+from components.worker_wiring import WorkerWiring
 
 cfg = config.load()
 
@@ -66,8 +47,15 @@ bucket = OutputBucket(
 image = WorkerImage("worker", settings=cfg.image)
 
 
+@functools.cache
 def worker_wiring() -> WorkerWiring:
-    """The shared worker inputs (config guarantees a pull token when RunPod pulls)."""
+    """The one set of inputs both RunPod components share, built when the first needs it.
+
+    Built lazily because the pull token exists only when RunPod pulls the image (a managed
+    endpoint or the video pod), which config validation guarantees. The registry credential
+    is that read-only pull token (``image.pullToken``); the push token
+    (``image.registryToken``) stays with the build and never reaches RunPod.
+    """
     if cfg.image.pull_token is None:
         raise ValueError("image.pullToken is required when RunPod pulls the image")
     return WorkerWiring(
@@ -93,7 +81,7 @@ else:
     serverless = ComfyServerless(
         "comfyui",
         ComfyServerlessArgs(
-            **worker_wiring(),
+            worker=worker_wiring(),
             endpoint_name=cfg.serverless.name,
             gpu_pools=cfg.serverless.gpu_pools,
             gpu_count=cfg.serverless.gpu_count,
@@ -122,7 +110,7 @@ if cfg.video_pod.enabled:
     video = VideoPod(
         "video",
         VideoPodArgs(
-            **worker_wiring(),
+            worker=worker_wiring(),
             data_center_id=cfg.video_pod.data_center_id,
             volume_size_gb=cfg.video_pod.volume_gb,
             container_disk_gb=cfg.video_pod.container_disk_gb,

@@ -1,7 +1,8 @@
 """ComfyServerless: the RunPod serverless endpoint that runs ComfyUI jobs, and what it needs.
 
 Owns: RunPod account secrets holding the worker's R2 credentials (and, when given, a
-Hugging Face token); a GHCR registry credential built from a `read:packages` pull token;
+Hugging Face token) and a GHCR registry credential built from a `read:packages` pull
+token, declared through `components.worker_wiring` under this component's own names;
 an optional network volume for models; and the serverless endpoint itself, with the
 image pinned by digest and the worker environment of the architecture's contract, in
 which credentials appear only as `{{ RUNPOD_SECRET_<name> }}` references. Scaling comes
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.runpod import Endpoint, NetworkVolume, Registry, Secret, secret_reference
+from components.runpod import Endpoint, NetworkVolume
 from components.runpod.providers import FLASHBOOT_MODES, GPU_POOLS
 from components.runpod.resources import runpod_name_prefix
+from components.worker_wiring import WorkerWiring, declare_worker_credentials, worker_env
 
 JOB_API_BASE = "https://api.runpod.ai/v2"
 SERVERLESS_VOLUME_MOUNT = "/runpod-volume"
@@ -30,26 +32,8 @@ SERVERLESS_VOLUME_MOUNT = "/runpod-volume"
 class ComfyServerlessArgs:
     """Inputs of `ComfyServerless`; plain values are validated when constructed."""
 
-    image: pulumi.Input[str]
-    """Worker image, fully qualified and pinned by digest (`WorkerImage.image_ref`)."""
-    r2_endpoint: pulumi.Input[str]
-    """R2 S3 endpoint URL (`R2_ENDPOINT`)."""
-    r2_bucket: pulumi.Input[str]
-    """Bucket receiving every output (`R2_BUCKET`)."""
-    r2_prefix: pulumi.Input[str]
-    """Key prefix of outputs (`R2_PREFIX`)."""
-    r2_access_key_id: pulumi.Input[str]
-    """Worker's R2 access key id (secret Output); stored as a RunPod secret."""
-    r2_secret_access_key: pulumi.Input[str]
-    """Worker's R2 secret access key (secret Output); stored as a RunPod secret."""
-    registry_username: pulumi.Input[str]
-    """GHCR user owning the pull token."""
-    registry_token: pulumi.Input[str]
-    """GHCR token with `read:packages` (secret Output)."""
-    r2_public_base_url: pulumi.Input[str] | None = None
-    """Public URL objects are served from (`R2_PUBLIC_BASE_URL`), if any."""
-    hf_token: pulumi.Input[str] | None = None
-    """Hugging Face token for gated models (secret Output), if any."""
+    worker: WorkerWiring
+    """Image, R2 target and credentials, and the GHCR pull credential (shared with `VideoPod`)."""
     endpoint_name: str | None = None
     """Endpoint name; default `<project>-<stack>-comfyui`."""
     name_prefix: str | None = None
@@ -179,48 +163,24 @@ class ComfyServerless(pulumi.ComponentResource):
         prefix = args.name_prefix or runpod_name_prefix(pulumi.get_project(), pulumi.get_stack())
         endpoint_name = args.endpoint_name or f"{pulumi.get_project()}-{pulumi.get_stack()}-comfyui"
 
-        credentials: dict[str, tuple[str, pulumi.Input[str]]] = {
-            "R2_ACCESS_KEY_ID": ("r2-access-key-id", args.r2_access_key_id),
-            "R2_SECRET_ACCESS_KEY": ("r2-secret-access-key", args.r2_secret_access_key),
-        }
-        if args.hf_token is not None:
-            credentials["HF_TOKEN"] = ("hf-token", args.hf_token)
-        references: dict[str, pulumi.Input[str]] = {}
-        names: dict[str, str] = {}
-        for variable, (role, value) in credentials.items():
-            secret_name = f"{prefix}_{role.replace('-', '_')}"
-            secret = Secret(
-                f"{name}-{role}",
-                name=secret_name,
-                value=value,
-                description=f"{variable} of the {endpoint_name} workers (managed by Pulumi)",
-                opts=child,
-            )
-            # The reference reads the secret's output name, so the endpoint waits for it.
-            references[variable] = secret.name.apply(secret_reference)
-            names[variable] = secret_name
-
-        registry = Registry(
-            f"{name}-ghcr",
-            name=f"{prefix}_ghcr_serverless",
-            username=args.registry_username,
-            password=args.registry_token,
-            opts=child,
+        credentials = declare_worker_credentials(
+            name,
+            args.worker,
+            parent=self,
+            secret_name_prefix=prefix,
+            registry_name=f"{prefix}_ghcr_serverless",
+            described_as=f"the {endpoint_name} workers",
         )
 
         volume_ids: list[pulumi.Input[str]] = []
         data_centers = args.data_center_ids
-        env: dict[str, pulumi.Input[str]] = {
-            "MODE": "serverless",
-            "R2_ENDPOINT": args.r2_endpoint,
-            "R2_BUCKET": args.r2_bucket,
-            "R2_PREFIX": args.r2_prefix,
-            "MODEL_GROUPS": ",".join(args.model_groups),
-            "JOB_TIMEOUT_S": str(args.job_timeout_s),
-            **references,
-        }
-        if args.r2_public_base_url is not None:
-            env["R2_PUBLIC_BASE_URL"] = args.r2_public_base_url
+        env = worker_env(
+            args.worker,
+            mode="serverless",
+            model_groups=args.model_groups,
+            mode_env={"JOB_TIMEOUT_S": str(args.job_timeout_s)},
+            references=credentials.references,
+        )
         volume_id: pulumi.Output[str] = pulumi.Output.from_input("")
         if args.network_volume_size_gb is not None and args.network_volume_data_center_id:
             volume = NetworkVolume(
@@ -238,9 +198,9 @@ class ComfyServerless(pulumi.ComponentResource):
         endpoint = Endpoint(
             f"{name}-endpoint",
             name=endpoint_name,
-            image=args.image,
+            image=args.worker.image,
             env=env,
-            registry_id=registry.id,
+            registry_id=credentials.registry.id,
             gpu_pools=args.gpu_pools,
             gpu_count=args.gpu_count,
             workers_min=args.workers_min,
@@ -260,8 +220,8 @@ class ComfyServerless(pulumi.ComponentResource):
         self.endpoint_id = endpoint.id
         self.endpoint_name = endpoint.name
         self.job_api_url = endpoint.id.apply(lambda eid: f"{JOB_API_BASE}/{eid}")
-        self.secret_names = pulumi.Output.from_input(names)
-        self.registry_id = registry.id
+        self.secret_names = pulumi.Output.from_input(dict(credentials.secret_names))
+        self.registry_id = credentials.registry.id
         self.network_volume_id = volume_id
         self.register_outputs(
             {

@@ -1,8 +1,9 @@
 """VideoPod: the network volume and pod template for WAN 2.2 video work on RunPod pods.
 
-Owns: a network volume (models and outputs survive the pod; mounted at `/workspace`),
-RunPod secrets with the pod's R2 credentials (and a Hugging Face token when given), a
-GHCR registry credential, and a pod template in the hearmeman-extended style: ComfyUI on
+Owns: a network volume (models and outputs survive the pod; mounted at `/workspace`);
+RunPod secrets with the pod's R2 credentials (and a Hugging Face token when given) and a
+GHCR registry credential, declared through `components.worker_wiring` under this
+component's own names; and a pod template in the hearmeman-extended style: ComfyUI on
 8188/http, JupyterLab on 8888/http, SSH on 22/tcp, `MODE=pod`, `ENABLE_R2_SYNC=true` so
 the sync daemon lands every output in R2, and `MODEL_GROUPS` (WAN 2.2 720p T2V by
 default). It exports the exact `POST /v2/pods` body that starts a pod from the template
@@ -21,8 +22,9 @@ from typing import Any
 
 import pulumi
 
-from components.runpod import NetworkVolume, Registry, Secret, Template, secret_reference
+from components.runpod import NetworkVolume, Template
 from components.runpod.resources import runpod_name_prefix
+from components.worker_wiring import WorkerWiring, declare_worker_credentials, worker_env
 
 POD_VOLUME_MOUNT = "/workspace"
 POD_PORTS = ("8188/http", "8888/http", "22/tcp")
@@ -32,26 +34,9 @@ POD_PORTS = ("8188/http", "8888/http", "22/tcp")
 class VideoPodArgs:
     """Inputs of `VideoPod`; plain values are validated when constructed."""
 
-    image: pulumi.Input[str]
-    """Worker image, fully qualified and pinned by digest (`WorkerImage.image_ref`)."""
-    r2_endpoint: pulumi.Input[str]
-    """R2 S3 endpoint URL (`R2_ENDPOINT`)."""
-    r2_bucket: pulumi.Input[str]
-    """Bucket receiving every output (`R2_BUCKET`)."""
-    r2_prefix: pulumi.Input[str]
-    """Key prefix of outputs (`R2_PREFIX`)."""
-    r2_access_key_id: pulumi.Input[str]
-    """R2 access key id for the sync daemon (secret Output)."""
-    r2_secret_access_key: pulumi.Input[str]
-    """R2 secret access key for the sync daemon (secret Output)."""
-    registry_username: pulumi.Input[str]
-    """GHCR user owning the pull token."""
-    registry_token: pulumi.Input[str]
-    """GHCR token with `read:packages` (secret Output)."""
-    r2_public_base_url: pulumi.Input[str] | None = None
-    """Public URL objects are served from (`R2_PUBLIC_BASE_URL`), if any."""
-    hf_token: pulumi.Input[str] | None = None
-    """Hugging Face token for gated models (secret Output), if any."""
+    worker: WorkerWiring
+    """Image, R2 target and credentials (for the sync daemon), and the GHCR pull credential
+    (shared with `ComfyServerless`)."""
     template_name: str | None = None
     """Template name; default `<project>-<stack>-video-pod`."""
     name_prefix: str | None = None
@@ -115,54 +100,30 @@ class VideoPod(pulumi.ComponentResource):
             opts=child,
         )
 
-        credentials: dict[str, tuple[str, pulumi.Input[str]]] = {
-            "R2_ACCESS_KEY_ID": ("r2-access-key-id", args.r2_access_key_id),
-            "R2_SECRET_ACCESS_KEY": ("r2-secret-access-key", args.r2_secret_access_key),
-        }
-        if args.hf_token is not None:
-            credentials["HF_TOKEN"] = ("hf-token", args.hf_token)
-        references: dict[str, pulumi.Input[str]] = {}
-        names: dict[str, str] = {}
-        for variable, (role, value) in credentials.items():
-            secret_name = f"{prefix}_pod_{role.replace('-', '_')}"
-            secret = Secret(
-                f"{name}-{role}",
-                name=secret_name,
-                value=value,
-                description=f"{variable} of the {template_name} pods (managed by Pulumi)",
-                opts=child,
-            )
-            references[variable] = secret.name.apply(secret_reference)
-            names[variable] = secret_name
-
-        registry = Registry(
-            f"{name}-ghcr",
-            name=f"{prefix}_ghcr_pod",
-            username=args.registry_username,
-            password=args.registry_token,
-            opts=child,
+        credentials = declare_worker_credentials(
+            name,
+            args.worker,
+            parent=self,
+            secret_name_prefix=f"{prefix}_pod",
+            registry_name=f"{prefix}_ghcr_pod",
+            described_as=f"the {template_name} pods",
         )
-
-        env: dict[str, pulumi.Input[str]] = {
-            "MODE": "pod",
-            "ENABLE_R2_SYNC": "true",
-            "R2_ENDPOINT": args.r2_endpoint,
-            "R2_BUCKET": args.r2_bucket,
-            "R2_PREFIX": args.r2_prefix,
-            "MODEL_GROUPS": ",".join(args.model_groups),
-            **references,
-        }
-        if args.r2_public_base_url is not None:
-            env["R2_PUBLIC_BASE_URL"] = args.r2_public_base_url
+        env = worker_env(
+            args.worker,
+            mode="pod",
+            model_groups=args.model_groups,
+            mode_env={"ENABLE_R2_SYNC": "true"},
+            references=credentials.references,
+        )
 
         template = Template(
             f"{name}-template",
             name=template_name,
-            image=args.image,
+            image=args.worker.image,
             env=env,
             ports=POD_PORTS,
             container_disk_gb=args.container_disk_gb,
-            registry_id=registry.id,
+            registry_id=credentials.registry.id,
             serverless=False,
             start_ssh=True,
             start_jupyter=args.start_jupyter,
@@ -172,7 +133,7 @@ class VideoPod(pulumi.ComponentResource):
         self.template_id = template.id
         self.network_volume_id = volume.id
         self.data_center_id = pulumi.Output.from_input(args.data_center_id)
-        self.secret_names = pulumi.Output.from_input(names)
+        self.secret_names = pulumi.Output.from_input(dict(credentials.secret_names))
         self.pod_request = pulumi.Output.all(template.id, volume.id).apply(
             lambda ids: {
                 "name": template_name,

@@ -37,6 +37,7 @@ from graphql_peer import GraphQLPeer, GraphQLStub, running_stub  # noqa: E402 - 
 
 from components.serverless import ComfyServerless, ComfyServerlessArgs  # noqa: E402
 from components.video_pod import VideoPod, VideoPodArgs  # noqa: E402
+from components.worker_wiring import WorkerWiring  # noqa: E402
 from tests.fakes.runpod_api import (  # noqa: E402
     DEFAULT_API_KEY,
     RunPodEmulator,
@@ -63,18 +64,18 @@ class Row:
 
 def our_program(image: str) -> Any:
     def declare() -> None:
-        shared: dict[str, Any] = {
-            "image": image,
-            "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
-            "r2_bucket": "comfyui-runpod-staging",
-            "r2_prefix": "outputs/",
-            "r2_access_key_id": pulumi.Output.secret("bench-r2-id"),
-            "r2_secret_access_key": pulumi.Output.secret(SECRET_VALUE),
-            "registry_username": "acme-bot",
-            "registry_token": pulumi.Output.secret(PULL_TOKEN),
-        }
-        ComfyServerless("comfyui", ComfyServerlessArgs(**shared))
-        VideoPod("video", VideoPodArgs(**shared))
+        worker = WorkerWiring(
+            image=image,
+            r2_endpoint="https://acct.r2.cloudflarestorage.com",
+            r2_bucket="comfyui-runpod-staging",
+            r2_prefix="outputs/",
+            r2_access_key_id=pulumi.Output.secret("bench-r2-id"),
+            r2_secret_access_key=pulumi.Output.secret(SECRET_VALUE),
+            registry_username="acme-bot",
+            registry_token=pulumi.Output.secret(PULL_TOKEN),
+        )
+        ComfyServerless("comfyui", ComfyServerlessArgs(worker=worker))
+        VideoPod("video", VideoPodArgs(worker=worker))
 
     return declare
 

@@ -12,6 +12,7 @@ from components.runpod import is_secret_reference
 from components.runpod.providers import SECRET_NAME
 from components.runpod.resources import runpod_name_prefix
 from components.serverless import ComfyServerless, ComfyServerlessArgs
+from components.worker_wiring import WorkerWiring
 from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
 
 IMAGE = "ghcr.io/acme/comfyui-worker@sha256:" + "c" * 64
@@ -21,7 +22,7 @@ REGISTRY = "pulumi-python:dynamic/runpod:Registry"
 VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume"
 
 
-def args(*, outputs: bool = True, **overrides: Any) -> ComfyServerlessArgs:
+def worker(*, outputs: bool = True, **overrides: Any) -> WorkerWiring:
     # Outputs only inside a mocked run: one created outside leaves a never-awaited coroutine.
     secret = pulumi.Output.secret if outputs else str
     values: dict[str, Any] = {
@@ -35,6 +36,12 @@ def args(*, outputs: bool = True, **overrides: Any) -> ComfyServerlessArgs:
         "registry_token": secret("fake-ghcr-pull-token"),
     }
     values.update(overrides)
+    return WorkerWiring(**values)
+
+
+def args(*, outputs: bool = True, **overrides: Any) -> ComfyServerlessArgs:
+    values: dict[str, Any] = {"worker": worker(outputs=outputs)}
+    values.update(overrides)
     return ComfyServerlessArgs(**values)
 
 
@@ -47,7 +54,12 @@ def build(mocks: RecordingMocks, **overrides: Any) -> ComfyServerless:
 def test_worker_env_follows_the_contract_with_credentials_as_references() -> None:
     """R2_* and MODE/MODEL_GROUPS/JOB_TIMEOUT_S are set; credentials only as references."""
     with mocked() as mocks:
-        build(mocks, hf_token=pulumi.Output.secret("fake-hf"), r2_public_base_url="https://cdn.x")
+        build(
+            mocks,
+            worker=worker(
+                hf_token=pulumi.Output.secret("fake-hf"), r2_public_base_url="https://cdn.x"
+            ),
+        )
         env = mocks.one(ENDPOINT).inputs["env"]
         assert env["MODE"] == "serverless"
         assert env["R2_BUCKET"] == "comfyui-runpod-staging"
@@ -65,7 +77,7 @@ def test_worker_env_follows_the_contract_with_credentials_as_references() -> Non
 def test_no_credential_value_reaches_an_endpoint_input() -> None:
     """The endpoint's inputs never contain a credential value, only secret names."""
     with mocked() as mocks:
-        build(mocks, hf_token=pulumi.Output.secret("fake-hf"))
+        build(mocks, worker=worker(hf_token=pulumi.Output.secret("fake-hf")))
         endpoint = json.dumps(mocks.one(ENDPOINT).inputs)
         for value in ("fake-r2-key-id", "fake-r2-secret", "fake-hf", "fake-ghcr-pull-token"):
             assert value not in endpoint

@@ -10,6 +10,7 @@ import pytest
 
 from components.runpod import is_secret_reference
 from components.video_pod import VideoPod, VideoPodArgs
+from components.worker_wiring import WorkerWiring
 from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
 from tests.fakes.runpod_api import schema_errors
 
@@ -19,7 +20,7 @@ VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume"
 SECRET = "pulumi-python:dynamic/runpod:Secret"
 
 
-def build(mocks: RecordingMocks, **overrides: Any) -> VideoPod:
+def worker(**overrides: Any) -> WorkerWiring:
     values: dict[str, Any] = {
         "image": IMAGE,
         "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
@@ -30,6 +31,12 @@ def build(mocks: RecordingMocks, **overrides: Any) -> VideoPod:
         "registry_username": "acme-bot",
         "registry_token": pulumi.Output.secret("fake-ghcr-pull-token"),
     }
+    values.update(overrides)
+    return WorkerWiring(**values)
+
+
+def build(mocks: RecordingMocks, **overrides: Any) -> VideoPod:
+    values: dict[str, Any] = {"worker": worker()}
     values.update(overrides)
     built: list[VideoPod] = []
     run(lambda: built.append(VideoPod("video", VideoPodArgs(**values))))
@@ -65,7 +72,7 @@ def test_pod_env_enables_r2_sync_with_credentials_as_references() -> None:
 def test_pod_secrets_have_their_own_account_unique_names() -> None:
     """The pod's secrets never collide with the serverless endpoint's."""
     with mocked() as mocks:
-        build(mocks, hf_token=pulumi.Output.secret("fake-hf"))
+        build(mocks, worker=worker(hf_token=pulumi.Output.secret("fake-hf")))
         names = sorted(s.inputs["name"] for s in mocks.of_type(SECRET))
         assert names == [
             "comfyui_runpod_staging_pod_hf_token",
@@ -98,13 +105,15 @@ def test_invalid_sizes_fail_at_construction() -> None:
     """A volume below RunPod's 10 GB floor is refused before any resource exists."""
     with pytest.raises(ValueError, match=r"volume_size_gb must be 10\.\.4096"):
         VideoPodArgs(
-            image=IMAGE,
-            r2_endpoint="e",
-            r2_bucket="b",
-            r2_prefix="p/",
-            r2_access_key_id="k",
-            r2_secret_access_key="s",
-            registry_username="u",
-            registry_token="t",
+            worker=WorkerWiring(
+                image=IMAGE,
+                r2_endpoint="e",
+                r2_bucket="b",
+                r2_prefix="p/",
+                r2_access_key_id="k",
+                r2_secret_access_key="s",
+                registry_username="u",
+                registry_token="t",
+            ),
             volume_size_gb=5,
         )

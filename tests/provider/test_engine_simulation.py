@@ -13,6 +13,7 @@ import pytest
 
 from components.serverless import ComfyServerless, ComfyServerlessArgs
 from components.video_pod import VideoPod, VideoPodArgs
+from components.worker_wiring import WorkerWiring
 from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
 from tests.provider.engine import CheckFailedError, EngineSimulation, run_up
 from tests.provider.support import IMAGE, IMAGE_2
@@ -21,27 +22,31 @@ ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
 FAKE_R2_SECRET = "fake-r2-secret"  # a local double's credential, not a real one
 
 
-def credentials(r2_secret: str = FAKE_R2_SECRET) -> dict[str, Any]:
-    return {
-        "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
-        "r2_bucket": "comfyui-runpod-staging",
-        "r2_prefix": "outputs/",
-        "r2_access_key_id": pulumi.Output.secret("fake-r2-key-id"),
-        "r2_secret_access_key": pulumi.Output.secret(r2_secret),
-        "registry_username": "acme-bot",
-        "registry_token": pulumi.Output.secret("fake-ghcr-pull-token"),
-    }
+def wiring(
+    image: str = IMAGE,
+    r2_secret: str = FAKE_R2_SECRET,
+    pull_token: str = "fake-ghcr-pull-token",  # noqa: S107 - a local double's credential
+) -> WorkerWiring:
+    return WorkerWiring(
+        image=image,
+        r2_endpoint="https://acct.r2.cloudflarestorage.com",
+        r2_bucket="comfyui-runpod-staging",
+        r2_prefix="outputs/",
+        r2_access_key_id=pulumi.Output.secret("fake-r2-key-id"),
+        r2_secret_access_key=pulumi.Output.secret(r2_secret),
+        registry_username="acme-bot",
+        registry_token=pulumi.Output.secret(pull_token),
+    )
 
 
 def program(
     *, image: str = IMAGE, video: bool = True, r2_secret: str = FAKE_R2_SECRET, **scaling: Any
 ) -> Any:
     def declare() -> None:
-        ComfyServerless(
-            "comfyui", ComfyServerlessArgs(image=image, **credentials(r2_secret), **scaling)
-        )
+        worker = wiring(image, r2_secret)
+        ComfyServerless("comfyui", ComfyServerlessArgs(worker=worker, **scaling))
         if video:
-            VideoPod("video", VideoPodArgs(image=image, **credentials(r2_secret)))
+            VideoPod("video", VideoPodArgs(worker=worker))
 
     return declare
 
@@ -163,8 +168,7 @@ def test_rotated_pull_token_replaces_the_credential_and_repoints_the_endpoint(
 
     def declare(token: str) -> Any:
         def program_with_token() -> None:
-            values = {**credentials(), "registry_token": pulumi.Output.secret(token)}
-            ComfyServerless("comfyui", ComfyServerlessArgs(image=IMAGE, **values))
+            ComfyServerless("comfyui", ComfyServerlessArgs(worker=wiring(pull_token=token)))
 
         return program_with_token
 
