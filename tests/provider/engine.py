@@ -16,6 +16,7 @@ Secretness is stripped before the provider sees inputs, as the engine does.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -186,7 +187,7 @@ def simulated(
     secret_keys: list[str] | None = None,
 ) -> Iterator[EngineSimulation]:
     """One `pulumi up` under `engine`: config, a fresh root stack, mocks, then end_run()."""
-    with current_loop():
+    with current_loop() as loop:
         pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
         pulumi.runtime.settings.ROOT.set(None)
         pulumi.runtime.set_mocks(engine, project=engine.project, stack=stack, preview=False)
@@ -194,8 +195,28 @@ def simulated(
         try:
             yield engine
             engine.end_run()
+        except BaseException as failure:
+            loop.set_exception_handler(_ignoring_echoes_of(failure))
+            raise
         finally:
             pulumi.runtime.set_all_config({}, [])
+
+
+def _ignoring_echoes_of(
+    failure: BaseException,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """A loop exception handler for an aborted up.
+
+    Pulumi keeps the failure in every Output that depended on the failed registration; the
+    test already asserts that failure, so its unread copies are dropped when garbage
+    collected. Anything else still goes to the default handler.
+    """
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("exception") is not failure:
+            loop.default_exception_handler(context)
+
+    return handle
 
 
 def run_up(
