@@ -258,9 +258,15 @@ def test_required_keys_missing_are_all_reported_at_once() -> None:
 
 
 def test_secret_values_never_appear_in_messages() -> None:
-    """A bad config run never echoes a secret."""
-    message = problems(cloudflare_apiToken="super-secret-token", image_digest="bad")
-    assert "super-secret-token" not in message
+    """A rule that rejects a secret names its key in the error but never echoes the value."""
+    sentinel = "ghp_SENTINEL_secret_value_0123456789"
+    with pytest.raises(ConfigError) as caught:
+        config_with(image_registryToken=sentinel, image_pullToken=f"  {sentinel} ")
+    message = str(caught.value)
+    assert "image.pullToken is the same token as image.registryToken" in message
+    assert "pulumi config set --secret image.pullToken <" in message
+    for text in (message, repr(caught.value), *caught.value.problems):
+        assert sentinel not in text
 
 
 def test_secrets_are_outputs_marked_secret() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -128,11 +129,58 @@ def test_worker_requirements_are_exact_pins() -> None:
             assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][\w.]*", line), line
 
 
+SECRET_LIKE = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", flags=re.IGNORECASE)
+
+
+def variable_names(dockerfile: str) -> list[tuple[str, str]]:
+    """(ARG|ENV, name) for every variable every ARG/ENV instruction declares.
+
+    Continuation lines are joined first, so each name of a multi-variable instruction counts;
+    ``ENV name value`` (the legacy one-variable form) declares just its first word.
+    """
+    joined = re.sub(r"\\[ \t]*\n", " ", dockerfile)
+    found: list[tuple[str, str]] = []
+    for line in joined.splitlines():
+        match = re.match(r"\s*(ARG|ENV)\s+(.*)$", line, flags=re.IGNORECASE)
+        if match is None:
+            continue
+        keyword, words = match.group(1).upper(), shlex.split(match.group(2), comments=False)
+        if keyword == "ENV" and words and "=" not in words[0]:
+            words = words[:1]
+        found.extend((keyword, word.split("=", 1)[0]) for word in words)
+    return found
+
+
+def test_variable_names_include_every_continuation_line() -> None:
+    """A token-like name on the third line of a multi-variable ENV or ARG is still seen."""
+    snippet = (
+        "FROM scratch\n"
+        "ARG A=1 B_KEY\n"
+        "ENV MODE=pod \\\n"
+        '    APP_DIR="/opt/my app" \\\n'
+        "    GHCR_TOKEN=abc\n"
+        "ENV LEGACY some value with TOKEN in it\n"
+        'RUN echo "ENV NOT_ONE=1"\n'
+    )
+    names = variable_names(snippet)
+    assert names == [
+        ("ARG", "A"),
+        ("ARG", "B_KEY"),
+        ("ENV", "MODE"),
+        ("ENV", "APP_DIR"),
+        ("ENV", "GHCR_TOKEN"),
+        ("ENV", "LEGACY"),
+    ]
+    assert [name for _, name in names if SECRET_LIKE.search(name)] == ["B_KEY", "GHCR_TOKEN"]
+
+
 def test_no_secret_reaches_a_layer() -> None:
     """No ARG or ENV names a token or password; the HF token comes only as a BuildKit secret."""
     text = DOCKERFILE.read_text()
-    for keyword, name in re.findall(r"^(ARG|ENV)\s+(\w+)", text, flags=re.MULTILINE):
-        assert not re.search(r"TOKEN|SECRET|PASSWORD|KEY", name), f"{keyword} {name}"
+    names = variable_names(text)
+    assert ("ENV", "PYTHONUNBUFFERED") in names  # a continuation-line name: the parse reached it
+    for keyword, name in names:
+        assert not SECRET_LIKE.search(name), f"{keyword} {name}"
     assert "--mount=type=secret,id=hf_token" in text
     assert "HF_TOKEN=" not in text.replace('HF_TOKEN="$(cat /run/secrets/hf_token', "")
 
