@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Container entry point of the worker image.
-#   MODE=serverless: GPU preflight, model paths, verify models, ComfyUI, the RunPod handler.
+#   MODE=serverless: GPU preflight, model paths, verify models (download the missing ones in
+#                    the foreground), ComfyUI, the RunPod handler.
 #   MODE=pod:        GPU preflight, model paths, background model downloads, ComfyUI,
 #                    the R2 sync daemon (ENABLE_R2_SYNC) and JupyterLab.
 # Every variable is described in docs/worker-image.md.
-# Exit codes: 2 bad configuration, 3 no GPU, 4 models missing (serverless), else the
-# handler's exit code (serverless) or 143 after SIGTERM.
+# Exit codes: 2 bad configuration, 3 no GPU, 4 models missing and their download failed
+# (serverless), else the handler's exit code (serverless) or 143 after SIGTERM.
 set -euo pipefail
 
 usage() {
@@ -63,6 +64,7 @@ MODEL_FOLDERS=(
 COMFY_PID=""
 MAIN_PID=""
 SYNC_PID=""
+DOWNLOAD_PID=""
 STOPPING=false
 
 preflight_gpu() {
@@ -148,19 +150,71 @@ link_onto_volume() {
   ln -s "${target}" "${source}"
 }
 
-verify_models() {
-  local models_dir=$1 status="/tmp/model-status.json"
-  if [[ -z "${MODEL_GROUPS:-}" ]] && ! env | grep -q '^download_.*=true$'; then
+selected_models() {
+  [[ -n "${MODEL_GROUPS:-}" ]] || env | grep -q '^download_.*=true$'
+}
+
+# Runs `download_models.sh --verify-only` on $1; its output goes to the log and to $2.
+verify_models_in() {
+  local models_dir=$1 report=$2
+  MODELS_DIR="${models_dir}" "${APP_DIR}/download_models.sh" --verify-only 2>&1 |
+    tee "${report}" | prefix models
+}
+
+# Serverless: use the models where they are verified (MODELS_DIR, else the baked ones);
+# if they are missing, download them into MODELS_DIR in the foreground before ComfyUI
+# starts. Resumes `.partial` files and skips verified ones, so a second worker on the same
+# volume finds them verified. Exits 4 only when the download fails.
+ensure_serverless_models() {
+  local models_dir=$1 report rc=0 missing
+  if ! selected_models; then
     log "no MODEL_GROUPS set: skipping model verification"
     return
   fi
+  report="$(mktemp)"
   log "verifying models of MODEL_GROUPS=${MODEL_GROUPS:-} in ${models_dir}"
-  if ! MODELS_DIR="${models_dir}" "${APP_DIR}/download_models.sh" --verify-only \
-    --status-file "${status}" > >(prefix models) 2>&1; then
-    die 4 "models of MODEL_GROUPS=${MODEL_GROUPS:-} are missing or corrupt in ${models_dir}." \
-      "Bake them into the image (BAKE_MODEL_GROUPS build arg) or download them onto the" \
-      "network volume from a pod (MODE=pod). Details: ${status}"
+  verify_models_in "${models_dir}" "${report}" || rc=$?
+  if ((rc == 0)); then
+    log "models verified in ${models_dir}"
+    rm -f "${report}"
+    return
   fi
+  if [[ "${BAKED_MODELS_DIR}" != "${models_dir}" && -f "${BAKED_MODELS_DIR}/.baked" ]]; then
+    log "verifying the baked models in ${BAKED_MODELS_DIR}"
+    if verify_models_in "${BAKED_MODELS_DIR}" /dev/null; then
+      log "models verified in ${BAKED_MODELS_DIR} (baked into the image)"
+      rm -f "${report}"
+      return
+    fi
+  fi
+  missing="$(grep -oE '[0-9]+ of [0-9]+ selected models are missing' "${report}" |
+    head -n 1 | cut -d ' ' -f 1 || true)"
+  rm -f "${report}"
+  log "downloading ${missing:-the} missing models into ${models_dir}" \
+    "(MODEL_GROUPS=${MODEL_GROUPS:-}) before ComfyUI starts; on an empty volume" \
+    "FLUX.1-dev fp8 alone is ~17 GB (bake with BAKE_MODEL_GROUPS to skip this). Progress:" \
+    "${models_dir}/.download-status.json"
+  mkdir -p "${models_dir}"
+  local download=("${APP_DIR}/download_models.sh"
+    --status-file "${models_dir}/.download-status.json")
+  # Workers sharing a volume take turns where the filesystem supports locks: the next one
+  # then finds the files verified instead of writing the same .partial files at once.
+  if command -v flock >/dev/null 2>&1; then
+    download=(flock "${models_dir}/.download.lock" "${download[@]}")
+  fi
+  # In the background and waited for, so a stop signal is handled during a long download.
+  MODELS_DIR="${models_dir}" "${download[@]}" > >(prefix models) 2>&1 &
+  DOWNLOAD_PID=$!
+  rc=0
+  wait "${DOWNLOAD_PID}" || rc=$?
+  DOWNLOAD_PID=""
+  if ((rc != 0)); then
+    die 4 "downloading the models of MODEL_GROUPS=${MODEL_GROUPS:-} into ${models_dir} failed" \
+      "(download_models.sh exit ${rc}: 1 download/verification, 3 disk full, 4 gated model:" \
+      "set HF_TOKEN). Bake them into the image (BAKE_MODEL_GROUPS build arg) or fill the" \
+      "network volume from a pod (MODE=pod)."
+  fi
+  log "models downloaded and verified in ${models_dir}"
 }
 
 download_models_in_background() {
@@ -259,6 +313,7 @@ stop_process() {
 shutdown() {
   [[ "${STOPPING}" == true ]] && return
   STOPPING=true
+  stop_process "${DOWNLOAD_PID}" "the model download"
   stop_process "${MAIN_PID}" "$([[ "${MODE}" == pod ]] && echo JupyterLab || echo the handler)"
   stop_process "${COMFY_PID}" ComfyUI
   if [[ -n "${SYNC_PID}" ]]; then
@@ -286,7 +341,7 @@ main() {
   trap on_signal TERM INT
 
   if [[ "${MODE}" == serverless ]]; then
-    verify_models "${MODELS_DIR}"
+    ensure_serverless_models "${MODELS_DIR}"
     start_comfyui
     log "starting the serverless handler (it waits for ComfyUI while ComfyUI's process lives)"
     # HANDLER_ARGS passes runpod SDK flags, e.g. "--rp_serve_api --rp_api_host 0.0.0.0" for

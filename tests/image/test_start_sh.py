@@ -54,13 +54,28 @@ echo "NVIDIA L40S, 46068 MiB"
 """
 
 DOWNLOAD_STUB = r"""#!/usr/bin/env bash
-echo "download $* MODELS_DIR=${MODELS_DIR}" >>"${STUB_DIR}/calls"
+# Stands in for download_models.sh: models count as verified in MODELS_DIR once
+# ${MODELS_DIR}/.verified/stub exists, which a successful download creates.
+echo "download $* MODELS_DIR=${MODELS_DIR} HF_TOKEN=${HF_TOKEN:-<unset>}" >>"${STUB_DIR}/calls"
 if [[ "${1:-}" == --verify-only ]]; then
   echo "verifying"
-  exit "${STUB_VERIFY_RC:-0}"
+  if [[ -f "${MODELS_DIR}/.verified/stub" ]]; then
+    echo "all 2 selected models present and verified"
+    exit 0
+  fi
+  echo "2 of 2 selected models are missing or unverified; run download_models.sh"
+  exit 5
 fi
-trap 'exit 0' TERM
-while [[ ! -f "${STUB_DIR}/release-download" ]]; do sleep 0.05; done
+if [[ -n "${STUB_HOLD_DOWNLOAD:-}" ]]; then
+  trap 'exit 0' TERM
+  while [[ ! -f "${STUB_DIR}/release-download" ]]; do sleep 0.05; done
+fi
+if [[ -n "${STUB_DOWNLOAD_RC:-}" ]]; then
+  echo "download failed"
+  exit "${STUB_DOWNLOAD_RC}"
+fi
+mkdir -p "${MODELS_DIR}/.verified"
+touch "${MODELS_DIR}/.verified/stub"
 echo "download-finished" >>"${STUB_DIR}/calls"
 """
 
@@ -131,6 +146,17 @@ class Rig:
     @property
     def log(self) -> str:
         return (self.root / "start.log").read_text()
+
+
+def _install_models(models_dir: Path) -> None:
+    """Leave what the download stub treats as verified models in `models_dir`."""
+    (models_dir / ".verified").mkdir(parents=True, exist_ok=True)
+    (models_dir / ".verified" / "stub").touch()
+
+
+def _downloads(calls: list[str]) -> list[str]:
+    """The download_models.sh calls that download (not --verify-only)."""
+    return [c for c in calls if c.startswith("download ") and "--verify-only" not in c]
 
 
 def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
@@ -212,7 +238,7 @@ def test_unknown_mode_is_rejected(rig: Rig) -> None:
 
 def test_serverless_maps_every_model_folder_and_runs_the_handler(rig: Rig) -> None:
     """Serverless: extra_model_paths covers the volume and baked models, then the handler runs."""
-    (rig.volume / "models").mkdir()
+    _install_models(rig.volume / "models")
     done = rig.run(MODE="serverless", MODEL_GROUPS="flux_dev_fp8", STUB_HANDLER_EXIT="0")
     assert done.returncode == 0, done.stderr
     paths = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
@@ -254,18 +280,71 @@ def test_handler_args_reach_the_runpod_sdk(rig: Rig) -> None:
     assert handler.endswith("args=--rp_serve_api --rp_api_port 8000")
 
 
-def test_serverless_refuses_to_start_without_its_models(rig: Rig) -> None:
-    """Failed verification exits 4 before ComfyUI starts, naming the fixes."""
-    done = rig.run(MODE="serverless", MODEL_GROUPS="wan22_t2v", STUB_VERIFY_RC="1")
+def test_serverless_downloads_missing_models_before_starting_the_handler(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """Missing models are downloaded into MODELS_DIR in the foreground; then ComfyUI, handler."""
+    volume_models = rig.volume / "models"
+    process = rig.start(
+        MODE="serverless",
+        MODEL_GROUPS="flux_dev_fp8,background_removal",
+        MODELS_DIR=str(volume_models),
+        HF_TOKEN="hf-fake-token",
+        STUB_HOLD_DOWNLOAD="1",
+        STUB_HANDLER_EXIT="0",
+    )
+    running.append(process)
+    _wait_for(lambda: bool(_downloads(rig.calls)), "the model download to start")
+    download = _downloads(rig.calls)[0]
+    assert f"MODELS_DIR={volume_models}" in download
+    assert f"--status-file {volume_models / '.download-status.json'}" in download
+    assert "HF_TOKEN=hf-fake-token" in download
+    assert not any(c.startswith(("comfyui", "handler")) for c in rig.calls)
+    (rig.root / "stubs" / "release-download").touch()
+    assert process.wait(timeout=30) == 0, rig.log
+    calls = rig.calls
+    assert calls.index("download-finished") < calls.index(
+        next(c for c in calls if c.startswith("comfyui"))
+    )
+    assert any(c.startswith("handler") for c in calls)
+    assert f"downloading 2 missing models into {volume_models}" in rig.log
+
+
+def test_a_second_worker_finds_the_downloaded_models_verified(rig: Rig) -> None:
+    """After one worker filled the volume, the next one only verifies and starts at once."""
+    env = {"MODE": "serverless", "MODEL_GROUPS": "flux_dev_fp8", "STUB_HANDLER_EXIT": "0"}
+    models_dir = str(rig.volume / "models")
+    first = rig.run(MODELS_DIR=models_dir, **env)
+    assert first.returncode == 0, first.stderr
+    assert len(_downloads(rig.calls)) == 1
+    second = rig.run(MODELS_DIR=models_dir, **env)
+    assert second.returncode == 0, second.stderr
+    assert len(_downloads(rig.calls)) == 1
+    assert f"models verified in {models_dir}" in second.stderr
+
+
+def test_serverless_exits_4_when_the_model_download_fails(rig: Rig) -> None:
+    """A failed download exits 4 before ComfyUI or the handler start, naming the fixes."""
+    done = rig.run(
+        MODE="serverless",
+        MODEL_GROUPS="wan22_t2v",
+        STUB_DOWNLOAD_RC="4",
+        STUB_HANDLER_EXIT="0",
+    )
     assert done.returncode == 4
-    assert "BAKE_MODEL_GROUPS" in done.stderr
     assert "[models] verifying" in done.stdout
-    assert not any(c.startswith("comfyui") for c in rig.calls)
+    assert "[models] download failed" in done.stdout
+    assert "download_models.sh exit 4" in done.stderr
+    assert "HF_TOKEN" in done.stderr
+    assert "BAKE_MODEL_GROUPS" in done.stderr
+    assert len(_downloads(rig.calls)) == 1
+    assert not any(c.startswith(("comfyui", "handler")) for c in rig.calls)
 
 
 def test_serverless_honours_models_dir_from_the_endpoint(rig: Rig) -> None:
     """MODELS_DIR set on the endpoint is verified and mapped first, baked models second."""
     custom = rig.root / "netvol" / "models"
+    _install_models(custom)
     done = rig.run(
         MODE="serverless",
         MODEL_GROUPS="flux_dev_fp8",
@@ -283,20 +362,49 @@ def test_serverless_honours_models_dir_from_the_endpoint(rig: Rig) -> None:
 def test_serverless_prefers_baked_models(rig: Rig) -> None:
     """An image with baked models verifies those, even when a volume is attached."""
     baked = Path(rig.env["BAKED_MODELS_DIR"])
-    baked.mkdir(parents=True)
+    _install_models(baked)
     (baked / ".baked").write_text("flux_dev_fp8\n")
     (rig.volume / "models").mkdir()
     done = rig.run(MODE="serverless", MODEL_GROUPS="flux_dev_fp8", STUB_HANDLER_EXIT="0")
     assert done.returncode == 0, done.stderr
     verify = next(c for c in rig.calls if c.startswith("download"))
     assert f"MODELS_DIR={baked}" in verify
+    assert _downloads(rig.calls) == []
+    assert f"models verified in {baked}" in done.stderr
+
+
+def test_verified_baked_models_skip_the_download_onto_an_empty_volume(rig: Rig) -> None:
+    """MODELS_DIR on an empty volume, verified baked models: no download, the handler runs."""
+    baked = Path(rig.env["BAKED_MODELS_DIR"])
+    _install_models(baked)
+    (baked / ".baked").write_text("flux_dev_fp8\n")
+    volume_models = rig.volume / "models"
+    done = rig.run(
+        MODE="serverless",
+        MODEL_GROUPS="flux_dev_fp8",
+        MODELS_DIR=str(volume_models),
+        STUB_HANDLER_EXIT="0",
+    )
+    assert done.returncode == 0, done.stderr
+    verified = [c for c in rig.calls if "--verify-only" in c]
+    assert len(verified) == 2
+    assert f"MODELS_DIR={volume_models}" in verified[0]
+    assert f"MODELS_DIR={baked}" in verified[1]
+    assert _downloads(rig.calls) == []
+    assert f"models verified in {baked} (baked into the image)" in done.stderr
+    assert any(c.startswith("handler") for c in rig.calls)
 
 
 def test_pod_starts_comfyui_while_models_download(
     rig: Rig, running: list[subprocess.Popen[str]]
 ) -> None:
     """Pod: downloads run in the background with a status file; ComfyUI is up at once."""
-    process = rig.start(MODE="pod", MODEL_GROUPS="wan22_t2v", JUPYTER_PASSWORD="s3cret-token")
+    process = rig.start(
+        MODE="pod",
+        MODEL_GROUPS="wan22_t2v",
+        JUPYTER_PASSWORD="s3cret-token",
+        STUB_HOLD_DOWNLOAD="1",
+    )
     running.append(process)
     _wait_for(
         lambda: {c.split()[0] for c in rig.calls} >= {"jupyter", "comfyui", "download"},
