@@ -4,10 +4,10 @@ Owns: a network volume (models and outputs survive the pod; mounted at `/workspa
 RunPod secrets with the pod's R2 credentials (and a Hugging Face token when given) and a
 GHCR registry credential, declared through `components.worker_wiring` under this
 component's own names; and a pod template in the hearmeman-extended style: ComfyUI on
-8188/http, JupyterLab on 8888/http, SSH on 22/tcp, `MODE=pod`, `ENABLE_R2_SYNC=true` so
-the sync daemon lands every output in R2, and `MODEL_GROUPS` (WAN 2.2 720p T2V by
-default). It exports the exact `POST /v2/pods` body that starts a pod from the template
-with the volume attached.
+8188/http, JupyterLab on 8888/http (only when `start_jupyter`; `ENABLE_JUPYTER` tells
+`start.sh` the same), SSH on 22/tcp, `MODE=pod`, `ENABLE_R2_SYNC=true` so the sync daemon
+lands every output in R2, and `MODEL_GROUPS` (WAN 2.2 720p T2V by default). It exports
+the exact `POST /v2/pods` body that starts a pod from the template with the volume attached.
 
 Deliberately does not own: running pods. A pod bills by the hour and is started by a
 person for a session (console or `POST /v2/pods` with `pod_request`), so the stack never
@@ -28,6 +28,12 @@ from components.worker_wiring import WorkerWiring, declare_worker_credentials, w
 
 POD_VOLUME_MOUNT = "/workspace"
 POD_PORTS = ("8188/http", "8888/http", "22/tcp")
+JUPYTER_PORT = "8888/http"
+
+
+def pod_ports(*, jupyter: bool) -> tuple[str, ...]:
+    """The template's ports: ComfyUI, JupyterLab (only when it runs) and SSH."""
+    return tuple(port for port in POD_PORTS if jupyter or port != JUPYTER_PORT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +56,8 @@ class VideoPodArgs:
     model_groups: tuple[str, ...] = ("wan22_t2v", "wan22_t2v_fast")
     """`MODEL_GROUPS` downloaded onto the volume at first boot."""
     start_jupyter: bool = True
-    """Start JupyterLab on 8888 (RunPod injects `JUPYTER_PASSWORD`)."""
+    """Start JupyterLab on 8888 (RunPod injects `JUPYTER_PASSWORD`); when false the pod gets
+    `ENABLE_JUPYTER=false` and the template exposes no 8888/http."""
     gpu_type_id: str = "NVIDIA A100 80GB PCIe"
     """GPU type written into `pod_request` (WAN 2.2 720p wants 48-80 GB)."""
 
@@ -112,7 +119,10 @@ class VideoPod(pulumi.ComponentResource):
             args.worker,
             mode="pod",
             model_groups=args.model_groups,
-            mode_env={"ENABLE_R2_SYNC": "true"},
+            mode_env={
+                "ENABLE_R2_SYNC": "true",
+                "ENABLE_JUPYTER": "true" if args.start_jupyter else "false",
+            },
             references=credentials.references,
         )
 
@@ -121,7 +131,7 @@ class VideoPod(pulumi.ComponentResource):
             name=template_name,
             image=args.worker.image,
             env=env,
-            ports=POD_PORTS,
+            ports=pod_ports(jupyter=args.start_jupyter),
             container_disk_gb=args.container_disk_gb,
             registry_id=credentials.registry.id,
             serverless=False,

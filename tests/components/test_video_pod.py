@@ -55,6 +55,28 @@ def test_template_exposes_comfyui_jupyter_and_ssh() -> None:
         assert template["image"] == IMAGE
 
 
+@pytest.mark.parametrize(
+    ("jupyter", "enable_jupyter", "ports"),
+    [
+        (True, "true", ["8188/http", "8888/http", "22/tcp"]),
+        (False, "false", ["8188/http", "22/tcp"]),
+    ],
+)
+def test_jupyter_setting_reaches_start_sh_the_ports_and_the_pod_request(
+    jupyter: bool, enable_jupyter: str, ports: list[str]
+) -> None:
+    """start_jupyter sets ENABLE_JUPYTER, the 8888/http port and the pod request's flag."""
+    with mocked() as mocks:
+        component = build(mocks, start_jupyter=jupyter)
+        template = mocks.one(TEMPLATE).inputs
+        assert template["env"]["ENABLE_JUPYTER"] == enable_jupyter
+        assert template["ports"] == ports
+        assert template["start_jupyter"] is jupyter
+        body, _ = settle(component.pod_request)
+        assert body["startJupyter"] is jupyter
+        assert schema_errors("CreatePodRequest", body) == []
+
+
 def test_pod_env_enables_r2_sync_with_credentials_as_references() -> None:
     """MODE=pod, ENABLE_R2_SYNC=true, WAN 2.2 720p T2V groups; R2 keys are references."""
     with mocked() as mocks:
