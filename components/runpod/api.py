@@ -12,8 +12,11 @@ Retry policy (see `_BoundedRetry`):
 - POST: retried only where the request provably had no effect: a 429 (rejected by the
   rate limiter before any handler ran) and connection errors raised before the request
   was sent (urllib3's `connect` class, e.g. connection refused). A POST whose response
-  was lost (reset, read timeout, 5xx) is *not* blindly re-sent: `create()` first looks
-  the object up by its unique name, so a retry never leaves an orphan.
+  was lost (reset, read timeout, 5xx) is *not* blindly re-sent: `create()` first asks
+  the caller's `find_existing` whether the write committed, so a retry never leaves an
+  orphan. For kinds whose names are not unique (endpoints, network volumes) the caller
+  must make that lookup ignore objects that existed before the POST (see
+  `providers._RunPodProvider._create`), or it could adopt someone else's object.
 """
 
 from __future__ import annotations
@@ -282,9 +285,12 @@ class RunPodClient:
         """POST a new object without ever leaving an orphan behind.
 
         When the outcome of a POST is unknown (connection reset or read timeout after
-        sending, 5xx), `find_existing` looks the object up by its unique name: if the
-        write did commit, that object is returned instead of creating a second one.
-        A 409 on a second attempt means our own first attempt committed.
+        sending, 5xx), `find_existing` looks our object up: if the write did commit,
+        that object is returned instead of creating a second one. It must only ever
+        return an object this create made: by unique name, or, where names are not
+        unique, a same-named object whose id was not there before the first POST.
+        It may raise to stop the create when it cannot tell. A 409 on a second attempt
+        means our own first attempt committed (unique names only).
         """
         secrets = tuple(redact)
         last_error: Exception = RuntimeError(f"RunPod POST {path}: no attempt was made")

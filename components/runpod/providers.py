@@ -15,10 +15,17 @@ Semantics shared by every kind:
 - `diff` compares the declared input keys only (old *outputs* against new *inputs*),
   never calls the network, treats unknown values as changes, and lists `replaces`.
 - `create` recovers from a lost response by looking the object up by name (see
-  `RunPodClient.create`); with `adopt_existing=True` it takes over an object of the same
-  unique name instead of failing on 409 (dynamic resources cannot be `pulumi import`ed).
+  `RunPodClient.create`). Template, secret and registry names are unique, so whatever
+  carries the name is ours. Endpoint and network-volume names are not (`unique_names =
+  False`): create lists the ids already carrying the name *before* its POST (one extra
+  GET) and the lookup ignores them, so only an object that appeared after our POST is
+  adopted; several new ones fail with their ids rather than a guess. With
+  `adopt_existing=True` it takes over an existing object of that name instead of
+  failing on 409 (dynamic resources cannot be `pulumi import`ed).
 - `read` returns an empty id when the object is gone (refresh drops it) and rebuilds the
-  inputs from the live object, so drift shows in the next diff.
+  inputs from the live object, so drift shows in the next diff. `env` is kept whole, not
+  projected onto the declared keys, so a key added in the console is drift too; values
+  that may be credentials are withheld from state (`ENV_WITHHELD`).
 - `update` PATCHes only what changed and returns full outputs (pulumi#7809).
 - `delete` of an object that is already gone succeeds.
 - Secret values and registry passwords never appear in outputs: a salted SHA-256 marker
@@ -32,6 +39,7 @@ capacity.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -39,7 +47,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
 from pulumi.dynamic import (
@@ -57,6 +65,7 @@ from pulumi.output import Unknown
 from components.runpod.api import MissingApiKeyError, RunPodApiError, RunPodClient
 
 __all__ = [
+    "ENV_WITHHELD",
     "GPU_POOLS",
     "EndpointProvider",
     "NetworkVolumeProvider",
@@ -150,6 +159,33 @@ def _project(live: Any, declared: Any) -> Any:
     if isinstance(declared, list | tuple) and isinstance(live, list) and len(declared) == len(live):
         return [_project(item, want) for item, want in zip(live, declared, strict=True)]
     return _plain(live)
+
+
+ENV_WITHHELD: Final = "<set outside Pulumi; value withheld>"
+"""Stands in, in state, for an env value the stack does not declare (it may be a
+credential pasted in the console) and for a literal under a credential-looking key."""
+
+
+def _live_env(live: Any, declared: Any) -> dict[str, str] | None:
+    """The whole live env, not projected onto the declared keys: a key added outside
+    Pulumi stays visible, so the next diff shows it and `up` PATCHes the declared env
+    back. Values are compared as the strings RunPod returns (a secret reference is its
+    literal `{{ RUNPOD_SECRET_<name> }}` text, never resolved). Values that may be
+    credentials never reach state: an undeclared key's value and a literal under a
+    credential-looking key are replaced by `ENV_WITHHELD` (the key alone is the drift)."""
+    if not isinstance(live, Mapping):
+        return None if live is None else {}
+    wanted = declared if isinstance(declared, Mapping) else {}
+    env: dict[str, str] = {}
+    for key, raw in live.items():
+        name, value = str(key), "" if raw is None else str(raw)
+        if is_secret_reference(value):
+            env[name] = value
+        elif name not in wanted or SECRET_LOOKING_KEY.search(name):
+            env[name] = ENV_WITHHELD
+        else:
+            env[name] = value
+    return env
 
 
 def _salted_hash(salt: str, value: str) -> str:
@@ -297,34 +333,71 @@ class _RunPodProvider(ResourceProvider):
 
     # -- lookup -----------------------------------------------------------------------
 
-    def _find_by_name(self, name: str) -> dict[str, Any] | None:
-        matches = [
+    def _named(self, name: str) -> list[dict[str, Any]]:
+        """Every object of this kind named `name` (one list call)."""
+        return [
             item
             for item in self._client().list(self.collection, self.list_key)
             if item.get("name") == name
         ]
+
+    def _find_by_name(self, name: str) -> dict[str, Any] | None:
+        matches = self._named(name)
+        return self._only(name, matches) if matches else None
+
+    def _only(self, name: str, matches: list[dict[str, Any]]) -> dict[str, Any]:
         if len(matches) > 1:
             ids = ", ".join(str(m.get("id")) for m in matches)
             raise RuntimeError(
                 f"RunPod has {len(matches)} objects named {name!r} under {self.collection} "
                 f"({ids}); delete the strays in the console so the name is unambiguous"
             )
-        return matches[0] if matches else None
+        return matches[0]
+
+    def _find_new(self, name: str, preexisting: frozenset[str]) -> dict[str, Any] | None:
+        """After a POST with no answer: the object named `name` that appeared since the
+        POST, ignoring `preexisting` ids (someone else's objects of the same name)."""
+        fresh = [item for item in self._named(name) if str(item.get("id")) not in preexisting]
+        if len(fresh) > 1:
+            ids = ", ".join(str(item.get("id")) for item in fresh)
+            raise RuntimeError(
+                f"RunPod POST {self.collection} lost its answer and {len(fresh)} new objects "
+                f"named {name!r} appeared since ({ids}); names are not unique here, so the "
+                "provider cannot tell which one it created. Delete the ones that are not "
+                "yours in the RunPod console (or all of them) and run `pulumi up` again"
+            )
+        return fresh[0] if fresh else None
 
     def _create(
         self, props: Mapping[str, Any], body: dict[str, Any], *, redact: Iterable[str] = ()
     ) -> dict[str, Any]:
         name = str(props["name"])
         client = self._client()
-        if props.get("adopt_existing"):
-            existing = self._find_by_name(name)
-            if existing is not None:
+        find_existing: Callable[[], dict[str, Any] | None]
+        if self.unique_names:
+            if props.get("adopt_existing"):
+                existing = self._find_by_name(name)
+                if existing is not None:
+                    LOG.info(
+                        "adopting existing RunPod object %s named %s", existing.get("id"), name
+                    )
+                    return self._adopt(existing, props, body)
+            # The name identifies the object: after a lost answer, whatever carries it is
+            # ours (a 409 would have stopped anyone else's create with this name).
+            find_existing = functools.partial(self._find_by_name, name)
+        else:
+            # Names are not unique: list who already carries the name *before* the POST,
+            # so a lost answer never adopts someone else's object. One list call, which
+            # adopt_existing shares.
+            same_named = self._named(name)
+            if props.get("adopt_existing") and same_named:
+                existing = self._only(name, same_named)
                 LOG.info("adopting existing RunPod object %s named %s", existing.get("id"), name)
                 return self._adopt(existing, props, body)
+            preexisting = frozenset(str(item.get("id")) for item in same_named)
+            find_existing = functools.partial(self._find_new, name, preexisting)
         try:
-            return client.create(
-                self.collection, body, find_existing=lambda: self._find_by_name(name), redact=redact
-            )
+            return client.create(self.collection, body, find_existing=find_existing, redact=redact)
         except RunPodApiError as exc:
             if exc.conflict:
                 raise RuntimeError(
@@ -680,6 +753,8 @@ class _ContainerProvider(_RunPodProvider):
                 outs[key] = _plain(declared)
             elif declared is None:
                 outs[key] = None
+            elif key == "env":
+                outs[key] = _live_env(live.get(api), declared)
             else:
                 outs[key] = _project(live.get(api), _plain(declared))
         outs["adopt_existing"] = bool(news.get("adopt_existing"))
@@ -699,7 +774,8 @@ class _ContainerProvider(_RunPodProvider):
                 and api is not None
                 and live.get(api) not in (None, "", [], {})
             ):
-                outs[key] = _plain(live.get(api))
+                value = live.get(api)
+                outs[key] = _live_env(value, None) if key == "env" else _plain(value)
         return ReadResult(id_, outs, self._read_inputs(outs))
 
     def _extra_outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
