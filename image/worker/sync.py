@@ -5,7 +5,11 @@ directories), waiting until a file has settled, uploading it through the shared 
 with a small worker pool, verifying the ETag against the local MD5 (multipart form
 included), recording it in a SQLite journal in ``SYNC_STATE_DIR``, and reconciling by
 scanning at start, periodically and after an inotify queue overflow. Failures are retried
-with backoff forever; nothing is dropped. ``--once`` syncs everything and exits.
+with backoff forever; nothing is dropped. A file or folder the file system refuses to read
+(EACCES, EIO, ESTALE on a network volume) is logged with its errno and looked at again with
+backoff, and an unexpected error in any of the daemon's threads is logged and that thread
+carries on (with a reconciliation scan to recover what it may have missed), so uploads never
+stop silently. ``--once`` syncs everything and exits.
 
 Deliberately does not: delete objects (a file removed locally stays in R2), mirror renames
 (a renamed file is a new object), or build the S3 client itself (``worker.r2`` does).
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import hashlib
 import heapq
 import logging
@@ -31,7 +36,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +189,12 @@ class Journal:
             self._db.close()
 
 
+def describe_os_error(exc: OSError) -> str:
+    """``errno 5 EIO: Input/output error``: what a log line says about a refused read."""
+    name = errno.errorcode.get(exc.errno, "?") if exc.errno is not None else "?"
+    return f"errno {exc.errno} {name}: {exc.strerror or exc}"
+
+
 class UploadRetryError(Exception):
     """The file changed during the upload or the bucket disagreed; try again later."""
 
@@ -223,6 +234,10 @@ class SyncDaemon:
         self._writers: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._real_root = os.path.realpath(options.sync_dir)
         self._attempts: dict[str, int] = {}
+        # Folders that could not be listed -> (monotonic time to list again, attempts so far).
+        self._unlisted: dict[Path, tuple[float, int]] = {}
+        self._next_scan = 0.0
+        self._next_status = 0.0
         self._first_seen: dict[str, float] = {}
         self._lags: deque[float] = deque(maxlen=2000)
         self._stop = threading.Event()
@@ -247,7 +262,13 @@ class SyncDaemon:
     def pending_count(self) -> int:
         """Files seen but not yet verified in the bucket (scheduled, queued or uploading)."""
         with self._cond:
-            return len(self._pending) + len(self._queued) + len(self._inflight) + self._transit
+            return (
+                len(self._pending)
+                + len(self._queued)
+                + len(self._inflight)
+                + self._transit
+                + len(self._unlisted)
+            )
 
     def lag_percentiles(self) -> tuple[float, float, float]:
         """(p50, p99, max) seconds from a file's last event to its verified upload."""
@@ -277,7 +298,15 @@ class SyncDaemon:
             stat = (self.options.sync_dir / relative).stat()
         except FileNotFoundError:
             return
-        signature = (stat.st_size, stat.st_mtime_ns)
+        except OSError as exc:
+            self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
+            return
+        self._push(relative, delay, (stat.st_size, stat.st_mtime_ns), event=event)
+
+    def _push(
+        self, relative: str, delay: float, signature: Signature | None, *, event: bool = False
+    ) -> None:
+        """Put ``relative`` on the settle heap (no file-system access: cannot fail on I/O)."""
         deadline = time.monotonic() + delay
         with self._cond:
             if event or relative not in self._first_seen:
@@ -285,6 +314,48 @@ class SyncDaemon:
             self._pending[relative] = (deadline, signature)
             heapq.heappush(self._heap, (deadline, relative))
             self._cond.notify_all()
+
+    def _backoff(self, attempts: int) -> float:
+        return float(
+            min(self.options.max_backoff, self.options.first_backoff * 2 ** (attempts - 1))
+        )
+
+    def _defer(self, relative: str, reason: str) -> None:
+        """``relative`` could not be looked at: log why, look again after a growing delay.
+
+        The file stays pending (never dropped); with no signature, the next look re-stats it
+        and waits one more settle before uploading.
+        """
+        with self._cond:
+            attempts = self._attempts.get(relative, 0) + 1
+            self._attempts[relative] = attempts
+        delay = self._backoff(attempts)
+        log.warning("%s: %s; retry %d in %.1fs", relative, reason, attempts, delay)
+        self._push(relative, delay, None)
+
+    def _defer_folder(self, folder: Path, exc: OSError) -> None:
+        """``folder`` could not be listed: log it, list it again after a growing delay."""
+        with self._cond:
+            attempts = self._unlisted.get(folder, (0.0, 0))[1] + 1
+            delay = self._backoff(attempts)
+            self._unlisted[folder] = (time.monotonic() + delay, attempts)
+        log.warning(
+            "cannot list %s (%s); retry %d in %.1fs",
+            folder,
+            describe_os_error(exc),
+            attempts,
+            delay,
+        )
+
+    def _list_unlisted(self) -> None:
+        """Watch and scan again every folder whose listing failed and whose delay is over."""
+        now = time.monotonic()
+        with self._cond:
+            due = [folder for folder, (when, _) in self._unlisted.items() if when <= now]
+        for folder in due:
+            if self.watch:
+                self._add_watches(folder)
+            self.scan(folder)
 
     # -- scanning and watching -------------------------------------------------------------
 
@@ -317,13 +388,30 @@ class SyncDaemon:
             try:
                 entries = list(os.scandir(folder))
             except (FileNotFoundError, NotADirectoryError):
+                with self._cond:
+                    self._unlisted.pop(folder, None)
                 continue
+            except OSError as exc:
+                self._defer_folder(folder, exc)
+                continue
+            failed: OSError | None = None
             for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_file = not is_dir and entry.is_file(follow_symlinks=False)
+                except OSError as exc:
+                    failed = exc  # its type is unknown: list the whole folder again later
+                    continue
+                if is_dir:
                     if not self.skipped(self.relative(Path(entry.path)) + "/x"):
                         stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
+                elif is_file:
                     yield Path(entry.path)
+            if failed is not None:
+                self._defer_folder(folder, failed)
+            else:
+                with self._cond:
+                    self._unlisted.pop(folder, None)
 
     def scan(self, top: Path | None = None) -> int:
         """Schedule every file under ``top`` that the journal lacks; return how many."""
@@ -335,6 +423,9 @@ class SyncDaemon:
             try:
                 stat = path.stat()
             except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
                 continue
             if self.journal.is_current(relative, (stat.st_size, stat.st_mtime_ns)):
                 continue
@@ -381,32 +472,31 @@ class SyncDaemon:
                 stack.extend(
                     Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)
                 )
-            except FileNotFoundError:
-                continue
+            except OSError:
+                continue  # every caller scans this folder next; that scan logs and retries it
 
-    def _watch_loop(self) -> None:
+    def _watch_step(self) -> None:
         from inotify_simple import flags  # noqa: PLC0415 - Linux-only, loaded when watching
 
-        while not self._stop.is_set():
-            for event in self._inotify.read(timeout=200):
-                if event.mask & flags.Q_OVERFLOW:
-                    log.warning("inotify queue overflowed; rescanning %s", self.options.sync_dir)
-                    self._rescan.set()
-                    continue
-                if event.mask & flags.IGNORED:
-                    self._wd_paths.pop(event.wd, None)
-                    continue
-                folder = self._wd_paths.get(event.wd)
-                if folder is None or not event.name:
-                    continue
-                path = folder / event.name
-                if event.mask & flags.ISDIR:
-                    if event.mask & (flags.CREATE | flags.MOVED_TO):
-                        # Files may land in the new folder before its watch exists: scan it.
-                        self._add_watches(path)
-                        self.scan(path)
-                    continue
-                self._file_event(self.relative(path), event.mask)
+        for event in self._inotify.read(timeout=200):
+            if event.mask & flags.Q_OVERFLOW:
+                log.warning("inotify queue overflowed; rescanning %s", self.options.sync_dir)
+                self._rescan.set()
+                continue
+            if event.mask & flags.IGNORED:
+                self._wd_paths.pop(event.wd, None)
+                continue
+            folder = self._wd_paths.get(event.wd)
+            if folder is None or not event.name:
+                continue
+            path = folder / event.name
+            if event.mask & flags.ISDIR:
+                if event.mask & (flags.CREATE | flags.MOVED_TO):
+                    # Files may land in the new folder before its watch exists: scan it.
+                    self._add_watches(path)
+                    self.scan(path)
+                continue
+            self._file_event(self.relative(path), event.mask)
 
     def _file_event(self, relative: str, mask: int) -> None:
         from inotify_simple import flags  # noqa: PLC0415 - Linux-only, loaded when watching
@@ -427,34 +517,37 @@ class SyncDaemon:
 
     # -- settle scheduler ------------------------------------------------------------------
 
-    def _scheduler_loop(self) -> None:
-        while not self._stop.is_set():
+    def _scheduler_step(self) -> None:
+        with self._cond:
+            now = time.monotonic()
+            while self._heap and (
+                self._pending.get(self._heap[0][1], (None, None))[0] != self._heap[0][0]
+            ):
+                heapq.heappop(self._heap)  # superseded by a later schedule()
+            if not self._heap:
+                self._cond.wait(timeout=0.5)
+                return
+            deadline, relative = self._heap[0]
+            if deadline > now:
+                self._cond.wait(timeout=min(0.5, deadline - now))
+                return
+            heapq.heappop(self._heap)
+            _, signature = self._pending.pop(relative)
+            busy = relative in self._inflight or relative in self._queued
+            still_writing = self._is_writing(relative)
+            self._transit += 1
+        try:
+            if busy:
+                self.schedule(relative, self.options.settle)
+            elif not still_writing:  # a writer has it open: its close_write comes later
+                self._settled(relative, signature, deadline)
+        except Exception as exc:
+            # Logged with its traceback; the file is looked at again later, never lost.
+            log.exception("%s: unexpected error while settling", relative)
+            self._defer(relative, f"settle failed ({type(exc).__name__})")
+        finally:
             with self._cond:
-                now = time.monotonic()
-                while self._heap and (
-                    self._pending.get(self._heap[0][1], (None, None))[0] != self._heap[0][0]
-                ):
-                    heapq.heappop(self._heap)  # superseded by a later schedule()
-                if not self._heap:
-                    self._cond.wait(timeout=0.5)
-                    continue
-                deadline, relative = self._heap[0]
-                if deadline > now:
-                    self._cond.wait(timeout=min(0.5, deadline - now))
-                    continue
-                heapq.heappop(self._heap)
-                _, signature = self._pending.pop(relative)
-                busy = relative in self._inflight or relative in self._queued
-                still_writing = self._is_writing(relative)
-                self._transit += 1
-            try:
-                if busy:
-                    self.schedule(relative, self.options.settle)
-                elif not still_writing:  # a writer has it open: its close_write comes later
-                    self._settled(relative, signature, deadline)
-            finally:
-                with self._cond:
-                    self._transit -= 1
+                self._transit -= 1
 
     def _settled(self, relative: str, signature: Signature | None, deadline: float) -> None:
         try:
@@ -463,6 +556,9 @@ class SyncDaemon:
             with self._cond:
                 self._first_seen.pop(relative, None)
                 self._attempts.pop(relative, None)
+            return
+        except OSError as exc:
+            self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
             return
         now_signature = (stat.st_size, stat.st_mtime_ns)
         if now_signature != signature:
@@ -509,35 +605,34 @@ class SyncDaemon:
 
     # -- uploading -------------------------------------------------------------------------
 
-    def _worker_loop(self) -> None:
-        while not self._stop.is_set():
-            with self._cond:
-                try:
-                    relative = self._queue.get_nowait()
-                except queue.Empty:
-                    self._cond.wait(timeout=0.2)
-                    continue
-                self._queued.discard(relative)
-                self._inflight.add(relative)
+    def _worker_step(self) -> None:
+        with self._cond:
             try:
-                self._upload(relative)
-            except FileNotFoundError:
-                log.info("%s vanished before upload; nothing to do", relative)
-            except UploadRetryError as exc:
-                self._retry(relative, str(exc), count=False)
-            except Exception as exc:  # noqa: BLE001 - any failure is retried, never dropped
-                self._retry(relative, f"{type(exc).__name__}: {exc}", count=True)
-            finally:
-                with self._cond:
-                    self._inflight.discard(relative)
+                relative = self._queue.get_nowait()
+            except queue.Empty:
+                self._cond.wait(timeout=0.2)
+                return
+            self._queued.discard(relative)
+            self._inflight.add(relative)
+        try:
+            self._upload(relative)
+        except FileNotFoundError:
+            log.info("%s vanished before upload; nothing to do", relative)
+        except UploadRetryError as exc:
+            self._retry(relative, str(exc), count=False)
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, never dropped
+            self._retry(relative, f"{type(exc).__name__}: {exc}", count=True)
+        finally:
+            with self._cond:
+                self._inflight.discard(relative)
 
     def _retry(self, relative: str, reason: str, *, count: bool) -> None:
-        attempts = self._attempts.get(relative, 0) + 1
-        self._attempts[relative] = attempts
-        if count:
-            with self._cond:
+        with self._cond:
+            attempts = self._attempts.get(relative, 0) + 1
+            self._attempts[relative] = attempts
+            if count:
                 self.failures += 1
-        delay = min(self.options.max_backoff, self.options.first_backoff * 2 ** (attempts - 1))
+        delay = self._backoff(attempts)
         log.warning(
             "upload of %s failed (%s); retry %d in %.1fs", relative, reason, attempts, delay
         )
@@ -609,10 +704,10 @@ class SyncDaemon:
 
             self._inotify = INotify()
             self._add_watches(self.options.sync_dir)
-            self._spawn("sync-watch", self._watch_loop)
-        self._spawn("sync-scheduler", self._scheduler_loop)
+            self._spawn("sync-watch", self._watch_step)
+        self._spawn("sync-scheduler", self._scheduler_step)
         for index in range(max(1, self.options.workers)):
-            self._spawn(f"sync-upload-{index}", self._worker_loop)
+            self._spawn(f"sync-upload-{index}", self._worker_step)
         found = self.scan()
         log.info(
             "watching %s -> %s/%s (%d already journaled, %d to upload)",
@@ -622,33 +717,57 @@ class SyncDaemon:
             len(self.journal),
             found,
         )
-        if self.watch:
-            self._spawn("sync-maintenance", self._maintenance_loop)
+        self._next_scan = time.monotonic() + self.options.rescan_interval
+        self._next_status = time.monotonic() + self.options.status_interval
+        # Also with --once: folders that could not be listed are listed again from here.
+        self._spawn("sync-maintenance", self._maintenance_step)
 
-    def _spawn(self, name: str, target: Any) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, name: str, step: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._run_loop, args=(name, step), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
-    def _maintenance_loop(self) -> None:
-        next_scan = time.monotonic() + self.options.rescan_interval
-        next_status = time.monotonic() + self.options.status_interval
+    def _run_loop(self, name: str, step: Callable[[], None]) -> None:
+        """Run ``step`` until stopped; an unexpected error is logged and the loop goes on.
+
+        Whatever that step was doing may have missed files, so a reconciliation scan follows;
+        repeated errors back off so a persistent one cannot spin.
+        """
+        failures = 0
         while not self._stop.is_set():
-            if self._rescan.wait(timeout=0.2):
-                self._rescan.clear()
-                self.scan()
-            now = time.monotonic()
-            if now >= next_scan:
-                next_scan = now + self.options.rescan_interval
-                if self.options.sync_dir not in list(self._wd_paths.values()):
-                    # SYNC_DIR was removed or replaced (its watch is gone): watch it again.
-                    self._add_watches(self.options.sync_dir)
-                found = self.scan()
-                if found:
-                    log.info("reconciliation scan found %d file(s) to upload", found)
-            if now >= next_status:
-                next_status = now + self.options.status_interval
-                log.info("status: %s", self.status_line())
+            try:
+                step()
+            except Exception:
+                failures += 1
+                delay = self._backoff(failures)
+                log.exception(
+                    "%s: unexpected error (%d in a row); continuing in %.1fs with a rescan",
+                    name,
+                    failures,
+                    delay,
+                )
+                self._rescan.set()
+                self._stop.wait(delay)
+            else:
+                failures = 0
+
+    def _maintenance_step(self) -> None:
+        if self._rescan.wait(timeout=0.2):
+            self._rescan.clear()
+            self.scan()
+        self._list_unlisted()
+        now = time.monotonic()
+        if now >= self._next_scan:
+            self._next_scan = now + self.options.rescan_interval
+            if self.watch and self.options.sync_dir not in list(self._wd_paths.values()):
+                # SYNC_DIR was removed or replaced (its watch is gone): watch it again.
+                self._add_watches(self.options.sync_dir)
+            found = self.scan()
+            if found:
+                log.info("reconciliation scan found %d file(s) to upload", found)
+        if now >= self._next_status:
+            self._next_status = now + self.options.status_interval
+            log.info("status: %s", self.status_line())
 
     def idle(self) -> bool:
         """True when nothing is scheduled, queued or uploading."""
