@@ -95,3 +95,15 @@ def template_inputs(**overrides: Any) -> dict[str, Any]:
     }
     props.update(overrides)
     return props
+
+
+def volume_inputs(**overrides: object) -> dict[str, object]:
+    """Declared inputs of a NetworkVolume, with overrides."""
+    props: dict[str, object] = {
+        "name": "video-workspace",
+        "size_gb": 200,
+        "data_center_id": "EU-RO-1",
+        "adopt_existing": False,
+    }
+    props.update(overrides)
+    return props

@@ -24,6 +24,7 @@ from tests.provider.support import (
     endpoint_inputs,
     secret_inputs,
     template_inputs,
+    volume_inputs,
 )
 
 # -- Secret --------------------------------------------------------------------------------
@@ -151,17 +152,6 @@ def test_template_read_shows_registry_cleared_by_credential_delete(
 
 
 # -- NetworkVolume -------------------------------------------------------------------------
-
-
-def volume_inputs(**overrides: object) -> dict[str, object]:
-    props: dict[str, object] = {
-        "name": "video-workspace",
-        "size_gb": 200,
-        "data_center_id": "EU-RO-1",
-        "adopt_existing": False,
-    }
-    props.update(overrides)
-    return props
 
 
 def test_volume_grows_in_place_and_moves_by_replacement(emulator: RunPodEmulator) -> None:

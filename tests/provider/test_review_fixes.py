@@ -15,20 +15,15 @@ from components.runpod.providers import (
     TemplateProvider,
 )
 from tests.fakes.runpod_api import RunPodEmulator
-from tests.provider.support import as_wire, configured, endpoint_inputs, template_inputs
+from tests.provider.support import (
+    as_wire,
+    configured,
+    endpoint_inputs,
+    template_inputs,
+    volume_inputs,
+)
 
 SERVERLESS = r"^/v2/serverless$"
-
-
-def volume_inputs(**overrides: object) -> dict[str, object]:
-    props: dict[str, object] = {
-        "name": "video-workspace",
-        "size_gb": 200,
-        "data_center_id": "EU-RO-1",
-        "adopt_existing": False,
-    }
-    props.update(overrides)
-    return props
 
 
 def someone_elses_endpoint(emulator: RunPodEmulator) -> tuple[str, dict[str, Any]]:
