@@ -8,7 +8,6 @@ exactly once with a matching MD5.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -18,11 +17,10 @@ from pathlib import Path
 
 import pytest
 from worker import sync
-from worker.r2 import R2Settings, client_config, expected_etag, make_client
+from worker.r2 import client_config, expected_etag, make_client
 
 from tests.fakes.s3 import list_objects
-from tests.fakes.s3_proxy import fault_proxy
-from tests.image.test_sync import SyncRig, assert_mirrored, wait_until, write
+from tests.image.sync_support import SyncRig, assert_mirrored, wait_until, write
 
 
 class Faults:
@@ -79,29 +77,15 @@ class Faults:
 
 
 @pytest.fixture
-def rig(r2_bucket: R2Settings, s3_endpoint: str, tmp_path: Path) -> Iterator[SyncRig]:
-    """Sync folders and a counting proxy in front of the session's moto server."""
-    with fault_proxy(s3_endpoint) as proxy:
-        sync_rig = SyncRig(
-            bucket=r2_bucket,
-            proxy=proxy,
-            via_proxy=dataclasses.replace(r2_bucket, endpoint=proxy.url),
-            sync_dir=tmp_path / "output",
-            state_dir=tmp_path / "state",
-        )
-        sync_rig.sync_dir.mkdir()
-        try:
-            yield sync_rig
-        finally:
-            for daemon in sync_rig.daemons:
-                if not daemon._stop.is_set():
-                    daemon.stop()
-
-
-@pytest.fixture
 def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
     """In-process EIO injection for chosen paths."""
     return Faults(monkeypatch)
+
+
+@pytest.fixture
+def rig(sync_rig: SyncRig) -> SyncRig:
+    """The shared sync rig (tests/image/conftest.py), under this module's short name."""
+    return sync_rig
 
 
 def keys(rig: SyncRig) -> set[str]:
