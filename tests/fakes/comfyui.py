@@ -249,6 +249,17 @@ NODE_CLASSES: dict[str, NodeClass] = {
         category="image",
     ),
     "ImageInvert": NodeClass({"image": Inp("IMAGE")}, ("IMAGE",), category="image"),
+    "ImageScaleToTotalPixels": NodeClass(
+        {
+            "image": Inp("IMAGE"),
+            "upscale_method": _combo("nearest-exact", "bilinear", "area", "bicubic", "lanczos"),
+            "megapixels": _float(0.01, 16.0, 1.0),
+            "resolution_steps": _int(1, 256, 1),
+        },
+        ("IMAGE",),
+        category="image/upscaling",
+        v3=True,
+    ),
     "SaveImage": NodeClass(
         {"images": Inp("IMAGE"), "filename_prefix": Inp("STRING", default="ComfyUI")},
         output_node=True,
