@@ -622,12 +622,16 @@ class ComfyUIDouble:
         if problem is not None:
             return web.json_response({"error": problem, "node_errors": node_errors}, status=400)
         self._numbers += 1
+        # Like ComfyUI's server.py: Comfy.org credentials go to the run, never into history.
+        extra_data = dict(body.get("extra_data") or {})
+        for key in ("auth_token_comfy_org", "api_key_comfy_org"):
+            extra_data.pop(key, None)
         queued = _Prompt(
             prompt_id=str(prompt_id),
             number=self._numbers,
             graph=graph,
             client_id=body.get("client_id"),
-            extra_data=body.get("extra_data") or {},
+            extra_data=extra_data,
             outputs=outputs,
         )
         self.prompts.append(body)
