@@ -81,6 +81,31 @@ def _strings(raw: dict[str, object], key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _dated(raw: dict[str, object], key: str, where: str) -> datetime:
+    text = str(_field(raw, key, str, where))
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise LockError(f"{where}: {key} must be ISO 8601, got {text!r}") from exc
+    if value.tzinfo is None:
+        raise LockError(f"{where}: {key} needs a UTC offset, got {text!r}")
+    return value
+
+
+def _matching(raw: dict[str, object], key: str, pattern: re.Pattern[str], where: str) -> str:
+    value = str(_field(raw, key, str, where))
+    if not pattern.fullmatch(value):
+        raise LockError(f"{where}: {key} must be {_SHAPES[key]}, got {value!r}")
+    return value
+
+
+_SHAPES = {
+    "repo": "https://github.com/<owner>/<name>",
+    "commit": "a full 40-hex commit",
+    "head": "the full 40-hex branch head",
+}
+
+
 def parse_package(raw: dict[str, object], index: int) -> Package:
     """Check one ``[[package]]`` table; raise :class:`LockError` naming what is wrong."""
     where = f"nodes.toml package #{index + 1}"
@@ -108,22 +133,12 @@ def parse_package(raw: dict[str, object], index: int) -> Package:
     kind = str(_field(raw, "kind", str, where))
     if kind not in KINDS:
         raise LockError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    repo = str(_field(raw, "repo", str, where))
-    if not _REPO.fullmatch(repo):
-        raise LockError(f"{where}: repo must be https://github.com/<owner>/<name>, got {repo!r}")
-    commit = str(_field(raw, "commit", str, where))
-    if not _COMMIT.fullmatch(commit):
-        raise LockError(f"{where}: commit must be a full 40-hex commit, got {commit!r}")
+    repo = _matching(raw, "repo", _REPO, where)
+    commit = _matching(raw, "commit", _COMMIT, where)
     branch = str(_field(raw, "branch", str, where))
     if not branch.strip() or branch.startswith("refs/"):
         raise LockError(f"{where}: branch must name the upstream default branch")
-    date_raw = str(_field(raw, "date", str, where))
-    try:
-        date = datetime.fromisoformat(date_raw)
-    except ValueError as exc:
-        raise LockError(f"{where}: date must be ISO 8601, got {date_raw!r}") from exc
-    if date.tzinfo is None:
-        raise LockError(f"{where}: date needs a UTC offset, got {date_raw!r}")
+    date = _dated(raw, "date", where)
     needed_by = _strings(raw, "needed_by", where)
     if not needed_by:
         raise LockError(f"{where}: needed_by is empty: a package nothing needs is not installed")
@@ -132,16 +147,8 @@ def parse_package(raw: dict[str, object], index: int) -> Package:
     for item in extra:
         if not _PIP_NAME.fullmatch(item):
             raise LockError(f"{where}: extra lists bare names (versions live in constraints.txt)")
-    head = str(_field(raw, "head", str, where))
-    if not _COMMIT.fullmatch(head):
-        raise LockError(f"{where}: head must be the full 40-hex branch head, got {head!r}")
-    head_date_raw = str(_field(raw, "head_date", str, where))
-    try:
-        head_date = datetime.fromisoformat(head_date_raw)
-    except ValueError as exc:
-        raise LockError(f"{where}: head_date must be ISO 8601, got {head_date_raw!r}") from exc
-    if head_date.tzinfo is None:
-        raise LockError(f"{where}: head_date needs a UTC offset, got {head_date_raw!r}")
+    head = _matching(raw, "head", _COMMIT, where)
+    head_date = _dated(raw, "head_date", where)
     if (head_date - date).days >= 365:
         raise LockError(
             f"{where}: the pin is {(head_date - date).days} days older than its branch head; "

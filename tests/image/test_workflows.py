@@ -43,30 +43,66 @@ def _manifest() -> dict[str, set[str]]:
     return {entry["path"]: set(entry["groups"]) for entry in data["model"]}
 
 
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "INT": (int,),
+    "FLOAT": (int, float),
+    "STRING": (str,),
+    "BOOLEAN": (bool,),
+}
+
+
 def _widget_problem(spec: dict[str, Any], value: Any) -> str | None:
     kind = spec["type"]
-    if kind == "INT":
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"{value!r} is not an INT"
-    elif kind == "FLOAT":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"{value!r} is not a FLOAT"
+    wrong_bool = isinstance(value, bool) and kind != "BOOLEAN"
+    if wrong_bool or not isinstance(value, _PY_TYPES[kind]):
+        return f"{value!r} is not a {kind}"
+    if kind in {"INT", "FLOAT"}:
         if not math.isfinite(value):
             return f"{value!r} is not finite"
-    elif kind == "STRING":
-        return None if isinstance(value, str) else f"{value!r} is not a STRING"
-    elif kind == "BOOLEAN":
-        return None if isinstance(value, bool) else f"{value!r} is not a BOOLEAN"
-    if "min" in spec and value < spec["min"]:
-        return f"{value} is below the node's min {spec['min']}"
-    if "max" in spec and value > spec["max"]:
-        return f"{value} is above the node's max {spec['max']}"
+        if "min" in spec and value < spec["min"]:
+            return f"{value} is below the node's min {spec['min']}"
+        if "max" in spec and value > spec["max"]:
+            return f"{value} is above the node's max {spec['max']}"
     return None
+
+
+def _link_problem(graph: dict[str, Any], declared: dict[str, Any], value: list[Any]) -> str | None:
+    source_id, index = value
+    source = graph.get(source_id)
+    if source is None or source["class_type"] not in NODES:
+        return f"links to unknown node {source_id}"
+    outputs = NODES[source["class_type"]]["outputs"]
+    if not 0 <= index < len(outputs):
+        return f"node {source_id} has no output {index}"
+    if declared["type"] not in {outputs[index], "*"}:
+        return f"wants {declared['type']}, gets {outputs[index]}"
+    return None
+
+
+def _combo_problem(declared: dict[str, Any], value: Any, groups: tuple[str, ...]) -> str | None:
+    if declared.get("input_files"):
+        return None if isinstance(value, str) else f"an input file name, got {value!r}"
+    if "folder" not in declared:
+        return None if value in declared["options"] else f"{value!r} not in {declared['options']}"
+    manifest = _manifest()
+    path = f"{declared['folder']}/{value}"
+    problem = None
+    if value in declared["options"]:
+        pass  # a built-in choice such as VAELoader's pixel_space
+    elif Path(value).suffix not in declared["extensions"]:
+        problem = f"{value} has an extension the loader skips"
+    elif path not in manifest:
+        problem = f"{path} is not in image/models.toml"
+    elif not manifest[path] & set(groups):
+        problem = (
+            f"{path} is in groups {sorted(manifest[path])}, "
+            f"none of which the template needs ({groups})"
+        )
+    return problem
 
 
 def validate(graph: dict[str, Any], groups: tuple[str, ...]) -> list[str]:
     """Problems ComfyUI (at the locked commits) or the model manifest would have with ``graph``."""
-    manifest = _manifest()
     problems: list[str] = []
     has_output = False
     for node_id, node in graph.items():
@@ -81,46 +117,17 @@ def validate(graph: dict[str, Any], groups: tuple[str, ...]) -> list[str]:
         if missing:
             problems.append(f"{where}: lacks required input(s) {missing}")
         for name, value in node["inputs"].items():
-            if name not in inputs:
-                problems.append(f"{where}: has no input {name!r}")
-                continue
-            declared = inputs[name]
-            if isinstance(value, list):  # a link: [source node id, output index]
-                source_id, index = value
-                source = graph.get(source_id)
-                if source is None or source["class_type"] not in NODES:
-                    problems.append(f"{where}.{name}: links to unknown node {source_id}")
-                    continue
-                outputs = NODES[source["class_type"]]["outputs"]
-                if not 0 <= index < len(outputs):
-                    problems.append(f"{where}.{name}: node {source_id} has no output {index}")
-                elif declared["type"] not in {outputs[index], "*"}:
-                    problems.append(
-                        f"{where}.{name}: wants {declared['type']}, gets {outputs[index]}"
-                    )
-                continue
-            if declared["type"] != "COMBO":
-                if (problem := _widget_problem(declared, value)) is not None:
-                    problems.append(f"{where}.{name}: {problem}")
-                continue
-            if declared.get("input_files"):
-                if not isinstance(value, str):
-                    problems.append(f"{where}.{name}: an input file name, got {value!r}")
-            elif "folder" in declared:
-                path = f"{declared['folder']}/{value}"
-                if value in declared["options"]:
-                    continue
-                if Path(value).suffix not in declared["extensions"]:
-                    problems.append(f"{where}.{name}: {value} has an extension the loader skips")
-                elif path not in manifest:
-                    problems.append(f"{where}.{name}: {path} is not in image/models.toml")
-                elif not manifest[path] & set(groups):
-                    problems.append(
-                        f"{where}.{name}: {path} is in groups {sorted(manifest[path])}, "
-                        f"none of which the template needs ({groups})"
-                    )
-            elif value not in declared["options"]:
-                problems.append(f"{where}.{name}: {value!r} not in {declared['options']}")
+            declared = inputs.get(name)
+            if declared is None:
+                problem: str | None = "no such input"
+            elif isinstance(value, list):  # a link: [source node id, output index]
+                problem = _link_problem(graph, declared, value)
+            elif declared["type"] == "COMBO":
+                problem = _combo_problem(declared, value, groups)
+            else:
+                problem = _widget_problem(declared, value)
+            if problem is not None:
+                problems.append(f"{where}.{name}: {problem}")
     if not has_output:
         problems.append("no output node")
     return problems
