@@ -307,3 +307,37 @@ def test_every_variable_the_worker_reads_is_documented() -> None:
     assert {"JOB_TIMEOUT_S", "COMFY_URL", "ENABLE_R2_SYNC", "MODE"} <= names
     missing = sorted(name for name in names if f"`{name}`" not in docs)
     assert not missing, f"undocumented in docs/worker-image.md: {missing}"
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12"])
+def test_the_worker_package_lints_and_type_checks_for_the_image_python(
+    version: str, tmp_path: Path
+) -> None:
+    """image/worker passes ruff and strict mypy for 3.12 (the image) as well as 3.11 (tests)."""
+    target = "py" + version.replace(".", "")
+    ruff = subprocess.run(
+        [_tool("ruff"), "check", "--target-version", target, "image/worker"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    mypy = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--python-version",
+            version,
+            "--cache-dir",
+            str(tmp_path / "mypy"),
+            "image/worker",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert mypy.returncode == 0, mypy.stdout + mypy.stderr
+    assert "Success" in mypy.stdout
