@@ -218,7 +218,19 @@ def fetch(package: Package, target: Path, *, keep_git: bool = False) -> None:
     if head != package.commit:
         raise CommandError(f"{package.name}: checked out {head}, the lock says {package.commit}")
     if package.submodules:
-        _run(["git", "-C", str(target), "submodule", "update", "--init", "--recursive"])
+        _run(
+            [
+                "git",
+                "-C",
+                str(target),
+                "submodule",
+                "update",
+                "--init",
+                "--recursive",
+                "--depth",
+                "1",
+            ]
+        )
     if not keep_git:
         shutil.rmtree(target / ".git")
 

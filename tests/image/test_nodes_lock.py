@@ -137,10 +137,11 @@ def test_the_turbo_templates_use_the_turbodiffusion_package() -> None:
 # -- the installer against local git repositories ------------------------------------------
 
 
-def _git(*args: str, cwd: Path) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+def _git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env
+    )
+    return done.stdout.strip()
 
 
 def _repo(path: Path, files: dict[str, str]) -> list[str]:
@@ -281,3 +282,89 @@ def test_a_malformed_lock_stops_the_build_with_exit_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "full 40-hex commit" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_a_cuda_extension_is_built_from_its_commit_with_its_submodules(
+    tmp_path: Path, pip_stub: tuple[str, Path]
+) -> None:
+    """`wheel NAME` checks out the commit and its submodule gitlink, then runs pip wheel."""
+    _repo(tmp_path / "cutlass", {"cutlass.h": "// cutlass"})
+    ext = tmp_path / "ext"
+    ext_old, _ = _repo(ext, {"setup.py": "#"})
+    # The lock and .gitmodules name GitHub; every URL is served from local repositories.
+    config = tmp_path / "gitconfig"
+    config.write_text(
+        f'[url "{tmp_path / "cutlass"}"]\n\tinsteadOf = https://github.com/a/cutlass\n'
+        f'[url "{ext}"]\n\tinsteadOf = https://github.com/a/ext\n'
+        '[protocol "file"]\n\tallow = always\n'
+    )
+    git_env = {"GIT_CONFIG_GLOBAL": str(config), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    submodule = ("submodule", "add", "-q", "https://github.com/a/cutlass", "ops/cutlass")
+    _git(*submodule, cwd=ext, env=git_env)
+    _git("commit", "-q", "-m", "cutlass", cwd=ext, env=git_env)
+    pinned = _git("rev-parse", "HEAD", cwd=ext)
+    lock = _lock(
+        tmp_path / "image" / "nodes.toml",
+        [
+            {
+                "name": "ComfyUI",
+                "kind": "comfyui",
+                "repo": "https://github.com/a/ComfyUI",
+                "commit": "e" * 40,
+                "branch": "main",
+                "date": "2026-01-01T00:00:00+00:00",
+                "head": "e" * 40,
+                "head_date": "2026-01-01T00:00:00+00:00",
+                "needed_by": ["t"],
+                "requirements": "",
+                "extra": [],
+            },
+            {
+                "name": "ext",
+                "kind": "cuda_extension",
+                "repo": "https://github.com/a/ext",
+                "commit": pinned,
+                "branch": "main",
+                "date": "2026-01-01T00:00:00+00:00",
+                "head": pinned,
+                "head_date": "2026-01-01T00:00:00+00:00",
+                "needed_by": ["t"],
+                "requirements": "",
+                "extra": [],
+                "submodules": True,
+            },
+        ],
+    )
+    for name in ("torch.txt", "constraints.txt"):
+        (lock.parent / name).write_text("x==1\n")
+    pip, calls = pip_stub
+    # The pip stub also proves the submodule was there when the wheel was built.
+    Path(pip).write_text(
+        f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >>"{calls}"\n'
+        f'src="${{@: -1}}"; cat "$src/ops/cutlass/cutlass.h" >>"{calls}"\n'
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(IMAGE / "install_nodes.py"),
+            "--lock",
+            str(lock),
+            "--pip",
+            pip,
+            "wheel",
+            "ext",
+            "--out",
+            str(tmp_path / "wheels"),
+        ],
+        env=git_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    call, header = calls.read_text().splitlines()
+    assert call.startswith("wheel --no-cache-dir --no-deps --no-build-isolation")
+    assert f"-w {tmp_path / 'wheels'}" in call
+    assert header == "// cutlass new"
+    assert ext_old != pinned
