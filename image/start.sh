@@ -229,10 +229,27 @@ download_models_in_background() {
     > >(prefix models) 2>&1 &
 }
 
+# Outputs embed the prompt and workflow unless --disable-metadata: off on serverless (those are
+# the app's users' prompts, published with the asset), on on pods (artists drag PNGs back into
+# ComfyUI). SAVE_WORKFLOW_METADATA overrides either default.
+metadata_args() {
+  local default=false
+  [[ "${MODE}" == pod ]] && default=true
+  if truthy "${SAVE_WORKFLOW_METADATA:-${default}}"; then
+    log "outputs keep their prompt/workflow metadata (SAVE_WORKFLOW_METADATA)"
+  else
+    log "outputs carry no prompt/workflow metadata (SAVE_WORKFLOW_METADATA=false)"
+    echo --disable-metadata
+  fi
+}
+
 start_comfyui() {
   local listen=127.0.0.1
   [[ "${MODE}" == pod ]] && listen=0.0.0.0
   local args=(main.py --listen "${listen}" --port "${COMFY_PORT}" --disable-auto-launch)
+  local metadata
+  metadata="$(metadata_args)"
+  [[ -n "${metadata}" ]] && args+=("${metadata}")
   if [[ -n "${COMFY_ARGS:-}" ]]; then
     local extra
     read -r -a extra <<<"${COMFY_ARGS}"
@@ -273,10 +290,14 @@ start_ssh() {
     printf '%s\n' "${PUBLIC_KEY}" >>"${HOME}/.ssh/authorized_keys"
   fi
   chmod 600 "${HOME}/.ssh/authorized_keys"
-  if [[ -z "${SSHD:-}" ]]; then
-    ssh-keygen -A >/dev/null
-    mkdir -p /run/sshd
+  # The image carries no host keys (a key baked into an image is shared by every pod that
+  # runs it): this pod makes its own.
+  if ! "${SSH_KEYGEN:-ssh-keygen}" -A >/dev/null; then
+    log "WARNING: could not generate SSH host keys: SSH disabled"
+    return
   fi
+  log "SSH host keys generated for this pod"
+  [[ -n "${SSHD:-}" ]] || mkdir -p /run/sshd
   log "starting the SSH server on port 22"
   "${sshd}" -D -e > >(prefix sshd) 2>&1 &
 }

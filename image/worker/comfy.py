@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -209,13 +209,19 @@ class ComfyClient:
                 return [str(c) for c in spec[1].get("options", [])]  # V3 nodes
         return None
 
-    def queue_prompt(self, graph: dict[str, Any], *, client_id: str, prompt_id: str) -> str:
+    def queue_prompt(
+        self,
+        graph: dict[str, Any],
+        *,
+        client_id: str,
+        prompt_id: str,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> str:
         """``POST /prompt``; raise :class:`PromptRejectedError` with ComfyUI's body on 400."""
-        answer = self._request(
-            "POST",
-            "/prompt",
-            json={"prompt": graph, "client_id": client_id, "prompt_id": prompt_id},
-        )
+        body: dict[str, Any] = {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id}
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        answer = self._request("POST", "/prompt", json=body)
         if answer.status_code == 400:
             try:
                 body = answer.json()

@@ -27,7 +27,7 @@ import tomllib
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -73,7 +73,7 @@ Kind = Literal["image", "video", "audio"]
 MAX_NODES = 5000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]")
-_INPUT_KEYS = frozenset({"workflow", "template", "params", "images"})
+_INPUT_KEYS = frozenset({"workflow", "template", "params", "images", "comfy_org_api_key"})
 _CONTENT_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -156,6 +156,8 @@ class HandlerSettings:
     output_dir: Path | None = None
     """``COMFY_OUTPUT_DIR``: ComfyUI's output folder when it is local; uploaded outputs are
     deleted from it so a long-lived worker's disk does not fill up (unset: keep them)."""
+    comfy_org_api_key: str | None = field(default=None, repr=False)
+    """``COMFY_ORG_API_KEY``: Comfy.org key for API nodes (a job's own key wins); never logged."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -178,6 +180,7 @@ class HandlerSettings:
             allow_http_urls=env.get("INPUT_URL_ALLOW_HTTP", "").strip().lower()
             in {"1", "true", "yes"},
             output_dir=Path(out) if (out := env.get("COMFY_OUTPUT_DIR", "").strip()) else None,
+            comfy_org_api_key=env.get("COMFY_ORG_API_KEY", "").strip() or None,
         )
 
 
@@ -664,6 +667,7 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     except R2ConfigError as exc:
         raise JobFailureError("upload", str(exc)) from exc
     request, entries = parse_input(job.get("input"), settings)
+    extra_data = _comfy_org_extra_data(job.get("input"), settings)
     images = fetch_images(entries, settings)
     comfy = ComfyClient(settings.comfy_url, pid_file=settings.pid_file)
     try:
@@ -675,7 +679,7 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
                 renamed[image.name] = stored
         _rename_inputs(request.graph, renamed)
         prepared = time.monotonic()
-        result = _execute(comfy, request.graph, settings)
+        result = _execute(comfy, request.graph, settings, extra_data)
     except ComfyUnavailableError as exc:
         raise JobFailureError("comfy_error", str(exc), refresh=True) from exc
     except PromptRejectedError as exc:
@@ -719,12 +723,29 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _execute(comfy: ComfyClient, graph: dict[str, Any], settings: HandlerSettings) -> RunResult:
+def _comfy_org_extra_data(raw: Any, settings: HandlerSettings) -> dict[str, str] | None:
+    """``extra_data`` carrying the job's ``comfy_org_api_key`` (else ``COMFY_ORG_API_KEY``).
+
+    ComfyUI hands ``api_key_comfy_org`` to API nodes and keeps it out of its history.
+    """
+    key = raw.get("comfy_org_api_key") if isinstance(raw, dict) else None
+    if key is not None and (not isinstance(key, str) or not key.strip()):
+        raise _fail("input.comfy_org_api_key must be a non-empty string (a Comfy.org API key)")
+    key = key.strip() if key else settings.comfy_org_api_key
+    return {"api_key_comfy_org": key} if key else None
+
+
+def _execute(
+    comfy: ComfyClient,
+    graph: dict[str, Any],
+    settings: HandlerSettings,
+    extra_data: dict[str, str] | None = None,
+) -> RunResult:
     client_id = uuid.uuid4().hex
     prompt_id = str(uuid.uuid4())
     ws = comfy.connect(client_id)  # before POST /prompt: events go only to this client
     try:
-        comfy.queue_prompt(graph, client_id=client_id, prompt_id=prompt_id)
+        comfy.queue_prompt(graph, client_id=client_id, prompt_id=prompt_id, extra_data=extra_data)
         queued_at = time.monotonic()
         deadline = queued_at + settings.job_timeout_s
         try:

@@ -228,6 +228,15 @@ _FLUX_IMG2IMG = Template(
         ),
         Param("steps", int, "Sampling steps.", default=20, minimum=1, maximum=100),
         Param("guidance", float, "FLUX guidance.", default=3.5, minimum=0, maximum=30),
+        Param(
+            "megapixels",
+            float,
+            "The input is scaled to this many megapixels (aspect kept) before sampling, so a "
+            "phone photo does not run out of memory.",
+            default=1.0,
+            minimum=0.25,
+            maximum=2.0,
+        ),
     ),
     image_param="image",
     variants={
@@ -242,6 +251,7 @@ _FLUX_IMG2IMG = Template(
                 "strength": (("7", "denoise", None),),
                 "steps": (("7", "steps", None),),
                 "guidance": (("3", "guidance", None),),
+                "megapixels": (("10", "megapixels", None),),
             },
         )
     },
@@ -339,8 +349,125 @@ _WAN22_T2V = Template(
     },
 )
 
+#: TurboDiffusion's 720p sizes per aspect ratio (its VIDEO_RES_SIZE_INFO["720p"]); the
+#: text-to-video first frame is drawn at the same size.
+TURBO_720P: dict[str, tuple[int, int]] = {
+    "16:9": (1280, 720),
+    "9:16": (720, 1280),
+    "4:3": (960, 720),
+    "3:4": (720, 960),
+    "1:1": (960, 960),
+}
+
+
+def _turbo_frames_rule(value: int) -> str | None:
+    return None if (value - 1) % 8 == 0 else "must be 8n+1 (e.g. 49, 81, 121)"
+
+
+def _aspect_rule(value: str) -> str | None:
+    return None if value in TURBO_720P else f"must be one of {', '.join(TURBO_720P)}"
+
+
+_TURBO_PARAMS = (
+    Param(
+        "frames",
+        int,
+        "Frames, 8n+1 (81 = 5 s at 16 fps).",
+        default=81,
+        minimum=9,
+        maximum=161,
+        rule=_turbo_frames_rule,
+    ),
+    Param("fps", int, "Frames per second of the MP4.", default=16, minimum=1, maximum=60),
+    Param(
+        "steps",
+        int,
+        "rCM sampling steps (the checkpoints are distilled for 1-4).",
+        default=4,
+        minimum=1,
+        maximum=4,
+    ),
+    Param(
+        "aspect_ratio",
+        str,
+        "16:9, 9:16, 4:3, 3:4 or 1:1 at 720p.",
+        default="16:9",
+        rule=_aspect_rule,
+    ),
+)
+_TURBO_BINDINGS: dict[str, tuple[Binding, ...]] = {
+    "prompt": (("23", "text", None),),
+    "seed": (("26", "seed", None),),
+    "frames": (("26", "num_frames", None),),
+    "steps": (("26", "num_steps", None),),
+    "aspect_ratio": (
+        ("26", "aspect_ratio", None),
+        ("26", "width", lambda a: TURBO_720P[a][0]),
+        ("26", "height", lambda a: TURBO_720P[a][1]),
+    ),
+    "fps": (("27", "fps", float),),
+}
+
+_WAN22_TURBO_I2V = Template(
+    name="wan22_turbo_i2v",
+    summary=(
+        "WAN 2.2 I2V A14B at 720p with TurboDiffusion (rCM 4 steps, SLA attention, int8 "
+        "W8A8 experts): the input image is the first frame."
+    ),
+    params=(_PROMPT, _SEED, _IMAGE, *_TURBO_PARAMS),
+    image_param="image",
+    variants={
+        "default": Variant(
+            workflow="wan22_turbo_i2v.json",
+            groups=("turbodiffusion",),
+            bindings={**_TURBO_BINDINGS, "image": (("25", "image", None),)},
+        )
+    },
+)
+
+_WAN22_TURBO_T2V = Template(
+    name="wan22_turbo_t2v",
+    summary=(
+        "Text to video at 720p: FLUX.1-dev draws the first frame from the prompt, then "
+        "TurboDiffusion's WAN 2.2 I2V animates it (TurboDiffusion has no WAN 2.2 T2V model)."
+    ),
+    params=(
+        _PROMPT,
+        _SEED,
+        *_TURBO_PARAMS,
+        Param(
+            "image_steps", int, "FLUX steps for the first frame.", default=20, minimum=1, maximum=50
+        ),
+    ),
+    variants={
+        "default": Variant(
+            workflow="wan22_turbo_t2v.json",
+            groups=("flux_dev_fp8", "turbodiffusion"),
+            bindings={
+                **_TURBO_BINDINGS,
+                "prompt": (("2", "text", None), ("23", "text", None)),
+                "seed": (("6", "seed", None), ("26", "seed", None)),
+                "aspect_ratio": (
+                    *_TURBO_BINDINGS["aspect_ratio"],
+                    ("5", "width", lambda a: TURBO_720P[a][0]),
+                    ("5", "height", lambda a: TURBO_720P[a][1]),
+                ),
+                "image_steps": (("6", "steps", None),),
+            },
+        )
+    },
+)
+
 TEMPLATES: dict[str, Template] = {
-    t.name: t for t in (_FLUX_TXT2IMG, _FLUX_IMG2IMG, _REMOVE_BACKGROUND, _WAN22_T2V)
+    t.name: t
+    for t in (
+        _FLUX_TXT2IMG,
+        _FLUX_IMG2IMG,
+        _REMOVE_BACKGROUND,
+        _WAN22_T2V,
+        _WAN22_TURBO_I2V,
+        _WAN22_TURBO_T2V,
+    )
 }
 
 

@@ -249,6 +249,17 @@ NODE_CLASSES: dict[str, NodeClass] = {
         category="image",
     ),
     "ImageInvert": NodeClass({"image": Inp("IMAGE")}, ("IMAGE",), category="image"),
+    "ImageScaleToTotalPixels": NodeClass(
+        {
+            "image": Inp("IMAGE"),
+            "upscale_method": _combo("nearest-exact", "bilinear", "area", "bicubic", "lanczos"),
+            "megapixels": _float(0.01, 16.0, 1.0),
+            "resolution_steps": _int(1, 256, 1),
+        },
+        ("IMAGE",),
+        category="image/upscaling",
+        v3=True,
+    ),
     "SaveImage": NodeClass(
         {"images": Inp("IMAGE"), "filename_prefix": Inp("STRING", default="ComfyUI")},
         output_node=True,
@@ -611,12 +622,16 @@ class ComfyUIDouble:
         if problem is not None:
             return web.json_response({"error": problem, "node_errors": node_errors}, status=400)
         self._numbers += 1
+        # Like ComfyUI's server.py: Comfy.org credentials go to the run, never into history.
+        extra_data = dict(body.get("extra_data") or {})
+        for key in ("auth_token_comfy_org", "api_key_comfy_org"):
+            extra_data.pop(key, None)
         queued = _Prompt(
             prompt_id=str(prompt_id),
             number=self._numbers,
             graph=graph,
             client_id=body.get("client_id"),
-            extra_data=body.get("extra_data") or {},
+            extra_data=extra_data,
             outputs=outputs,
         )
         self.prompts.append(body)

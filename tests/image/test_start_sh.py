@@ -85,6 +85,11 @@ echo "sshd $*" >>"${STUB_DIR}/calls"
 while true; do sleep 0.05; done
 """
 
+KEYGEN_STUB = r"""#!/usr/bin/env bash
+echo "ssh-keygen $*" >>"${STUB_DIR}/calls"
+[[ -z "${STUB_KEYGEN_FAIL:-}" ]]
+"""
+
 SYNC_STUB = r"""#!/usr/bin/env bash
 if [[ "${1:-}" == --once ]]; then
   echo "sync-once $*" >>"${STUB_DIR}/calls"
@@ -176,6 +181,7 @@ def rig(tmp_path: Path) -> Rig:
     _write(stubs / "bin" / "jupyter", JUPYTER_STUB)
     _write(stubs / "bin" / "nvidia-smi", NVIDIA_SMI_STUB)
     _write(stubs / "bin" / "sshd", SSHD_STUB)
+    _write(stubs / "bin" / "ssh-keygen", KEYGEN_STUB)
     app = tmp_path / "opt" / "worker"
     _write(app / "download_models.sh", DOWNLOAD_STUB)
     _write(app / "r2_sync.sh", SYNC_STUB)
@@ -196,6 +202,7 @@ def rig(tmp_path: Path) -> Rig:
         "PYTHON": str(stubs / "bin" / "python3"),
         "STOP_TIMEOUT_S": "5",
         "SSHD": str(stubs / "bin" / "sshd"),
+        "SSH_KEYGEN": str(stubs / "bin" / "ssh-keygen"),
     }
     return Rig(tmp_path, env)
 
@@ -498,3 +505,48 @@ def test_pod_ssh_uses_the_injected_public_key(
     assert (rig.root / ".ssh" / "authorized_keys").read_text() == key + "\n"
     assert oct((rig.root / ".ssh" / "authorized_keys").stat().st_mode & 0o777) == "0o600"
     assert next(c for c in rig.calls if c.startswith("sshd")) == "sshd -D -e"
+
+
+def test_each_pod_generates_its_own_ssh_host_keys_before_sshd_starts(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """The image has no host keys: `ssh-keygen -A` runs in the pod, then sshd starts."""
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest user@laptop"
+    running.append(rig.start(MODE="pod", DOWNLOAD_MODELS="false", PUBLIC_KEY=key))
+    _wait_for(lambda: any(c.startswith("sshd") for c in rig.calls), "sshd to start")
+    calls = rig.calls
+    assert calls.index("ssh-keygen -A") < calls.index("sshd -D -e")
+    assert "SSH host keys generated for this pod" in rig.log
+
+
+def test_no_sshd_without_host_keys(rig: Rig, running: list[subprocess.Popen[str]]) -> None:
+    """When key generation fails, sshd is not started with missing or stale keys."""
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest user@laptop"
+    running.append(
+        rig.start(MODE="pod", DOWNLOAD_MODELS="false", PUBLIC_KEY=key, STUB_KEYGEN_FAIL="1")
+    )
+    _wait_for(lambda: "ssh-keygen -A" in rig.calls, "ssh-keygen to run")
+    _wait_for(lambda: "could not generate SSH host keys" in rig.log, "the warning")
+    assert not any(c.startswith("sshd") for c in rig.calls)
+
+
+@pytest.mark.parametrize(
+    ("mode", "setting", "disabled"),
+    [
+        ("serverless", None, True),
+        ("serverless", "true", False),
+        ("pod", None, False),
+        ("pod", "false", True),
+    ],
+)
+def test_workflow_metadata_is_off_on_serverless_and_on_on_pods(
+    rig: Rig, running: list[subprocess.Popen[str]], mode: str, setting: str | None, disabled: bool
+) -> None:
+    """--disable-metadata by default on serverless only; SAVE_WORKFLOW_METADATA overrides."""
+    env = {"MODE": mode, "DOWNLOAD_MODELS": "false"}
+    if setting is not None:
+        env["SAVE_WORKFLOW_METADATA"] = setting
+    running.append(rig.start(**env))
+    _wait_for(lambda: any(c.startswith("comfyui") for c in rig.calls), "ComfyUI to start")
+    comfy = next(c for c in rig.calls if c.startswith("comfyui"))
+    assert ("--disable-metadata" in comfy) is disabled

@@ -1,8 +1,15 @@
-"""The API-format workflows and the templates that load them are consistent with the image."""
+"""Every workflow and template validates against the real node definitions at the locked commits.
+
+The definitions are image/node_facts.json, read from ComfyUI's /object_info with the custom
+nodes of image/nodes.toml (see its `read_from`); model-file inputs must name files that
+image/models.toml provides, in the folder that loader lists, in a group the template needs.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -10,10 +17,11 @@ from typing import Any
 import pytest
 from worker import templates
 
-from tests.fakes.comfyui import NODE_CLASSES
-
-WORKFLOWS = Path(__file__).resolve().parents[2] / "image" / "workflows"
-MANIFEST = Path(__file__).resolve().parents[2] / "image" / "models.toml"
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / "image" / "workflows"
+MANIFEST = ROOT / "image" / "models.toml"
+FACTS = json.loads((ROOT / "image" / "node_facts.json").read_text())
+NODES: dict[str, Any] = FACTS["nodes"]
 VARIANTS = [
     (template, variant_name, variant)
     for template in templates.TEMPLATES.values()
@@ -35,6 +43,96 @@ def _manifest() -> dict[str, set[str]]:
     return {entry["path"]: set(entry["groups"]) for entry in data["model"]}
 
 
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "INT": (int,),
+    "FLOAT": (int, float),
+    "STRING": (str,),
+    "BOOLEAN": (bool,),
+}
+
+
+def _widget_problem(spec: dict[str, Any], value: Any) -> str | None:
+    kind = spec["type"]
+    wrong_bool = isinstance(value, bool) and kind != "BOOLEAN"
+    if wrong_bool or not isinstance(value, _PY_TYPES[kind]):
+        return f"{value!r} is not a {kind}"
+    if kind in {"INT", "FLOAT"}:
+        if not math.isfinite(value):
+            return f"{value!r} is not finite"
+        if "min" in spec and value < spec["min"]:
+            return f"{value} is below the node's min {spec['min']}"
+        if "max" in spec and value > spec["max"]:
+            return f"{value} is above the node's max {spec['max']}"
+    return None
+
+
+def _link_problem(graph: dict[str, Any], declared: dict[str, Any], value: list[Any]) -> str | None:
+    source_id, index = value
+    source = graph.get(source_id)
+    if source is None or source["class_type"] not in NODES:
+        return f"links to unknown node {source_id}"
+    outputs = NODES[source["class_type"]]["outputs"]
+    if not 0 <= index < len(outputs):
+        return f"node {source_id} has no output {index}"
+    if declared["type"] not in {outputs[index], "*"}:
+        return f"wants {declared['type']}, gets {outputs[index]}"
+    return None
+
+
+def _combo_problem(declared: dict[str, Any], value: Any, groups: tuple[str, ...]) -> str | None:
+    if declared.get("input_files"):
+        return None if isinstance(value, str) else f"an input file name, got {value!r}"
+    if "folder" not in declared:
+        return None if value in declared["options"] else f"{value!r} not in {declared['options']}"
+    manifest = _manifest()
+    path = f"{declared['folder']}/{value}"
+    problem = None
+    if value in declared["options"]:
+        pass  # a built-in choice such as VAELoader's pixel_space
+    elif Path(value).suffix not in declared["extensions"]:
+        problem = f"{value} has an extension the loader skips"
+    elif path not in manifest:
+        problem = f"{path} is not in image/models.toml"
+    elif not manifest[path] & set(groups):
+        problem = (
+            f"{path} is in groups {sorted(manifest[path])}, "
+            f"none of which the template needs ({groups})"
+        )
+    return problem
+
+
+def validate(graph: dict[str, Any], groups: tuple[str, ...]) -> list[str]:
+    """Problems ComfyUI (at the locked commits) or the model manifest would have with ``graph``."""
+    problems: list[str] = []
+    has_output = False
+    for node_id, node in graph.items():
+        where = f"node {node_id} ({node.get('class_type')})"
+        spec = NODES.get(node["class_type"])
+        if spec is None:
+            problems.append(f"{where}: not a node of the locked packages")
+            continue
+        has_output |= spec["output_node"]
+        inputs = spec["inputs"]
+        missing = [n for n, s in inputs.items() if s["required"] and n not in node["inputs"]]
+        if missing:
+            problems.append(f"{where}: lacks required input(s) {missing}")
+        for name, value in node["inputs"].items():
+            declared = inputs.get(name)
+            if declared is None:
+                problem: str | None = "no such input"
+            elif isinstance(value, list):  # a link: [source node id, output index]
+                problem = _link_problem(graph, declared, value)
+            elif declared["type"] == "COMBO":
+                problem = _combo_problem(declared, value, groups)
+            else:
+                problem = _widget_problem(declared, value)
+            if problem is not None:
+                problems.append(f"{where}.{name}: {problem}")
+    if not has_output:
+        problems.append("no output node")
+    return problems
+
+
 def test_every_workflow_file_belongs_to_a_template() -> None:
     """No orphan workflow files and no template pointing at a missing file."""
     on_disk = {p.name for p in WORKFLOWS.glob("*.json")}
@@ -43,68 +141,56 @@ def test_every_workflow_file_belongs_to_a_template() -> None:
 
 
 def test_the_contract_templates_exist() -> None:
-    """The job contract's four template names are all served."""
+    """The job contract's templates, the TurboDiffusion pair included, are all served."""
     assert set(templates.TEMPLATES) == {
         "flux_txt2img",
         "flux_img2img",
         "remove_background",
         "wan22_t2v",
+        "wan22_turbo_i2v",
+        "wan22_turbo_t2v",
     }
 
 
 @pytest.mark.parametrize("item", VARIANTS, ids=_ids)
-def test_class_types_are_known_core_or_pinned_custom_nodes(
+def test_each_workflow_validates_against_the_locked_node_definitions(
     item: tuple[templates.Template, str, templates.Variant],
 ) -> None:
-    """Every node class is in the list of core and pinned custom nodes."""
-    for node_id, node in _graph(item[2]).items():
-        assert node["class_type"] in NODE_CLASSES, f"node {node_id}: {node['class_type']}"
-
-
-@pytest.mark.parametrize("item", VARIANTS, ids=_ids)
-def test_links_point_at_existing_nodes_outputs_of_the_right_type(
-    item: tuple[templates.Template, str, templates.Variant],
-) -> None:
-    """[source, index] links name an existing node, an existing output, and the right type."""
-    graph = _graph(item[2])
-    for node_id, node in graph.items():
-        spec = NODE_CLASSES[node["class_type"]]
-        declared = {**spec.required, **spec.optional}
-        for name, value in node["inputs"].items():
-            assert name in declared, f"node {node_id} has unknown input {name}"
-            if not isinstance(value, list):
-                continue
-            source_id, index = value
-            assert source_id in graph, f"node {node_id}.{name} links to missing {source_id}"
-            outputs = NODE_CLASSES[graph[source_id]["class_type"]].outputs
-            assert 0 <= index < len(outputs), f"node {node_id}.{name}: no output {index}"
-            assert outputs[index] == declared[name].type, f"node {node_id}.{name} type"
-        missing = set(spec.required) - set(node["inputs"])
-        assert not missing, f"node {node_id} lacks {missing}"
-    assert any(NODE_CLASSES[n["class_type"]].output_node for n in graph.values())
-
-
-@pytest.mark.parametrize("item", VARIANTS, ids=_ids)
-def test_every_model_file_is_in_the_manifest_in_a_required_group(
-    item: tuple[templates.Template, str, templates.Variant],
-) -> None:
-    """Each loader's file is in models.toml under a group the template declares it needs."""
-    manifest = _manifest()
+    """Node names, inputs, required inputs, types, ranges, COMBO values and model files."""
     _, _, variant = item
-    named = 0
-    for node_id, node in _graph(variant).items():
-        spec = NODE_CLASSES[node["class_type"]]
-        for name, inp in {**spec.required, **spec.optional}.items():
-            if inp.folder is None or name not in node["inputs"]:
+    assert validate(_graph(variant), variant.groups) == []
+
+
+@pytest.mark.parametrize("item", VARIANTS, ids=_ids)
+def test_templates_rendered_at_their_parameter_bounds_still_validate(
+    item: tuple[templates.Template, str, templates.Variant],
+) -> None:
+    """Each parameter's minimum and maximum lands inside what the node accepts."""
+    template, variant_name, variant = item
+    base: dict[str, Any] = {"prompt": "p"}
+    if template.image_param:
+        base[template.image_param] = "input.png"
+    if template.name == "wan22_t2v":
+        base["fast"] = variant_name == "fast"
+    for param in template.params:
+        values: list[Any] = []
+        if param.minimum is not None and param.maximum is not None:
+            values = [param.minimum, param.maximum]
+            if param.kind is int:
+                values = [int(v) for v in values]
+                while param.rule is not None and param.rule(values[1]):
+                    values[1] -= 1
+                while param.rule is not None and param.rule(values[0]):
+                    values[0] += 1
+                if param.multiple_of:
+                    values = [v - v % param.multiple_of for v in values]
+        if param.name == "aspect_ratio":
+            values = list(templates.TURBO_720P)
+        for value in values:
+            graph, chosen = templates.render(template, {**base, param.name: value})
+            if chosen is not variant:
                 continue
-            named += 1
-            path = f"{inp.folder}/{node['inputs'][name]}"
-            assert path in manifest, f"node {node_id}: {path} is not in image/models.toml"
-            assert manifest[path] & set(variant.groups), (
-                f"node {node_id}: {path} is in groups {sorted(manifest[path])}, "
-                f"none of which {variant.workflow} requires ({variant.groups})"
-            )
-    assert named, "a template that loads no model file is suspicious"
+            assert validate(graph, variant.groups) == [], f"{param.name}={value}"
 
 
 @pytest.mark.parametrize("item", VARIANTS, ids=_ids)
@@ -119,6 +205,67 @@ def test_every_parameter_binding_points_at_a_real_input(
         assert param in names, f"binding for undocumented parameter {param}"
         for node_id, input_name, _transform in bindings:
             assert input_name in graph[node_id]["inputs"], f"{param} -> {node_id}.{input_name}"
+            assert input_name in NODES[graph[node_id]["class_type"]]["inputs"]
+
+
+def test_the_validator_catches_what_comfyui_would_refuse() -> None:
+    """A wrong COMBO value, an out-of-range INT, a missing file or input each show up."""
+    variant = templates.TEMPLATES["wan22_turbo_i2v"].variants["default"]
+    good = _graph(variant)
+    cases: list[tuple[str, str, Any, str]] = [
+        ("26", "num_steps", 8, "not in [1, 2, 3, 4]"),
+        ("26", "num_frames", 400, "above the node's max"),
+        ("26", "resolution", "1080p", "not in"),
+        ("20", "model_name", "TurboWan2.2-I2V-A14B-high-720P.pth", "not in image/models.toml"),
+        ("24", "vae_name", "wan_2.1_vae.ckpt", "extension the loader skips"),
+        ("26", "image", ["20", 0], "wants IMAGE, gets MODEL"),
+    ]
+    for node_id, name, value, message in cases:
+        graph = copy.deepcopy(good)
+        graph[node_id]["inputs"][name] = value
+        assert any(message in p for p in validate(graph, variant.groups)), (name, value)
+    graph = copy.deepcopy(good)
+    del graph["26"]["inputs"]["sigma_max"]
+    assert any("lacks required" in p for p in validate(graph, variant.groups))
+    assert any("none of which" in p for p in validate(good, ("flux_dev_fp8",)))
+
+
+def test_turbo_templates_run_the_distilled_720p_path() -> None:
+    """4 rCM steps, SLA attention, the int8 experts, 720p 16:9 by default, 81 frames."""
+    for name in ("wan22_turbo_i2v", "wan22_turbo_t2v"):
+        template = templates.TEMPLATES[name]
+        params = {"prompt": "p", **({"image": "a.png"} if template.image_param else {})}
+        graph, _ = templates.render(template, params)
+        sampler = graph["26"]["inputs"]
+        assert (sampler["num_steps"], sampler["resolution"], sampler["num_frames"]) == (
+            4,
+            "720p",
+            81,
+        )
+        assert (sampler["width"], sampler["height"]) == (1280, 720)
+        for loader in ("20", "21"):
+            assert graph[loader]["inputs"]["attention_type"] == "sla"
+            assert graph[loader]["inputs"]["model_name"].endswith("-quant.pth")
+    t2v, _ = templates.render(
+        templates.TEMPLATES["wan22_turbo_t2v"], {"prompt": "a fox", "aspect_ratio": "9:16"}
+    )
+    assert (t2v["5"]["inputs"]["width"], t2v["5"]["inputs"]["height"]) == (720, 1280)
+    assert t2v["26"]["inputs"]["image"] == ["7", 0]
+    assert t2v["2"]["inputs"]["text"] == t2v["23"]["inputs"]["text"] == "a fox"
+
+
+def test_flux_img2img_scales_its_input_to_the_megapixels_parameter() -> None:
+    """The input image passes ImageScaleToTotalPixels (default 1.0 MP) before VAEEncode."""
+    template = templates.TEMPLATES["flux_img2img"]
+    graph, _ = templates.render(template, {"prompt": "p", "image": "x.png"})
+    scale = graph["6"]["inputs"]["pixels"]
+    assert graph[scale[0]]["class_type"] == "ImageScaleToTotalPixels"
+    assert graph[scale[0]]["inputs"]["image"] == ["5", 0]
+    assert graph[scale[0]]["inputs"]["megapixels"] == 1.0
+    graph, _ = templates.render(template, {"prompt": "p", "image": "x.png", "megapixels": 0.5})
+    assert graph[scale[0]]["inputs"]["megapixels"] == 0.5
+    with pytest.raises(templates.ParamError, match="megapixels must be <= 2"):
+        templates.render(template, {"prompt": "p", "image": "x.png", "megapixels": 20})
 
 
 def test_wan_fast_and_full_paths_differ_as_documented() -> None:
@@ -154,3 +301,26 @@ def test_omitted_seed_is_random_and_within_range() -> None:
     seeds.add(templates.check_params(templates.TEMPLATES["flux_txt2img"], {"prompt": "x"})["seed"])
     assert len(seeds) == 2
     assert all(0 <= s <= templates.SEED_MAX for s in seeds)
+
+
+def test_the_comfyui_double_agrees_with_the_real_definitions() -> None:
+    """Each class the test double knows has the real inputs, types and outputs (no leniency)."""
+    from tests.fakes.comfyui import NODE_CLASSES  # noqa: PLC0415 - only this test needs it
+
+    checked = 0
+    for name, fake in NODE_CLASSES.items():
+        real = NODES.get(name)
+        if real is None:
+            continue
+        checked += 1
+        # Fewer outputs is stricter, not more lenient; extra ones must be the real ones.
+        assert list(fake.outputs) == real["outputs"][: len(fake.outputs)], name
+        assert real["output_node"] or not fake.output_node, name
+        for input_name, inp in {**fake.required, **fake.optional}.items():
+            assert input_name in real["inputs"], f"{name}.{input_name}"
+            assert (inp.type == "COMBO") == (real["inputs"][input_name]["type"] == "COMBO"), name
+            if inp.type != "COMBO":
+                assert inp.type == real["inputs"][input_name]["type"], f"{name}.{input_name}"
+        real_required = {n for n, s in real["inputs"].items() if s["required"]}
+        assert real_required <= set(fake.required), f"{name} accepts graphs ComfyUI refuses"
+    assert checked >= 10
