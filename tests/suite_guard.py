@@ -16,6 +16,9 @@ Owns what every test run relies on, loaded by ``tests/conftest.py``:
   first such failure names the file; later failures caused by the same file are reported as
   skipped with that name, instead of dozens of identical failures. Works under xdist (the
   controller deduplicates).
+- **Example stack values are allowed in tests.** The committed stack files carry example
+  values (``acme-games``, ``example.com``...) that a real deploy refuses; tests and Pulumi
+  mocks use them on purpose, so the suite opts in with ``ALLOW_EXAMPLE_VALUES_ENV``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from components.config import ALLOW_EXAMPLE_VALUES_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 #: CPython releases whose ``ast.parse`` is not thread-safe (gh-106905).
@@ -71,7 +76,8 @@ def _recording(handle_error: Callable[..., None]) -> Callable[..., None]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Install the ``ast.parse`` lock and the server-error recorder."""
+    """Install the ``ast.parse`` lock, the server-error recorder and the examples opt-in."""
+    os.environ.setdefault(ALLOW_EXAMPLE_VALUES_ENV, "1")
     if AST_RACE and not getattr(ast.parse, "__wrapped_by_suite_guard__", False):
         ast.parse = _serialised(ast.parse)
     socketserver.BaseServer.handle_error = _recording(  # type: ignore[method-assign]
