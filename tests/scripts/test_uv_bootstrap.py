@@ -31,14 +31,14 @@ VERSION = "0.13.9"
 def clone(tmp_path: Path) -> Path:
     """A copy of the repository's scripts, as a fresh clone has them."""
     return copy_repository(
-        tmp_path / "repo", "scripts/uv", "scripts/test", "scripts/requirements-uv.txt"
+        tmp_path / "repo", "scripts/uv", "scripts/test", "scripts/bootstrap/requirements.txt"
     )
 
 
 def pin_to_wheel(clone: Path, wheel_dir: Path) -> None:
-    """Point scripts/requirements-uv.txt at the stand-in wheel (its hash), as the real one pins."""
+    """Point scripts/bootstrap/requirements.txt at the stand-in wheel (its hash)."""
     _, digest = fake_uv_wheel(wheel_dir, VERSION)
-    (clone / "scripts" / "requirements-uv.txt").write_text(
+    (clone / "scripts" / "bootstrap" / "requirements.txt").write_text(
         f"uv=={VERSION} \\\n    --hash=sha256:{digest}\n", encoding="utf-8"
     )
 
@@ -136,8 +136,8 @@ def test_no_venv_and_no_network_says_what_to_install(clone: Path, tmp_path: Path
 
 
 def test_the_pin_is_hashed_and_matches_nothing_but_a_uv_release() -> None:
-    """scripts/requirements-uv.txt pins one uv version with --hash lines pip can enforce."""
-    text = (ROOT / "scripts" / "requirements-uv.txt").read_text(encoding="utf-8")
+    """scripts/bootstrap/requirements.txt pins one uv version with --hash lines pip can enforce."""
+    text = (ROOT / "scripts" / "bootstrap" / "requirements.txt").read_text(encoding="utf-8")
     lines = [line.strip() for line in text.splitlines() if not line.startswith("#")]
     assert lines[0].startswith("uv==")
     assert lines[0].endswith("\\")
