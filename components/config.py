@@ -798,7 +798,7 @@ def load() -> StackConfig:
     values = {key.name: v for key in SCHEMA if (v := config.get(key.name)) is not None}
     if (runpod_key := pulumi.Config("runpod").get("apiKey")) is not None:
         values[RUNPOD_API_KEY] = runpod_key
-    return parse(values, stack=pulumi.get_stack(), project=project)
+    return validate(values, stack=pulumi.get_stack(), project=project, root=Path.cwd())
 
 
 def stack_file_values(root: Path, stack: str) -> tuple[dict[str, str], set[str]]:
@@ -827,19 +827,165 @@ def stack_file_values(root: Path, stack: str) -> tuple[dict[str, str], set[str]]
     return values, secure
 
 
-def _main(argv: list[str]) -> int:
-    """``python -m components.config check --stack <stack>``: validate a stack file offline."""
-    if len(argv) != 3 or argv[0] != "check" or argv[1] != "--stack":
-        sys.stderr.write("usage: python -m components.config check --stack <stack>\n")
-        return 2
-    stack = argv[2]
-    values, _ = stack_file_values(Path.cwd(), stack)
+# --------------------------------------------------------------------------- example values
+
+#: Set (to anything) by the test suite so tests and Pulumi mocks may use the example values the
+#: committed stack files ship with; a real deploy and the offline check refuse them.
+ALLOW_EXAMPLE_VALUES_ENV = "COMFYUI_RUNPOD_ALLOW_EXAMPLE_VALUES"
+#: Example values of Pulumi.staging.yaml / Pulumi.prod.yaml, and what belongs in their place.
+EXAMPLE_VALUES: dict[str, tuple[str, str]] = {
+    "cloudflare.accountId": (
+        "0123456789abcdef0123456789abcdef",
+        "your Cloudflare account id (32 hex characters, in the dashboard's URL)",
+    ),
+    "image.owner": ("acme-games", "your GHCR owner (GitHub user or organisation, lower case)"),
+    "image.registryUsername": ("acme-games", "the GitHub user that pushes the image"),
+    "image.pullUsername": ("acme-games", "the GitHub user that owns the read-only pull token"),
+    "image.digest": (
+        "sha256:5f0c2d5a3c1e9b7d4a6f8e0b2c4d6e8f0a1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d",
+        "the digest staging built and tested (pulumi stack output imageDigest --stack staging)",
+    ),
+}
+#: ``app.repository`` owners that only exist in the examples.
+EXAMPLE_OWNERS = frozenset({"acme-games"})
+#: Reserved example domains (RFC 2606) anywhere in a URL, origin or host.
+_EXAMPLE_DOMAIN = re.compile(r"(?:^|[/.@,\s])example\.(?:com|net|org)(?=$|[:/,\s])", re.IGNORECASE)
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def example_value_problems(
+    values: Mapping[str, str], *, stack: str, stack_file: Path | None = None
+) -> list[str]:
+    """Each example value still in ``values``, with the line of ``stack_file`` to change."""
+    found: list[tuple[str, str, str]] = []
+    for key, (example, wanted) in EXAMPLE_VALUES.items():
+        if values.get(key, "").strip() == example:
+            found.append((key, example, wanted))
+    repository = values.get("app.repository", "").strip()
+    if repository.partition("/")[0] in EXAMPLE_OWNERS:
+        found.append(("app.repository", repository, "your app's GitHub repository <owner>/<name>"))
+    for key in sorted(values):
+        value = values[key]
+        if (
+            key in SCHEMA_BY_NAME
+            and not SCHEMA_BY_NAME[key].secret
+            and _EXAMPLE_DOMAIN.search(value)
+        ):
+            found.append((key, value, "your own domains (example.com is a placeholder)"))
+    lines = _stack_file_lines(stack_file)
+    problems = []
+    for key, value, wanted in found:
+        fix = f"pulumi config set {key} <value> --stack {stack}"
+        where = f"change {stack_file.name} line {lines[key]}" if stack_file and key in lines else ""
+        how = f"{where} to {wanted}, or {fix}" if where else f"set {wanted}: {fix}"
+        problems.append(f"{key} is still the shipped example {value!r}: {how}")
+    return problems
+
+
+def _stack_file_lines(stack_file: Path | None) -> dict[str, int]:
+    """Line number of each key set in a stack file (1-based), for messages."""
+    if stack_file is None or not stack_file.is_file():
+        return {}
+    lines: dict[str, int] = {}
+    pattern = re.compile(rf"^\s*(?:{re.escape(PROJECT)}:)?([A-Za-z][\w.:]*)\s*:")
+    for number, line in enumerate(stack_file.read_text(encoding="utf-8").splitlines(), 1):
+        if match := pattern.match(line):
+            lines.setdefault(match.group(1), number)
+    return lines
+
+
+def validate(
+    values: Mapping[str, str], *, stack: str, project: str = PROJECT, root: Path | None = None
+) -> StackConfig:
+    """:func:`parse`, and refuse the shipped example values unless the test suite allows them.
+
+    ``root`` is the folder holding ``Pulumi.<stack>.yaml``, for the line numbers in messages.
+    """
+    examples = []
+    if not os.environ.get(ALLOW_EXAMPLE_VALUES_ENV):
+        stack_file = root / f"Pulumi.{stack}.yaml" if root is not None else None
+        examples = example_value_problems(values, stack=stack, stack_file=stack_file)
     try:
-        parse(values, stack=stack)
+        config = parse(values, stack=stack, project=project)
     except ConfigError as error:
-        sys.stderr.write(f"{error}\n")
+        raise ConfigError(stack, [*examples, *error.problems]) from None
+    if examples:
+        raise ConfigError(stack, examples)
+    return config
+
+
+# --------------------------------------------------------------------------- offline check
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder of this project's ``Pulumi.yaml`` at or above ``start`` (as the Pulumi CLI
+    looks for it), else the checkout this module lives in: the check works from any folder."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        project_file = folder / "Pulumi.yaml"
+        if project_file.is_file():
+            document = yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}
+            if isinstance(document, dict) and document.get("name") == PROJECT:
+                return folder
+    return Path(__file__).resolve().parents[1]
+
+
+def _problems(values: Mapping[str, str], *, stack: str, root: Path) -> list[str]:
+    try:
+        validate(values, stack=stack, root=root)
+    except ConfigError as error:
+        return list(error.problems)
+    return []
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m components.config check --stack <stack>``: validate a stack file offline.
+
+    ``--secrets-later`` (what ``scripts/up`` runs before the stack exists) lets secrets that
+    are not set yet pass, and lists the ``pulumi config set --secret`` commands still to run.
+    Exit codes: 0 valid, 1 invalid or no stack file, 2 usage.
+    """
+    import argparse  # noqa: PLC0415 - only the command line needs it
+
+    parser = argparse.ArgumentParser(prog="python -m components.config")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate Pulumi.<stack>.yaml offline")
+    check.add_argument("--stack", required=True)
+    check.add_argument("--secrets-later", action="store_true", help="pass missing secrets")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    stack: str = args.stack
+    if not _STACK_NAME.fullmatch(stack):
+        sys.stderr.write(f"{stack!r} is not a stack name (letters, digits, '.', '_', '-')\n")
+        return 2
+    root = project_root()
+    if not (root / f"Pulumi.{stack}.yaml").is_file():
+        sys.stderr.write(
+            f"no Pulumi.{stack}.yaml in {root}: copy Pulumi.staging.yaml and edit it "
+            f"(cp Pulumi.staging.yaml Pulumi.{stack}.yaml), then run this again\n"
+        )
         return 1
-    sys.stdout.write(f"stack {stack!r}: configuration is valid\n")
+    values, _ = stack_file_values(root, stack)
+    problems = _problems(values, stack=stack, root=root)
+    todo: list[str] = []
+    if args.secrets_later:
+        missing = [k.name for k in SCHEMA if k.secret and k.name not in values]
+        later = {**{name: f"<secret {name}, set later>" for name in missing}, **values}
+        later.setdefault(RUNPOD_API_KEY, f"<secret {RUNPOD_API_KEY}, set later>")
+        todo = problems
+        problems = _problems(later, stack=stack, root=root)
+        todo = [problem for problem in todo if problem not in problems]
+    if problems:
+        sys.stderr.write(f"{ConfigError(stack, problems)}\n")
+        return 1
+    sys.stdout.write(f"stack {stack!r}: configuration is valid")
+    if todo:
+        lines = "\n".join(f"  - {problem}" for problem in todo)
+        sys.stdout.write(f", once these secrets are set:\n{lines}\n")
+    else:
+        sys.stdout.write("\n")
     return 0
 
 

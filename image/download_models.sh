@@ -12,7 +12,7 @@ log() { echo "[download_models] $*" >&2; }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export MODEL_MANIFEST="${MODEL_MANIFEST:-${here}/models.toml}"
 export PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}"
-python="${PYTHON:-python3}"
+python="${PYTHON:-$(if [ -x "${here}/../.venv/bin/python" ]; then echo "${here}/../.venv/bin/python"; else echo python3; fi)}" # the image sets PYTHON; a checkout uses its uv environment
 
 if ! command -v "${python}" >/dev/null 2>&1; then
   usage >&2

@@ -385,7 +385,10 @@ def cost(
         float | None, typer.Option(help="Override the flex $/GPU-second.", show_default=False)
     ] = None,
     prices: Annotated[
-        str | None, typer.Option(help="JSON price table {pool: flex | [flex, active]}.")
+        str | None,
+        typer.Option(
+            help="JSON file of prices in $/GPU-second: {pool: flex} or {pool: \\[flex, active]}."
+        ),
     ] = None,
     idle_timeout: Annotated[float, typer.Option(help="Endpoint idle timeout, s.")] = 5.0,
     min_workers: Annotated[int, typer.Option(help="Always-on workers.")] = 0,

@@ -10,6 +10,8 @@ from worker.r2 import R2Settings
 
 from tests.fakes.s3 import moto_s3_server, new_bucket
 
+pytest_plugins = ("tests.suite_guard",)
+
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:

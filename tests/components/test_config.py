@@ -341,6 +341,7 @@ def test_offline_check_accepts_a_stack_whose_secrets_are_set(
             for key, value in MINIMAL.items()
         }
     }
+    (tmp_path / "Pulumi.yaml").write_text("name: comfyui-runpod\n", encoding="utf-8")
     (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump(stack_file), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert config_main(["check", "--stack", "staging"]) == 0
@@ -353,6 +354,7 @@ def test_offline_check_fails_with_the_fix_when_a_secret_is_missing(
     """A missing secret is reported with its `pulumi config set --secret` command."""
     values = {k: v for k, v in MINIMAL.items() if k != "app.githubToken"}
     stack_file = {"config": {f"comfyui-runpod:{k}": v for k, v in values.items()}}
+    (tmp_path / "Pulumi.yaml").write_text("name: comfyui-runpod\n", encoding="utf-8")
     (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack_file), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert config_main(["check", "--stack", "prod"]) == 1

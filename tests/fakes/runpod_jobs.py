@@ -19,6 +19,9 @@ oversized bodies answer 413; error bodies are ``{"error": "..."}``; whether RunP
 the rest of a returned ``{"error": ...}`` dict as ``output`` (the SDK sends it; the ops
 client also copes when it is dropped). The management API (``api.runpod.io``)
 is a different host with its own emulator, ``tests/fakes/runpod_api.py``.
+
+``python -m tests.fakes.runpod_jobs --worker worker.handler:handler`` serves it until
+interrupted, running the named function for each job (``scripts/sandbox`` does).
 """
 
 from __future__ import annotations
@@ -566,3 +569,41 @@ def job_api(worker: WorkerFn = echo_worker, **options: Any) -> Iterator[JobApiEm
     emulator = JobApiEmulator(worker, **options)
     with emulator:
         yield emulator
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the job API until Ctrl-C or SIGTERM, running ``--worker`` for each job."""
+    import argparse  # noqa: PLC0415 - only the command line needs these
+    import importlib  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="RunPod's serverless job API on 127.0.0.1")
+    parser.add_argument(
+        "--worker",
+        default="tests.fakes.runpod_jobs:echo_worker",
+        metavar="MODULE:FUNCTION",
+        help="the function each job runs, e.g. worker.handler:handler (the real handler)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="workers taking jobs at once")
+    parser.add_argument("--endpoint-id", default=DEFAULT_ENDPOINT_ID)
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY)
+    args = parser.parse_args(argv)
+    module, _, name = args.worker.partition(":")
+    worker = getattr(importlib.import_module(module), name)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    emulator = JobApiEmulator(
+        worker, endpoint_id=args.endpoint_id, api_key=args.api_key, workers=args.workers
+    )
+    with emulator:
+        print(
+            f"RunPod job API stand-in at {emulator.base_url} (endpoint {args.endpoint_id}, "
+            f"worker {args.worker}); Ctrl-C stops it",
+            flush=True,
+        )
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,9 @@
 """A real S3 server on loopback (moto's server mode) standing in for Cloudflare R2.
 
 Owns: starting one ThreadedMotoServer per test session and handing each test a fresh bucket
-with the ``R2Settings`` a worker would read from its environment. A fault-injecting proxy
-in front of it lives in ``tests/fakes/s3_proxy.py``.
+with the ``R2Settings`` a worker would read from its environment; ``python -m tests.fakes.s3``
+serves one until interrupted (``scripts/sandbox`` does). A fault-injecting proxy in front of it
+lives in ``tests/fakes/s3_proxy.py``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,8 @@ _bucket_numbers = itertools.count(1)
 @contextmanager
 def moto_s3_server() -> Iterator[str]:
     """Run moto's S3 server on an ephemeral loopback port; yield its endpoint URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3_server_on(0) as endpoint:
+        yield endpoint
 
 
 def new_bucket(endpoint: str, *, prefix: str = "") -> R2Settings:
@@ -69,3 +65,38 @@ def list_objects(settings: R2Settings) -> dict[str, dict[str, object]]:
         for item in page.get("Contents", []):
             found[item["Key"]] = {"ETag": item["ETag"].strip('"'), "Size": item["Size"]}
     return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve S3 on loopback until Ctrl-C or SIGTERM: ``python -m tests.fakes.s3 [--port N]``."""
+    import argparse  # noqa: PLC0415 - only the command line needs these
+    import logging  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="moto's S3 server on 127.0.0.1 (stands in for R2)")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with moto_s3_server_on(args.port) as endpoint:
+        print(f"S3 stand-in (moto) at {endpoint}; Ctrl-C stops it", flush=True)
+        stop.wait()
+
+
+@contextmanager
+def moto_s3_server_on(port: int) -> Iterator[str]:
+    """:func:`moto_s3_server` on a chosen port (0: any free port)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
