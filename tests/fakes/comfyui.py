@@ -134,7 +134,7 @@ NODE_CLASSES: dict[str, NodeClass] = {
     "CLIPLoader": NodeClass(
         {
             "clip_name": _models("text_encoders"),
-            "type": _combo("stable_diffusion", "stable_cascade", "sd3", "flux", "wan", "ltxv"),
+            "type": _combo("stable_diffusion", "stable_cascade", "sd3", "wan", "ltxv"),
         },
         ("CLIP",),
         optional={"device": _combo("default", "cpu")},

@@ -318,9 +318,21 @@ def test_the_comfyui_double_agrees_with_the_real_definitions() -> None:
         assert real["output_node"] or not fake.output_node, name
         for input_name, inp in {**fake.required, **fake.optional}.items():
             assert input_name in real["inputs"], f"{name}.{input_name}"
-            assert (inp.type == "COMBO") == (real["inputs"][input_name]["type"] == "COMBO"), name
+            declared = real["inputs"][input_name]
+            assert (inp.type == "COMBO") == (declared["type"] == "COMBO"), name
             if inp.type != "COMBO":
-                assert inp.type == real["inputs"][input_name]["type"], f"{name}.{input_name}"
+                assert inp.type == declared["type"], f"{name}.{input_name}"
+            # A choice or a number the real node refuses must be refused by the double too.
+            if inp.options:
+                extra = set(inp.options) - set(declared.get("options", []))
+                assert not extra, f"{name}.{input_name}: the real node refuses {sorted(extra)}"
+            where = f"{name}.{input_name}"
+            if "min" in declared:
+                assert inp.min is not None, where
+                assert inp.min >= declared["min"], where
+            if "max" in declared:
+                assert inp.max is not None, where
+                assert inp.max <= declared["max"], where
         real_required = {n for n, s in real["inputs"].items() if s["required"]}
         assert real_required <= set(fake.required), f"{name} accepts graphs ComfyUI refuses"
     assert checked >= 10
