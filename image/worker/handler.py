@@ -432,8 +432,8 @@ def rejection_failure(error: PromptRejectedError, comfy: ComfyClient) -> JobFail
         return JobFailureError(
             "missing_node",
             f"this worker's ComfyUI has no node type {class_type} ({details or 'workflow'}): "
-            "the custom node is not installed in the image; install and pin it in "
-            "image/Dockerfile or use a workflow without it",
+            "the custom node is not installed in the image; add and pin it in "
+            "image/nodes.toml or use a workflow without it",
         )
     missing: list[str] = []
     other: list[str] = []

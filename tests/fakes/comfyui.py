@@ -74,8 +74,8 @@ class Inp:
     type: str
     """``MODEL``/``IMAGE``/... for links, ``INT``/``FLOAT``/``STRING``/``BOOLEAN`` for
     widgets, ``COMBO`` for choice lists."""
-    options: tuple[str, ...] = ()
-    """Fixed choices of a combo."""
+    options: tuple[str | int, ...] = ()
+    """Fixed choices of a combo (ints where the node lists numbers, e.g. ``num_steps``)."""
     folder: str | None = None
     """Model folder whose installed files are the combo's choices."""
     input_files: bool = False
@@ -134,7 +134,7 @@ NODE_CLASSES: dict[str, NodeClass] = {
     "CLIPLoader": NodeClass(
         {
             "clip_name": _models("text_encoders"),
-            "type": _combo("stable_diffusion", "stable_cascade", "sd3", "flux", "wan", "ltxv"),
+            "type": _combo("stable_diffusion", "stable_cascade", "sd3", "wan", "ltxv"),
         },
         ("CLIP",),
         optional={"device": _combo("default", "cpu")},
@@ -304,6 +304,42 @@ NODE_CLASSES: dict[str, NodeClass] = {
         output_node=True,
         optional={"audio": Inp("AUDIO")},
         category="Video Helper Suite 🎥🅥🅗🅢",
+    ),
+    # Comfyui_turbodiffusion (the wan22_turbo_* templates). The real VAE loader lists only
+    # files with "vae" in their name; the template's wan_2.1_vae.safetensors has it.
+    "TurboWanModelLoader": NodeClass(
+        {"model_name": _models("diffusion_models")},
+        ("MODEL",),
+        optional={
+            "attention_type": _combo("original", "sla", "sagesla"),
+            "sla_topk": _float(0.01, 1.0, 0.1),
+            "offload_mode": _combo("comfy_native", "layerwise_gpu", "cpu_only"),
+        },
+        category="loaders",
+    ),
+    "TurboWanVAELoader": NodeClass(
+        {"vae_name": _models("vae")}, ("VAE",), category="video/turbodiffusion"
+    ),
+    "TurboDiffusionI2VSampler": NodeClass(
+        {
+            "high_noise_model": Inp("MODEL"),
+            "low_noise_model": Inp("MODEL"),
+            "conditioning": Inp("CONDITIONING"),
+            "vae": Inp("VAE"),
+            "image": Inp("IMAGE"),
+            "num_frames": _int(9, 241, 77),
+            "num_steps": Inp("COMBO", options=(1, 2, 3, 4)),
+            "resolution": _combo("480", "480p", "512", "720", "720p", "custom"),
+            "aspect_ratio": _combo("16:9", "9:16", "4:3", "3:4", "1:1"),
+            "boundary": _float(0.0, 1.0, 0.9),
+            "sigma_max": _float(1.0, 1000.0, 200.0),
+            "seed": _int(0, UINT64_MAX, 0),
+            "use_ode": _BOOL,
+            "width": _int(64, 2048, 480),
+            "height": _int(64, 2048, 480),
+        },
+        ("IMAGE",),
+        category="video/turbodiffusion",
     ),
 }
 
@@ -773,7 +809,7 @@ class ComfyUIDouble:
             status=status,
         )
 
-    def _choices(self, inp: Inp) -> list[str]:
+    def _choices(self, inp: Inp) -> list[str | int]:
         if inp.folder is not None:
             return sorted(self.models.get(inp.folder, []))
         if inp.input_files:

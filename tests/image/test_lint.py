@@ -125,6 +125,26 @@ def test_the_dockerfile_holds_no_copy_of_any_pin() -> None:
         assert package not in text
 
 
+def test_every_stage_that_installs_from_the_lock_copies_the_lock_first() -> None:
+    """install_nodes.py reads nodes.toml beside it: each stage running it copies both (and
+    the constraint files) into /opt/build/ before the RUN, so the lock is what gets built."""
+    stages = _stages(DOCKERFILE.read_text())
+    running = {
+        name: text for name, text in stages.items() if "RUN" in text and "install_nodes.py " in text
+    }
+    assert set(running) == {"turbo-ops", "builder"}
+    for name, text in running.items():
+        copy = re.search(r"^COPY (?!--from)(.+) /opt/build/$", text, flags=re.MULTILINE)
+        assert copy is not None, name
+        assert set(copy.group(1).split()) >= {
+            "nodes.toml",
+            "install_nodes.py",
+            "torch.txt",
+            "constraints.txt",
+        }, name
+        assert copy.start() < text.index("python /opt/build/install_nodes.py"), name
+
+
 def test_torch_is_held_by_torch_txt_in_every_pip_install() -> None:
     """torch.txt pins exactly; every other pip install runs under both constraint files."""
     torch = dict(

@@ -318,9 +318,40 @@ def test_the_comfyui_double_agrees_with_the_real_definitions() -> None:
         assert real["output_node"] or not fake.output_node, name
         for input_name, inp in {**fake.required, **fake.optional}.items():
             assert input_name in real["inputs"], f"{name}.{input_name}"
-            assert (inp.type == "COMBO") == (real["inputs"][input_name]["type"] == "COMBO"), name
+            declared = real["inputs"][input_name]
+            assert (inp.type == "COMBO") == (declared["type"] == "COMBO"), name
             if inp.type != "COMBO":
-                assert inp.type == real["inputs"][input_name]["type"], f"{name}.{input_name}"
+                assert inp.type == declared["type"], f"{name}.{input_name}"
+            # A choice or a number the real node refuses must be refused by the double too.
+            if inp.options:
+                extra = set(inp.options) - set(declared.get("options", []))
+                assert not extra, f"{name}.{input_name}: the real node refuses {sorted(extra)}"
+            where = f"{name}.{input_name}"
+            if "min" in declared:
+                assert inp.min is not None, where
+                assert inp.min >= declared["min"], where
+            if "max" in declared:
+                assert inp.max is not None, where
+                assert inp.max <= declared["max"], where
         real_required = {n for n, s in real["inputs"].items() if s["required"]}
         assert real_required <= set(fake.required), f"{name} accepts graphs ComfyUI refuses"
     assert checked >= 10
+
+
+def test_every_template_and_parameter_is_in_the_docs_table() -> None:
+    """docs/worker-image.md's template table has a row per template naming every parameter
+    and every model group it needs (the job contract users read)."""
+    docs = (ROOT / "docs" / "worker-image.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line
+        for line in docs.splitlines()
+        if line.startswith("| `") and line.count("|") == 5
+    }
+    for template in templates.TEMPLATES.values():
+        row = rows.get(template.name)
+        assert row is not None, f"no row for template {template.name}"
+        for param in template.params:
+            assert f"`{param.name}`" in row, f"{template.name}: {param.name} undocumented"
+        for variant in template.variants.values():
+            for group in variant.groups:
+                assert f"`{group}`" in row, f"{template.name}: group {group} undocumented"
