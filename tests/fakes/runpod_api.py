@@ -3,8 +3,11 @@
 Owns: the surface of ``https://api.runpod.io/v2`` the provider uses, as described in
 ``../shared/reference/runpod-api.md`` and ``runpod-openapi-v2.json``: templates,
 serverless endpoints (with releases and workers), network volumes, registry credentials
-and account secrets, all in memory. Request bodies are validated with jsonschema against
-the OpenAPI spec (secrets, newer than the spec, by hand), and a rejected body gets a 422
+and account secrets, all in memory. Request and response bodies are validated with
+jsonschema against the project's own description of the v2 bodies
+(``components/runpod/schema.py``, held against the published spec by
+``tests/provider/test_schema_conformance.py``), so the emulator needs no file outside
+the repository; a rejected body gets a 422
 shaped like RunPod's (``application/problem+json`` with ``errors: ["$.workers.max: must be
 >= 0"]``). Every authenticated response carries ``RateLimit``/``RateLimit-Policy``
 headers; past the minute quota the answer is 429 with ``Retry-After``.
@@ -39,20 +42,17 @@ from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
+from components.runpod.schema import SCHEMAS, to_json_schema
+
 DEFAULT_API_KEY = "test-runpod-admin-key"  # a local double's credential, not a real one
-SPEC_PATH = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "runpod-openapi-v2.json"
-)
 JOB_API_BASE = "https://api.runpod.ai/v2"
 TEMPLATE_IN_USE = "Template is in use by a pod or serverless endpoint and cannot be deleted"
-SECRET_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.\-/]*$")
 SECRET_REF = re.compile(r"\{\{\s*RUNPOD_SECRET_([a-zA-Z_][a-zA-Z0-9_.\-/]*)\s*\}\}")
 _CONTAINER_FIELDS = ("image", "args", "disk", "ports", "env", "registry")
 _RELEASE_FIELDS = (*_CONTAINER_FIELDS, "gpu", "cpu", "networkVolumes", "dataCenterIds")
@@ -61,11 +61,6 @@ _INVALID_JSON = object()
 
 
 # -- schema validation ------------------------------------------------------------------
-
-
-@cache
-def _spec() -> dict[str, Any]:
-    return dict(json.loads(SPEC_PATH.read_text(encoding="utf-8")))
 
 
 def _strict_integer(_checker: Any, instance: Any) -> bool:
@@ -81,10 +76,10 @@ _StrictValidator = jsonschema.validators.extend(
 
 @cache
 def _validator(schema_name: str) -> Any:
+    """A validator for one body of the project's description (components/runpod/schema.py)."""
     root = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "components": _spec()["components"],
-        "$ref": f"#/components/schemas/{schema_name}",
+        **to_json_schema(SCHEMAS[schema_name]),
     }
     return _StrictValidator(root)
 
@@ -117,39 +112,14 @@ def _leaf_errors(error: ValidationError) -> list[ValidationError]:
     return leaves
 
 
-def _known_properties(schema: Any) -> set[str]:
-    """Property names a schema declares, through allOf/anyOf/oneOf/if-then and $ref."""
-    if not isinstance(schema, dict):
-        return set()
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
-        schema = {**_spec()["components"]["schemas"][ref.rsplit("/", 1)[1]], **schema}
-        schema.pop("$ref")
-    names = set(schema.get("properties", {}))
-    for key in ("allOf", "anyOf", "oneOf"):
-        for sub in schema.get(key, []):
-            names |= _known_properties(sub)
-    for key in ("then", "else"):
-        names |= _known_properties(schema.get(key))
-    return names
-
-
-def _describe(error: ValidationError) -> str | None:
+def _describe(error: ValidationError) -> str:
     path = _json_path(error.absolute_path)
     kind, value = error.validator, error.validator_value
-    if kind == "unevaluatedProperties":
-        # jsonschema counts a property as unevaluated when a sibling subschema failed on
-        # it; RunPod reports only truly unknown fields.
-        known = _known_properties(error.schema)
-        extras = [e for e in re.findall(r"'([^']+)'", error.message) if e not in known]
-        if not extras:
-            return None
-        return f"{path}: additional properties {', '.join(repr(e) for e in extras)} not allowed"
     if kind == "required":
         missing = re.search(r"'([^']+)' is a required property", error.message)
         name = missing.group(1) if missing else "?"
         return f"{path}.{name}: is required"
-    if kind in {"additionalProperties", "unevaluatedProperties"}:
+    if kind == "additionalProperties":
         extras = re.findall(r"'([^']+)'", error.message)
         return f"{path}: additional properties {', '.join(repr(e) for e in extras)} not allowed"
     messages = {
@@ -177,7 +147,7 @@ def schema_errors(schema_name: str, body: Any) -> list[str]:
     for error in _validator(schema_name).iter_errors(body):
         for leaf in _leaf_errors(error):
             message = _describe(leaf)
-            if message is not None and message not in found:
+            if message not in found:
                 found.append(message)
     return sorted(found)
 
@@ -846,19 +816,6 @@ class RunPodEmulator:
 
     # -- account secrets ----------------------------------------------------------------
 
-    @staticmethod
-    def _secret_name_errors(name: Any) -> list[str]:
-        if not isinstance(name, str):
-            return ["$.name: must be string"]
-        errors = []
-        if not 1 <= len(name) <= 191:
-            errors.append("$.name: length must be 1..191")
-        if not SECRET_NAME.match(name):
-            errors.append(f"$.name: must match {SECRET_NAME.pattern}")
-        if name.upper().startswith("RUNPOD"):
-            errors.append("$.name: must not start with RUNPOD")
-        return errors
-
     def _secret_view(self, secret: dict[str, Any]) -> dict[str, Any]:
         return dict(secret)
 
@@ -868,19 +825,9 @@ class RunPodEmulator:
             wanted = query.get("name", [None])[0]
             found = [s for s in self.secrets.values() if wanted is None or s["name"] == wanted]
             return 200, {"secrets": [self._secret_view(s) for s in found]}
-        if not isinstance(body, dict):
-            raise ProblemError(400, "request body must be a JSON object")
-        errors = [
-            f"$: additional properties '{key}' not allowed"
-            for key in sorted(set(body) - {"name", "value", "description"})
-        ]
-        errors += [f"$.{key}: is required" for key in ("name", "value") if key not in body]
-        if "name" in body:
-            errors += self._secret_name_errors(body["name"])
-        if "value" in body and (not isinstance(body["value"], str) or not body["value"]):
-            errors.append("$.value: length must be >= 1")
-        if errors:
-            raise _unprocessable(sorted(errors))
+        self._validate("CreateSecretRequest", body)
+        if body["name"].upper().startswith("RUNPOD"):
+            raise _unprocessable(["$.name: must not start with RUNPOD"])
         if any(s["name"] == body["name"] for s in self.secrets.values()):
             raise ProblemError(409, f"a secret named {body['name']!r} already exists")
         now = self._now()
@@ -904,18 +851,7 @@ class RunPodEmulator:
             del self.secrets[sid]
             del self.secret_values[sid]
             return 204, None
-        if not isinstance(body, dict):
-            raise ProblemError(400, "request body must be a JSON object")
-        errors = [
-            f"$: additional properties '{key}' not allowed"
-            for key in sorted(set(body) - {"value", "description"})
-        ]
-        if not {"value", "description"} & set(body):
-            errors.append("$: must have at least 1 properties")
-        if "value" in body and (not isinstance(body["value"], str) or not body["value"]):
-            errors.append("$.value: length must be >= 1")
-        if errors:
-            raise _unprocessable(errors)
+        self._validate("UpdateSecretRequest", body)
         if "value" in body:
             self.secret_values[sid] = body["value"]
             secret["valueLastUpdatedAt"] = self._now()
