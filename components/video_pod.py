@@ -124,6 +124,7 @@ class VideoPod(pulumi.ComponentResource):
                 "ENABLE_JUPYTER": "true" if args.start_jupyter else "false",
             },
             references=credentials.references,
+            revision=credentials.revision,
         )
 
         template = Template(
@@ -137,6 +138,7 @@ class VideoPod(pulumi.ComponentResource):
             serverless=False,
             start_ssh=True,
             start_jupyter=args.start_jupyter,
+            allowed_cuda_versions=args.worker.allowed_cuda_versions,
             opts=child,
         )
 

@@ -289,8 +289,9 @@ class RunPodClient:
         that object is returned instead of creating a second one. It must only ever
         return an object this create made: by unique name, or, where names are not
         unique, a same-named object whose id was not there before the first POST.
-        It may raise to stop the create when it cannot tell. A 409 on a second attempt
-        means our own first attempt committed (unique names only).
+        It may raise to stop the create when it cannot tell. A 409 (or the 400 RunPod may
+        send for a duplicate name) on a later attempt means our earlier attempt committed
+        if `find_existing` finds the object; otherwise that refusal is raised.
         """
         secrets = tuple(redact)
         last_error: Exception = RuntimeError(f"RunPod POST {path}: no attempt was made")
@@ -299,7 +300,14 @@ class RunPodClient:
                 result = self.request("POST", path, json=body, redact=secrets)
                 return dict(result) if isinstance(result, dict) else {}
             except RunPodApiError as exc:
-                if not (exc.status in _LOST_RESPONSE_STATUSES or (exc.conflict and attempt > 0)):
+                if attempt > 0 and exc.status in (400, 409):
+                    # Refused as a duplicate name after an attempt whose answer was lost:
+                    # that attempt committed if the lookup finds the object now.
+                    found = find_existing()
+                    if found is not None:
+                        return found
+                    raise
+                if exc.status not in _LOST_RESPONSE_STATUSES:
                     raise
                 last_error = exc
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -22,6 +22,7 @@ against it (`to_json_schema`), and the providers take their enums and bounds fro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -173,6 +174,14 @@ def enum_of(schema: Schema) -> tuple[str, ...]:
 CUDA_VERSION_PATTERN: Final = r"^\d+\.\d+$"
 """`major.minor`, as the CUDA constraints of create and update bodies take them."""
 
+SECRET_NAME_PATTERN: Final = r"^[a-zA-Z_][a-zA-Z0-9_.\-/]*$"  # noqa: S105 - a name pattern, not a credential
+"""Secret names (RunPod's secrets docs); names starting with RUNPOD are reserved too."""
+SECRET_NAME: Final = String(min_length=1, max_length=191, pattern=SECRET_NAME_PATTERN)
+VOLUME_SIZE: Final = Integer(minimum=10, maximum=4096)
+"""Network volume size in GB; RunPod refuses a smaller size on update (grow only)."""
+IDLE_TIMEOUT: Final = Integer(minimum=1, maximum=3600)
+CONTAINER_DISK: Final = Integer(minimum=1)
+
 FLASHBOOT: Final = String(enum=("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"))
 ENDPOINT_TYPE: Final = String(enum=("QUEUE", "LOAD_BALANCER"))
 TEMPLATE_CATEGORY: Final = String(enum=("CPU", "NVIDIA", "AMD"))
@@ -189,7 +198,7 @@ _CUDA_VERSIONS: Final = Array(items=String(pattern=CUDA_VERSION_PATTERN))
 # ContainerConfig: what templates, pods and endpoints share (every field optional).
 _CONTAINER: Final[dict[str, Schema]] = {
     "args": String(),
-    "disk": Integer(minimum=1),
+    "disk": CONTAINER_DISK,
     "env": StringMap(values=String()),
     "image": String(),
     "ports": _STRINGS,
@@ -224,7 +233,7 @@ _SCALING: Final = OneOf(
 _WORKERS: Final[dict[str, Schema]] = {
     "min": Integer(minimum=0),
     "max": Integer(minimum=0),
-    "idleTimeout": Integer(minimum=1, maximum=3600),
+    "idleTimeout": IDLE_TIMEOUT,
 }
 
 # BaseEndpointGpuConfig
@@ -525,7 +534,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         {
             "id": String(),
             "name": String(),
-            "size": Integer(minimum=10, maximum=4096),
+            "size": VOLUME_SIZE,
             "dataCenter": String(),
             "type": VOLUME_TYPE,
         },
@@ -535,14 +544,14 @@ SCHEMAS: Final[dict[str, Schema]] = {
         {
             "dataCenter": String(min_length=1),
             "name": String(min_length=1),
-            "size": Integer(minimum=10, maximum=4096),
+            "size": VOLUME_SIZE,
             "type": VOLUME_TYPE,
         },
         required=("name", "size", "dataCenter"),
         closed=True,
     ),
     "UpdateNetworkVolumeRequest": _obj(
-        {"name": String(min_length=1), "size": Integer(minimum=10, maximum=4096)},
+        {"name": String(min_length=1), "size": VOLUME_SIZE},
         closed=True,
         min_properties=1,
     ),
@@ -668,7 +677,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
     ),
     "CreateSecretRequest": _obj(
         {
-            "name": String(min_length=1, max_length=191, pattern=r"^[a-zA-Z_][a-zA-Z0-9_.\-/]*$"),
+            "name": SECRET_NAME,
             "value": String(min_length=1),
             "description": String(),
         },
@@ -704,6 +713,8 @@ class Operation:
     """One management call: its bodies (schema names), success status, documented refusals."""
 
     success: int
+    also_success: frozenset[int] = frozenset()
+    """Other success statuses (a pod's `terminate` action answers 204 without a body)."""
     request: str | None = None
     response: str | None = None
     errors: frozenset[int] = frozenset()
@@ -746,7 +757,9 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("POST", "/v2/pods"): _op(201, "CreatePodRequest", "Pod", 400, 404, 422),
     ("GET", "/v2/pods/{id}"): _op(200, None, "Pod", 404),
     ("DELETE", "/v2/pods/{id}"): _op(204, None, None, 404, 409),
-    ("POST", "/v2/pods/{id}/action"): _op(200, "PodActionRequest", "Pod", 400, 404, 409, 422),
+    ("POST", "/v2/pods/{id}/action"): dataclasses.replace(
+        _op(200, "PodActionRequest", "Pod", 400, 404, 409, 422), also_success=frozenset({204})
+    ),
     # from the secrets docs (NOT_IN_SPEC): 409 for a taken name, values never returned
     ("GET", "/v2/account/secrets"): _op(200, None, "ListSecretsResponse"),
     ("POST", "/v2/account/secrets"): _op(201, "CreateSecretRequest", "Secret", 409, 422),

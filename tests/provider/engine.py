@@ -6,10 +6,12 @@ cloud resources still echo inputs and fabricate computed fields). For every
 provider in `__provider`: unpickle it (once per distinct pickle, like the real provider
 server's cache), `configure()` it with stack config, `check` the inputs against the
 previous run's, then `create`, or `diff` against the stored outputs and `update` or
-replace (create-then-delete, or delete-then-create when the diff asks). State persists
-between runs, so a test can run a program, change config, and run it again. Resources a
-run no longer declares are deleted by `end_run()`, and `refresh()` runs `read` on every
-stored resource like `pulumi refresh`.
+replace (delete-then-create when the diff asks; otherwise create-then-delete, where, as
+in the engine, the old object is deleted only at the end of the run, after everything
+that referenced it was updated to the new one). State persists between runs, so a test
+can run a program, change config, and run it again. Resources a run no longer declares
+are deleted by `end_run()`, and `refresh()` runs `read` on every stored resource like
+`pulumi refresh`.
 
 Secretness is stripped before the provider sees inputs, as the engine does.
 """
@@ -68,6 +70,7 @@ class EngineSimulation(RecordingMocks):
         self.state: dict[str, StoredResource] = {}
         self.operations: list[tuple[str, str, str]] = []
         self._seen: set[str] = set()
+        self._replaced: list[StoredResource] = []
         self._providers: dict[str, ResourceProvider] = {}
         self._lock = threading.RLock()
 
@@ -79,9 +82,14 @@ class EngineSimulation(RecordingMocks):
         self.calls.clear()
         self.operations = []
         self._seen = set()
+        self._replaced = []
 
     def end_run(self) -> None:
-        """Delete what this run no longer declares (newest first), as the engine does."""
+        """Delete replaced objects, then what this run no longer declares (newest first)."""
+        while self._replaced:
+            old = self._replaced.pop()
+            self._provider(old.provider).delete(old.id, old.outputs)
+            self.operations.append(("delete-replaced", old.type, old.name))
         for key in reversed(list(self.state)):
             if key not in self._seen:
                 stored = self.state.pop(key)
@@ -164,7 +172,7 @@ class EngineSimulation(RecordingMocks):
                 created = provider.create(inputs)
             else:
                 created = provider.create(inputs)
-                provider.delete(previous.id, previous.outputs)
+                self._replaced.append(previous)
             replaced = StoredResource(
                 previous.type, previous.name, created.id, inputs, dict(created.outs or {}), pickled
             )

@@ -258,6 +258,7 @@ def test_described_call_matches_the_spec(method: str, path: str) -> None:
     described = spec()["paths"][path][method.lower()]
     responses = described["responses"]
     assert str(operation.success) in responses
+    assert all(str(code) in responses for code in operation.also_success)
     documented = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
     assert operation.errors == documented - {401, 403, 429}
     request = described.get("requestBody", {}).get("content", {}).get("application/json", {})
