@@ -102,6 +102,7 @@ else:
             network_volume_data_center_id=cfg.serverless.network_volume_data_center_id,
             wait_for_rollout=cfg.serverless.wait_for_rollout,
             rollout_timeout_s=cfg.serverless.rollout_timeout_seconds,
+            adopt_existing=cfg.serverless.adopt_existing,
         ),
     )
     comfyui_endpoint_id = serverless.endpoint_id
@@ -117,6 +118,7 @@ if cfg.video_pod.enabled:
             container_disk_gb=cfg.video_pod.container_disk_gb,
             model_groups=cfg.video_pod.model_groups,
             start_jupyter=cfg.video_pod.jupyter,
+            adopt_existing=cfg.video_pod.adopt_existing,
         ),
     )
 

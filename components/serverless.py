@@ -77,6 +77,9 @@ class ComfyServerlessArgs:
     `EndpointRollout` beside the endpoint)."""
     rollout_timeout_s: int = 900
     """How long that wait may take before `pulumi up` fails."""
+    adopt_existing: bool = False
+    """Take over RunPod objects that already carry this component's names (otherwise such
+    an object fails the `up`, naming it)."""
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -174,6 +177,7 @@ class ComfyServerless(pulumi.ComponentResource):
             secret_name_prefix=prefix,
             registry_name=f"{prefix}_ghcr_serverless",
             described_as=f"the {endpoint_name} workers",
+            adopt_existing=args.adopt_existing,
         )
 
         volume_ids: list[pulumi.Input[str]] = []
@@ -193,6 +197,7 @@ class ComfyServerless(pulumi.ComponentResource):
                 name=f"{endpoint_name}-models",
                 size_gb=args.network_volume_size_gb,
                 data_center_id=args.network_volume_data_center_id,
+                adopt_existing=args.adopt_existing,
                 opts=child,
             )
             volume_ids.append(volume.id)
@@ -219,6 +224,7 @@ class ComfyServerless(pulumi.ComponentResource):
             network_volume_ids=volume_ids,
             timeout_ms=args.execution_timeout_ms,
             flashboot=args.flashboot,
+            adopt_existing=args.adopt_existing,
             opts=child,
         )
         if args.wait_for_rollout:

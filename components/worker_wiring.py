@@ -159,6 +159,7 @@ def declare_worker_credentials(
     secret_name_prefix: str,
     registry_name: str,
     described_as: str,
+    adopt_existing: bool = False,
 ) -> WorkerCredentials:
     """Declare one RunPod secret per credential of `worker` and its GHCR registry credential.
 
@@ -166,7 +167,8 @@ def declare_worker_credentials(
     `-hf-token` when `worker.hf_token` is set, `-ghcr`) and parented to `parent` only.
     RunPod names are account-unique: each secret is `f"{secret_name_prefix}_<role>"` with
     underscores, the registry credential is `registry_name`. A secret's description reads
-    `"<VARIABLE> of <described_as> (managed by Pulumi)"`.
+    `"<VARIABLE> of <described_as> (managed by Pulumi)"`. `adopt_existing` takes over
+    same-named objects that predate the stack instead of failing on them.
     """
     child = pulumi.ResourceOptions(parent=parent)
     credentials: list[tuple[str, str, pulumi.Input[str]]] = [
@@ -186,6 +188,7 @@ def declare_worker_credentials(
             name=secret_name,
             value=value,
             description=f"{variable} of {described_as} (managed by Pulumi)",
+            adopt_existing=adopt_existing,
             opts=child,
         )
         # The reference reads the secret's output name, so its consumer waits for it.
@@ -202,6 +205,7 @@ def declare_worker_credentials(
         name=registry_name,
         username=worker.registry_username,
         password=worker.registry_token,
+        adopt_existing=adopt_existing,
         opts=child,
     )
     revision = pulumi.Output.all(*markers).apply(_revision)
