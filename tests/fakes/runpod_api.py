@@ -323,6 +323,9 @@ class RunPodEmulator:
         self.requests: list[LoggedRequest] = []
         self.defects: list[str] = []
         """Failures of the emulator itself (answered as 500 "emulator defect: ...")."""
+        self.credential_losses: list[str] = []
+        """Each moment a registry credential was deleted while an endpoint or a template
+        still referenced it (RunPod allows it; a deployment tool must never do it)."""
         self._faults: list[Fault] = []
         self._template_holds: dict[str, int] = {}
         self._lock = threading.RLock()
@@ -946,6 +949,12 @@ class RunPodEmulator:
         for template in self.templates.values():
             if template["registry"] == rid:
                 template["registry"] = None
+                self.credential_losses.append(f"template {template['id']} lost {rid}")
+        self.credential_losses += [
+            f"endpoint {eid} references deleted {rid}"
+            for eid, record in self.endpoints.items()
+            if record.obj.get("registry") == rid
+        ]
         return 204, None
 
     # -- pods ---------------------------------------------------------------------------

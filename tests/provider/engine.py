@@ -35,6 +35,7 @@ from pulumi.dynamic.config import Config
 from tests.fakes.pulumi_mocks import RecordingMocks, current_loop, unwrap
 
 DYNAMIC_PREFIX = "pulumi-python:dynamic/"
+TOKEN = "cloudflare:index/accountToken:AccountToken"
 PROVIDER_KEY = "__provider"
 
 
@@ -71,6 +72,8 @@ class EngineSimulation(RecordingMocks):
         self.operations: list[tuple[str, str, str]] = []
         self._seen: set[str] = set()
         self._replaced: list[StoredResource] = []
+        self.token_generations: dict[str, int] = {}
+        """Cloudflare AccountToken name -> how often its value was rolled (`roll_token`)."""
         self._providers: dict[str, ResourceProvider] = {}
         self._lock = threading.RLock()
 
@@ -124,9 +127,18 @@ class EngineSimulation(RecordingMocks):
                 self._providers[pickled] = provider
             return provider
 
+    def roll_token(self, name_suffix: str) -> None:
+        """Give the Cloudflare account tokens whose name ends with `name_suffix` a new value
+        from the next run on (a rolled token; its id stays), as `pulumi up` would see it."""
+        self.token_generations[name_suffix] = self.token_generations.get(name_suffix, 0) + 1
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if not args.typ.startswith(DYNAMIC_PREFIX):
-            return super().new_resource(args)
+            resource_id, state = super().new_resource(args)
+            for suffix, generation in self.token_generations.items():
+                if args.typ == TOKEN and args.name.endswith(suffix):
+                    state["value"] = f"{state['value']}-rolled-{generation}"
+            return resource_id, state
         super().new_resource(args)  # record the registration like any other
         with self._lock:
             return self._apply(args)
