@@ -48,6 +48,7 @@ _RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE", "OPTIONS"})
 _LOST_RESPONSE_STATUSES: Final = frozenset({500, 502, 503, 504})
 _REDACTED: Final = "***"
+_MAX_PAGES: Final = 1_000
 
 
 def base_url_from_env() -> str:
@@ -252,10 +253,26 @@ class RunPodClient:
     def list(
         self, path: str, key: str, *, params: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:
-        """GET a collection, unwrapping RunPod's `{"<key>": [...]}` envelope."""
-        body = self.request("GET", path, params=params)
-        items = body.get(key, []) if isinstance(body, dict) else []
-        return [dict(item) for item in items]
+        """GET a collection, unwrapping RunPod's `{"<key>": [...]}` envelope.
+
+        The v2 spec documents no pagination, and RunPod's own CLI reads its lists in one
+        call; should an answer carry a cursor anyway (`nextCursor`, as some third-party
+        v2 clients expect), the next pages are fetched with `?cursor=`, so a lookup by
+        name never misses an object on a later page.
+        """
+        items: list[dict[str, Any]] = []
+        query = dict(params or {})
+        seen: set[str] = set()
+        for _page in range(_MAX_PAGES):
+            body = self.request("GET", path, params=query or None)
+            page = body.get(key, []) if isinstance(body, dict) else []
+            items.extend(dict(item) for item in page)
+            cursor = body.get("nextCursor") if isinstance(body, dict) else None
+            if not isinstance(cursor, str) or not cursor or cursor in seen:
+                return items
+            seen.add(cursor)
+            query["cursor"] = cursor
+        raise RuntimeError(f"RunPod GET {path}: more than {_MAX_PAGES} pages; refusing to go on")
 
     def patch(
         self, path: str, body: dict[str, Any], *, redact: Iterable[str] = ()

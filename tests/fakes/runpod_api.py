@@ -68,6 +68,14 @@ SECRET_REF = re.compile(r"\{\{\s*RUNPOD_SECRET_([a-zA-Z_][a-zA-Z0-9_.\-/]*)\s*\}
 _CONTAINER_FIELDS = ("image", "args", "disk", "ports", "env", "registry")
 _RELEASE_FIELDS = (*_CONTAINER_FIELDS, "gpu", "cpu", "networkVolumes", "dataCenterIds")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_LIST_KEYS = {
+    "/v2/templates": "templates",
+    "/v2/serverless": "endpoints",
+    "/v2/network-volumes": "networkVolumes",
+    "/v2/registries": "registries",
+    "/v2/pods": "pods",
+    "/v2/account/secrets": "secrets",
+}
 _INVALID_JSON = object()
 
 
@@ -292,6 +300,9 @@ class RunPodEmulator:
     name gets. The spec documents 409 for secrets only and 400/422 for these two kinds;
     which one RunPod sends is unconfirmed, so tests run the provider against both.
     `volume_default_tiers`: data center -> the tier a volume created without `type` gets.
+    `list_page_size`: undocumented in v2 and unconfirmed; when set, lists answer pages of
+    that size with a `nextCursor` (taken back as `?cursor=`), as some third-party clients
+    expect.
     """
 
     def __init__(
@@ -302,6 +313,7 @@ class RunPodEmulator:
         rollout_workers_per_poll: int = 1,
         duplicate_name_status: int = 400,
         volume_default_tiers: Mapping[str, str] | None = None,
+        list_page_size: int | None = None,
     ) -> None:
         if duplicate_name_status not in (400, 409):
             raise ValueError("duplicate_name_status must be 400 or 409")
@@ -309,6 +321,7 @@ class RunPodEmulator:
         self.rate_limit_per_minute = rate_limit_per_minute
         self.rollout_workers_per_poll = rollout_workers_per_poll
         self.duplicate_name_status = duplicate_name_status
+        self.list_page_size = list_page_size
         self.volume_default_tiers = dict(
             DEFAULT_VOLUME_TIERS if volume_default_tiers is None else volume_default_tiers
         )
@@ -567,11 +580,23 @@ class RunPodEmulator:
                 status, payload = handler(method, body, query, *match.groups())
                 if status != operation.success and status not in operation.also_success:
                     raise AssertionError(f"emulator answered {status} to {method} {template}")
+                if method == "GET" and template in _LIST_KEYS:
+                    payload = self._page(payload, _LIST_KEYS[template], query)
                 if payload is not None and operation.response is not None:
                     self._check_response(operation.response, payload)
                 payload = json.loads(json.dumps(payload))
             return status, payload
         raise ProblemError(404, "resource not found")
+
+    def _page(self, payload: dict[str, Any], key: str, query: dict[str, list[str]]) -> Any:
+        if self.list_page_size is None:
+            return payload
+        start = int(query.get("cursor", ["0"])[0])
+        items = payload[key]
+        page = {key: items[start : start + self.list_page_size]}
+        if start + self.list_page_size < len(items):
+            page["nextCursor"] = str(start + self.list_page_size)
+        return page
 
     @staticmethod
     def _validate(schema: str, body: Any) -> None:

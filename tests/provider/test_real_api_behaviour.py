@@ -331,3 +331,19 @@ def test_a_committed_create_answered_with_an_error_is_found_not_duplicated(
         created = client.create("/v2/templates", body, find_existing=find_existing)
         assert list(emu.templates) == [created["id"]]
         assert [r.status for r in emu.calls("POST")] == [502, status]
+
+
+def test_a_paginated_list_is_followed_so_a_name_on_page_two_is_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unconfirmed for v2: should lists come in pages with a cursor, the name lookup reads
+    them all, so an object on a later page is never missed (nor silently duplicated)."""
+    with running_emulator(list_page_size=2) as emu:
+        monkeypatch.setenv("RUNPOD_API_BASE_URL", emu.url)
+        for index in range(4):
+            configured(TemplateProvider).create(template_inputs(name=f"other-{index}"))
+        theirs = configured(TemplateProvider).create(template_inputs())
+        with pytest.raises(RuntimeError, match=f"id {theirs.id}"):
+            configured(TemplateProvider).create(template_inputs())
+        cursors = [r.query.get("cursor") for r in emu.calls("GET", "/v2/templates")][-3:]
+        assert cursors == [None, ["2"], ["4"]]
