@@ -259,7 +259,7 @@ class ServerlessSettings:
     name: str
     """Endpoint name."""
     gpu_pools: tuple[str, ...]
-    """GPU pools in order of preference."""
+    """GPU pools workers may run on (a set: RunPod keeps no order of preference)."""
     gpu_count: int
     """GPUs per worker."""
     workers_min: int

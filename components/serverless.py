@@ -43,7 +43,7 @@ class ComfyServerlessArgs:
     """Prefix of account-unique RunPod names (secrets, registry); default from project and
     stack, e.g. `comfyui_runpod_staging`."""
     gpu_pools: tuple[str, ...] = ("ADA_24", "AMPERE_24")
-    """GPU pools in order of preference (FLUX fp8 needs >= 24 GB)."""
+    """GPU pools workers may run on, a set (FLUX fp8 needs >= 24 GB)."""
     gpu_count: int = 1
     """GPUs per worker."""
     workers_min: int = 0
