@@ -327,6 +327,9 @@ class _RunPodProvider(ResourceProvider):
     replace_keys: ClassVar[frozenset[str]] = frozenset()
     delete_before_replace: ClassVar[bool] = False
     unique_names: ClassVar[bool] = True
+    fresh_names: ClassVar[bool] = False
+    """The RunPod name is new at every create (a random generation suffix): nothing can
+    carry it before the POST, so the list that guards against adoption is skipped."""
     in_use_budget_s: ClassVar[float] = 150.0
     """How long a delete refused as "in use" is retried (RunPod keeps a template in use
     for up to 2 minutes after its last use)."""
@@ -443,7 +446,7 @@ class _RunPodProvider(ResourceProvider):
         an object that appeared after the POST.
         """
         name = str(body.get("name", props["name"]))
-        same_named = self._named(name)
+        same_named = [] if self.fresh_names else self._named(name)
         if same_named and props.get("adopt_existing"):
             existing = self._only(name, same_named)
             LOG.info("adopting existing RunPod %s %s named %s", self.kind, existing["id"], name)
@@ -675,6 +678,7 @@ class RegistryProvider(_RunPodProvider):
     input_keys = ("name", "username", "password")
     replace_keys = frozenset(input_keys)
     delete_before_replace = False
+    fresh_names = True
     in_use_budget_s: ClassVar[float] = 30.0
     """A pod holds a credential for as long as it runs: retry briefly, then leave it."""
 
