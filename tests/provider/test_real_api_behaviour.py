@@ -347,3 +347,17 @@ def test_a_paginated_list_is_followed_so_a_name_on_page_two_is_seen(
             configured(TemplateProvider).create(template_inputs())
         cursors = [r.query.get("cursor") for r in emu.calls("GET", "/v2/templates")][-3:]
         assert cursors == [None, ["2"], ["4"]]
+
+
+def test_a_secret_whose_name_differs_only_in_case_is_not_taken_for_ours(
+    emulator: RunPodEmulator,
+) -> None:
+    """`?name=` ignores case: the provider compares names exactly, so `R2_KEY` is neither
+    reported as a clash nor adopted when `r2_key` is declared."""
+    other = configured(SecretProvider).create(secret_inputs(name="R2_KEY", value="their-v4lue"))
+    ours = configured(SecretProvider).create(
+        secret_inputs(name="r2_key", value="our-v4lue", adopt_existing=True)
+    )
+    assert ours.id != other.id
+    assert emulator.secret_values[other.id] == "their-v4lue"
+    assert emulator.secret_values[ours.id] == "our-v4lue"
