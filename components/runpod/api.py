@@ -14,9 +14,10 @@ Retry policy (see `_BoundedRetry`):
   was sent (urllib3's `connect` class, e.g. connection refused). A POST whose response
   was lost (reset, read timeout, 5xx) is *not* blindly re-sent: `create()` first asks
   the caller's `find_existing` whether the write committed, so a retry never leaves an
-  orphan. For kinds whose names are not unique (endpoints, network volumes) the caller
-  must make that lookup ignore objects that existed before the POST (see
+  orphan. The caller makes that lookup ignore objects that existed before the POST (see
   `providers._RunPodProvider._create`), or it could adopt someone else's object.
+
+Lists follow a `nextCursor` if RunPod ever returns one (the v2 spec documents none).
 """
 
 from __future__ import annotations
