@@ -27,7 +27,7 @@ from components.serverless import ComfyServerless, ComfyServerlessArgs
 from components.storage import OutputBucket
 from components.video_pod import VideoPod, VideoPodArgs
 from components.worker_image import WorkerImage
-from components.worker_wiring import WorkerWiring
+from components.worker_wiring import WorkerWiring, image_cuda_constraint
 
 cfg = config.load()
 
@@ -69,6 +69,7 @@ def worker_wiring() -> WorkerWiring:
         registry_username=cfg.image.pull_username,
         registry_token=cfg.image.pull_token,
         hf_token=cfg.models.hf_token,
+        allowed_cuda_versions=image_cuda_constraint(),
     )
 
 
@@ -101,6 +102,7 @@ else:
             network_volume_data_center_id=cfg.serverless.network_volume_data_center_id,
             wait_for_rollout=cfg.serverless.wait_for_rollout,
             rollout_timeout_s=cfg.serverless.rollout_timeout_seconds,
+            adopt_existing=cfg.serverless.adopt_existing,
         ),
     )
     comfyui_endpoint_id = serverless.endpoint_id
@@ -116,6 +118,7 @@ if cfg.video_pod.enabled:
             container_disk_gb=cfg.video_pod.container_disk_gb,
             model_groups=cfg.video_pod.model_groups,
             start_jupyter=cfg.video_pod.jupyter,
+            adopt_existing=cfg.video_pod.adopt_existing,
         ),
     )
 

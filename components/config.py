@@ -128,6 +128,7 @@ SCHEMA: tuple[Key, ...] = (
     _secret("image.registryToken", required=False),
     _k("image.pullUsername", default=""),
     _secret("image.pullToken", required=False),
+    _k("runpod.adoptExisting", "boolean", default=False),
     _k("serverless.endpointId", default=""),
     _k("serverless.name", default=""),
     _k("serverless.gpuPools", default="ADA_24,AMPERE_24"),
@@ -258,7 +259,7 @@ class ServerlessSettings:
     name: str
     """Endpoint name."""
     gpu_pools: tuple[str, ...]
-    """GPU pools in order of preference."""
+    """GPU pools workers may run on (a set: RunPod keeps no order of preference)."""
     gpu_count: int
     """GPUs per worker."""
     workers_min: int
@@ -289,6 +290,8 @@ class ServerlessSettings:
     """Whether ``pulumi up`` waits until a new release runs on every worker."""
     rollout_timeout_seconds: int
     """How long that wait may take before ``pulumi up`` fails."""
+    adopt_existing: bool
+    """Take over same-named RunPod objects that predate the stack (``runpod.adoptExisting``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,6 +310,8 @@ class VideoPodSettings:
     """``MODEL_GROUPS`` for the pod (groups of ``image/models.toml``)."""
     jupyter: bool
     """Whether the pod template starts JupyterLab on 8888."""
+    adopt_existing: bool
+    """Take over same-named RunPod objects that predate the stack (``runpod.adoptExisting``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -613,6 +618,7 @@ def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
         network_volume_data_center_id=volume_dc,
         wait_for_rollout=r.boolean("serverless.waitForRollout"),
         rollout_timeout_seconds=r.integer("serverless.rolloutTimeoutSeconds", 60, 7200),
+        adopt_existing=r.boolean("runpod.adoptExisting"),
     )
 
 
@@ -670,6 +676,7 @@ def _video_pod(r: _Reader) -> VideoPodSettings:
         container_disk_gb=r.integer("videoPod.containerDiskGb", 10, 1000),
         model_groups=r.groups("videoPod.modelGroups"),
         jupyter=r.boolean("videoPod.jupyter"),
+        adopt_existing=r.boolean("runpod.adoptExisting"),
     )
 
 

@@ -3,10 +3,13 @@
 Owns: RunPod account secrets holding the worker's R2 credentials (and, when given, a
 Hugging Face token) and a GHCR registry credential built from a `read:packages` pull
 token, declared through `components.worker_wiring` under this component's own names;
-an optional network volume for models; and the serverless endpoint itself, with the
-image pinned by digest and the worker environment of the architecture's contract, in
-which credentials appear only as `{{ RUNPOD_SECRET_<name> }}` references. Scaling comes
-from the caller (stack config): staging scales to zero, prod keeps a warm worker.
+an optional network volume for models; the serverless endpoint itself, with the image
+pinned by digest, hosts restricted to the image's CUDA version or newer, and the worker
+environment of the architecture's contract, in which credentials appear only as
+`{{ RUNPOD_SECRET_<name> }}` references (plus `WORKER_ENV_REVISION`, so a rotated secret
+starts a new release and reaches warm workers); and, when asked, the wait for a new
+release (`EndpointRollout`). Scaling comes from the caller (stack config): staging
+scales to zero, prod keeps a warm worker.
 
 Deliberately does not own: the R2 bucket and its tokens (`OutputBucket`), the image build
 (`WorkerImage`), the RunPod API key (read by the provider's `configure()`, never an
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.runpod import Endpoint, NetworkVolume
+from components.runpod import Endpoint, EndpointRollout, NetworkVolume
 from components.runpod.providers import FLASHBOOT_MODES, GPU_POOLS
 from components.runpod.resources import runpod_name_prefix
 from components.worker_wiring import WorkerWiring, declare_worker_credentials, worker_env
@@ -40,7 +43,7 @@ class ComfyServerlessArgs:
     """Prefix of account-unique RunPod names (secrets, registry); default from project and
     stack, e.g. `comfyui_runpod_staging`."""
     gpu_pools: tuple[str, ...] = ("ADA_24", "AMPERE_24")
-    """GPU pools in order of preference (FLUX fp8 needs >= 24 GB)."""
+    """GPU pools workers may run on, a set (FLUX fp8 needs >= 24 GB)."""
     gpu_count: int = 1
     """GPUs per worker."""
     workers_min: int = 0
@@ -70,9 +73,13 @@ class ComfyServerlessArgs:
     job_timeout_s: int = 600
     """Handler-side job timeout (`JOB_TIMEOUT_S`)."""
     wait_for_rollout: bool = False
-    """Make `pulumi up` wait until a new release runs on every worker."""
+    """Make `pulumi up` wait until a new release runs on every worker (an
+    `EndpointRollout` beside the endpoint)."""
     rollout_timeout_s: int = 900
     """How long that wait may take before `pulumi up` fails."""
+    adopt_existing: bool = False
+    """Take over RunPod objects that already carry this component's names (otherwise such
+    an object fails the `up`, naming it)."""
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -170,6 +177,7 @@ class ComfyServerless(pulumi.ComponentResource):
             secret_name_prefix=prefix,
             registry_name=f"{prefix}_ghcr_serverless",
             described_as=f"the {endpoint_name} workers",
+            adopt_existing=args.adopt_existing,
         )
 
         volume_ids: list[pulumi.Input[str]] = []
@@ -180,6 +188,7 @@ class ComfyServerless(pulumi.ComponentResource):
             model_groups=args.model_groups,
             mode_env={"JOB_TIMEOUT_S": str(args.job_timeout_s)},
             references=credentials.references,
+            revision=credentials.revision,
         )
         volume_id: pulumi.Output[str] = pulumi.Output.from_input("")
         if args.network_volume_size_gb is not None and args.network_volume_data_center_id:
@@ -188,6 +197,7 @@ class ComfyServerless(pulumi.ComponentResource):
                 name=f"{endpoint_name}-models",
                 size_gb=args.network_volume_size_gb,
                 data_center_id=args.network_volume_data_center_id,
+                adopt_existing=args.adopt_existing,
                 opts=child,
             )
             volume_ids.append(volume.id)
@@ -203,6 +213,7 @@ class ComfyServerless(pulumi.ComponentResource):
             registry_id=credentials.registry.id,
             gpu_pools=args.gpu_pools,
             gpu_count=args.gpu_count,
+            allowed_cuda_versions=args.worker.allowed_cuda_versions,
             workers_min=args.workers_min,
             workers_max=args.workers_max,
             idle_timeout_s=args.idle_timeout_s,
@@ -213,9 +224,18 @@ class ComfyServerless(pulumi.ComponentResource):
             network_volume_ids=volume_ids,
             timeout_ms=args.execution_timeout_ms,
             flashboot=args.flashboot,
-            wait_for_rollout_s=args.rollout_timeout_s if args.wait_for_rollout else 0,
+            adopt_existing=args.adopt_existing,
             opts=child,
         )
+        if args.wait_for_rollout:
+            # A resource of its own: a wait that times out fails only the wait, and the
+            # endpoint stays in state with its id (the next `up` waits again).
+            EndpointRollout(
+                f"{name}-rollout",
+                endpoint=endpoint,
+                timeout_s=args.rollout_timeout_s,
+                opts=child,
+            )
 
         self.endpoint_id = endpoint.id
         self.endpoint_name = endpoint.name

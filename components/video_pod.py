@@ -60,6 +60,9 @@ class VideoPodArgs:
     `ENABLE_JUPYTER=false` and the template exposes no 8888/http."""
     gpu_type_id: str = "NVIDIA A100 80GB PCIe"
     """GPU type written into `pod_request` (WAN 2.2 720p wants 48-80 GB)."""
+    adopt_existing: bool = False
+    """Take over RunPod objects that already carry this component's names (otherwise such
+    an object fails the `up`, naming it)."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -104,6 +107,7 @@ class VideoPod(pulumi.ComponentResource):
             name=f"{template_name}-workspace",
             size_gb=args.volume_size_gb,
             data_center_id=args.data_center_id,
+            adopt_existing=args.adopt_existing,
             opts=child,
         )
 
@@ -114,6 +118,7 @@ class VideoPod(pulumi.ComponentResource):
             secret_name_prefix=f"{prefix}_pod",
             registry_name=f"{prefix}_ghcr_pod",
             described_as=f"the {template_name} pods",
+            adopt_existing=args.adopt_existing,
         )
         env = worker_env(
             args.worker,
@@ -124,6 +129,7 @@ class VideoPod(pulumi.ComponentResource):
                 "ENABLE_JUPYTER": "true" if args.start_jupyter else "false",
             },
             references=credentials.references,
+            revision=credentials.revision,
         )
 
         template = Template(
@@ -137,6 +143,8 @@ class VideoPod(pulumi.ComponentResource):
             serverless=False,
             start_ssh=True,
             start_jupyter=args.start_jupyter,
+            allowed_cuda_versions=args.worker.allowed_cuda_versions,
+            adopt_existing=args.adopt_existing,
             opts=child,
         )
 

@@ -4,8 +4,11 @@ Owns: the inputs that wire a worker to its image, its R2 bucket and the GHCR pul
 credential (`WorkerWiring`); declaring, under one component, a RunPod account secret per
 credential (R2 access key id, R2 secret access key, and the Hugging Face token when given)
 together with the `{{ RUNPOD_SECRET_<name> }}` env references to them and the GHCR registry
-credential (`declare_worker_credentials`); and the env every worker shares
-(`worker_env`), in which credentials appear only as those references.
+credential (`declare_worker_credentials`), plus a revision marker derived from the
+secrets' salted hashes that changes when one of them rotates; the env every worker shares
+(`worker_env`), in which credentials appear only as those references; and the image's
+CUDA constraint, read from the one `ARG CUDA_VERSION` line of `image/Dockerfile`
+(`image_cuda_constraint`).
 
 Deliberately does not own: the resources that run workers (the endpoint, template and
 volumes of `ComfyServerless` and `VideoPod`), the mode-specific env entries and the naming
@@ -16,12 +19,87 @@ of its own: its children are parented to the caller, so their URNs are the calle
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
 import pulumi
 
 from components.runpod import Registry, Secret, secret_reference
+
+DOCKERFILE: Final = Path(__file__).resolve().parents[1] / "image" / "Dockerfile"
+"""The worker image's Dockerfile: its `ARG CUDA_VERSION` is the image's CUDA version."""
+CUDA_ARG: Final = re.compile(r"^ARG CUDA_VERSION=(\d+\.\d+)$", re.MULTILINE)
+KNOWN_CUDA_VERSIONS: Final = (
+    "11.8",
+    "12.0",
+    "12.1",
+    "12.2",
+    "12.3",
+    "12.4",
+    "12.5",
+    "12.6",
+    "12.7",
+    "12.8",
+    "12.9",
+    "13.0",
+)
+"""CUDA versions RunPod hosts report, oldest first. RunPod's REST v1 spec enumerated
+11.8..12.8 for `allowedCudaVersions`; the v2 spec takes any `major.minor` and matches it
+exactly against what a host reports (discoverable per GPU type in the catalog); 12.9 and
+13.0 are the newer values RunPod clients list (runpod-sdk 0.6 `CudaVersion`). A version
+no host reports only matches nothing, so add new ones here as RunPod offers them."""
+REVISION_VARIABLE: Final = "WORKER_ENV_REVISION"
+"""Env variable whose value changes when a RunPod secret referenced by the env gets a new
+value, so the endpoint starts a new release (and the pod template records it)."""
+
+
+class ImageCudaVersionError(ValueError):
+    """The Dockerfile does not declare the image's CUDA version where the program reads it."""
+
+
+def image_cuda_version(dockerfile: Path = DOCKERFILE) -> str:
+    """The `major.minor` of the image's one `ARG CUDA_VERSION=<major.minor>` line."""
+    try:
+        text = dockerfile.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ImageCudaVersionError(
+            f"cannot read {dockerfile} to learn the worker image's CUDA version: {exc}"
+        ) from None
+    found = CUDA_ARG.findall(text)
+    if len(found) != 1:
+        raise ImageCudaVersionError(
+            f"{dockerfile} must declare the image's CUDA version exactly once as a line "
+            f"`ARG CUDA_VERSION=<major.minor>` (e.g. `ARG CUDA_VERSION=12.8`), found "
+            f"{len(found)}; RunPod hosts are restricted to that version or newer"
+        )
+    return str(found[0])
+
+
+def cuda_versions_from(minimum: str) -> tuple[str, ...]:
+    """Every known CUDA version at or above `minimum` (compared numerically)."""
+
+    def key(version: str) -> tuple[int, int]:
+        major, minor = version.split(".")
+        return int(major), int(minor)
+
+    allowed = tuple(v for v in KNOWN_CUDA_VERSIONS if key(v) >= key(minimum))
+    if minimum not in allowed:
+        raise ImageCudaVersionError(
+            f"CUDA {minimum} is not a version RunPod hosts report "
+            f"({', '.join(KNOWN_CUDA_VERSIONS)}); fix `ARG CUDA_VERSION` in image/Dockerfile "
+            "or add the version to "
+            "KNOWN_CUDA_VERSIONS in components/worker_wiring.py"
+        )
+    return allowed
+
+
+def image_cuda_constraint(dockerfile: Path = DOCKERFILE) -> tuple[str, ...]:
+    """`allowedCudaVersions` for the worker image: its CUDA version and every newer one."""
+    return cuda_versions_from(image_cuda_version(dockerfile))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +130,9 @@ class WorkerWiring:
     """Public URL objects are served from (`R2_PUBLIC_BASE_URL`), if any."""
     hf_token: pulumi.Input[str] | None = None
     """Hugging Face token for gated models (secret Output), if any."""
+    allowed_cuda_versions: tuple[str, ...] = ()
+    """CUDA versions a host may report to run this image (`image_cuda_constraint()`: the
+    Dockerfile's `CUDA_VERSION` and newer); empty allows any host."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +146,9 @@ class WorkerCredentials:
     """Env variable -> RunPod secret name it references."""
     registry: Registry
     """The GHCR credential the worker pulls its image with."""
+    revision: pulumi.Output[str]
+    """Changes whenever one of these secrets gets a new value (derived from each secret's
+    salted value hash and RunPod's `valueLastUpdatedAt`, never from a value)."""
 
 
 def declare_worker_credentials(
@@ -75,6 +159,7 @@ def declare_worker_credentials(
     secret_name_prefix: str,
     registry_name: str,
     described_as: str,
+    adopt_existing: bool = False,
 ) -> WorkerCredentials:
     """Declare one RunPod secret per credential of `worker` and its GHCR registry credential.
 
@@ -82,7 +167,8 @@ def declare_worker_credentials(
     `-hf-token` when `worker.hf_token` is set, `-ghcr`) and parented to `parent` only.
     RunPod names are account-unique: each secret is `f"{secret_name_prefix}_<role>"` with
     underscores, the registry credential is `registry_name`. A secret's description reads
-    `"<VARIABLE> of <described_as> (managed by Pulumi)"`.
+    `"<VARIABLE> of <described_as> (managed by Pulumi)"`. `adopt_existing` takes over
+    same-named objects that predate the stack instead of failing on them.
     """
     child = pulumi.ResourceOptions(parent=parent)
     credentials: list[tuple[str, str, pulumi.Input[str]]] = [
@@ -94,6 +180,7 @@ def declare_worker_credentials(
 
     references: dict[str, pulumi.Output[str]] = {}
     names: dict[str, str] = {}
+    markers: list[pulumi.Output[str]] = []
     for variable, role, value in credentials:
         secret_name = f"{secret_name_prefix}_{role.replace('-', '_')}"
         secret = Secret(
@@ -101,20 +188,39 @@ def declare_worker_credentials(
             name=secret_name,
             value=value,
             description=f"{variable} of {described_as} (managed by Pulumi)",
+            adopt_existing=adopt_existing,
             opts=child,
         )
         # The reference reads the secret's output name, so its consumer waits for it.
         references[variable] = secret.name.apply(secret_reference)
         names[variable] = secret_name
+        markers.append(
+            pulumi.Output.all(variable, secret.value_hash, secret.value_last_updated_at).apply(
+                _marker
+            )
+        )
 
     registry = Registry(
         f"{name}-ghcr",
         name=registry_name,
         username=worker.registry_username,
         password=worker.registry_token,
+        adopt_existing=adopt_existing,
         opts=child,
     )
-    return WorkerCredentials(references=references, secret_names=names, registry=registry)
+    revision = pulumi.Output.all(*markers).apply(_revision)
+    return WorkerCredentials(
+        references=references, secret_names=names, registry=registry, revision=revision
+    )
+
+
+def _marker(parts: Sequence[str]) -> str:
+    variable, value_hash, updated_at = parts
+    return f"{variable}={value_hash}@{updated_at}"
+
+
+def _revision(markers: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(markers)).encode()).hexdigest()[:16]
 
 
 def worker_env(
@@ -124,13 +230,15 @@ def worker_env(
     model_groups: Sequence[str],
     references: Mapping[str, pulumi.Input[str]],
     mode_env: Mapping[str, pulumi.Input[str]] | None = None,
+    revision: pulumi.Input[str] | None = None,
 ) -> dict[str, pulumi.Input[str]]:
     """The env every worker shares, with the mode's own entries.
 
     `MODE`, the R2 target (`R2_ENDPOINT`, `R2_BUCKET`, `R2_PREFIX`), `MODEL_GROUPS`, then
-    `mode_env` (e.g. `JOB_TIMEOUT_S`, `ENABLE_R2_SYNC`), the credential `references`, and
-    `R2_PUBLIC_BASE_URL` when the bucket has a public URL. `mode_env` may not redefine a
-    shared variable.
+    `mode_env` (e.g. `JOB_TIMEOUT_S`, `ENABLE_R2_SYNC`), the credential `references`,
+    `WORKER_ENV_REVISION` (`WorkerCredentials.revision`: a new secret value changes the
+    env, which starts a new endpoint release), and `R2_PUBLIC_BASE_URL` when the bucket
+    has a public URL. `mode_env` may not redefine a shared variable.
     """
     env: dict[str, pulumi.Input[str]] = {
         "MODE": mode,
@@ -140,11 +248,13 @@ def worker_env(
         "MODEL_GROUPS": ",".join(model_groups),
     }
     extra = dict(mode_env or {})
-    shared = {*env, *references, "R2_PUBLIC_BASE_URL"}
+    shared = {*env, *references, "R2_PUBLIC_BASE_URL", REVISION_VARIABLE}
     if clashes := sorted(shared.intersection(extra)):
         raise ValueError(f"mode_env may not redefine shared worker variables: {clashes}")
     env.update(extra)
     env.update(references)
+    if revision is not None:
+        env[REVISION_VARIABLE] = revision
     if worker.r2_public_base_url is not None:
         env["R2_PUBLIC_BASE_URL"] = worker.r2_public_base_url
     return env

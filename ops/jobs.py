@@ -5,17 +5,26 @@ Owns: HTTP calls to ``{base}/{endpointId}/run|status|cancel|health``, client-sid
 final ``/status`` into a :class:`JobOutcome` whose error is one line a person can act on.
 It deliberately does not use the SDK's ``run_sync``: that drops the ``error`` of a FAILED
 job, which is the one thing a gate needs.
+
+Every request carries a User-Agent (like the management client's; Cloudflare in front of
+RunPod has been reported to refuse requests without one). The endpoint id is checked
+before it enters a URL, and an answer of unexpected shape or type becomes a
+:class:`JobApiError` (a failing check for the CLI, never a traceback). Every error names
+the host and the call it tried.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -25,6 +34,9 @@ TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 CLIENT_TIMEOUT = "CLIENT_TIMEOUT"
 RATE_LIMITED = "RATE_LIMITED"
 REQUEST_ERROR = "REQUEST_ERROR"
+USER_AGENT: Final = "comfyui-runpod-ops/0.1"
+ENDPOINT_ID: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+_JOB_COUNTERS: Final = ("completed", "failed", "inProgress", "inQueue", "retried")
 
 
 class JobApiError(Exception):
@@ -115,10 +127,22 @@ class JobClient:
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 session.headers["Authorization"] = f"Bearer {self.api_key}"
+                session.headers["User-Agent"] = USER_AGENT
                 self._session = session
             return self._session
 
+    @property
+    def host(self) -> str:
+        """The job API host, as errors name it (e.g. ``api.runpod.ai``)."""
+        return urlsplit(self.base_url).netloc or self.base_url
+
     def _url(self, path: str) -> str:
+        if not ENDPOINT_ID.match(self.endpoint_id):
+            raise JobApiError(
+                f"endpoint id {self.endpoint_id!r} is not a RunPod endpoint id (letters, digits, "
+                "'_' and '-' only): check --endpoint-id, RUNPOD_COMFYUI_ENDPOINT_ID or the stack "
+                "outputs"
+            )
         return f"{self.base_url.rstrip('/')}/{self.endpoint_id}/{path}"
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[dict[str, Any], int]:
@@ -129,24 +153,28 @@ class JobClient:
         throttled = 0
         attempt = 0
         route = path.split("/", maxsplit=1)[0]
+        url = self._url(path)
         while True:
             try:
                 response = self.session.request(
-                    method, self._url(path), json=body, timeout=self.request_timeout_s
+                    method, url, json=body, timeout=self.request_timeout_s
                 )
             except requests.RequestException as exc:
                 if method == "GET" and attempt < self.backoff.max_retries:
                     self.sleep(self.backoff.delay(attempt, None))
                     attempt += 1
                     continue
-                raise JobApiError(f"{method} /{route}: {type(exc).__name__}") from exc
+                raise JobApiError(
+                    f"{method} /{route} to {self.host} failed: {type(exc).__name__}"
+                ) from exc
             if response.status_code == 429:
                 throttled += 1
                 with self._lock:
                     self.throttled += 1
                 if attempt >= self.backoff.max_retries:
                     raise RateLimitedError(
-                        f"/{route} answered 429 {throttled} times; retries exhausted",
+                        f"/{route} answered 429 {throttled} times from {self.host}; "
+                        "retries exhausted",
                         status=429,
                     )
                 self.sleep(self.backoff.delay(attempt, response.headers.get("Retry-After")))
@@ -162,14 +190,24 @@ class JobClient:
                 continue
             if response.status_code >= 400:
                 raise JobApiError(
-                    f"/{route} answered {response.status_code}: {_api_message(response)}",
+                    f"/{route} answered {response.status_code} from {self.host}: "
+                    f"{_api_message(response)}",
                     status=response.status_code,
                 )
             try:
                 data = response.json()
             except ValueError as exc:
-                raise JobApiError(f"/{path} answered non-JSON") from exc
-            return (data if isinstance(data, dict) else {"value": data}), throttled
+                raise JobApiError(f"/{route} answered non-JSON from {self.host}") from exc
+            if not isinstance(data, dict):
+                raise self._unexpected(route, "a JSON object", data)
+            return data, throttled
+
+    def _unexpected(self, route: str, wanted: str, got: Any) -> JobApiError:
+        shown = json.dumps(got, default=str)
+        shown = shown if len(shown) <= 200 else shown[:197] + "..."
+        return JobApiError(
+            f"/{route} answered an unexpected body from {self.host} (wanted {wanted}): {shown}"
+        )
 
     def run(self, job_input: Any, *, policy: dict[str, Any] | None = None) -> tuple[str, int]:
         """Submit a job with ``/run``; return its id and the 429s absorbed."""
@@ -178,13 +216,16 @@ class JobClient:
             body["policy"] = policy
         data, throttled = self.request("POST", "run", body)
         job_id = data.get("id")
-        if not isinstance(job_id, str):
-            raise JobApiError(f"/run returned no job id: {data}")
+        if not isinstance(job_id, str) or not ENDPOINT_ID.match(job_id):
+            raise self._unexpected("run", 'a job {"id": "<job id>"}', data)
         return job_id, throttled
 
     def status(self, job_id: str) -> dict[str, Any]:
-        """``GET /status/{job_id}``."""
-        return self.request("GET", f"status/{job_id}")[0]
+        """``GET /status/{job_id}``: a JSON object with a string ``status``."""
+        data = self.request("GET", f"status/{job_id}")[0]
+        if not isinstance(data.get("status"), str):
+            raise self._unexpected("status", 'a job {"status": "<status>"}', data)
+        return data
 
     def cancel(self, job_id: str) -> None:
         """``POST /cancel/{job_id}``, best effort."""
@@ -194,8 +235,19 @@ class JobClient:
             return
 
     def health(self) -> dict[str, Any]:
-        """``GET /health``."""
-        return self.request("GET", "health")[0]
+        """``GET /health``: ``{"jobs": {<counter>: int}, "workers": {<state>: int}}``."""
+        data = self.request("GET", "health")[0]
+        jobs, workers = data.get("jobs"), data.get("workers")
+        shaped = (
+            isinstance(jobs, dict)
+            and isinstance(workers, dict)
+            and all(_count(jobs.get(key, 0)) for key in _JOB_COUNTERS)
+            and all(_count(value) for value in workers.values())
+        )
+        if not shaped:
+            wanted = '{"jobs": {"completed": <int>, ...}, "workers": {"idle": <int>, ...}}'
+            raise self._unexpected("health", wanted, data)
+        return data
 
     def run_and_wait(
         self,
@@ -273,7 +325,7 @@ def outcome_from_status(
     if status == "TIMED_OUT" and error_type is None:
         error_type = "timeout"
     return JobOutcome(
-        job_id=view.get("id"),
+        job_id=_str_or_none(view.get("id")),
         status=status,
         latency_s=latency_s,
         delay_ms=_int_or_none(view.get("delayTime")),
@@ -281,7 +333,7 @@ def outcome_from_status(
         output=output,
         error=error,
         error_type=error_type,
-        worker_id=view.get("workerId"),
+        worker_id=_str_or_none(view.get("workerId")),
         throttled=throttled,
     )
 
@@ -293,7 +345,7 @@ def describe_error(error: Any, output: Any) -> tuple[str | None, str | None]:
     ``error_type`` then stays in ``output``), or a JSON string ``{"error_type",
     "error_message", "error_traceback"}`` when the handler raised.
     """
-    error_type = output.get("error_type") if isinstance(output, dict) else None
+    error_type = _str_or_none(output.get("error_type")) if isinstance(output, dict) else None
     if error is None:
         return None, error_type
     message: str
@@ -316,7 +368,17 @@ def describe_error(error: Any, output: Any) -> tuple[str | None, str | None]:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return int(value)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _api_message(response: requests.Response) -> str:

@@ -5,8 +5,9 @@ credentials, a network volume, a pod template, a serverless endpoint), same acco
 background (N unrelated templates, endpoints and secrets). Ours runs through the engine
 simulation (tests/provider/engine.py) into the RunPod emulator; the peer replays the
 official provider's call pattern (graphql_peer.py) against a counting GraphQL stub.
-Scenarios: first `up`, no-op `up`, image roll (new digest), `refresh`, and RunPod's idle
-scale-down followed by refresh + `up`.
+Scenarios: first `up`, no-op `up`, image roll (new digest), `refresh`, RunPod's idle
+scale-down followed by refresh + `up`, a rotated R2 secret, a rotated pull token, and a
+create whose answer is lost.
 
     uv run python bench/provider_calls/run.py               # table (markdown)
     uv run python bench/provider_calls/run.py --json        # one JSON document
@@ -48,7 +49,9 @@ from tests.provider.engine import EngineSimulation, run_up  # noqa: E402
 IMAGE_1 = "ghcr.io/acme/comfyui-worker@sha256:" + "1" * 64
 IMAGE_2 = "ghcr.io/acme/comfyui-worker@sha256:" + "2" * 64
 SECRET_VALUE = "bench-r2-secret"  # noqa: S105 - a local double's credential
+SECRET_VALUE_2 = "bench-r2-secret-rotated"  # noqa: S105 - a local double's credential
 PULL_TOKEN = "bench-ghcr-token"  # noqa: S105 - a local double's credential
+PULL_TOKEN_2 = "bench-ghcr-token-rotated"  # noqa: S105 - a local double's credential
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Row:
     note: str = ""
 
 
-def our_program(image: str) -> Any:
+def our_program(image: str, secret: str = SECRET_VALUE, token: str = PULL_TOKEN) -> Any:
     def declare() -> None:
         worker = WorkerWiring(
             image=image,
@@ -70,9 +73,9 @@ def our_program(image: str) -> Any:
             r2_bucket="comfyui-runpod-staging",
             r2_prefix="outputs/",
             r2_access_key_id=pulumi.Output.secret("bench-r2-id"),
-            r2_secret_access_key=pulumi.Output.secret(SECRET_VALUE),
+            r2_secret_access_key=pulumi.Output.secret(secret),
             registry_username="acme-bot",
-            registry_token=pulumi.Output.secret(PULL_TOKEN),
+            registry_token=pulumi.Output.secret(token),
         )
         ComfyServerless("comfyui", ComfyServerlessArgs(worker=worker))
         VideoPod("video", VideoPodArgs(worker=worker))
@@ -146,6 +149,18 @@ def ours(background: int) -> dict[str, Row]:
         restored = emulator.endpoint(endpoint_id)["workers"]["max"] == 3
         row.note = "workers.max restored" if restored else "workers.max left at 0"
         rows["idle scale-down: refresh + up"] = row
+        version = emulator.endpoints[endpoint_id].version
+        rows["R2 secret rotation"] = measure_ours(
+            emulator, lambda: run_up(engine, our_program(IMAGE_2, SECRET_VALUE_2))
+        )
+        rolled = emulator.endpoints[endpoint_id].version > version
+        rows["R2 secret rotation"].note = "new release" if rolled else "workers keep the old key"
+        rows["pull token rotation"] = measure_ours(
+            emulator, lambda: run_up(engine, our_program(IMAGE_2, SECRET_VALUE_2, PULL_TOKEN_2))
+        )
+        rows["pull token rotation"].note = (
+            "credential lost meanwhile" if emulator.credential_losses else "no reference lost"
+        )
     return rows
 
 
@@ -183,7 +198,9 @@ def lost_create_peer() -> Row:
         return row
 
 
-def peer_declared(image: str) -> dict[str, tuple[str, dict[str, Any]]]:
+def peer_declared(
+    image: str, secret: str = SECRET_VALUE, token: str = PULL_TOKEN
+) -> dict[str, tuple[str, dict[str, Any]]]:
     def env(extra: dict[str, str]) -> list[dict[str, str]]:
         base = {
             "R2_ENDPOINT": "https://acct.r2.cloudflarestorage.com",
@@ -195,14 +212,14 @@ def peer_declared(image: str) -> dict[str, tuple[str, dict[str, Any]]]:
 
     declared: dict[str, tuple[str, dict[str, Any]]] = {}
     for role in ("serverless", "pod"):
-        for secret in ("r2_access_key_id", "r2_secret_access_key"):
-            declared[f"{role}-{secret}"] = (
+        for key, value in (("r2_access_key_id", "bench-r2-id"), ("r2_secret_access_key", secret)):
+            declared[f"{role}-{key}"] = (
                 "secret",
-                {"name": f"p_{role}_{secret}", "value": SECRET_VALUE, "description": role},
+                {"name": f"p_{role}_{key}", "value": value, "description": role},
             )
         declared[f"{role}-ghcr"] = (
             "registry",
-            {"name": f"p_ghcr_{role}", "username": "acme-bot", "password": PULL_TOKEN},
+            {"name": f"p_ghcr_{role}", "username": "acme-bot", "password": token},
         )
     declared["volume"] = ("volume", {"name": "video", "size": 200, "dataCenterId": "EU-RO-1"})
     refs = {
@@ -304,6 +321,16 @@ def peer(background: int) -> dict[str, Row]:
         restored = stub.objects["endpoint"][endpoint_id]["workersMax"] == 3
         row.note = "workersMax restored" if restored else "workersMax left at 0 (unseen)"
         rows["idle scale-down: refresh + up"] = row
+        rows["R2 secret rotation"] = measure_peer(
+            stub,
+            lambda: client.up(peer_declared(IMAGE_2, SECRET_VALUE_2)),
+            "secret updated; running workers keep the old key",
+        )
+        rows["pull token rotation"] = measure_peer(
+            stub,
+            lambda: client.up(peer_declared(IMAGE_2, SECRET_VALUE_2, PULL_TOKEN_2)),
+            "credential updated in place (GraphQL)",
+        )
     return rows
 
 

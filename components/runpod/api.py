@@ -14,9 +14,10 @@ Retry policy (see `_BoundedRetry`):
   was sent (urllib3's `connect` class, e.g. connection refused). A POST whose response
   was lost (reset, read timeout, 5xx) is *not* blindly re-sent: `create()` first asks
   the caller's `find_existing` whether the write committed, so a retry never leaves an
-  orphan. For kinds whose names are not unique (endpoints, network volumes) the caller
-  must make that lookup ignore objects that existed before the POST (see
+  orphan. The caller makes that lookup ignore objects that existed before the POST (see
   `providers._RunPodProvider._create`), or it could adopt someone else's object.
+
+Lists follow a `nextCursor` if RunPod ever returns one (the v2 spec documents none).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE", "OPTIONS"})
 _LOST_RESPONSE_STATUSES: Final = frozenset({500, 502, 503, 504})
 _REDACTED: Final = "***"
+_MAX_PAGES: Final = 1_000
 
 
 def base_url_from_env() -> str:
@@ -252,10 +254,26 @@ class RunPodClient:
     def list(
         self, path: str, key: str, *, params: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:
-        """GET a collection, unwrapping RunPod's `{"<key>": [...]}` envelope."""
-        body = self.request("GET", path, params=params)
-        items = body.get(key, []) if isinstance(body, dict) else []
-        return [dict(item) for item in items]
+        """GET a collection, unwrapping RunPod's `{"<key>": [...]}` envelope.
+
+        The v2 spec documents no pagination, and RunPod's own CLI reads its lists in one
+        call; should an answer carry a cursor anyway (`nextCursor`, as some third-party
+        v2 clients expect), the next pages are fetched with `?cursor=`, so a lookup by
+        name never misses an object on a later page.
+        """
+        items: list[dict[str, Any]] = []
+        query = dict(params or {})
+        seen: set[str] = set()
+        for _page in range(_MAX_PAGES):
+            body = self.request("GET", path, params=query or None)
+            page = body.get(key, []) if isinstance(body, dict) else []
+            items.extend(dict(item) for item in page)
+            cursor = body.get("nextCursor") if isinstance(body, dict) else None
+            if not isinstance(cursor, str) or not cursor or cursor in seen:
+                return items
+            seen.add(cursor)
+            query["cursor"] = cursor
+        raise RuntimeError(f"RunPod GET {path}: more than {_MAX_PAGES} pages; refusing to go on")
 
     def patch(
         self, path: str, body: dict[str, Any], *, redact: Iterable[str] = ()
@@ -289,8 +307,9 @@ class RunPodClient:
         that object is returned instead of creating a second one. It must only ever
         return an object this create made: by unique name, or, where names are not
         unique, a same-named object whose id was not there before the first POST.
-        It may raise to stop the create when it cannot tell. A 409 on a second attempt
-        means our own first attempt committed (unique names only).
+        It may raise to stop the create when it cannot tell. A 409 (or the 400 RunPod may
+        send for a duplicate name) on a later attempt means our earlier attempt committed
+        if `find_existing` finds the object; otherwise that refusal is raised.
         """
         secrets = tuple(redact)
         last_error: Exception = RuntimeError(f"RunPod POST {path}: no attempt was made")
@@ -299,7 +318,14 @@ class RunPodClient:
                 result = self.request("POST", path, json=body, redact=secrets)
                 return dict(result) if isinstance(result, dict) else {}
             except RunPodApiError as exc:
-                if not (exc.status in _LOST_RESPONSE_STATUSES or (exc.conflict and attempt > 0)):
+                if attempt > 0 and exc.status in (400, 409):
+                    # Refused as a duplicate name after an attempt whose answer was lost:
+                    # that attempt committed if the lookup finds the object now.
+                    found = find_existing()
+                    if found is not None:
+                        return found
+                    raise
+                if exc.status not in _LOST_RESPONSE_STATUSES:
                     raise
                 last_error = exc
             except (requests.ConnectionError, requests.Timeout) as exc:

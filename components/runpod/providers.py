@@ -1,33 +1,42 @@
 """Dynamic providers for RunPod objects over REST v2: Secret, Registry, NetworkVolume,
-Template, Endpoint.
+Template, Endpoint, and EndpointRollout (the wait for an endpoint's release).
 
 Each provider is stateless when pickled: Pulumi stores a pickle of the instance in every
 resource's `__provider` input and this module is importable, so dill pickles it *by
 reference* (`components.runpod.providers.EndpointProvider` plus an empty state). Never
-rename or move this module while stacks exist: delete and refresh run the provider the
-state names. The API key and the HTTP session only ever live in the provider process:
-`configure()` reads the key, the first API call builds the client, and `__getstate__`
-keeps both out of any pickle.
+rename or move this module or its classes while stacks exist: delete and refresh run the
+provider the state names. The API key and the HTTP session only ever live in the
+provider process: `configure()` reads the key, the first API call builds the client, and
+`__getstate__` keeps both out of any pickle.
 
 Semantics shared by every kind:
 - `check` validates offline (no network) and returns one `CheckFailure` per bad property;
+  enums and bounds come from `schema.py`, the project's description of the v2 bodies;
   values still unknown in preview are skipped.
 - `diff` compares the declared input keys only (old *outputs* against new *inputs*),
-  never calls the network, treats unknown values as changes, and lists `replaces`.
-- `create` recovers from a lost response by looking the object up by name (see
-  `RunPodClient.create`). Template, secret and registry names are unique, so whatever
-  carries the name is ours. Endpoint and network-volume names are not (`unique_names =
-  False`): create lists the ids already carrying the name *before* its POST (one extra
-  GET) and the lookup ignores them, so only an object that appeared after our POST is
-  adopted; several new ones fail with their ids rather than a guess. With
-  `adopt_existing=True` it takes over an existing object of that name instead of
-  failing on 409 (dynamic resources cannot be `pulumi import`ed).
+  never calls the network, treats unknown values as changes, and lists `replaces`. Lists
+  RunPod treats as sets (GPU pools, excluded GPU types, CUDA versions, data centers,
+  network volumes) compare as sets: RunPod reads them back in its own order, and a
+  reorder is no diff, no PATCH and no new release. What RunPod fills in (a volume's tier)
+  is no diff either.
+- `create` never takes over an object that existed before its POST. It lists who
+  carries the name first (one GET): for kinds with account-unique names (secret,
+  template) an existing object fails the `up` with a message naming it and the adopt
+  option; with `adopt_existing=True` that object is taken over and the declared state
+  written into it (dynamic resources cannot be `pulumi import`ed). A lost answer is
+  recovered by looking the name up again, ignoring the ids seen before the POST, so only
+  an object that appeared after it is adopted; several new ones fail with their ids
+  rather than a guess. Registry credentials carry a generation suffix in their RunPod
+  name, so a new one never collides with the one it replaces.
 - `read` returns an empty id when the object is gone (refresh drops it) and rebuilds the
   inputs from the live object, so drift shows in the next diff. `env` is kept whole, not
   projected onto the declared keys, so a key added in the console is drift too; values
   that may be credentials are withheld from state (`ENV_WITHHELD`).
 - `update` PATCHes only what changed and returns full outputs (pulumi#7809).
-- `delete` of an object that is already gone succeeds.
+- `delete` of an object that is already gone succeeds. A delete RunPod refuses because
+  the object is still in use is retried within a bound (`in_use_budget_s`); then a
+  template or a volume fails naming its users, and a registry credential is left in
+  place with a warning naming the pods (a rotation never fails the `up`).
 - Secret values and registry passwords never appear in outputs: a salted SHA-256 marker
   stands in for them so that rotation still shows as a diff.
 
@@ -41,6 +50,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import re
@@ -62,13 +72,16 @@ from pulumi.dynamic import (
 )
 from pulumi.output import Unknown
 
+from components.runpod import schema
 from components.runpod.api import MissingApiKeyError, RunPodApiError, RunPodClient
 
 __all__ = [
     "ENV_WITHHELD",
     "GPU_POOLS",
     "EndpointProvider",
+    "EndpointRolloutProvider",
     "NetworkVolumeProvider",
+    "ObjectInUseError",
     "RegistryProvider",
     "SecretProvider",
     "TemplateProvider",
@@ -96,9 +109,13 @@ GPU_POOLS: Final = frozenset(
         "BLACKWELL_180",
     }
 )
-FLASHBOOT_MODES: Final = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
-ENDPOINT_TYPES: Final = ("QUEUE", "LOAD_BALANCER")
-SECRET_NAME: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.\-/]*$")
+# Enums and patterns come from the project's description of the v2 bodies (schema.py), so
+# check refuses offline what RunPod would refuse.
+FLASHBOOT_MODES: Final = schema.enum_of(schema.FLASHBOOT)
+ENDPOINT_TYPES: Final = schema.enum_of(schema.ENDPOINT_TYPE)
+TEMPLATE_CATEGORIES: Final = schema.enum_of(schema.TEMPLATE_CATEGORY)
+VOLUME_TYPES: Final = schema.enum_of(schema.VOLUME_TYPE)
+SECRET_NAME: Final = re.compile(schema.SECRET_NAME_PATTERN)
 SECRET_REFERENCE: Final = re.compile(r"^\{\{\s*RUNPOD_SECRET_([a-zA-Z_][a-zA-Z0-9_.\-/]*)\s*\}\}$")
 ENV_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_LOOKING_KEY: Final = re.compile(
@@ -106,7 +123,7 @@ SECRET_LOOKING_KEY: Final = re.compile(
 )
 PORT: Final = re.compile(r"^\d{1,5}/(http|tcp|udp)$")
 DIGEST_PINNED: Final = re.compile(r"^[a-z0-9.\-]+(:\d+)?/[^@\s]+@sha256:[0-9a-f]{64}$")
-CUDA_VERSION: Final = re.compile(r"^\d+\.\d+$")
+CUDA_VERSION: Final = re.compile(schema.CUDA_VERSION_PATTERN)
 CONTAINER_KEYS: Final = ("image", "args", "container_disk_gb", "ports", "env", "registry_id")
 
 
@@ -215,6 +232,12 @@ class _Failures:
         elif pattern is not None and not pattern.match(value):
             self.add(key, f"{key} {value!r} is invalid{': ' + hint if hint else ''}")
 
+    def within(
+        self, value: Any, prop: str, bounds: schema.Integer, *, cap: int | None = None
+    ) -> None:
+        """`int_range` with the bounds RunPod's description gives (`cap`: our own limit)."""
+        self.int_range(value, prop, bounds.minimum or 0, bounds.maximum or cap)
+
     def int_range(self, value: Any, prop: str, low: int, high: int | None = None) -> None:
         if value is None or _unknown(value):
             return
@@ -255,7 +278,9 @@ def _check_container(failures: _Failures, news: Mapping[str, Any]) -> None:
         hint="use a fully qualified reference pinned by digest, "
         "e.g. ghcr.io/<owner>/<image>@sha256:<64 hex>",
     )
-    failures.int_range(news.get("container_disk_gb"), "container_disk_gb", 1, 4096)
+    failures.within(
+        news.get("container_disk_gb"), "container_disk_gb", schema.CONTAINER_DISK, cap=4096
+    )
     ports = news.get("ports")
     if ports is not None and not _unknown(ports):
         for port in ports:
@@ -267,16 +292,48 @@ def _check_container(failures: _Failures, news: Mapping[str, Any]) -> None:
 # -- base provider --------------------------------------------------------------------------
 
 
+class ObjectInUseError(RuntimeError):
+    """RunPod kept refusing a delete because the object is still in use."""
+
+    def __init__(self, message: str, *, users: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.users = users
+
+
+def _in_use(exc: RunPodApiError) -> bool:
+    """A refusal because something still uses the object (400/409 with that reason)."""
+    reason = str(exc).lower()
+    return exc.status in (400, 409) and ("in use" in reason or "attached" in reason)
+
+
+ADOPT_HINT: Final = (
+    "set adopt_existing=True on the resource to take it over (stack config: "
+    "`pulumi config set runpod.adoptExisting true --stack <stack>`); Pulumi then writes "
+    "the declared value into it. Or delete or rename it in the RunPod console"
+)
+
+
 class _RunPodProvider(ResourceProvider):
     """What every RunPod kind shares: key from configure(), a lazy client, the diff."""
 
     collection: ClassVar[str]
     list_key: ClassVar[str]
+    kind: ClassVar[str]
+    """What messages call one object of this kind."""
     input_keys: ClassVar[tuple[str, ...]]
     """Declared inputs compared by diff, in order."""
+    set_keys: ClassVar[frozenset[str]] = frozenset()
+    """Inputs holding lists RunPod treats as sets (and reads back in its own order)."""
     replace_keys: ClassVar[frozenset[str]] = frozenset()
     delete_before_replace: ClassVar[bool] = False
     unique_names: ClassVar[bool] = True
+    fresh_names: ClassVar[bool] = False
+    """The RunPod name is new at every create (a random generation suffix): nothing can
+    carry it before the POST, so the list that guards against adoption is skipped."""
+    in_use_budget_s: ClassVar[float] = 150.0
+    """How long a delete refused as "in use" is retried (RunPod keeps a template in use
+    for up to 2 minutes after its last use)."""
+    in_use_poll_s: ClassVar[float] = 5.0
 
     # Class-level defaults: instances get these attributes only inside the provider
     # process (configure / first call), never in __init__, so the pickle stays empty.
@@ -314,11 +371,18 @@ class _RunPodProvider(ResourceProvider):
 
     # -- diff -------------------------------------------------------------------------
 
+    def _comparable(self, key: str, value: Any) -> Any:
+        """The value as RunPod compares it: lists it treats as sets are sorted."""
+        plain = _plain(value)
+        if key in self.set_keys and isinstance(plain, list):
+            return sorted(plain, key=repr)
+        return plain
+
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         changed = []
         for key in self.input_keys:
             new = news.get(key)
-            if _unknown(new) or _plain(olds.get(key)) != _plain(new):
+            if _unknown(new) or self._comparable(key, olds.get(key)) != self._comparable(key, new):
                 changed.append(key)
         return changed
 
@@ -334,16 +398,12 @@ class _RunPodProvider(ResourceProvider):
     # -- lookup -----------------------------------------------------------------------
 
     def _named(self, name: str) -> list[dict[str, Any]]:
-        """Every object of this kind named `name` (one list call)."""
+        """Every object of this kind named exactly `name` (one list call)."""
         return [
             item
             for item in self._client().list(self.collection, self.list_key)
             if item.get("name") == name
         ]
-
-    def _find_by_name(self, name: str) -> dict[str, Any] | None:
-        matches = self._named(name)
-        return self._only(name, matches) if matches else None
 
     def _only(self, name: str, matches: list[dict[str, Any]]) -> dict[str, Any]:
         if len(matches) > 1:
@@ -356,7 +416,7 @@ class _RunPodProvider(ResourceProvider):
 
     def _find_new(self, name: str, preexisting: frozenset[str]) -> dict[str, Any] | None:
         """After a POST with no answer: the object named `name` that appeared since the
-        POST, ignoring `preexisting` ids (someone else's objects of the same name)."""
+        POST, ignoring `preexisting` ids (objects that carried the name before it)."""
         fresh = [item for item in self._named(name) if str(item.get("id")) not in preexisting]
         if len(fresh) > 1:
             ids = ", ".join(str(item.get("id")) for item in fresh)
@@ -368,42 +428,44 @@ class _RunPodProvider(ResourceProvider):
             )
         return fresh[0] if fresh else None
 
+    def _taken(self, name: str, existing: Iterable[Mapping[str, Any]]) -> RuntimeError:
+        ids = ", ".join(str(item.get("id")) for item in existing)
+        return RuntimeError(
+            f"RunPod already has a {self.kind} named {name!r} (id {ids}) that this stack did "
+            f"not create, so the provider will not take it over silently: {ADOPT_HINT}"
+        )
+
     def _create(
         self, props: Mapping[str, Any], body: dict[str, Any], *, redact: Iterable[str] = ()
     ) -> dict[str, Any]:
-        name = str(props["name"])
-        client = self._client()
-        find_existing: Callable[[], dict[str, Any] | None]
-        if self.unique_names:
-            if props.get("adopt_existing"):
-                existing = self._find_by_name(name)
-                if existing is not None:
-                    LOG.info(
-                        "adopting existing RunPod object %s named %s", existing.get("id"), name
-                    )
-                    return self._adopt(existing, props, body)
-            # The name identifies the object: after a lost answer, whatever carries it is
-            # ours (a 409 would have stopped anyone else's create with this name).
-            find_existing = functools.partial(self._find_by_name, name)
-        else:
-            # Names are not unique: list who already carries the name *before* the POST,
-            # so a lost answer never adopts someone else's object. One list call, which
-            # adopt_existing shares.
-            same_named = self._named(name)
-            if props.get("adopt_existing") and same_named:
-                existing = self._only(name, same_named)
-                LOG.info("adopting existing RunPod object %s named %s", existing.get("id"), name)
-                return self._adopt(existing, props, body)
-            preexisting = frozenset(str(item.get("id")) for item in same_named)
-            find_existing = functools.partial(self._find_new, name, preexisting)
+        """POST `body` without adopting anything that existed before the POST.
+
+        One list call first: who carries the name already. With `adopt_existing` that
+        object is taken over (`_adopt` writes the declared state into it). Otherwise a
+        unique-named kind fails naming it, and for every kind a lost answer adopts only
+        an object that appeared after the POST.
+        """
+        name = str(body.get("name", props["name"]))
+        same_named = [] if self.fresh_names else self._named(name)
+        if same_named and props.get("adopt_existing"):
+            existing = self._only(name, same_named)
+            LOG.info("adopting existing RunPod %s %s named %s", self.kind, existing["id"], name)
+            return self._adopt(existing, props, body)
+        if same_named and self.unique_names:
+            raise self._taken(name, same_named)
+        preexisting = frozenset(str(item.get("id")) for item in same_named)
+        find_existing = functools.partial(self._find_new, name, preexisting)
         try:
-            return client.create(self.collection, body, find_existing=find_existing, redact=redact)
+            return self._client().create(
+                self.collection, body, find_existing=find_existing, redact=redact
+            )
         except RunPodApiError as exc:
-            if exc.conflict:
-                raise RuntimeError(
-                    f"{exc}. An object named {name!r} already exists; set adopt_existing=True "
-                    "on the resource to take it over, or delete it"
-                ) from None
+            # Someone took the name between our list and our POST (409, or the 400 some
+            # kinds answer for a duplicate name: which one is unconfirmed).
+            if self.unique_names and (exc.conflict or exc.status == 400):
+                raced = [item for item in self._named(name) if item["id"] not in preexisting]
+                if raced:
+                    raise self._taken(name, raced) from None
             raise
 
     def _adopt(
@@ -415,12 +477,55 @@ class _RunPodProvider(ResourceProvider):
             return existing
         return self._client().patch(self._path(str(existing["id"])), patch)
 
+    # -- delete -----------------------------------------------------------------------
+
+    def _users(self, object_id: str) -> tuple[str, ...]:
+        """Who still uses an object, as `endpoint <id> (<name>)` / `pod <id> (<name>)`."""
+        return ()
+
+    def _delete_when_free(self, object_id: str) -> None:
+        """DELETE, retried while RunPod refuses it as in use, within `in_use_budget_s`.
+
+        Raises `ObjectInUseError` naming the users (when they can be listed) and RunPod's
+        reason once the bound is spent.
+        """
+        deadline = time.monotonic() + self.in_use_budget_s
+        while True:
+            try:
+                deleted = self._client().delete(self._path(object_id))
+            except RunPodApiError as exc:
+                if not _in_use(exc):
+                    raise
+                if time.monotonic() + self.in_use_poll_s > deadline:
+                    users = self._users(object_id)
+                    held = f" by {', '.join(users)}" if users else ""
+                    raise ObjectInUseError(
+                        f"RunPod {self.kind} {object_id} is still in use{held} after "
+                        f"{self.in_use_budget_s:g} s of retries ({exc})",
+                        users=users,
+                    ) from None
+                LOG.info("RunPod %s %s still in use; retrying the delete", self.kind, object_id)
+                time.sleep(self.in_use_poll_s)
+            else:
+                if not deleted:
+                    LOG.info("RunPod %s %s was already gone", self.kind, object_id)
+                return
+
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        if not self._client().delete(self._path(_id)):
-            LOG.info("RunPod %s %s was already gone", self.collection, _id)
+        self._delete_when_free(_id)
 
     def _read_inputs(self, outs: Mapping[str, Any]) -> dict[str, Any]:
         return {key: outs[key] for key in (*self.input_keys, "adopt_existing") if key in outs}
+
+    # -- who uses what (for in-use messages) -------------------------------------------
+
+    def _endpoints_using(self, predicate: Callable[[Mapping[str, Any]], bool]) -> list[str]:
+        endpoints = self._client().list("/v2/serverless", "endpoints")
+        return [f"endpoint {e.get('id')} ({e.get('name')})" for e in endpoints if predicate(e)]
+
+    def _pods_using(self, predicate: Callable[[Mapping[str, Any]], bool]) -> list[str]:
+        pods = self._client().list("/v2/pods", "pods")
+        return [f"pod {p.get('id')} ({p.get('name')})" for p in pods if predicate(p)]
 
 
 # -- Secret ----------------------------------------------------------------------------------
@@ -432,6 +537,7 @@ class SecretProvider(_RunPodProvider):
 
     collection = "/v2/account/secrets"
     list_key = "secrets"
+    kind = "secret"
     input_keys = ("name", "description", "value")
     replace_keys = frozenset({"name"})
 
@@ -442,8 +548,11 @@ class SecretProvider(_RunPodProvider):
         )
         name = news.get("name")
         if isinstance(name, str) and not _unknown(name):
-            if len(name) > 191:
-                failures.add("name", f"secret name must be at most 191 characters, got {len(name)}")
+            longest = schema.SECRET_NAME.max_length or 0
+            if len(name) > longest:
+                failures.add(
+                    "name", f"secret name must be at most {longest} characters, got {len(name)}"
+                )
             if name.upper().startswith("RUNPOD"):
                 failures.add("name", f"secret name {name!r} must not start with RUNPOD (reserved)")
         value = news.get("value")
@@ -498,9 +607,10 @@ class SecretProvider(_RunPodProvider):
             self._path(str(existing["id"])), patch, redact=[str(props["value"])]
         )
 
-    def _find_by_name(self, name: str) -> dict[str, Any] | None:
+    def _named(self, name: str) -> list[dict[str, Any]]:
+        # `?name=` ignores case, so it may return `R2_KEY` for `r2_key`: compare exactly.
         found = self._client().list(self.collection, self.list_key, params={"name": name})
-        return next((s for s in found if s.get("name") == name), None)
+        return [item for item in found if item.get("name") == name]
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         value = str(props["value"])
@@ -550,14 +660,27 @@ class SecretProvider(_RunPodProvider):
 
 
 class RegistryProvider(_RunPodProvider):
-    """A container registry credential (`/v2/registries`). v2 cannot update one, so every
-    change replaces it, deleting first because names are unique."""
+    """A container registry credential (`/v2/registries`).
+
+    v2 cannot update a credential, so a new token (or user, or name) replaces it, and the
+    replacement is created *before* the old one is deleted: the engine points the
+    endpoint and the template at the new id in between, so nothing ever references a
+    credential that does not exist. Names are unique per account, so the RunPod name
+    carries a generation suffix (`<name>-<8 hex>`, output `registry_name`) and the new
+    credential never collides with the one it replaces. Deleting the old one while a pod
+    still pulls with it is refused by RunPod; the delete is retried for a short bound
+    and then left in place with a warning naming the pods (it never fails the `up`).
+    """
 
     collection = "/v2/registries"
     list_key = "registries"
+    kind = "registry credential"
     input_keys = ("name", "username", "password")
     replace_keys = frozenset(input_keys)
-    delete_before_replace = True
+    delete_before_replace = False
+    fresh_names = True
+    in_use_budget_s: ClassVar[float] = 30.0
+    """A pod holds a credential for as long as it runs: retry briefly, then leave it."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = _Failures()
@@ -579,28 +702,36 @@ class RegistryProvider(_RunPodProvider):
     def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
         salt = secrets.token_hex(16)
         return {
-            "name": live.get("name", news["name"]),
+            "name": news["name"],
+            "registry_name": live.get("name"),
             "username": news["username"],
             "adopt_existing": bool(news.get("adopt_existing")),
             "salt": salt,
             "password_hash": _salted_hash(salt, str(news["password"])),
         }
 
-    def _adopt(
-        self, existing: dict[str, Any], props: Mapping[str, Any], body: dict[str, Any]
-    ) -> dict[str, Any]:
-        # The stored password cannot be read or updated: recreate it with the declared one.
-        self._client().delete(self._path(str(existing["id"])))
-        return self._client().create(
-            self.collection,
-            body,
-            find_existing=lambda: self._find_by_name(str(props["name"])),
-            redact=[str(props["password"])],
-        )
+    def _family(self, name: str) -> list[dict[str, Any]]:
+        """Credentials named `name` or `name-<8 hex>`: earlier generations of it."""
+        generation = re.compile(rf"^{re.escape(name)}(-[0-9a-f]{{8}})?$")
+        return [
+            item
+            for item in self._client().list(self.collection, self.list_key)
+            if generation.match(str(item.get("name")))
+        ]
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        body = {k: props[k] for k in ("name", "username", "password")}
+        name = str(props["name"])
+        earlier = self._family(name) if props.get("adopt_existing") else []
+        body = {
+            "name": f"{name}-{secrets.token_hex(4)}",
+            "username": props["username"],
+            "password": props["password"],
+        }
         live = self._create(props, body, redact=[str(props["password"])])
+        # Adopting: ours now holds the declared token, so the older generations go.
+        for item in earlier:
+            LOG.info("replacing adopted registry credential %s (%s)", item["id"], item["name"])
+            self.delete(str(item["id"]), {})
         return CreateResult(str(live["id"]), self._outputs(props, live))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -609,11 +740,28 @@ class RegistryProvider(_RunPodProvider):
         outs["adopt_existing"] = bool(news.get("adopt_existing"))
         return UpdateResult(outs)
 
+    def _users(self, object_id: str) -> tuple[str, ...]:
+        def uses(obj: Mapping[str, Any]) -> bool:
+            return obj.get("registry") == object_id
+
+        return (*self._pods_using(uses), *self._endpoints_using(uses))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        try:
+            self._delete_when_free(_id)
+        except ObjectInUseError as held:
+            LOG.warning(
+                "%s. It is left in RunPod (nothing in this stack references it any more): "
+                "delete it in the console once %s stopped",
+                held,
+                "those have" if held.users else "the pods using it have",
+            )
+
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         live = self._client().get(self._path(id_))
         if live is None:
             return ReadResult("", {})
-        outs = {**props, "name": live.get("name")}
+        outs = {**props, "registry_name": live.get("name")}
         inputs: dict[str, Any] = {
             k: outs[k] for k in ("name", "username", "adopt_existing") if k in outs
         }
@@ -624,13 +772,22 @@ class RegistryProvider(_RunPodProvider):
 
 
 class NetworkVolumeProvider(_RunPodProvider):
-    """A network volume (`/v2/network-volumes`): grows in place, moves by replacement."""
+    """A network volume (`/v2/network-volumes`): grows in place, moves by replacement.
+
+    What RunPod fills in is never a diff: a volume declared without a tier gets the data
+    center's primary tier (`actual_volume_type`), and declaring that same tier later
+    changes nothing. A delete refused while an endpoint or a pod uses the volume is
+    retried within `in_use_budget_s`, then fails naming them. (Whether a volume may be
+    deleted at all is the stack's decision: `protect` and `data.allowDeletion`.)
+    """
 
     collection = "/v2/network-volumes"
     list_key = "networkVolumes"
+    kind = "network volume"
     input_keys = ("name", "size_gb", "data_center_id", "volume_type")
     replace_keys = frozenset({"data_center_id", "volume_type"})
     unique_names = False
+    in_use_budget_s: ClassVar[float] = 60.0
     _api_names: ClassVar[dict[str, str]] = {
         "name": "name",
         "size_gb": "size",
@@ -642,12 +799,12 @@ class NetworkVolumeProvider(_RunPodProvider):
         failures = _Failures()
         failures.require_str(news, "name")
         failures.require_str(news, "data_center_id")
-        failures.int_range(news.get("size_gb"), "size_gb", 10, 4096)
+        failures.within(news.get("size_gb"), "size_gb", schema.VOLUME_SIZE)
         volume_type = news.get("volume_type")
         if (
             volume_type is not None
             and not _unknown(volume_type)
-            and volume_type not in ("STANDARD", "HIGH_PERFORMANCE")
+            and volume_type not in VOLUME_TYPES
         ):
             failures.add(
                 "volume_type",
@@ -669,6 +826,34 @@ class NetworkVolumeProvider(_RunPodProvider):
 
     def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
         return {self._api_names[k]: _plain(news[k]) for k in keys if news.get(k) is not None}
+
+    def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        changed = [k for k in super()._changed_keys(olds, news) if k != "volume_type"]
+        declared = news.get("volume_type")
+        provisioned = olds.get("actual_volume_type") or olds.get("volume_type")
+        # No tier declared accepts whatever RunPod provisioned; a declared tier is a change
+        # (a replacement) only when it differs from the tier the volume really has.
+        if _unknown(declared) or (declared is not None and declared != provisioned):
+            changed.append("volume_type")
+        return changed
+
+    def _users(self, object_id: str) -> tuple[str, ...]:
+        def mounts(pod: Mapping[str, Any]) -> bool:
+            network = (pod.get("mounts") or {}).get("network") or []
+            return any(m.get("volumeId") == object_id for m in network)
+
+        attached = self._endpoints_using(lambda e: object_id in (e.get("networkVolumes") or []))
+        return (*attached, *self._pods_using(mounts))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        try:
+            self._delete_when_free(_id)
+        except ObjectInUseError as held:
+            raise ObjectInUseError(
+                f"{held}. Terminate those pods (or detach the volume from those endpoints) "
+                "and run `pulumi up` again",
+                users=held.users,
+            ) from None
 
     def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
         outs = {key: _plain(live.get(api)) for key, api in self._api_names.items()}
@@ -756,7 +941,10 @@ class _ContainerProvider(_RunPodProvider):
             elif key == "env":
                 outs[key] = _live_env(live.get(api), declared)
             else:
-                outs[key] = _project(live.get(api), _plain(declared))
+                projected = _project(live.get(api), _plain(declared))
+                # A list RunPod reads back in its own order is stored in the declared one.
+                same = self._comparable(key, projected) == self._comparable(key, declared)
+                outs[key] = _plain(declared) if same else projected
         outs["adopt_existing"] = bool(news.get("adopt_existing"))
         return outs
 
@@ -787,6 +975,8 @@ class TemplateProvider(_ContainerProvider):
 
     collection = "/v2/templates"
     list_key = "templates"
+    kind = "template"
+    set_keys = frozenset({"allowed_cuda_versions"})
     input_keys = (
         "name",
         *CONTAINER_KEYS,
@@ -804,20 +994,13 @@ class TemplateProvider(_ContainerProvider):
         "start_jupyter": "startJupyter",
         "allowed_cuda_versions": "allowedCudaVersions",
     }
-    in_use_budget_s: ClassVar[float] = 150.0
-    """RunPod keeps a template 'in use' for up to 2 minutes after its last use."""
-    in_use_poll_s: ClassVar[float] = 5.0
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = _Failures()
         failures.require_str(news, "name")
         _check_container(failures, news)
         category = news.get("category")
-        if (
-            category is not None
-            and not _unknown(category)
-            and category not in ("NVIDIA", "AMD", "CPU")
-        ):
+        if category is not None and not _unknown(category) and category not in TEMPLATE_CATEGORIES:
             failures.add("category", f"category must be NVIDIA, AMD or CPU, got {category!r}")
         for version in news.get("allowed_cuda_versions") or ():
             if not _unknown(version) and not CUDA_VERSION.match(str(version)):
@@ -839,32 +1022,20 @@ class TemplateProvider(_ContainerProvider):
         )
         return UpdateResult(self._outputs(news, live))
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        deadline = time.monotonic() + self.in_use_budget_s
-        while True:
-            try:
-                super().delete(_id, _props)
-            except RunPodApiError as exc:
-                in_use = exc.status == 400 and "in use" in str(exc).lower()
-                if not in_use or time.monotonic() + self.in_use_poll_s > deadline:
-                    raise
-                LOG.info("template %s still in use; retrying the delete", _id)
-                time.sleep(self.in_use_poll_s)
-            else:
-                return
-
 
 class EndpointProvider(_ContainerProvider):
     """A serverless endpoint (`/v2/serverless`) with its container config inline.
 
     Replaced when `type` or the compute family (gpu vs cpu) changes; everything else is
-    PATCHed. With `wait_for_rollout_s > 0`, create and container-affecting updates return
-    only once the new release runs on every worker (or fail after that many seconds), so
-    `pulumi up` ends when the new image serves.
+    PATCHed. GPU pools, excluded types, CUDA versions, data centers and network volumes
+    compare as sets: RunPod reads them back in its own order, and a reorder is no change.
+    Waiting for a release to reach the workers is `EndpointRolloutProvider`'s job.
     """
 
     collection = "/v2/serverless"
     list_key = "endpoints"
+    kind = "endpoint"
+    set_keys = frozenset({"data_center_ids", "network_volume_ids"})
     unique_names = False
     input_keys = (
         "name",
@@ -878,7 +1049,6 @@ class EndpointProvider(_ContainerProvider):
         "network_volume_ids",
         "timeout_ms",
         "flashboot",
-        "wait_for_rollout_s",
     )
     api_names: ClassVar[dict[str, str]] = {
         **_CONTAINER_API,
@@ -895,7 +1065,7 @@ class EndpointProvider(_ContainerProvider):
     rollout_keys: ClassVar[frozenset[str]] = frozenset(
         {*CONTAINER_KEYS, "gpu", "cpu", "network_volume_ids", "data_center_ids"}
     )
-    rollout_poll_s: ClassVar[float] = 5.0
+    """Inputs whose change makes RunPod start a new release (workers roll over)."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = _Failures()
@@ -907,7 +1077,6 @@ class EndpointProvider(_ContainerProvider):
         self._check_compute(failures, news.get("gpu"), news.get("cpu"))
         self._check_scaling(failures, news)
         failures.int_range(news.get("timeout_ms"), "timeout_ms", 1_000, 24 * 3_600_000)
-        failures.int_range(news.get("wait_for_rollout_s"), "wait_for_rollout_s", 0, 7_200)
         flashboot = news.get("flashboot")
         if flashboot is not None and not _unknown(flashboot) and flashboot not in FLASHBOOT_MODES:
             failures.add(
@@ -966,7 +1135,7 @@ class EndpointProvider(_ContainerProvider):
         if isinstance(workers, Mapping):
             failures.int_range(workers.get("min"), "workers.min", 0)
             failures.int_range(workers.get("max"), "workers.max", 0)
-            failures.int_range(workers.get("idleTimeout"), "workers.idleTimeout", 1, 3600)
+            failures.within(workers.get("idleTimeout"), "workers.idleTimeout", schema.IDLE_TIMEOUT)
             low, high = workers.get("min"), workers.get("max")
             if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
                 failures.add(
@@ -1021,6 +1190,19 @@ class EndpointProvider(_ContainerProvider):
             replaces.append(new_family)
         return DiffResult(changes=bool(changed), replaces=replaces)
 
+    def _comparable(self, key: str, value: Any) -> Any:
+        plain = super()._comparable(key, value)
+        if key == "gpu" and isinstance(plain, dict):
+            # Pools and exclusions are one selection RunPod stores as a string and reads
+            # back in its own order; CUDA versions are a set as well.
+            return {
+                sub: sorted(item, key=repr)
+                if sub in _GPU_SET_KEYS and isinstance(item, list)
+                else item
+                for sub, item in plain.items()
+            }
+        return plain
+
     def _extra_outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
         return {"created_at": live.get("createdAt")}
 
@@ -1036,9 +1218,10 @@ class EndpointProvider(_ContainerProvider):
         return self._client().patch(self._path(str(existing["id"])), patch)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        # Never waits for the release: a failed wait must not lose the new endpoint's id
+        # (the wait is `EndpointRollout`, a resource of its own).
         live = self._create(props, self._body(props, self.input_keys))
         outs = {**self._outputs(props, live), **self._extra_outputs(live)}
-        self._wait_for_rollout(str(live["id"]), props)
         return CreateResult(str(live["id"]), outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -1050,10 +1233,7 @@ class EndpointProvider(_ContainerProvider):
             live = self._client().patch(self._path(_id), body)
         else:
             live = self._client().get(self._path(_id)) or {}
-        outs = {**self._outputs(news, live), **self._extra_outputs(live)}
-        if self.rollout_keys & set(changed):
-            self._wait_for_rollout(_id, news)
-        return UpdateResult(outs)
+        return UpdateResult({**self._outputs(news, live), **self._extra_outputs(live)})
 
     @staticmethod
     def _gpu_patch(old: Any, new: dict[str, Any]) -> dict[str, Any]:
@@ -1065,35 +1245,98 @@ class EndpointProvider(_ContainerProvider):
             patch["minCudaVersion"] = ""
         return patch
 
-    def _wait_for_rollout(self, endpoint_id: str, news: Mapping[str, Any]) -> None:
-        budget = int(_plain(news.get("wait_for_rollout_s") or 0))
-        if budget <= 0:
-            return
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        # One DELETE, as v2 documents it: RunPod terminates the workers and cancels the
+        # queued and running jobs itself (the scale-to-zero PATCH was a GraphQL-era rule).
+        self._delete_when_free(_id)
+
+
+_GPU_SET_KEYS: Final = frozenset({"pools", "excludedTypes", "allowedCudaVersions"})
+
+
+# -- EndpointRollout ---------------------------------------------------------------------------
+
+
+def release_fingerprint(settings: Mapping[str, Any]) -> str:
+    """A digest of the endpoint settings whose change starts a new release.
+
+    `settings` maps endpoint input keys (image, env, gpu, ...) to their values; lists
+    RunPod treats as sets are sorted first, so a reorder is no new release to wait for.
+    """
+    canonical = {
+        key: EndpointProvider()._comparable(key, value)
+        for key, value in settings.items()
+        if key in EndpointProvider.rollout_keys
+    }
+    text = json.dumps(canonical, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class EndpointRolloutProvider(_RunPodProvider):
+    """Waits until an endpoint's newest release runs on every worker (`EndpointRollout`).
+
+    A resource apart from the endpoint on purpose: when the wait times out or fails, only
+    this resource fails. The endpoint was created or updated before it and stays in state
+    with its id, so the next `up` finds it, creates no second endpoint, and simply waits
+    again. There is no RunPod object behind this resource: delete and read touch nothing.
+    """
+
+    collection = "/v2/serverless"
+    list_key = "endpoints"
+    kind = "endpoint rollout"
+    input_keys = ("endpoint_id", "release", "timeout_s")
+    poll_s: ClassVar[float] = 5.0
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = _Failures()
+        failures.require_str(news, "endpoint_id")
+        failures.int_range(news.get("timeout_s"), "timeout_s", 1, 7_200)
+        return CheckResult(news, failures.items)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        endpoint_id = str(props["endpoint_id"])
+        return CreateResult(f"{endpoint_id}-rollout", self._wait(props))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._wait(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props, self._read_inputs(props))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing to delete: the endpoint is its own resource."""
+
+    def _wait(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        endpoint_id = str(props["endpoint_id"])
+        budget = int(_plain(props.get("timeout_s") or 0))
         deadline = time.monotonic() + budget
         path = f"{self._path(endpoint_id)}/releases"
         while True:
             body = self._client().request("GET", path) or {}
             rollout = body.get("rollout") or {}
-            done = not rollout.get("inProgress") and rollout.get(
-                "workersOnLatest", 0
-            ) >= rollout.get("workersTotal", 0)
-            if done:
-                return
-            if time.monotonic() + self.rollout_poll_s > deadline:
-                raise RuntimeError(
-                    f"endpoint {endpoint_id}: the new release reached "
-                    f"{rollout.get('workersOnLatest')}/{rollout.get('workersTotal')} workers "
-                    f"within {budget} s; the change is applied and will finish rolling out. "
-                    "Check the endpoint's workers in the RunPod console, then run `pulumi up` again"
-                )
-            time.sleep(self.rollout_poll_s)
+            on_latest, total = rollout.get("workersOnLatest", 0), rollout.get("workersTotal", 0)
+            if not rollout.get("inProgress") and on_latest >= total:
+                return {
+                    "endpoint_id": endpoint_id,
+                    "release": props.get("release"),
+                    "timeout_s": budget,
+                    "endpoint_version": body.get("endpointVersion"),
+                }
+            if time.monotonic() + self.poll_s > deadline:
+                raise RuntimeError(self._stuck(endpoint_id, body, budget))
+            time.sleep(self.poll_s)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        # Scale to zero first so no worker is mid-job when the endpoint disappears.
-        try:
-            self._client().patch(self._path(_id), {"workers": {"min": 0, "max": 0}})
-        except RunPodApiError as exc:
-            if not exc.not_found:
-                raise
-            return
-        super().delete(_id, _props)
+    def _stuck(self, endpoint_id: str, body: Mapping[str, Any], budget: int) -> str:
+        rollout = body.get("rollout") or {}
+        releases = body.get("releases") or [{}]
+        newest = releases[0] if isinstance(releases[0], Mapping) else {}
+        live = self._client().get(self._path(endpoint_id)) or {}
+        return (
+            f"endpoint {endpoint_id} ({live.get('name', 'name unknown')}): release "
+            f"{newest.get('id', '?')} (version {newest.get('version', '?')}) reached "
+            f"{rollout.get('workersOnLatest')}/{rollout.get('workersTotal')} workers within "
+            f"{budget} s. The endpoint and its new settings are applied and stay in state; "
+            "check its workers in the RunPod console (a worker that never gets ready usually "
+            "means an image that fails to start, or no capacity in its GPU pools), then run "
+            "`pulumi up` again to resume the wait"
+        )

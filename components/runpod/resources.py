@@ -18,13 +18,23 @@ from pulumi.dynamic import Resource
 
 from components.runpod.providers import (
     EndpointProvider,
+    EndpointRolloutProvider,
     NetworkVolumeProvider,
     RegistryProvider,
     SecretProvider,
     TemplateProvider,
+    release_fingerprint,
 )
 
-__all__ = ["Endpoint", "NetworkVolume", "Registry", "Secret", "Template", "runpod_name_prefix"]
+__all__ = [
+    "Endpoint",
+    "EndpointRollout",
+    "NetworkVolume",
+    "Registry",
+    "Secret",
+    "Template",
+    "runpod_name_prefix",
+]
 
 
 def runpod_name_prefix(project: str, stack: str) -> str:
@@ -77,10 +87,13 @@ class Secret(Resource, module="runpod", name="Secret"):
 
 
 class Registry(Resource, module="runpod", name="Registry"):
-    """A container registry credential (e.g. GHCR pull token); any change replaces it."""
+    """A container registry credential (e.g. GHCR pull token); any change replaces it, the
+    new credential created before the old one is deleted."""
 
     name: pulumi.Output[str]
-    """Account-unique credential name."""
+    """Base name; the RunPod name adds a generation suffix (`registry_name`)."""
+    registry_name: pulumi.Output[str]
+    """The credential's RunPod name, `<name>-<8 hex>`, unique per generation."""
     username: pulumi.Output[str]
     """Registry user name (for GHCR: the GitHub user owning the token)."""
     password_hash: pulumi.Output[str]
@@ -101,6 +114,7 @@ class Registry(Resource, module="runpod", name="Registry"):
             "username": username,
             "password": pulumi.Output.secret(password),
             "adopt_existing": adopt_existing,
+            "registry_name": None,
             "salt": None,
             "password_hash": None,
         }
@@ -212,6 +226,20 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
     """`{min, max, idleTimeout}`."""
     scaling: pulumi.Output[dict[str, Any]]
     """`{type: QUEUE_DELAY, queueDelay}` or `{type: REQUEST_COUNT, requestCount}`."""
+    registry_id: pulumi.Output[str | None]
+    """Registry credential the workers pull the image with."""
+    args: pulumi.Output[str]
+    """Container arguments."""
+    container_disk_gb: pulumi.Output[int]
+    """Container disk per worker in GB."""
+    ports: pulumi.Output[list[str]]
+    """Exposed ports."""
+    cpu: pulumi.Output[list[dict[str, Any]] | None]
+    """CPU flavors of a CPU endpoint."""
+    data_center_ids: pulumi.Output[list[str]]
+    """Data centers workers may run in (a set: RunPod keeps its own order)."""
+    network_volume_ids: pulumi.Output[list[str]]
+    """Network volumes mounted at /runpod-volume."""
     created_at: pulumi.Output[str]
     """When RunPod created the endpoint."""
 
@@ -242,7 +270,6 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
         network_volume_ids: Sequence[pulumi.Input[str]] = (),
         timeout_ms: int = 300_000,
         flashboot: str = "OFF",
-        wait_for_rollout_s: int = 0,
         adopt_existing: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -281,8 +308,52 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
             "network_volume_ids": list(network_volume_ids),
             "timeout_ms": timeout_ms,
             "flashboot": flashboot,
-            "wait_for_rollout_s": wait_for_rollout_s,
             "adopt_existing": adopt_existing,
             "created_at": None,
         }
         super().__init__(EndpointProvider(), resource_name, props, opts)
+
+
+class EndpointRollout(Resource, module="runpod", name="EndpointRollout"):
+    """Waits, during `pulumi up`, until an endpoint's newest release runs on every worker.
+
+    Apart from the `Endpoint` so that a wait that times out fails only this resource: the
+    endpoint stays in state with its id, and the next `up` waits again instead of creating
+    a second endpoint. It waits again whenever the endpoint's release settings (image,
+    env, registry, GPU/CPU, volumes, data centers) change.
+    """
+
+    endpoint_id: pulumi.Output[str]
+    """The endpoint waited for."""
+    release: pulumi.Output[str]
+    """Digest of the endpoint's release settings this wait covered."""
+    endpoint_version: pulumi.Output[int]
+    """RunPod's configuration version of the endpoint once every worker ran it."""
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        endpoint: Endpoint,
+        timeout_s: int,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        settings = {
+            "image": endpoint.image,
+            "args": endpoint.args,
+            "container_disk_gb": endpoint.container_disk_gb,
+            "ports": endpoint.ports,
+            "env": endpoint.env,
+            "registry_id": endpoint.registry_id,
+            "gpu": endpoint.gpu,
+            "cpu": endpoint.cpu,
+            "network_volume_ids": endpoint.network_volume_ids,
+            "data_center_ids": endpoint.data_center_ids,
+        }
+        props: dict[str, Any] = {
+            "endpoint_id": endpoint.id,
+            "release": pulumi.Output.all(**settings).apply(release_fingerprint),
+            "timeout_s": timeout_s,
+            "endpoint_version": None,
+        }
+        super().__init__(EndpointRolloutProvider(), resource_name, props, opts)

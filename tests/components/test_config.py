@@ -376,6 +376,13 @@ def test_runpod_keys_take_their_documented_defaults() -> None:
     assert cfg.video_pod.jupyter is True
     assert cfg.serverless.model_groups == ("flux_dev_fp8", "background_removal")
     assert cfg.video_pod.model_groups == ("wan22_t2v", "wan22_t2v_fast")
+    assert (cfg.serverless.adopt_existing, cfg.video_pod.adopt_existing) == (False, False)
+
+
+def test_runpod_adopt_existing_reaches_both_runpod_components() -> None:
+    """One key, `runpod.adoptExisting`, decides adoption for every RunPod object."""
+    cfg = config_with(**{"runpod.adoptExisting": "true"})
+    assert (cfg.serverless.adopt_existing, cfg.video_pod.adopt_existing) == (True, True)
 
 
 def test_network_volume_size_and_data_center_are_parsed_together() -> None:

@@ -198,3 +198,27 @@ def test_runpod_names_are_valid_secret_names(project: str, stack: str, prefix: s
     assert derived == prefix
     assert SECRET_NAME.match(derived)
     assert not derived.upper().startswith("RUNPOD")
+
+
+@pytest.mark.parametrize("adopt", [False, True])
+def test_adopt_existing_reaches_every_runpod_object_of_the_component(adopt: bool) -> None:
+    """Secrets, credential, volume and endpoint all carry the component's adopt choice."""
+    with mocked() as mocks:
+        build(
+            mocks,
+            adopt_existing=adopt,
+            network_volume_size_gb=50,
+            network_volume_data_center_id="EU-RO-1",
+        )
+        kinds = (SECRET, REGISTRY, VOLUME, ENDPOINT)
+        objects = [r for r in mocks.resources if r.type in kinds]
+        assert {r.type for r in objects} == set(kinds)
+        assert {r.inputs["adopt_existing"] for r in objects} == {adopt}
+
+
+def test_endpoint_keeps_workers_on_hosts_with_the_images_cuda_or_newer() -> None:
+    """The worker wiring's CUDA constraint becomes gpu.allowedCudaVersions."""
+    with mocked() as mocks:
+        build(mocks, worker=worker(allowed_cuda_versions=("12.8", "12.9", "13.0")))
+        (endpoint,) = mocks.of_type(ENDPOINT)
+        assert endpoint.inputs["gpu"]["allowedCudaVersions"] == ["12.8", "12.9", "13.0"]

@@ -139,3 +139,20 @@ def test_invalid_sizes_fail_at_construction() -> None:
             ),
             volume_size_gb=5,
         )
+
+
+def test_template_keeps_pods_on_hosts_with_the_images_cuda_or_newer() -> None:
+    """The worker wiring's CUDA constraint becomes the template's allowedCudaVersions."""
+    with mocked() as mocks:
+        build(mocks, worker=worker(allowed_cuda_versions=("12.8", "12.9", "13.0")))
+        assert mocks.one(TEMPLATE).inputs["allowed_cuda_versions"] == ["12.8", "12.9", "13.0"]
+
+
+@pytest.mark.parametrize("adopt", [False, True])
+def test_adopt_existing_reaches_every_runpod_object_of_the_pod(adopt: bool) -> None:
+    """Volume, secrets, credential and template all carry the component's adopt choice."""
+    with mocked() as mocks:
+        build(mocks, adopt_existing=adopt)
+        objects = [r for r in mocks.resources if r.type.startswith("pulumi-python:dynamic/")]
+        assert len(objects) == 5
+        assert {r.inputs["adopt_existing"] for r in objects} == {adopt}

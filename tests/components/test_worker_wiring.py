@@ -10,9 +10,13 @@ import pytest
 
 from components.runpod import is_secret_reference
 from components.worker_wiring import (
+    ImageCudaVersionError,
     WorkerCredentials,
     WorkerWiring,
+    cuda_versions_from,
     declare_worker_credentials,
+    image_cuda_constraint,
+    image_cuda_version,
     worker_env,
 )
 from tests.fakes.pulumi_mocks import mocked, run, settle
@@ -192,3 +196,46 @@ def test_mode_env_cannot_override_a_shared_variable(variable: str) -> None:
             mode_env={variable: "plain"},
             references={"R2_ACCESS_KEY_ID": "{{ RUNPOD_SECRET_x }}"},
         )
+
+
+# -- the image's CUDA version ----------------------------------------------------------------
+
+
+def test_the_image_cuda_version_is_read_from_the_dockerfiles_one_arg() -> None:
+    """The committed Dockerfile declares 12.8; hosts may report 12.8 or newer."""
+    assert image_cuda_version() == "12.8"
+    assert image_cuda_constraint() == ("12.8", "12.9", "13.0")
+
+
+def test_cuda_versions_compare_numerically() -> None:
+    """12.10 would sort below 12.9 as text; the floor compares major and minor as numbers."""
+    assert cuda_versions_from("12.9") == ("12.9", "13.0")
+    assert cuda_versions_from("11.8")[:3] == ("11.8", "12.0", "12.1")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04\n", "found 0"),
+        ("ARG CUDA_VERSION=12.8\nARG CUDA_VERSION=12.9\n", "found 2"),
+        ("ARG CUDA_VERSION=12\n", "found 0"),
+    ],
+)
+def test_a_dockerfile_without_exactly_one_cuda_arg_fails_clearly(
+    tmp_path: Any, text: str, fragment: str
+) -> None:
+    """The error names the file, the expected line and what was found."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(text)
+    with pytest.raises(ImageCudaVersionError, match=r"ARG CUDA_VERSION=<major\.minor>") as failed:
+        image_cuda_version(dockerfile)
+    assert str(dockerfile) in str(failed.value)
+    assert fragment in str(failed.value)
+
+
+def test_a_missing_dockerfile_or_an_unknown_version_fails_clearly(tmp_path: Any) -> None:
+    """No file: the path is named; a version RunPod hosts never report: the list is named."""
+    with pytest.raises(ImageCudaVersionError, match="cannot read"):
+        image_cuda_version(tmp_path / "absent")
+    with pytest.raises(ImageCudaVersionError, match="KNOWN_CUDA_VERSIONS"):
+        cuda_versions_from("12.55")

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
-from ops.jobs import CLIENT_TIMEOUT, RATE_LIMITED, Backoff, JobClient, describe_error
+from ops.jobs import (
+    CLIENT_TIMEOUT,
+    RATE_LIMITED,
+    REQUEST_ERROR,
+    USER_AGENT,
+    Backoff,
+    JobApiError,
+    JobClient,
+    describe_error,
+    outcome_from_status,
+)
 from ops.target import StackOutputs, TargetError, resolve_target
 from tests.fakes.runpod_jobs import JobApiEmulator, echo_worker
+from tests.ops.conftest import invoke_json
 
 MakeEmulator = Callable[..., JobApiEmulator]
 
@@ -180,3 +194,173 @@ def test_stack_outputs_must_be_a_json_object() -> None:
     with pytest.raises(TargetError, match="pulumi stack output --json"):
         StackOutputs.parse("endpointId: x")
     assert StackOutputs.parse("").empty
+
+
+# -- a job API that answers oddly -----------------------------------------------------------
+
+
+class OddJobApi:
+    """A loopback job API answering canned bodies per route, recording request headers."""
+
+    def __init__(self, answers: dict[str, tuple[int, Any]]) -> None:
+        self.answers = answers
+        self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                api.headers.append(dict(self.headers))
+                api.paths.append(self.path)
+                route = self.path.rstrip("/").split("/")[3]
+                status, body = api.answers.get(route, (404, {"error": "not found"}))
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer  # noqa: N815 - http.server's method names
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        host, port = self.server.server_address[:2]
+        self.host = f"{host!s}:{port}"
+        self.base_url = f"http://{self.host}/v2"
+
+    def client(self, endpoint_id: str = "ep-odd") -> JobClient:
+        return JobClient(
+            base_url=self.base_url,
+            endpoint_id=endpoint_id,
+            api_key="fake-key",
+            backoff=Backoff(max_retries=0, base_s=0.01, max_s=0.01),
+        )
+
+
+@pytest.fixture
+def odd_api() -> Iterator[Callable[[dict[str, tuple[int, Any]]], OddJobApi]]:
+    started: list[OddJobApi] = []
+
+    def make(answers: dict[str, tuple[int, Any]]) -> OddJobApi:
+        started.append(OddJobApi(answers))
+        return started[-1]
+
+    yield make
+    for api in started:
+        api.server.shutdown()
+        api.server.server_close()
+
+
+OddApiFactory = Callable[[dict[str, tuple[int, Any]]], OddJobApi]
+COMPLETED = {"id": "job-1", "status": "COMPLETED", "output": {"outputs": []}}
+
+
+def test_every_request_carries_the_clients_user_agent(odd_api: OddApiFactory) -> None:
+    """Like the management client, the job client names itself (not python-requests)."""
+    api = odd_api({"run": (200, {"id": "job-1"}), "status": (200, COMPLETED)})
+    assert api.client().run_and_wait({}, timeout_s=2, poll_s=0.01).ok
+    assert {h["User-Agent"] for h in api.headers} == {USER_AGENT}
+
+
+@pytest.mark.parametrize("bad_id", ["ep/../../v1/pods", "ep?x=1", "ep 1", "", "ép"])
+def test_an_endpoint_id_that_is_not_one_never_enters_a_url(
+    odd_api: OddApiFactory, bad_id: str
+) -> None:
+    """The id is checked first: a failing outcome naming it, and no request at all."""
+    api = odd_api({"run": (200, {"id": "job-1"})})
+    outcome = api.client(bad_id).run_and_wait({}, timeout_s=1, poll_s=0.01)
+    assert outcome.status == REQUEST_ERROR
+    assert "is not a RunPod endpoint id" in (outcome.error or "")
+    with pytest.raises(JobApiError, match="not a RunPod endpoint id"):
+        api.client(bad_id).health()
+    assert api.paths == []
+
+
+@pytest.mark.parametrize(
+    ("answers", "fragment"),
+    [
+        ({"run": (200, [])}, "/run answered an unexpected body"),
+        ({"run": (200, {"id": 5})}, "/run answered an unexpected body"),
+        ({"run": (200, {"id": "../x"})}, "/run answered an unexpected body"),
+        ({"run": (200, b"<html>oops</html>")}, "/run answered non-JSON"),
+        (
+            {"run": (200, {"id": "job-1"}), "status": (200, {"status": ["COMPLETED"]})},
+            "/status answered an unexpected body",
+        ),
+        ({"run": (401, {"error": "Unauthorized"})}, "/run answered 401"),
+    ],
+)
+def test_odd_answers_become_a_failed_outcome_naming_the_host(
+    odd_api: OddApiFactory, answers: dict[str, tuple[int, Any]], fragment: str
+) -> None:
+    """No traceback: REQUEST_ERROR with a message that says what came back and from where."""
+    api = odd_api(answers)
+    outcome = api.client().run_and_wait({}, timeout_s=1, poll_s=0.01)
+    assert outcome.status == REQUEST_ERROR
+    assert fragment in (outcome.error or "")
+    assert api.host in (outcome.error or "")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"jobs": [], "workers": {}},
+        {"jobs": {"completed": "lots"}, "workers": {}},
+        {"jobs": {"completed": 1}, "workers": {"idle": -1}},
+        {"workers": {"idle": 1}},
+    ],
+)
+def test_health_of_an_unexpected_shape_is_an_api_error(odd_api: OddApiFactory, body: Any) -> None:
+    """`/health` must be counters; anything else is refused before the alerts read it."""
+    api = odd_api({"health": (200, body)})
+    with pytest.raises(JobApiError, match=f"/health answered .* from {api.host}"):
+        api.client().health()
+
+
+def test_odd_numbers_in_a_status_are_dropped_not_fatal() -> None:
+    """Booleans, strings, NaN and infinity in timings or ids read as absent."""
+    outcome = outcome_from_status(
+        {
+            "id": 7,
+            "status": "COMPLETED",
+            "delayTime": float("inf"),
+            "executionTime": "12",
+            "workerId": {"x": 1},
+            "output": {"error_type": ["odd"]},
+        },
+        latency_s=0.1,
+    )
+    assert (outcome.job_id, outcome.delay_ms, outcome.execution_ms) == (None, None, None)
+    assert (outcome.worker_id, outcome.error_type) == (None, None)
+
+
+def test_cli_reports_an_odd_health_as_one_failing_json_document(odd_api: OddApiFactory) -> None:
+    """`ops health --json`: exit 1, stdout exactly one JSON document naming host and body."""
+    api = odd_api({"health": (200, {"jobs": "many", "workers": {}})})
+    env = {"RUNPOD_ENDPOINT_BASE_URL": api.base_url, "RUNPOD_API_KEY": "fake-key"}
+    env["RUNPOD_COMFYUI_ENDPOINT_ID"] = "ep-odd"
+    code, document = invoke_json(["health", "--samples", "1", "--max-retries", "0"], env)
+    assert code == 1
+    (failed,) = [c for c in document["checks"] if c["status"] == "fail"]
+    assert api.host in failed["detail"]
+    assert "unexpected body" in failed["detail"]
+
+
+def test_cli_canary_with_an_odd_run_answer_is_one_failing_json_document(
+    odd_api: OddApiFactory,
+) -> None:
+    """`ops canary --json` against a /run that answers a list: a failed gate, no traceback."""
+    api = odd_api({"run": (200, ["not", "a", "job"])})
+    env = {"RUNPOD_ENDPOINT_BASE_URL": api.base_url, "RUNPOD_API_KEY": "fake-key"}
+    env["RUNPOD_COMFYUI_ENDPOINT_ID"] = "ep-odd"
+    code, document = invoke_json(["canary", "--requests", "2", "--poll-interval", "0.01"], env)
+    assert code == 1
+    assert any(c["status"] == "fail" for c in document["checks"])
+    assert api.host in json.dumps(document)

@@ -6,7 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.runpod.providers import EndpointProvider, TemplateProvider, _RunPodProvider
+from components.runpod.providers import (
+    EndpointRolloutProvider,
+    NetworkVolumeProvider,
+    RegistryProvider,
+    _RunPodProvider,
+)
 from tests.fakes.runpod_api import RunPodEmulator, running_emulator
 
 
@@ -32,6 +37,7 @@ def fast_provider_timings(monkeypatch: pytest.MonkeyPatch) -> None:
             "retry_after_max_s": 2,
         },
     )
-    monkeypatch.setattr(TemplateProvider, "in_use_poll_s", 0.01)
-    monkeypatch.setattr(TemplateProvider, "in_use_budget_s", 0.5)
-    monkeypatch.setattr(EndpointProvider, "rollout_poll_s", 0.01)
+    for kind in (_RunPodProvider, RegistryProvider, NetworkVolumeProvider):
+        monkeypatch.setattr(kind, "in_use_poll_s", 0.01)
+        monkeypatch.setattr(kind, "in_use_budget_s", 0.5)
+    monkeypatch.setattr(EndpointRolloutProvider, "poll_s", 0.01)

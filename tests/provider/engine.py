@@ -6,10 +6,12 @@ cloud resources still echo inputs and fabricate computed fields). For every
 provider in `__provider`: unpickle it (once per distinct pickle, like the real provider
 server's cache), `configure()` it with stack config, `check` the inputs against the
 previous run's, then `create`, or `diff` against the stored outputs and `update` or
-replace (create-then-delete, or delete-then-create when the diff asks). State persists
-between runs, so a test can run a program, change config, and run it again. Resources a
-run no longer declares are deleted by `end_run()`, and `refresh()` runs `read` on every
-stored resource like `pulumi refresh`.
+replace (delete-then-create when the diff asks; otherwise create-then-delete, where, as
+in the engine, the old object is deleted only at the end of the run, after everything
+that referenced it was updated to the new one). State persists between runs, so a test
+can run a program, change config, and run it again. Resources a run no longer declares
+are deleted by `end_run()`, and `refresh()` runs `read` on every stored resource like
+`pulumi refresh`.
 
 Secretness is stripped before the provider sees inputs, as the engine does.
 """
@@ -33,6 +35,7 @@ from pulumi.dynamic.config import Config
 from tests.fakes.pulumi_mocks import RecordingMocks, current_loop, unwrap
 
 DYNAMIC_PREFIX = "pulumi-python:dynamic/"
+TOKEN = "cloudflare:index/accountToken:AccountToken"
 PROVIDER_KEY = "__provider"
 
 
@@ -68,6 +71,9 @@ class EngineSimulation(RecordingMocks):
         self.state: dict[str, StoredResource] = {}
         self.operations: list[tuple[str, str, str]] = []
         self._seen: set[str] = set()
+        self._replaced: list[StoredResource] = []
+        self.token_generations: dict[str, int] = {}
+        """Cloudflare AccountToken name -> how often its value was rolled (`roll_token`)."""
         self._providers: dict[str, ResourceProvider] = {}
         self._lock = threading.RLock()
 
@@ -79,9 +85,14 @@ class EngineSimulation(RecordingMocks):
         self.calls.clear()
         self.operations = []
         self._seen = set()
+        self._replaced = []
 
     def end_run(self) -> None:
-        """Delete what this run no longer declares (newest first), as the engine does."""
+        """Delete replaced objects, then what this run no longer declares (newest first)."""
+        while self._replaced:
+            old = self._replaced.pop()
+            self._provider(old.provider).delete(old.id, old.outputs)
+            self.operations.append(("delete-replaced", old.type, old.name))
         for key in reversed(list(self.state)):
             if key not in self._seen:
                 stored = self.state.pop(key)
@@ -116,9 +127,18 @@ class EngineSimulation(RecordingMocks):
                 self._providers[pickled] = provider
             return provider
 
+    def roll_token(self, name_suffix: str) -> None:
+        """Give the Cloudflare account tokens whose name ends with `name_suffix` a new value
+        from the next run on (a rolled token; its id stays), as `pulumi up` would see it."""
+        self.token_generations[name_suffix] = self.token_generations.get(name_suffix, 0) + 1
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if not args.typ.startswith(DYNAMIC_PREFIX):
-            return super().new_resource(args)
+            resource_id, state = super().new_resource(args)
+            for suffix, generation in self.token_generations.items():
+                if args.typ == TOKEN and args.name.endswith(suffix):
+                    state["value"] = f"{state['value']}-rolled-{generation}"
+            return resource_id, state
         super().new_resource(args)  # record the registration like any other
         with self._lock:
             return self._apply(args)
@@ -164,7 +184,7 @@ class EngineSimulation(RecordingMocks):
                 created = provider.create(inputs)
             else:
                 created = provider.create(inputs)
-                provider.delete(previous.id, previous.outputs)
+                self._replaced.append(previous)
             replaced = StoredResource(
                 previous.type, previous.name, created.id, inputs, dict(created.outs or {}), pickled
             )

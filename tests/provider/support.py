@@ -58,7 +58,6 @@ def endpoint_inputs(**overrides: Any) -> dict[str, Any]:
         "network_volume_ids": [],
         "timeout_ms": 660_000,
         "flashboot": "FLASHBOOT",
-        "wait_for_rollout_s": 0,
         "adopt_existing": False,
     }
     props.update(overrides)

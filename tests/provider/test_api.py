@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import socket
 import time
+import tomllib
+from pathlib import Path
 
 import pytest
 import requests
+from packaging.requirements import Requirement
+from packaging.version import Version
+from urllib3.util.retry import Retry
 
 from components.runpod.api import MissingApiKeyError, RunPodApiError, RunPodClient
 from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
 from tests.provider.support import IMAGE
 
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {"backoff_factor": 0.01, "retry_budget_s": 5.0, "read_timeout_s": 1.0}
 
 
@@ -187,3 +194,16 @@ def test_base_url_comes_from_the_environment_like_the_sdk(monkeypatch: pytest.Mo
     assert RunPodClient("k3y-value").base_url == "https://api.runpod.io"
     monkeypatch.setenv("RUNPOD_API_BASE_URL", "http://127.0.0.1:9/")
     assert RunPodClient("k3y-value").base_url == "http://127.0.0.1:9"
+
+
+def test_the_urllib3_floor_in_pyproject_has_what_the_client_calls() -> None:
+    """`Retry(retry_after_max=...)` first shipped in urllib3 2.6.3 (urllib3 commit 13f0bfd5):
+    the declared floor must not allow an older urllib3 that would fail at the first call."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (requirement,) = [
+        Requirement(d) for d in project["project"]["dependencies"] if d.startswith("urllib3")
+    ]
+    floors = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+    assert floors
+    assert min(floors) >= Version("2.6.3")
+    assert "retry_after_max" in inspect.signature(Retry).parameters

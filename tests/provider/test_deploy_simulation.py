@@ -9,11 +9,14 @@ are the ones the composition root declares itself: nothing is added here.
 from __future__ import annotations
 
 import json
+import logging
 import runpy
 from collections.abc import Mapping
 
 import pytest
+import requests
 
+from components.runpod import providers
 from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
 from tests.fakes.stack_values import ROOT, stack_values
 from tests.provider.engine import EngineSimulation, run_up
@@ -23,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 MAIN = ROOT / "__main__.py"
 ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
+TEMPLATE = "pulumi-python:dynamic/runpod:Template"
 NEW_DIGEST = "sha256:" + "e" * 64
 KV = "cloudflare:index/workersKv:WorkersKv"
 
@@ -104,3 +108,148 @@ def test_network_volume_is_created_and_attached_when_configured(
     assert endpoint["networkVolumes"] == [volume["id"]]
     assert endpoint["dataCenterIds"] == ["EU-RO-1"]
     assert endpoint["env"]["MODELS_DIR"].startswith("/runpod-volume/")
+
+
+# -- the staging stack over a sequence of ups (issue 9's "done when") ------------------------
+
+
+class FakeClock:
+    """The rollout wait's clock: sleeping advances it at once, so a 60 s bound takes no time."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def runpod_writes(emulator: RunPodEmulator) -> list[tuple[str, str]]:
+    """(method, collection) of every write RunPod saw, e.g. ("PATCH", "serverless")."""
+    return [
+        (r.method, r.path.removeprefix("/v2/").removeprefix("account/").split("/")[0])
+        for r in emulator.writes()
+    ]
+
+
+def start_session_pod(engine: EngineSimulation, emulator: RunPodEmulator) -> str:
+    """A person starts a pod with the stack's exported `videoPodRequest` body."""
+    (template,) = engine.of_type(TEMPLATE)
+    (volume_id,) = (v for v, vol in emulator.volumes.items() if vol["name"].endswith("workspace"))
+    body = {
+        "name": "session",
+        "templateId": engine.state[f"{TEMPLATE}::{template.name}"].id,
+        "gpu": {"id": "NVIDIA A100 80GB PCIe", "count": 1},
+        "dataCenterIds": ["EU-RO-1"],
+        "mounts": {"network": [{"volumeId": volume_id, "path": "/workspace"}]},
+    }
+    response = requests.post(
+        f"{emulator.url}/v2/pods",
+        json=body,
+        headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"},
+        timeout=5,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def test_staging_over_a_sequence_of_ups_against_runpod_as_it_behaves(
+    engine: EngineSimulation,
+    emulator: RunPodEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Lists in RunPod's order and filled-in defaults: a rerun writes nothing; an image roll
+    is one endpoint PATCH plus the template's; a rotated R2 secret starts a release; a
+    rotated pull token never leaves a reference to a missing credential while a pod holds
+    the old one; a stuck release fails the up but keeps the endpoint; no volume is deleted."""
+    # A fake clock for the waits and retries, at RunPod-like poll intervals.
+    monkeypatch.setattr(providers, "time", FakeClock())
+    monkeypatch.setattr(providers.EndpointRolloutProvider, "poll_s", 5.0)
+    monkeypatch.setattr(providers.RegistryProvider, "in_use_poll_s", 5.0)
+    monkeypatch.setattr(providers.RegistryProvider, "in_use_budget_s", 30.0)
+    rollout_bound = {"serverless.rolloutTimeoutSeconds": "60"}
+
+    # 1. first up: everything created; RunPod reorders the pools and fills in the tier.
+    up(engine, "staging", rollout_bound)
+    (endpoint_id,) = emulator.endpoints
+    volumes = set(emulator.volumes)
+    endpoint = emulator.endpoint(endpoint_id)
+    assert endpoint["gpu"]["pools"] == ["AMPERE_24", "ADA_24"]  # declared ADA_24,AMPERE_24
+    assert endpoint["gpu"]["allowedCudaVersions"] == ["12.8", "12.9", "13.0"]
+    (template,) = emulator.templates.values()
+    assert template["allowedCudaVersions"] == ["12.8", "12.9", "13.0"]
+    assert {v["type"] for v in emulator.volumes.values()} == {"HIGH_PERFORMANCE"}
+
+    # 2. the same up again: not one write.
+    emulator.reset_log()
+    up(engine, "staging", rollout_bound)
+    assert emulator.writes() == []
+
+    # 3. an image roll: one endpoint PATCH, the template's image, no DELETE.
+    emulator.reset_log()
+    rolled = {**rollout_bound, "image.digest": NEW_DIGEST}
+    up(engine, "staging", rolled)
+    assert sorted(runpod_writes(emulator)) == [("PATCH", "serverless"), ("PATCH", "templates")]
+    assert all(set(w.body) == {"image"} for w in emulator.writes())
+    assert emulator.endpoints[endpoint_id].version == 2
+
+    # 4. a rotated R2 secret: the secrets, then a new endpoint release and the template.
+    engine.roll_token("-worker-token")
+    emulator.reset_log()
+    up(engine, "staging", rolled)
+    assert sorted(runpod_writes(emulator)) == [
+        ("PATCH", "secrets"),  # the endpoint's R2 secret
+        ("PATCH", "secrets"),  # the pod template's R2 secret
+        ("PATCH", "serverless"),
+        ("PATCH", "templates"),
+    ]
+    assert emulator.endpoints[endpoint_id].version == 3
+
+    # 5. a rotated pull token while a pod still runs with the old credential.
+    pod_id = start_session_pod(engine, emulator)
+    old_pod_credential = emulator.pods[pod_id].obj["registry"]
+    emulator.reset_log()
+    with caplog.at_level(logging.WARNING, logger="components.runpod.providers"):
+        up(engine, "staging", {**rolled, "image.pullToken": "fake-ghcr-pull-token-2"})
+    assert emulator.credential_losses == []
+    order = runpod_writes(emulator)
+    deletes = [i for i, write in enumerate(order) if write == ("DELETE", "registries")]
+    patches = [i for i, write in enumerate(order) if write[0] == "PATCH"]
+    assert order.count(("POST", "registries")) == 2
+    assert {order[i][1] for i in patches} == {"serverless", "templates"}
+    assert min(deletes) > max(patches)  # repointed first, old credentials deleted last
+    assert old_pod_credential in emulator.registries  # held by the pod: left, with a warning
+    assert any(old_pod_credential in r.getMessage() for r in caplog.records)
+    assert emulator.endpoint(endpoint_id)["registry"] in emulator.registries
+    (template,) = emulator.templates.values()
+    assert template["registry"] in emulator.registries
+    assert template["registry"] != old_pod_credential
+    assert len(emulator.registries) == 3  # two new ones, the pod's old one
+    assert emulator.endpoints[endpoint_id].version == 4  # the new credential is a release
+
+    # 6. a release that never reaches the busy workers: the up fails, the endpoint stays.
+    emulator.set_busy_workers(endpoint_id, 2)
+    emulator.finish_rollouts()
+    emulator.rollout_workers_per_poll = 0
+    stuck = {**rolled, "image.digest": "sha256:" + "f" * 64}
+    with pytest.raises(RuntimeError) as failed:
+        up(engine, "staging", stuck)
+    assert f"endpoint {endpoint_id}" in str(failed.value)
+    assert "0/2 workers" in str(failed.value)
+    assert engine.state[f"{ENDPOINT}::comfyui-endpoint"].id == endpoint_id
+
+    # 7. once the workers roll, the next up waits again and creates no second endpoint.
+    emulator.rollout_workers_per_poll = 1
+    emulator.reset_log()
+    up(engine, "staging", stuck)
+    assert list(emulator.endpoints) == [endpoint_id]
+    assert emulator.calls("POST", "/v2/serverless") == []
+    assert emulator.writes() == []
+    record = emulator.endpoints[endpoint_id]
+    assert {w.version for w in record.workers} == {record.version}
+
+    # Throughout: no volume was deleted or replaced.
+    assert set(emulator.volumes) == volumes

@@ -6,6 +6,7 @@ creates, later runs diff against stored outputs exactly as the engine would.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -99,17 +100,36 @@ def test_new_digest_on_the_endpoint_is_exactly_one_patch(
     assert engine.changed() == [("update", ENDPOINT, "comfyui-endpoint")]
 
 
-def test_rotated_r2_secret_patches_secrets_not_the_endpoint(
+def test_rotated_r2_secret_starts_a_new_release_that_reaches_warm_workers(
     engine: EngineSimulation, emulator: RunPodEmulator
 ) -> None:
-    """A new R2 secret reaches RunPod's secrets; the endpoint's references stay the same."""
-    run_up(engine, program(video=False))
+    """The secret is PATCHed, then the endpoint's env revision: a release the warm worker
+    rolls onto, so it stops using the revoked key; the env carries no value."""
+    run_up(engine, program(video=False, workers_min=1))
+    (endpoint_id,) = emulator.endpoints
+    assert emulator.worker_envs(endpoint_id)[0]["R2_SECRET_ACCESS_KEY"] == FAKE_R2_SECRET
     emulator.reset_log()
-    run_up(engine, program(video=False, r2_secret="rotated-r2-secret"))
-    assert [(r.method, r.path.rsplit("/", 1)[0]) for r in emulator.writes()] == [
-        ("PATCH", "/v2/account/secrets")
-    ]
-    assert "rotated-r2-secret" in emulator.secret_values.values()
+    run_up(engine, program(video=False, workers_min=1, r2_secret="rotated-r2-secret"))
+    writes = [(r.method, r.path.rsplit("/", 1)[0]) for r in emulator.writes()]
+    assert writes == [("PATCH", "/v2/account/secrets"), ("PATCH", "/v2/serverless")]
+    (_, endpoint_patch) = emulator.writes()
+    assert set(endpoint_patch.body) == {"env"}
+    assert "rotated-r2-secret" not in json.dumps(endpoint_patch.body)
+    assert emulator.endpoints[endpoint_id].version == 2
+    emulator.finish_rollouts()
+    assert emulator.worker_envs(endpoint_id)[0]["R2_SECRET_ACCESS_KEY"] == "rotated-r2-secret"
+
+
+def test_unchanged_secrets_keep_the_revision_so_a_rerun_starts_no_release(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """The revision comes from salted hashes that only a new value changes."""
+    run_up(engine, program(video=False))
+    (endpoint_id,) = emulator.endpoints
+    revision = emulator.endpoint(endpoint_id)["env"]["WORKER_ENV_REVISION"]
+    run_up(engine, program(video=False))
+    assert emulator.endpoint(endpoint_id)["env"]["WORKER_ENV_REVISION"] == revision
+    assert emulator.endpoints[endpoint_id].version == 1
 
 
 def test_scaling_change_patches_workers_only(
@@ -161,10 +181,11 @@ def test_check_failure_stops_the_up_before_any_call(
     assert emulator.endpoints == {}
 
 
-def test_rotated_pull_token_replaces_the_credential_and_repoints_the_endpoint(
+def test_rotated_pull_token_creates_the_new_credential_repoints_then_deletes_the_old(
     engine: EngineSimulation, emulator: RunPodEmulator
 ) -> None:
-    """Registry credentials cannot be updated: delete, recreate, PATCH the endpoint's registry."""
+    """Registry credentials cannot be updated: create the new one, PATCH the endpoint to it,
+    and only then delete the old one, so nothing references a missing credential."""
 
     def declare(token: str) -> Any:
         def program_with_token() -> None:
@@ -180,8 +201,8 @@ def test_rotated_pull_token_replaces_the_credential_and_repoints_the_endpoint(
     assert new_registry != old_registry
     assert emulator.registry_credentials[new_registry] == ("acme-bot", "fake-pull-token-2")
     assert [(r.method, r.path.split("/")[2]) for r in emulator.writes()] == [
-        ("DELETE", "registries"),
         ("POST", "registries"),
         ("PATCH", "serverless"),
+        ("DELETE", "registries"),
     ]
-    assert emulator.writes()[-1].body == {"registry": new_registry}
+    assert emulator.writes()[1].body == {"registry": new_registry}

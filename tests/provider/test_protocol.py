@@ -24,7 +24,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from pulumi.runtime.proto.provider_pb2_grpc import ResourceProviderStub
 
-from components.runpod.providers import EndpointProvider, SecretProvider
+from components.runpod.providers import EndpointProvider, EndpointRolloutProvider, SecretProvider
 from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
 from tests.provider.support import IMAGE_2, endpoint_inputs, secret_inputs
 
@@ -265,3 +265,39 @@ def test_preview_check_and_diff_with_unknowns_make_no_call(
     assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME
     assert list(diff.replaces) == []
     assert emulator.calls() == []
+
+
+ROLLOUT_URN = "urn:pulumi:staging::comfyui-runpod::pulumi-python:dynamic/runpod:EndpointRollout::r"
+
+
+def test_rollout_waiter_pickles_by_reference_and_waits_over_grpc(
+    connect: Any, emulator: RunPodEmulator
+) -> None:
+    """The waiter travels like the others; preview unknowns make no call; Create waits."""
+    raw = base64.b64decode(serialize_provider(EndpointRolloutProvider()))
+    assert b"EndpointRolloutProvider" in raw
+    assert len(raw) < 120
+    stub = connect({"runpod:apiKey": DEFAULT_API_KEY})
+    endpoint = stub.Create(
+        provider_pb2.CreateRequest(
+            urn=ENDPOINT_URN,
+            properties=struct(with_provider(endpoint_inputs(), EndpointProvider())),
+        )
+    )
+    emulator.reset_log()
+    waiter = {"endpoint_id": rpc.UNKNOWN, "release": rpc.UNKNOWN, "timeout_s": 60}
+    previewed = struct(with_provider(waiter, EndpointRolloutProvider()))
+    checked = stub.Check(
+        provider_pb2.CheckRequest(urn=ROLLOUT_URN, olds=struct({}), news=previewed)
+    )
+    assert list(checked.failures) == []
+    assert emulator.calls() == []
+    declared = {**waiter, "endpoint_id": endpoint.id, "release": "abc"}
+    created = stub.Create(
+        provider_pb2.CreateRequest(
+            urn=ROLLOUT_URN, properties=struct(with_provider(declared, EndpointRolloutProvider()))
+        )
+    )
+    assert created.id == f"{endpoint.id}-rollout"
+    assert plain(created.properties)["endpoint_version"] == 1
+    assert [r.path for r in emulator.calls()] == [f"/v2/serverless/{endpoint.id}/releases"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from pulumi.output import Unknown
 
-from components.runpod.api import RunPodApiError
 from components.runpod.providers import (
     UNKNOWN,
     EndpointProvider,
+    EndpointRolloutProvider,
     NetworkVolumeProvider,
+    ObjectInUseError,
     RegistryProvider,
     SecretProvider,
     TemplateProvider,
@@ -105,7 +107,7 @@ def test_lost_secret_create_response_adopts_our_own_write(emulator: RunPodEmulat
     emulator.inject("POST", r"^/v2/account/secrets$", drop_after_commit=True)
     created = configured(SecretProvider).create(secret_inputs())
     assert list(emulator.secrets) == [created.id]
-    assert [r.method for r in emulator.calls()] == ["POST", "GET"]
+    assert [r.method for r in emulator.calls()] == ["GET", "POST", "GET"]
 
 
 # -- Registry ------------------------------------------------------------------------------
@@ -122,18 +124,23 @@ def registry_inputs(**overrides: object) -> dict[str, object]:
     return props
 
 
-def test_registry_password_is_write_only_and_rotation_replaces_delete_first(
+def test_registry_password_is_write_only_and_rotation_creates_the_new_one_first(
     emulator: RunPodEmulator,
 ) -> None:
-    """No password in outputs; a new token replaces the credential, deleting first."""
+    """No password in outputs; a new token replaces the credential, creating before deleting,
+    under a new generation name so the two never collide."""
     provider = configured(RegistryProvider)
     created = provider.create(registry_inputs())
     assert emulator.registry_credentials[created.id] == ("acme-bot", "ghp_pulltoken1")
     assert "ghp_pulltoken1" not in json.dumps(created.outs)
+    assert re.fullmatch(r"comfyui_runpod_staging_ghcr-[0-9a-f]{8}", created.outs["registry_name"])
     assert provider.diff(created.id, created.outs, registry_inputs()).changes is False
     diff = provider.diff(created.id, created.outs, registry_inputs(password="ghp_pulltoken2"))
     assert diff.replaces == ["password"]
-    assert diff.delete_before_replace is True
+    assert not diff.delete_before_replace
+    second = provider.create(registry_inputs(password="ghp_pulltoken2"))
+    assert set(emulator.registries) == {created.id, second.id}
+    assert second.outs["registry_name"] != created.outs["registry_name"]
 
 
 def test_template_read_shows_registry_cleared_by_credential_delete(
@@ -187,7 +194,7 @@ def test_template_delete_gives_up_after_its_bound(emulator: RunPodEmulator) -> N
     provider = configured(TemplateProvider)
     created = provider.create(template_inputs())
     emulator.hold_template_in_use(created.id, deletes=10_000)
-    with pytest.raises(RunPodApiError, match="in use"):
+    with pytest.raises(ObjectInUseError, match=f"template {created.id} is still in use.*in use"):
         provider.delete(created.id, created.outs)
 
 
@@ -213,7 +220,8 @@ def test_endpoint_create_sends_a_valid_v2_body_and_round_trips_without_diff(
     created = provider.create(endpoint_inputs())
     live = emulator.endpoint(created.id)
     assert live["flashboot"] == "FLASHBOOT"
-    assert live["gpu"]["pools"] == ["ADA_24", "AMPERE_24"]
+    assert sorted(live["gpu"]["pools"]) == ["ADA_24", "AMPERE_24"]
+    assert live["timeout"] == 660_000
     diff = provider.diff(created.id, as_wire(created.outs), as_wire(endpoint_inputs()))
     assert diff.changes is False
 
@@ -234,29 +242,55 @@ def test_endpoint_image_roll_is_one_patch_of_the_image(emulator: RunPodEmulator)
     assert emulator.endpoints[created.id].version == 2
 
 
-def test_endpoint_update_waits_until_the_release_reaches_every_worker(
-    emulator: RunPodEmulator,
-) -> None:
-    """With wait_for_rollout_s, update returns only when all workers run the new release."""
+def test_rollout_waits_until_the_release_reaches_every_worker(emulator: RunPodEmulator) -> None:
+    """EndpointRollout returns only when all workers run the endpoint's newest release."""
     provider = configured(EndpointProvider)
-    declared = endpoint_inputs(
-        workers={"min": 3, "max": 3, "idleTimeout": 5}, wait_for_rollout_s=30
-    )
+    declared = endpoint_inputs(workers={"min": 3, "max": 3, "idleTimeout": 5})
     created = provider.create(declared)
     provider.update(created.id, created.outs, {**declared, "image": IMAGE_2})
+    emulator.reset_log()
+    waited = configured(EndpointRolloutProvider).create(
+        {"endpoint_id": created.id, "release": "r2", "timeout_s": 30}
+    )
     record = emulator.endpoints[created.id]
-    assert {w["version"] for w in record.workers} == {2}
+    assert {w.version for w in record.workers} == {2}
+    assert waited.outs["endpoint_version"] == 2
     assert len(emulator.calls("GET", f"/v2/serverless/{created.id}/releases")) >= 3
+    assert emulator.writes() == []
 
 
-def test_endpoint_rollout_wait_is_bounded(emulator: RunPodEmulator) -> None:
-    """A release that never reaches the workers fails `up` after the bound, naming progress."""
+def test_rollout_wait_is_bounded_and_names_the_endpoint_and_the_stuck_release(
+    emulator: RunPodEmulator,
+) -> None:
+    """A release that never reaches the workers fails the wait, not the endpoint."""
     emulator.rollout_workers_per_poll = 0
     provider = configured(EndpointProvider)
-    declared = endpoint_inputs(workers={"min": 2, "max": 2, "idleTimeout": 5}, wait_for_rollout_s=1)
+    declared = endpoint_inputs(workers={"min": 2, "max": 2, "idleTimeout": 5})
     created = provider.create(declared)
-    with pytest.raises(RuntimeError, match="0/2 workers"):
-        provider.update(created.id, created.outs, {**declared, "image": IMAGE_2})
+    provider.update(created.id, created.outs, {**declared, "image": IMAGE_2})
+    (newest, *_) = emulator.endpoints[created.id].releases
+    with pytest.raises(RuntimeError) as stuck:
+        configured(EndpointRolloutProvider).update(
+            f"{created.id}-rollout",
+            {"endpoint_id": created.id, "release": "r1", "timeout_s": 1},
+            {"endpoint_id": created.id, "release": "r2", "timeout_s": 1},
+        )
+    message = str(stuck.value)
+    assert f"endpoint {created.id} (comfyui-runpod-staging-comfyui)" in message
+    assert f"release {newest['id']} (version 2)" in message
+    assert "0/2 workers" in message
+    assert "stay in state" in message
+    assert list(emulator.endpoints) == [created.id]
+
+
+def test_endpoint_create_and_update_never_wait_for_a_release(emulator: RunPodEmulator) -> None:
+    """The endpoint's own create/update make no release poll: a failed wait loses no id."""
+    emulator.rollout_workers_per_poll = 0
+    provider = configured(EndpointProvider)
+    declared = endpoint_inputs(workers={"min": 2, "max": 2, "idleTimeout": 5})
+    created = provider.create(declared)
+    provider.update(created.id, created.outs, {**declared, "image": IMAGE_2})
+    assert not [r for r in emulator.calls() if r.path.endswith("/releases")]
 
 
 def test_endpoint_type_and_compute_family_changes_replace(emulator: RunPodEmulator) -> None:
@@ -319,16 +353,18 @@ def test_vanished_objects_read_as_gone_and_delete_cleanly(emulator: RunPodEmulat
     assert secrets.read(secret.id, secret.outs).id == ""
 
 
-def test_endpoint_delete_scales_to_zero_first(emulator: RunPodEmulator) -> None:
-    """No worker is mid-job when the endpoint goes: PATCH workers to 0, then DELETE."""
+def test_endpoint_delete_is_one_delete_without_a_scale_down_first(
+    emulator: RunPodEmulator,
+) -> None:
+    """v2's DELETE terminates workers and cancels jobs itself: no workers PATCH before it."""
     provider = configured(EndpointProvider)
     created = provider.create(endpoint_inputs(workers={"min": 1, "max": 3, "idleTimeout": 5}))
     emulator.reset_log()
     provider.delete(created.id, created.outs)
-    assert [(r.method, r.body) for r in emulator.writes()] == [
-        ("PATCH", {"workers": {"min": 0, "max": 0}}),
-        ("DELETE", None),
+    assert [(r.method, r.path) for r in emulator.writes()] == [
+        ("DELETE", f"/v2/serverless/{created.id}")
     ]
+    assert emulator.endpoints == {}
 
 
 def test_endpoint_adopt_existing_takes_over_by_name(emulator: RunPodEmulator) -> None:

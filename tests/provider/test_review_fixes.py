@@ -113,10 +113,10 @@ def test_several_new_same_named_endpoints_after_a_lost_answer_fail_naming_them(
     assert old_id not in str(failure.value)
 
 
-def test_create_without_faults_costs_one_list_only_for_kinds_without_unique_names(
+def test_create_without_faults_costs_one_list_then_the_post_for_every_kind(
     emulator: RunPodEmulator,
 ) -> None:
-    """Endpoints: GET list + POST. Templates (unique names): the POST alone, as before."""
+    """Every kind lists who carries the name before its POST: one GET, then the POST."""
     configured(EndpointProvider).create(endpoint_inputs())
     assert [(r.method, r.path) for r in emulator.calls()] == [
         ("GET", "/v2/serverless"),
@@ -124,7 +124,10 @@ def test_create_without_faults_costs_one_list_only_for_kinds_without_unique_name
     ]
     emulator.reset_log()
     configured(TemplateProvider).create(template_inputs())
-    assert [(r.method, r.path) for r in emulator.calls()] == [("POST", "/v2/templates")]
+    assert [(r.method, r.path) for r in emulator.calls()] == [
+        ("GET", "/v2/templates"),
+        ("POST", "/v2/templates"),
+    ]
 
 
 def test_adopting_an_endpoint_shares_the_single_name_lookup(emulator: RunPodEmulator) -> None:

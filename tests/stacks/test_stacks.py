@@ -256,8 +256,10 @@ def test_runpod_pulls_with_the_read_only_token_and_never_gets_the_push_token(
 def test_both_stacks_wait_until_a_new_image_serves(deployments: dict[str, Deployment]) -> None:
     """`pulumi up` ends when the new release runs on every worker, in prod and staging."""
     for stack in STACKS:
-        (endpoint,) = deployments[stack].mocks.of_type(ENDPOINT)
-        assert endpoint.inputs["wait_for_rollout_s"] == 900, stack
+        (rollout,) = deployments[stack].mocks.of_type(
+            "pulumi-python:dynamic/runpod:EndpointRollout"
+        )
+        assert rollout.inputs["timeout_s"] == 900, stack
     assert stack_file("prod")["serverless.waitForRollout"] == "true"
 
 

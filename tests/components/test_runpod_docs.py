@@ -1,0 +1,43 @@
+"""docs/runpod-template-config.md and docs/rollout.md stay true to the provider they describe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from components.runpod import EndpointRollout
+from components.runpod.providers import NetworkVolumeProvider, RegistryProvider
+from components.worker_wiring import REVISION_VARIABLE, image_cuda_constraint
+
+REPO = Path(__file__).resolve().parents[2]
+GUIDE = (REPO / "docs" / "runpod-template-config.md").read_text(encoding="utf-8")
+RUNBOOK = (REPO / "docs" / "rollout.md").read_text(encoding="utf-8")
+
+
+def test_the_guide_names_the_revision_variable_the_env_carries() -> None:
+    """The rotation section names the variable worker_env really sets."""
+    assert f"`{REVISION_VARIABLE}`" in GUIDE
+    assert f"`{REVISION_VARIABLE}`" in RUNBOOK
+
+
+def test_the_guide_lists_the_cuda_versions_the_program_sets() -> None:
+    """The CUDA rows show exactly the versions read from the Dockerfile and newer."""
+    versions = ", ".join(f"`{v}`" for v in image_cuda_constraint())
+    assert versions in GUIDE
+    assert f"ARG CUDA_VERSION={image_cuda_constraint()[0]}" in GUIDE
+
+
+def test_the_guide_states_the_in_use_retry_bounds_the_providers_use() -> None:
+    """30 s for a credential a pod holds, 60 s for a volume in use."""
+    assert f"retried for {RegistryProvider.in_use_budget_s:g} s" in GUIDE
+    assert f"retries\nfor {NetworkVolumeProvider.in_use_budget_s:g} s" in GUIDE
+
+
+def test_the_documented_adopt_key_and_rollout_resource_exist() -> None:
+    """`runpod.adoptExisting` is declared; `EndpointRollout` is the resource named."""
+    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text(encoding="utf-8"))["config"]
+    assert "runpod.adoptExisting" in declared
+    assert "runpod.adoptExisting" in GUIDE
+    assert "runpod.adoptExisting" in RUNBOOK
+    assert f"`{EndpointRollout.__name__}`" in GUIDE
