@@ -8,7 +8,13 @@ import json
 import pytest
 
 from components.config import parse
-from components.storage import ITEM_READ, ITEM_WRITE, OutputBucket, bucket_resource, s3_secret
+from components.storage import (
+    ITEM_READ,
+    OutputBucket,
+    bucket_resource,
+    policy_resources,
+    s3_secret,
+)
 from tests.fakes.pulumi_mocks import (
     ITEM_LEVEL_GROUP_IDS,
     RecordingMocks,
@@ -67,21 +73,45 @@ def test_worker_may_read_and_write_objects_and_app_may_only_read() -> None:
         assert set().union(*groups.values()) <= ITEM_LEVEL_GROUP_IDS
 
 
-def test_permission_groups_are_looked_up_by_name() -> None:
-    """Ids come from Cloudflare's list, asked for by name, never hard-coded."""
+def test_policy_resources_are_the_compact_json_the_api_stores() -> None:
+    """No spaces after separators: the provider compares the string with the API's form."""
     with mocked() as mocks:
         build(mocks)
-        asked = {args["name"] for _, args, _ in mocks.calls}
-        assert asked == {ITEM_READ, ITEM_WRITE}
-        assert all(args["accountId"] == ACCOUNT_ID for _, args, _ in mocks.calls)
+        expected = (
+            f'{{"com.cloudflare.edge.r2.bucket.{ACCOUNT_ID}_default_comfyui-runpod-staging":"*"}}'
+        )
+        for role, inputs in tokens(mocks).items():
+            assert inputs["policies"][0]["resources"] == expected, role  # type: ignore[index]
+    assert policy_resources(ACCOUNT_ID, "eu", "b") == (
+        f'{{"com.cloudflare.edge.r2.bucket.{ACCOUNT_ID}_eu_b":"*"}}'
+    )
 
 
-def test_missing_permission_group_fails_the_deployment() -> None:
-    """If Cloudflare renames a group, the program stops instead of granting nothing."""
+def test_permission_groups_are_matched_by_name_from_one_unfiltered_listing() -> None:
+    """Ids come from Cloudflare's list, never hard-coded; the name filter (whose URL
+    encoding is the caller's problem) is not used: one listing, names matched here."""
     with mocked() as mocks:
-        mocks.permission_groups = {ITEM_READ: "pg-r2-item-read"}
-        with pytest.raises(Exception, match="Workers R2 Storage Bucket Item Write"):
+        build(mocks)
+        assert len(mocks.calls) == 1
+        ((_, args, _),) = mocks.calls
+        assert args["accountId"] == ACCOUNT_ID
+        assert args.get("name") is None
+        assert args.get("scope") is None
+
+
+def test_missing_permission_group_fails_listing_the_groups_found() -> None:
+    """If Cloudflare renames a group, the program stops and shows what it did find."""
+    with mocked() as mocks:
+        mocks.permission_groups = {
+            ITEM_READ: "pg-r2-item-read",
+            "Workers R2 Storage Bucket Item Writer": "pg-renamed",
+            "Workers KV Storage Write": "pg-kv-write",
+        }
+        with pytest.raises(Exception, match="Workers R2 Storage Bucket Item Write'") as caught:
             build(mocks)
+    message = str(caught.value)
+    assert "Workers R2 Storage Bucket Item Writer" in message
+    assert "found 0 among 3 groups" in message
 
 
 def test_s3_credentials_derive_from_the_tokens_and_are_secret() -> None:
