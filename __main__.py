@@ -41,6 +41,7 @@ bucket = OutputBucket(
     "outputs",
     account_id=cfg.cloudflare.account_id,
     settings=cfg.bucket,
+    allow_deletion=cfg.data.allow_deletion,
     opts=on_cloudflare,
 )
 
@@ -101,6 +102,7 @@ else:
             network_volume_data_center_id=cfg.serverless.network_volume_data_center_id,
             wait_for_rollout=cfg.serverless.wait_for_rollout,
             rollout_timeout_s=cfg.serverless.rollout_timeout_seconds,
+            allow_volume_deletion=cfg.data.allow_deletion,
         ),
     )
     comfyui_endpoint_id = serverless.endpoint_id
@@ -116,6 +118,7 @@ if cfg.video_pod.enabled:
             container_disk_gb=cfg.video_pod.container_disk_gb,
             model_groups=cfg.video_pod.model_groups,
             start_jupyter=cfg.video_pod.jupyter,
+            allow_volume_deletion=cfg.data.allow_deletion,
         ),
     )
 

@@ -48,8 +48,10 @@ KNOWN_GPU_POOLS = frozenset(
 )
 #: R2 location hints; empty means "let Cloudflare choose".
 R2_LOCATIONS = frozenset({"apac", "eeur", "enam", "weur", "wnam", "oc"})
-#: R2 jurisdictions and the host label each adds to the S3 endpoint.
-R2_JURISDICTIONS = {"default": "", "eu": ".eu", "fedramp": ".fedramp"}
+#: R2 jurisdictions and the host label each adds to the S3 endpoint (Cloudflare's "Data
+#: location" page; ``us`` since 2026-08: ``<account>.us.r2.cloudflarestorage.com``). A
+#: bucket's jurisdiction is fixed at creation: changing it means a new bucket.
+R2_JURISDICTIONS = {"default": "", "eu": ".eu", "fedramp": ".fedramp", "us": ".us"}
 PROVIDERS = ("scenario", "comfyui")
 PROVIDER_ALIASES = {"runpod": "comfyui"}
 SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
@@ -117,6 +119,7 @@ SCHEMA: tuple[Key, ...] = (
     _k("bucket.abortMultipartDays", "integer", 1),
     _k("bucket.corsOrigins", default=""),
     _k("bucket.publicBaseUrl", default=""),
+    _k("data.allowDeletion", "boolean", default=False),
     _k("image.owner"),
     _k("image.name", default="comfyui-worker"),
     _k("image.tag", default=""),
@@ -199,7 +202,8 @@ class BucketSettings:
     location: str | None
     """Location hint (``weur``...), ``None`` to let Cloudflare choose."""
     jurisdiction: str
-    """``default``, ``eu`` or ``fedramp``; decides the S3 endpoint host."""
+    """``default``, ``eu``, ``fedramp`` or ``us``; decides the S3 endpoint host. Fixed at
+    creation: a change plans a replacement, which protection refuses."""
     prefix: str
     """Key prefix of generated objects (``R2_PREFIX``); empty or ending in ``/``."""
     expire_days: int
@@ -210,6 +214,15 @@ class BucketSettings:
     """Browser origins of the app allowed to GET/HEAD objects."""
     public_base_url: str | None
     """Public URL (custom domain or r2.dev) objects are served from, if any."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSettings:
+    """Whether the stack may delete or replace what holds data: the bucket and the volumes."""
+
+    allow_deletion: bool
+    """``False`` (the default) registers the R2 bucket and both network volumes with
+    ``protect=True``: Pulumi refuses any plan that deletes or replaces them."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,6 +374,7 @@ class StackConfig:
     stack: str
     cloudflare: CloudflareSettings
     bucket: BucketSettings
+    data: DataSettings
     image: ImageSettings
     serverless: ServerlessSettings
     video_pod: VideoPodSettings
@@ -490,6 +504,7 @@ def parse(values: Mapping[str, str], *, stack: str, project: str = PROJECT) -> S
     r = _Reader(values, stack)
     cloudflare = _cloudflare(r)
     bucket = _bucket(r, project=project, stack=stack)
+    data = DataSettings(allow_deletion=r.boolean("data.allowDeletion"))
     image = _image(r, stack=stack)
     serverless = _serverless(r, project=project, stack=stack)
     video_pod = _video_pod(r)
@@ -506,6 +521,7 @@ def parse(values: Mapping[str, str], *, stack: str, project: str = PROJECT) -> S
         stack=stack,
         cloudflare=cloudflare,
         bucket=bucket,
+        data=data,
         image=image,
         serverless=serverless,
         video_pod=video_pod,

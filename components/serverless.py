@@ -73,6 +73,8 @@ class ComfyServerlessArgs:
     """Make `pulumi up` wait until a new release runs on every worker."""
     rollout_timeout_s: int = 900
     """How long that wait may take before `pulumi up` fails."""
+    allow_volume_deletion: bool = False
+    """`data.allowDeletion`: unless true, the models volume is registered protected."""
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -188,7 +190,7 @@ class ComfyServerless(pulumi.ComponentResource):
                 name=f"{endpoint_name}-models",
                 size_gb=args.network_volume_size_gb,
                 data_center_id=args.network_volume_data_center_id,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, protect=not args.allow_volume_deletion),
             )
             volume_ids.append(volume.id)
             data_centers = data_centers or (args.network_volume_data_center_id,)

@@ -7,6 +7,13 @@ read + write) and the app's (object read). Exposes S3-style credentials derived 
 tokens (access key id = token id, secret = SHA-256 hex of the token value) as secret
 Outputs, the S3 endpoint that matches the jurisdiction, and the public base URL if any.
 
+The bucket holds every generated asset, so it is registered with ``protect=True`` unless the
+stack sets ``data.allowDeletion``: Pulumi then refuses any plan that deletes or replaces it.
+R2 cannot move a bucket between jurisdictions, so a changed jurisdiction plans a replacement
+(``replace_on_changes``) that the protection refuses before anything is touched. Even with
+deletion allowed the bucket is only ever dropped from the stack (``retain_on_delete``), never
+deleted with its objects.
+
 Deliberately does not own: the public domain itself (set up once in the dashboard and passed
 in as ``bucket.publicBaseUrl``), or where the credentials go (RunPod secrets, GitHub).
 """
@@ -86,6 +93,7 @@ class OutputBucket(pulumi.ComponentResource):
         *,
         account_id: str,
         settings: BucketSettings,
+        allow_deletion: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("comfyui-runpod:index:OutputBucket", name, None, opts)
@@ -97,7 +105,16 @@ class OutputBucket(pulumi.ComponentResource):
             name=settings.name,
             location=settings.location,
             jurisdiction=settings.jurisdiction,
-            opts=child,
+            # protect: a plan that deletes or replaces the bucket fails before it starts.
+            # retain_on_delete: R2 deletes only empty buckets, so a Pulumi delete could only
+            # fail half-way; once deletion is allowed, a replacement (a move) or a destroy
+            # leaves the old bucket and its objects in place, to copy and delete by hand.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=not allow_deletion,
+                retain_on_delete=True,
+                replace_on_changes=["jurisdiction"],
+            ),
         )
         cloudflare.R2BucketLifecycle(
             f"{name}-lifecycle",

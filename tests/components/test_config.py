@@ -287,7 +287,7 @@ def test_unknown_key_is_reported_as_a_typo() -> None:
     ("key", "value", "expected"),
     [
         ("bucket_location", "mars", "bucket.location must be empty or apac|eeur"),
-        ("bucket_jurisdiction", "us", "bucket.jurisdiction must be one of default|eu|fedramp"),
+        ("bucket_jurisdiction", "apac", "bucket.jurisdiction must be one of default|eu|fedramp|us"),
         ("bucket_prefix", "outputs", "bucket.prefix must be empty or end in '/'"),
         ("bucket_corsOrigins", "assets.example.com", "bucket.corsOrigins has invalid entries"),
         ("bucket_publicBaseUrl", "http://cdn.example.com", "must be an https:// URL"),
@@ -496,3 +496,26 @@ def test_known_model_groups_match_the_image_manifest() -> None:
     groups = {group for model in manifest["model"] for group in model["groups"]}
     assert set(KNOWN_MODEL_GROUPS) == groups
     assert len(KNOWN_MODEL_GROUPS) == len(groups)
+
+
+def test_unknown_jurisdiction_is_refused_with_the_fix() -> None:
+    """A jurisdiction R2 does not have fails validation, naming the accepted ones."""
+    message = problems(bucket_jurisdiction="ch")
+    assert "bucket.jurisdiction must be one of default|eu|fedramp|us, got 'ch'" in message
+    assert (
+        "pulumi config set bucket.jurisdiction <default|eu|fedramp|us> --stack staging" in message
+    )
+
+
+def test_us_jurisdiction_is_accepted() -> None:
+    """R2's `us` jurisdiction (2026-08) is a valid choice."""
+    assert config_with(bucket_jurisdiction="us").bucket.jurisdiction == "us"
+
+
+def test_data_is_protected_unless_deletion_is_allowed() -> None:
+    """data.allowDeletion defaults to false; only an explicit true allows deletion."""
+    assert config_with().data.allow_deletion is False
+    assert config_with(data_allowDeletion="true").data.allow_deletion is True
+    message = problems(data_allowDeletion="yes")
+    assert "data.allowDeletion must be true or false, got 'yes'" in message
+    assert "pulumi config set data.allowDeletion <true|false> --stack staging" in message

@@ -32,11 +32,20 @@ TOKEN = "cloudflare:index/accountToken:AccountToken"
 
 def build(mocks: RecordingMocks, **values: str) -> OutputBucket:
     """Run an OutputBucket for MINIMAL + ``values`` (``bucket_x`` -> ``bucket.x``)."""
-    settings = parse(
+    cfg = parse(
         {**MINIMAL, **{k.replace("_", ".", 1): v for k, v in values.items()}}, stack="staging"
-    ).bucket
+    )
     built: list[OutputBucket] = []
-    run(lambda: built.append(OutputBucket("outputs", account_id=ACCOUNT_ID, settings=settings)))
+    run(
+        lambda: built.append(
+            OutputBucket(
+                "outputs",
+                account_id=ACCOUNT_ID,
+                settings=cfg.bucket,
+                allow_deletion=cfg.data.allow_deletion,
+            )
+        )
+    )
     return built[0]
 
 
@@ -114,6 +123,29 @@ def test_missing_permission_group_fails_listing_the_groups_found() -> None:
     assert "found 0 among 3 groups" in message
 
 
+def test_the_bucket_is_protected_and_a_jurisdiction_change_replaces_it() -> None:
+    """protect refuses deletion and replacement; a jurisdiction change plans a replacement
+    (R2 cannot move a bucket), which the protection then refuses before anything runs."""
+    with mocked() as mocks:
+        build(mocks)
+        bucket = mocks.one("cloudflare:index/r2Bucket:R2Bucket")
+        assert bucket.options.protect
+        assert bucket.options.replace_on_changes == ("jurisdiction",)
+        # Only the data is protected: tokens, lifecycle and CORS stay replaceable.
+        others = [r for r in mocks.resources if r.type != bucket.type]
+        assert others
+        assert not any(r.options.protect for r in others)
+
+
+def test_data_allow_deletion_lifts_the_bucket_protection() -> None:
+    """data.allowDeletion=true is the one switch that lets Pulumi delete the bucket."""
+    with mocked() as mocks:
+        build(mocks, data_allowDeletion="true")
+        bucket = mocks.one("cloudflare:index/r2Bucket:R2Bucket")
+        assert not bucket.options.protect
+        assert bucket.options.replace_on_changes == ("jurisdiction",)
+
+
 def test_s3_credentials_derive_from_the_tokens_and_are_secret() -> None:
     """Access key id = token id, secret = SHA-256 hex of the token value; all secret."""
     with mocked() as mocks:
@@ -184,3 +216,12 @@ def test_public_base_url_is_exposed_only_when_configured() -> None:
     with mocked() as mocks:
         bucket = build(mocks, bucket_publicBaseUrl="https://cdn.example.com/")
         assert settle(bucket.public_base_url)[0] == "https://cdn.example.com"
+
+
+def test_us_jurisdiction_uses_the_us_endpoint() -> None:
+    """R2's `us` jurisdiction is served at <account>.us.r2.cloudflarestorage.com."""
+    with mocked() as mocks:
+        bucket = build(mocks, bucket_jurisdiction="us")
+        assert settle(bucket.s3_endpoint)[0] == f"https://{ACCOUNT_ID}.us.r2.cloudflarestorage.com"
+        resources = tokens(mocks)["app"]["policies"][0]["resources"]  # type: ignore[index]
+        assert f"{ACCOUNT_ID}_us_comfyui-runpod-staging" in resources
