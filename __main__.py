@@ -45,7 +45,7 @@ bucket = OutputBucket(
     opts=on_cloudflare,
 )
 
-image = WorkerImage("worker", settings=cfg.image)
+image = WorkerImage("worker", settings=cfg.image, hf_token=cfg.models.hf_token)
 
 
 @functools.cache

@@ -1,8 +1,9 @@
 """Pulumi mocks that record every registration, and helpers to run programs under them.
 
 The mocks echo inputs and fabricate only what a provider computes (ids, token values, the
-pushed image digest, KV namespace ids). Invokes they do not know fail loudly, and the
-permission-group lookup answers like Cloudflare's API: only groups that exist, by exact name.
+pushed image digest, derived from the build inputs, KV namespace ids). Invokes they do not
+know fail loudly, and the permission-group lookup answers like Cloudflare's API: only groups
+that exist, by exact name.
 Secret inputs arrive wrapped in Pulumi's secret signature; :class:`Registered` keeps the
 plain value and the paths that were secret, so tests can assert what state would encrypt.
 The monitor also records the resource options the engine would act on (``protect``,
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import json
 import runpy
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -46,6 +48,8 @@ PERMISSION_GROUPS = {
 }
 ITEM_LEVEL_GROUP_IDS = frozenset({"pg-r2-item-read", "pg-r2-item-write"})
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+#: pulumi-docker-build's Image.
+IMAGE_TYPE = "docker-build:index:Image"
 
 
 @dataclass(frozen=True)
@@ -118,12 +122,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "cloudflare:index/accountToken:AccountToken":
             resource_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
             state["value"] = f"fake-token-value-{args.name}"
-        elif args.typ == "docker:index/image:Image":
-            image_name = plain["imageName"]
-            repository = image_name.rsplit(":", 1)[0]
-            digest = hashlib.sha256(image_name.encode()).hexdigest()
-            state["repoDigest"] = f"{image_name}@sha256:{digest}"
-            state["baseImageName"] = repository
+        elif args.typ == IMAGE_TYPE:
+            # Same build inputs, same digest: what a content-addressed build would push.
+            digest = (
+                "sha256:" + hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+            )
+            state["digest"] = digest
+            state["ref"] = f"{plain['tags'][0]}@{digest}"
+            state["contextHash"] = hashlib.sha256(plain["context"]["location"].encode()).hexdigest()
         elif args.typ == "cloudflare:index/workersKvNamespace:WorkersKvNamespace":
             resource_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
         return resource_id, state
