@@ -140,6 +140,7 @@ app = AppDeployment(
         comfyui_endpoint_id=comfyui_endpoint_id,
         r2_endpoint=bucket.s3_endpoint,
         r2_bucket=bucket.bucket_name,
+        r2_public_base_url=cfg.bucket.public_base_url,
         r2_access_key_id=bucket.app_access_key_id,
         r2_secret_access_key=bucket.app_secret_access_key,
     ),

@@ -190,10 +190,10 @@ def test_app_and_flag_point_at_the_endpoint_the_stack_manages(
     endpoint_id, _ = deployment.exports["comfyuiEndpointId"]
     assert endpoint_id == f"{endpoint.name}-id"
     assert json.loads(deployment.one(KV).inputs["value"])["endpointId"] == endpoint_id
-    app_secrets = {
-        r.inputs["secretName"]: r.inputs["value"] for r in deployment.mocks.of_type(GH_SECRET)
+    app_variables = {
+        r.inputs["variableName"]: r.inputs["value"] for r in deployment.mocks.of_type(GH_VARIABLE)
     }
-    assert app_secrets["RUNPOD_COMFYUI_ENDPOINT_ID"] == endpoint_id
+    assert app_variables["RUNPOD_COMFYUI_ENDPOINT_ID"] == endpoint_id
     assert endpoint.inputs["image"] == deployment.exports["imageRef"][0]
 
 
