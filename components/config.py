@@ -344,7 +344,7 @@ class RolloutSettings:
     """The runtime flag the app reads per request to choose its provider."""
 
     provider: Literal["scenario", "comfyui"]
-    """``scenario`` sends everything to Scenario (the instant rollback)."""
+    """``scenario`` sends everything to Scenario (the rollback, seen within about 60 s)."""
     comfyui_percent: int
     """Share of requests sent to ComfyUI while ``provider`` is ``comfyui``."""
     kv_key: str

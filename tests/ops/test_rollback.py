@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -246,3 +247,38 @@ def test_the_script_runs_the_module_from_the_project_root(pulumi: StandIn, tmp_p
     assert done.returncode == 0, done.stderr
     assert [argv[0] for argv in pulumi.argvs()] == ["config", "config", "preview"]
     assert "[rollback]" in done.stderr
+
+
+DOCS = (
+    "rollout.md",
+    "troubleshooting.md",
+    "app-integration.md",
+    "DEPLOYMENT.md",
+    "configuration.md",
+)
+
+
+def test_every_rollback_command_in_the_docs_parses() -> None:
+    """`scripts/rollback ...` in the docs uses only arguments the command accepts."""
+    checked = 0
+    for name in DOCS:
+        text = (ROOT / "docs" / name).read_text(encoding="utf-8")
+        for line in re.findall(r"scripts/rollback( [^`#\n|;)]*)?", text):
+            argv = line.split()
+            if not argv or argv[0].startswith("<"):
+                continue
+            rollback.parser().parse_args(argv)
+            checked += 1
+    assert checked >= 3, "the runbook shows the rollback, its dry run and --undo"
+
+
+def test_the_docs_give_the_real_kv_bound_instead_of_instant() -> None:
+    """The app reads with the shortest cacheTtl (60 s) and the runbook states that bound."""
+    runbook = (ROOT / "docs" / "rollout.md").read_text(encoding="utf-8")
+    app = (ROOT / "docs" / "app-integration.md").read_text(encoding="utf-8")
+    assert "cacheTtl: 60" in app
+    assert "within about 60 s" in runbook
+    assert "within about" in app
+    for text in (runbook, app):
+        assert "instant rollback" not in text.lower()
+        assert "(instant;" not in text
