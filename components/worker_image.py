@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pulumi
 import pulumi_docker_build as docker_build
-from docker.utils.build import exclude_paths
 
 from components.config import ImageSettings
 
@@ -62,6 +61,10 @@ def context_files(context: Path, dockerfile: str = "Dockerfile") -> list[str]:
     Uses docker-py's implementation of Docker's ignore rules (patterns anchored at the
     context root, ``**``, ``!`` exceptions); the Dockerfile is always part of the context.
     """
+    # Imported here: docker-py pulls in paramiko (~0.5 s), which a stack that pins a
+    # digest (prod) should not pay on every run.
+    from docker.utils.build import exclude_paths  # noqa: PLC0415
+
     ignore = context / ".dockerignore"
     patterns = []
     if ignore.is_file():
