@@ -21,6 +21,7 @@ import pytest
 from ops import rollback
 from ops.rollback import main, target_urns
 from tests.fakes.stack_values import ROOT
+from tests.stacks.test_stacks import GH_VARIABLE, KV, deploy
 
 PROJECT = "comfyui-runpod"
 FLAG_URN, VARIABLE_URN = target_urns(PROJECT, "prod")
@@ -220,8 +221,6 @@ def test_usage_errors_and_a_missing_cli_have_their_own_exit_codes(
 
 def test_the_targets_are_the_urns_the_program_registers() -> None:
     """Under mocks, prod registers the KV value and the provider variable at these URNs."""
-    from tests.stacks.test_stacks import GH_VARIABLE, KV, deploy  # noqa: PLC0415
-
     deployment = deploy("prod")
     flag = deployment.one(KV)
     (variable,) = [
