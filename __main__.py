@@ -41,10 +41,11 @@ bucket = OutputBucket(
     "outputs",
     account_id=cfg.cloudflare.account_id,
     settings=cfg.bucket,
+    allow_deletion=cfg.data.allow_deletion,
     opts=on_cloudflare,
 )
 
-image = WorkerImage("worker", settings=cfg.image)
+image = WorkerImage("worker", settings=cfg.image, hf_token=cfg.models.hf_token)
 
 
 @functools.cache
@@ -103,6 +104,7 @@ else:
             wait_for_rollout=cfg.serverless.wait_for_rollout,
             rollout_timeout_s=cfg.serverless.rollout_timeout_seconds,
             adopt_existing=cfg.serverless.adopt_existing,
+            allow_volume_deletion=cfg.data.allow_deletion,
         ),
     )
     comfyui_endpoint_id = serverless.endpoint_id
@@ -119,6 +121,7 @@ if cfg.video_pod.enabled:
             model_groups=cfg.video_pod.model_groups,
             start_jupyter=cfg.video_pod.jupyter,
             adopt_existing=cfg.video_pod.adopt_existing,
+            allow_volume_deletion=cfg.data.allow_deletion,
         ),
     )
 
@@ -140,6 +143,7 @@ app = AppDeployment(
         comfyui_endpoint_id=comfyui_endpoint_id,
         r2_endpoint=bucket.s3_endpoint,
         r2_bucket=bucket.bucket_name,
+        r2_public_base_url=cfg.bucket.public_base_url,
         r2_access_key_id=bucket.app_access_key_id,
         r2_secret_access_key=bucket.app_secret_access_key,
     ),

@@ -1,11 +1,12 @@
 """AppDeployment: the app's GitHub deployment environment for this stack, filled in.
 
 Owns: on the app's repository, one deployment environment (``staging``, ``production``; with
-required reviewers when configured), its secrets (``RUNPOD_API_KEY``,
-``RUNPOD_COMFYUI_ENDPOINT_ID``, ``R2_ENDPOINT``, ``R2_BUCKET``, ``R2_ACCESS_KEY_ID``,
-``R2_SECRET_ACCESS_KEY`` from the app's read-only token, and ``SCENARIO_API_KEY`` /
-``SCENARIO_SECRET_API_KEY`` when configured) and its variables
-(``IMAGE_GENERATION_PROVIDER``, ``COMFYUI_TRAFFIC_PERCENT``).
+required reviewers when configured), its secrets (credentials only: ``RUNPOD_API_KEY``,
+``R2_ACCESS_KEY_ID`` and ``R2_SECRET_ACCESS_KEY`` of the app's read-only token, and
+``SCENARIO_API_KEY`` / ``SCENARIO_SECRET_API_KEY`` when configured) and its variables
+(everything that is not a credential, so the app's maintainers can read it:
+``IMAGE_GENERATION_PROVIDER``, ``COMFYUI_TRAFFIC_PERCENT``, ``RUNPOD_COMFYUI_ENDPOINT_ID``,
+``R2_ENDPOINT``, ``R2_BUCKET`` and ``R2_PUBLIC_BASE_URL`` when the bucket has one).
 
 Deliberately does not own: the repository itself, or the app's deploy workflow that reads
 these values. Every secret value stays a secret Output from config to GitHub, so state
@@ -31,7 +32,7 @@ class AppDeploymentArgs:
     rollout: RolloutSettings
     """Provider choice and ComfyUI share, published as variables."""
     comfyui_endpoint_id: pulumi.Input[str] | None
-    """The serverless endpoint the app calls; ``None`` until one exists (no secret is set)."""
+    """The serverless endpoint the app calls; ``None`` until one exists (no variable is set)."""
     r2_endpoint: pulumi.Input[str]
     """S3 endpoint of the output bucket."""
     r2_bucket: pulumi.Input[str]
@@ -40,6 +41,8 @@ class AppDeploymentArgs:
     """The app's read-only access key id."""
     r2_secret_access_key: pulumi.Input[str]
     """The app's read-only secret access key."""
+    r2_public_base_url: str | None = None
+    """Public URL objects are served from (``bucket.publicBaseUrl``), if any."""
 
 
 class AppDeployment(pulumi.ComponentResource):
@@ -79,9 +82,6 @@ class AppDeployment(pulumi.ComponentResource):
 
         secrets: dict[str, pulumi.Input[str] | None] = {
             "RUNPOD_API_KEY": settings.runpod_api_key,
-            "RUNPOD_COMFYUI_ENDPOINT_ID": args.comfyui_endpoint_id,
-            "R2_ENDPOINT": args.r2_endpoint,
-            "R2_BUCKET": args.r2_bucket,
             "R2_ACCESS_KEY_ID": args.r2_access_key_id,
             "R2_SECRET_ACCESS_KEY": args.r2_secret_access_key,
             "SCENARIO_API_KEY": settings.scenario_api_key,
@@ -98,10 +98,15 @@ class AppDeployment(pulumi.ComponentResource):
                 opts=child,
             )
 
-        variables = {
+        candidates: dict[str, pulumi.Input[str] | None] = {
             "IMAGE_GENERATION_PROVIDER": args.rollout.provider,
             "COMFYUI_TRAFFIC_PERCENT": str(args.rollout.comfyui_percent),
+            "RUNPOD_COMFYUI_ENDPOINT_ID": args.comfyui_endpoint_id,
+            "R2_ENDPOINT": args.r2_endpoint,
+            "R2_BUCKET": args.r2_bucket,
+            "R2_PUBLIC_BASE_URL": args.r2_public_base_url,
         }
+        variables = {key: value for key, value in candidates.items() if value is not None}
         for variable_name, text in variables.items():
             github.ActionsEnvironmentVariable(
                 f"{name}-{variable_name.lower().replace('_', '-')}",

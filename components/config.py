@@ -48,8 +48,10 @@ KNOWN_GPU_POOLS = frozenset(
 )
 #: R2 location hints; empty means "let Cloudflare choose".
 R2_LOCATIONS = frozenset({"apac", "eeur", "enam", "weur", "wnam", "oc"})
-#: R2 jurisdictions and the host label each adds to the S3 endpoint.
-R2_JURISDICTIONS = {"default": "", "eu": ".eu", "fedramp": ".fedramp"}
+#: R2 jurisdictions and the host label each adds to the S3 endpoint (Cloudflare's "Data
+#: location" page; ``us`` since 2026-08: ``<account>.us.r2.cloudflarestorage.com``). A
+#: bucket's jurisdiction is fixed at creation: changing it means a new bucket.
+R2_JURISDICTIONS = {"default": "", "eu": ".eu", "fedramp": ".fedramp", "us": ".us"}
 PROVIDERS = ("scenario", "comfyui")
 PROVIDER_ALIASES = {"runpod": "comfyui"}
 SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
@@ -65,6 +67,9 @@ KNOWN_MODEL_GROUPS = (
     "flux_dev_fp8",
     "background_removal",
 )
+#: Environment variable that, when set, is the GHCR push token instead of
+#: ``image.registryToken``: CI passes the workflow's short-lived ``GITHUB_TOKEN`` here.
+PUSH_TOKEN_ENV = "GHCR_PUSH_TOKEN"  # noqa: S105 (a variable name, not a token)
 #: Network volume sizes RunPod accepts, in GB (0 in config means "no volume").
 VOLUME_GB = (10, 4096)
 
@@ -73,7 +78,8 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 _ACCOUNT_ID = re.compile(r"[0-9a-f]{32}")
 _GH_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _IMAGE_PART = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# Docker allows 128 characters; the build cache lives at "<tag>-buildcache".
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,116}")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?")
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _KV_KEY = re.compile(r"[A-Za-z0-9._:/-]{1,512}")
@@ -117,12 +123,14 @@ SCHEMA: tuple[Key, ...] = (
     _k("bucket.abortMultipartDays", "integer", 1),
     _k("bucket.corsOrigins", default=""),
     _k("bucket.publicBaseUrl", default=""),
+    _k("data.allowDeletion", "boolean", default=False),
     _k("image.owner"),
     _k("image.name", default="comfyui-worker"),
     _k("image.tag", default=""),
     _k("image.digest", default=""),
     _k("image.version", default="0.1.0"),
     _k("image.revision", default=""),
+    _k("image.bakeModelGroups", default=""),
     _k("image.sourceUrl", default=""),
     _k("image.registryUsername", default=""),
     _secret("image.registryToken", required=False),
@@ -200,7 +208,8 @@ class BucketSettings:
     location: str | None
     """Location hint (``weur``...), ``None`` to let Cloudflare choose."""
     jurisdiction: str
-    """``default``, ``eu`` or ``fedramp``; decides the S3 endpoint host."""
+    """``default``, ``eu``, ``fedramp`` or ``us``; decides the S3 endpoint host. Fixed at
+    creation: a change plans a replacement, which protection refuses."""
     prefix: str
     """Key prefix of generated objects (``R2_PREFIX``); empty or ending in ``/``."""
     expire_days: int
@@ -214,6 +223,15 @@ class BucketSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DataSettings:
+    """Whether the stack may delete or replace what holds data: the bucket and the volumes."""
+
+    allow_deletion: bool
+    """``False`` (the default) registers the R2 bucket and both network volumes with
+    ``protect=True``: Pulumi refuses any plan that deletes or replaces them."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImageSettings:
     """The worker image on GHCR: built from ``image/`` or pinned to a digest."""
 
@@ -224,20 +242,24 @@ class ImageSettings:
     name: str
     """Package name, lower case."""
     tag: str
-    """Tag pushed by a build (and used as build cache)."""
+    """Tag pushed by a build; its registry build cache is ``<tag>-buildcache``."""
     digest: str | None
     """Pinned ``sha256:<64 hex>``; when set nothing is built."""
     version: str
     """``org.opencontainers.image.version``."""
-    revision: str
-    """``org.opencontainers.image.revision`` (git commit)."""
+    revision: str | None
+    """``org.opencontainers.image.revision``; ``None`` lets the build use the content hash
+    of its context, so a commit that changes nothing under ``image/`` rebuilds nothing."""
+    bake_model_groups: tuple[str, ...]
+    """Model groups baked into the image (``BAKE_MODEL_GROUPS``); empty bakes none."""
     source_url: str
     """``org.opencontainers.image.source``: links the package to its repository."""
     registry_username: str
     """User that pushes to GHCR."""
     registry_token: pulumi.Output[str] | None
-    """Push token with ``write:packages`` (secret); required only when building, never
-    given to RunPod."""
+    """Push token with ``write:packages`` (secret): ``$GHCR_PUSH_TOKEN`` when set (CI: the
+    workflow's ``GITHUB_TOKEN``), else ``image.registryToken``; required only when
+    building, never given to RunPod."""
     pull_username: str
     """User owning the pull token (RunPod's registry credential)."""
     pull_token: pulumi.Output[str] | None
@@ -327,7 +349,7 @@ class RolloutSettings:
     """The runtime flag the app reads per request to choose its provider."""
 
     provider: Literal["scenario", "comfyui"]
-    """``scenario`` sends everything to Scenario (the instant rollback)."""
+    """``scenario`` sends everything to Scenario (the rollback, seen within about 60 s)."""
     comfyui_percent: int
     """Share of requests sent to ComfyUI while ``provider`` is ``comfyui``."""
     kv_key: str
@@ -366,6 +388,7 @@ class StackConfig:
     stack: str
     cloudflare: CloudflareSettings
     bucket: BucketSettings
+    data: DataSettings
     image: ImageSettings
     serverless: ServerlessSettings
     video_pod: VideoPodSettings
@@ -455,11 +478,12 @@ class _Reader:
             self.problem(name, f"has invalid entries {bad} (want {hint})", f"<{hint},...>")
         return items
 
-    def groups(self, name: str) -> tuple[str, ...]:
-        """A comma list of model groups, each one the manifest defines, at least one."""
+    def groups(self, name: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+        """A comma list of model groups, each one the manifest defines (at least one unless
+        ``allow_empty``)."""
         groups = self.words(name, _TOKEN_LIST, "group")
         unknown = [group for group in groups if group not in KNOWN_MODEL_GROUPS]
-        default = str(SCHEMA_BY_NAME[name].default)
+        default = str(SCHEMA_BY_NAME[name].default) or "flux_dev_fp8,background_removal"
         if unknown:
             self.problem(
                 name,
@@ -467,7 +491,7 @@ class _Reader:
                 f"(image/models.toml defines {', '.join(KNOWN_MODEL_GROUPS)})",
                 default,
             )
-        elif not groups:
+        elif not groups and not allow_empty:
             self.problem(name, "must name at least one model group", default)
         return groups
 
@@ -485,17 +509,25 @@ class _Reader:
         return pulumi.Output.secret(value)
 
 
-def parse(values: Mapping[str, str], *, stack: str, project: str = PROJECT) -> StackConfig:
+def parse(
+    values: Mapping[str, str],
+    *,
+    stack: str,
+    project: str = PROJECT,
+    env: Mapping[str, str] | None = None,
+) -> StackConfig:
     """Build a :class:`StackConfig` from raw config strings keyed by name within the project.
 
     ``values`` maps ``bucket.name``-style keys (plus ``runpod:apiKey``) to the strings Pulumi
-    passes a program; missing keys take the ``SCHEMA`` default. Raises :class:`ConfigError`
+    passes a program; missing keys take the ``SCHEMA`` default. ``env`` (default
+    ``os.environ``) is consulted for ``GHCR_PUSH_TOKEN`` only. Raises :class:`ConfigError`
     listing every problem.
     """
     r = _Reader(values, stack)
     cloudflare = _cloudflare(r)
     bucket = _bucket(r, project=project, stack=stack)
-    image = _image(r, stack=stack)
+    data = DataSettings(allow_deletion=r.boolean("data.allowDeletion"))
+    image = _image(r, stack=stack, env=os.environ if env is None else env)
     serverless = _serverless(r, project=project, stack=stack)
     video_pod = _video_pod(r)
     rollout = _rollout(r)
@@ -511,6 +543,7 @@ def parse(values: Mapping[str, str], *, stack: str, project: str = PROJECT) -> S
         stack=stack,
         cloudflare=cloudflare,
         bucket=bucket,
+        data=data,
         image=image,
         serverless=serverless,
         video_pod=video_pod,
@@ -553,15 +586,23 @@ def _bucket(r: _Reader, *, project: str, stack: str) -> BucketSettings:
     )
 
 
-def _image(r: _Reader, *, stack: str) -> ImageSettings:
+def _image(r: _Reader, *, stack: str, env: Mapping[str, str]) -> ImageSettings:
     owner = r.string("image.owner", _IMAGE_PART, "a lower-case GHCR owner", empty=False)
     name = r.string("image.name", _IMAGE_PART, "a lower-case package name", empty=False)
     digest = r.raw("image.digest")
     if digest and not _DIGEST.fullmatch(digest):
         r.problem("image.digest", f"must be sha256:<64 hex>, got {digest!r}", "sha256:<64 hex>")
     tag = r.string("image.tag", _TAG, "a docker tag", empty=True) or stack
-    revision = r.raw("image.revision") or os.environ.get("GITHUB_SHA", "") or "unknown"
     source = r.raw("image.sourceUrl") or f"https://github.com/{owner}/{PROJECT}"
+    bake = r.groups("image.bakeModelGroups", allow_empty=True)
+    if bake and digest:
+        r.problems.append(
+            f"image.bakeModelGroups ({','.join(bake)}) has no effect: image.digest pins an "
+            "image, so this stack builds nothing; bake in the stack that builds: "
+            f"pulumi config rm image.bakeModelGroups --stack {r.stack}"
+        )
+    # The CI token wins: the workflow hands over a token that expires with the job.
+    push_token = env.get(PUSH_TOKEN_ENV, "").strip()
     return ImageSettings(
         registry="ghcr.io",
         owner=owner,
@@ -569,10 +610,13 @@ def _image(r: _Reader, *, stack: str) -> ImageSettings:
         tag=tag,
         digest=digest or None,
         version=r.raw("image.version"),
-        revision=revision,
+        revision=r.raw("image.revision") or None,
+        bake_model_groups=bake,
         source_url=source,
         registry_username=r.raw("image.registryUsername") or owner,
-        registry_token=r.secret("image.registryToken"),
+        registry_token=(
+            pulumi.Output.secret(push_token) if push_token else r.secret("image.registryToken")
+        ),
         pull_username=r.raw("image.pullUsername") or r.raw("image.registryUsername") or owner,
         pull_token=r.secret("image.pullToken"),
     )
@@ -764,7 +808,8 @@ def _registry_checks(
     if image.registry_token is None and image.digest is None:
         r.problems.append(
             "image.registryToken (the push token) is not set, and the stack builds and pushes "
-            "the image (no image.digest pinned): "
+            f"the image (no image.digest pinned); in CI set {PUSH_TOKEN_ENV} to the workflow's "
+            "GITHUB_TOKEN (packages: write), on a laptop: "
             f"{r.fix('image.registryToken', '<GitHub classic token with write:packages>')}"
         )
     pullers = [

@@ -2,8 +2,10 @@
 
 Owns: a Workers KV namespace per stack and one key in it whose JSON value is
 ``{"provider", "comfyuiPercent", "endpointId", "stack"}``. Because the app reads the flag
-per request, ``pulumi config set rollout.provider scenario`` plus ``pulumi up`` is an
-instant rollback with no redeploy of the app, as the rollout plan promises.
+per request, ``rollout.provider=scenario`` applied to this one value (``scripts/rollback``)
+is a rollback with no redeploy of the app. It is not instant: Workers KV is eventually
+consistent, and locations serve their cached copy for up to 60 s (the shortest ``cacheTtl``
+Cloudflare allows), so the app sees the change everywhere within about a minute.
 
 Deliberately does not own: the app's Worker binding to the namespace (the app's own
 deployment binds it by the exported namespace id), or how the app splits traffic: the flag

@@ -80,6 +80,8 @@ class ComfyServerlessArgs:
     adopt_existing: bool = False
     """Take over RunPod objects that already carry this component's names (otherwise such
     an object fails the `up`, naming it)."""
+    allow_volume_deletion: bool = False
+    """`data.allowDeletion`: unless true, the models volume is registered protected."""
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -198,7 +200,7 @@ class ComfyServerless(pulumi.ComponentResource):
                 size_gb=args.network_volume_size_gb,
                 data_center_id=args.network_volume_data_center_id,
                 adopt_existing=args.adopt_existing,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, protect=not args.allow_volume_deletion),
             )
             volume_ids.append(volume.id)
             data_centers = data_centers or (args.network_volume_data_center_id,)

@@ -7,12 +7,20 @@ read + write) and the app's (object read). Exposes S3-style credentials derived 
 tokens (access key id = token id, secret = SHA-256 hex of the token value) as secret
 Outputs, the S3 endpoint that matches the jurisdiction, and the public base URL if any.
 
+The bucket holds every generated asset, so it is registered with ``protect=True`` unless the
+stack sets ``data.allowDeletion``: Pulumi then refuses any plan that deletes or replaces it.
+R2 cannot move a bucket between jurisdictions, so a changed jurisdiction plans a replacement
+(``replace_on_changes``) that the protection refuses before anything is touched. Even with
+deletion allowed the bucket is only ever dropped from the stack (``retain_on_delete``), never
+deleted with its objects.
+
 Deliberately does not own: the public domain itself (set up once in the dashboard and passed
 in as ``bucket.publicBaseUrl``), or where the credentials go (RunPod secrets, GitHub).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -38,6 +46,20 @@ def s3_endpoint(account_id: str, jurisdiction: str) -> str:
 def bucket_resource(account_id: str, jurisdiction: str, bucket: str) -> str:
     """The token-policy resource name that means "this one bucket"."""
     return f"com.cloudflare.edge.r2.bucket.{account_id}_{jurisdiction}_{bucket}"
+
+
+def policy_resources(account_id: str, jurisdiction: str, bucket: str) -> str:
+    """A token policy's ``resources``: compact, key-sorted JSON, as the API stores it.
+
+    The provider keeps ``resources`` as a plain string and reads back the API's compact
+    form; ``json.dumps`` defaults (``", "``, ``": "``) would differ from it on every
+    refresh and rewrite both tokens on every ``up``.
+    """
+    return json.dumps(
+        {bucket_resource(account_id, jurisdiction, bucket): "*"},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
 
 
 def s3_secret(token_value: str) -> str:
@@ -71,6 +93,7 @@ class OutputBucket(pulumi.ComponentResource):
         *,
         account_id: str,
         settings: BucketSettings,
+        allow_deletion: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("comfyui-runpod:index:OutputBucket", name, None, opts)
@@ -82,7 +105,16 @@ class OutputBucket(pulumi.ComponentResource):
             name=settings.name,
             location=settings.location,
             jurisdiction=settings.jurisdiction,
-            opts=child,
+            # protect: a plan that deletes or replaces the bucket fails before it starts.
+            # retain_on_delete: R2 deletes only empty buckets, so a Pulumi delete could only
+            # fail half-way; once deletion is allowed, a replacement (a move) or a destroy
+            # leaves the old bucket and its objects in place, to copy and delete by hand.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=not allow_deletion,
+                retain_on_delete=True,
+                replace_on_changes=["jurisdiction"],
+            ),
         )
         cloudflare.R2BucketLifecycle(
             f"{name}-lifecycle",
@@ -114,15 +146,14 @@ class OutputBucket(pulumi.ComponentResource):
             )
 
         resources = bucket.name.apply(
-            lambda bucket_name: json.dumps(
-                {bucket_resource(account_id, settings.jurisdiction, bucket_name): "*"}
-            )
+            lambda bucket_name: policy_resources(account_id, settings.jurisdiction, bucket_name)
         )
+        group_ids = _permission_group_ids(account_id, (ITEM_READ, ITEM_WRITE), parent=self)
         worker = _bucket_token(
             f"{name}-worker-token",
             account_id=account_id,
             token_name=f"{settings.name}-worker",
-            groups=(ITEM_READ, ITEM_WRITE),
+            group_ids=[group_ids[ITEM_READ], group_ids[ITEM_WRITE]],
             resources=resources,
             opts=child,
         )
@@ -130,7 +161,7 @@ class OutputBucket(pulumi.ComponentResource):
             f"{name}-app-token",
             account_id=account_id,
             token_name=f"{settings.name}-app",
-            groups=(ITEM_READ,),
+            group_ids=[group_ids[ITEM_READ]],
             resources=resources,
             opts=child,
         )
@@ -193,11 +224,10 @@ def _bucket_token(
     *,
     account_id: str,
     token_name: str,
-    groups: Sequence[str],
+    group_ids: Sequence[pulumi.Output[str]],
     resources: pulumi.Output[str],
     opts: pulumi.ResourceOptions,
 ) -> cloudflare.AccountToken:
-    group_ids = [_permission_group_id(account_id, group, opts.parent) for group in groups]
     return cloudflare.AccountToken(
         resource_name,
         account_id=account_id,
@@ -218,23 +248,34 @@ def _bucket_token(
     )
 
 
-def _permission_group_id(
-    account_id: str, group: str, parent: pulumi.Resource | None
-) -> pulumi.Output[str]:
+def _permission_group_ids(
+    account_id: str, groups: Sequence[str], *, parent: pulumi.Resource
+) -> dict[str, pulumi.Output[str]]:
+    """Ids of the named permission groups, from one unfiltered listing.
+
+    The ``name`` filter of the listing must be URL-encoded by the caller (per the SDK) and
+    how the provider passes it on is not documented, so nothing is filtered server-side:
+    the names are matched here, exactly, and a missing one fails with the names found.
+    """
     # parent= makes the lookup use the component's (explicit) Cloudflare provider.
     listing = cloudflare.get_account_api_token_permission_groups_list_output(
-        account_id=account_id, name=group, opts=pulumi.InvokeOutputOptions(parent=parent)
+        account_id=account_id, opts=pulumi.InvokeOutputOptions(parent=parent)
     )
+    return {group: listing.results.apply(functools.partial(_pick, group=group)) for group in groups}
 
-    def pick(
-        results: Sequence[cloudflare.outputs.GetAccountApiTokenPermissionGroupsListResultResult],
-    ) -> str:
-        ids = {result.id for result in results if result.name == group}
-        if len(ids) != 1:
-            raise ValueError(
-                f"expected one Cloudflare permission group named {group!r}, found {len(ids)}: "
-                "check that cloudflare.apiToken may read API token permission groups"
-            )
+
+def _pick(
+    results: Sequence[cloudflare.outputs.GetAccountApiTokenPermissionGroupsListResultResult],
+    group: str,
+) -> str:
+    ids = {result.id for result in results if result.name == group}
+    if len(ids) == 1:
         return ids.pop()
-
-    return listing.results.apply(pick)
+    names = sorted({result.name for result in results})
+    related = [name for name in names if "R2" in name] or names[:20]
+    raise ValueError(
+        f"expected one Cloudflare permission group named {group!r}, found {len(ids)} among "
+        f"{len(names)} groups; R2 groups listed: {', '.join(related) or 'none'}. "
+        "Check that cloudflare.apiToken may read API token permission groups "
+        "(Account API Tokens Read)"
+    )

@@ -58,6 +58,8 @@ class VideoPodArgs:
     start_jupyter: bool = True
     """Start JupyterLab on 8888 (RunPod injects `JUPYTER_PASSWORD`); when false the pod gets
     `ENABLE_JUPYTER=false` and the template exposes no 8888/http."""
+    allow_volume_deletion: bool = False
+    """`data.allowDeletion`: unless true, the network volume is registered protected."""
     gpu_type_id: str = "NVIDIA A100 80GB PCIe"
     """GPU type written into `pod_request` (WAN 2.2 720p wants 48-80 GB)."""
     adopt_existing: bool = False
@@ -108,7 +110,7 @@ class VideoPod(pulumi.ComponentResource):
             size_gb=args.volume_size_gb,
             data_center_id=args.data_center_id,
             adopt_existing=args.adopt_existing,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=not args.allow_volume_deletion),
         )
 
         credentials = declare_worker_credentials(

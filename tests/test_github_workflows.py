@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.config import PUSH_TOKEN_ENV
 from tests.ops.cli_lines import ops_invocations, unknown_options
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +23,8 @@ PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 ALLOWED_WRITES = {
     ("preview.yml", "preview"): {"pull-requests"},
     ("deploy.yml", "promote"): {"contents", "pull-requests"},
+    # The staging build pushes the worker image with the job's GITHUB_TOKEN.
+    ("deploy.yml", "staging"): {"packages"},
     ("health.yml", "health"): {"issues"},
 }
 
@@ -171,3 +174,13 @@ def test_workflow_ops_commands_are_ones_the_cli_implements(name: str) -> None:
     assert invocations
     for argv in invocations:
         assert unknown_options(argv) == [], argv
+
+
+def test_the_staging_build_pushes_with_the_job_token_not_a_stored_one() -> None:
+    """deploy.yml hands pulumi up its own GITHUB_TOKEN as GHCR_PUSH_TOKEN (packages: write);
+    the preview stands it in the same way so validation passes without a stored token."""
+    staging = load("deploy.yml")["jobs"]["staging"]
+    (up,) = pulumi_steps(staging)
+    assert up["env"][PUSH_TOKEN_ENV] == "${{ github.token }}"
+    assert staging["permissions"]["packages"] == "write"
+    assert load("preview.yml")["jobs"]["preview"]["env"][PUSH_TOKEN_ENV] == "${{ github.token }}"

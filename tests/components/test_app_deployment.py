@@ -34,6 +34,7 @@ def build(mocks: RecordingMocks, cfg: StackConfig, endpoint: str | None = "ep-1"
             comfyui_endpoint_id=endpoint,
             r2_endpoint="https://acct.r2.cloudflarestorage.com",
             r2_bucket="bucket",
+            r2_public_base_url=cfg.bucket.public_base_url,
             r2_access_key_id=pulumi.Output.secret("read-key-id"),
             r2_secret_access_key=pulumi.Output.secret("read-secret"),
         )
@@ -48,18 +49,44 @@ def secrets(mocks: RecordingMocks) -> dict[str, str]:
     return {r.inputs["secretName"]: r.inputs["value"] for r in mocks.of_type(SECRET)}
 
 
-def test_environment_carries_the_app_secrets_with_read_only_r2_credentials() -> None:
-    """RUNPOD_*, R2_* secrets are set; R2 credentials are the read-only ones."""
+def variables(mocks: RecordingMocks) -> dict[str, str]:
+    """Environment variables by name."""
+    return {r.inputs["variableName"]: r.inputs["value"] for r in mocks.of_type(VARIABLE)}
+
+
+def test_credentials_are_secrets_and_only_credentials_are() -> None:
+    """RunPod key and the read-only R2 key pair are secrets; nothing else is."""
     with mocked() as mocks:
         build(mocks, config(app_runpodApiKey="rp-key"))
         assert secrets(mocks) == {
             "RUNPOD_API_KEY": "rp-key",
-            "RUNPOD_COMFYUI_ENDPOINT_ID": "ep-1",
-            "R2_ENDPOINT": "https://acct.r2.cloudflarestorage.com",
-            "R2_BUCKET": "bucket",
             "R2_ACCESS_KEY_ID": "read-key-id",
             "R2_SECRET_ACCESS_KEY": "read-secret",
         }
+
+
+def test_values_that_are_not_credentials_are_readable_variables() -> None:
+    """Endpoint id, S3 endpoint, bucket and public URL are variables the app's
+    maintainers can read (a secret cannot be read back, even by them)."""
+    with mocked() as mocks:
+        build(mocks, config(bucket_publicBaseUrl="https://cdn.example.com"))
+        assert variables(mocks) == {
+            "IMAGE_GENERATION_PROVIDER": "scenario",
+            "COMFYUI_TRAFFIC_PERCENT": "0",
+            "RUNPOD_COMFYUI_ENDPOINT_ID": "ep-1",
+            "R2_ENDPOINT": "https://acct.r2.cloudflarestorage.com",
+            "R2_BUCKET": "bucket",
+            "R2_PUBLIC_BASE_URL": "https://cdn.example.com",
+        }
+        assert all(r.secret_paths == frozenset() for r in mocks.of_type(VARIABLE))
+        assert not set(variables(mocks)) & set(secrets(mocks))
+
+
+def test_no_public_url_means_no_public_url_variable() -> None:
+    """Without bucket.publicBaseUrl the app presigns; no empty variable is written."""
+    with mocked() as mocks:
+        build(mocks, config())
+        assert "R2_PUBLIC_BASE_URL" not in variables(mocks)
 
 
 def test_every_secret_value_is_secret_in_state() -> None:
@@ -70,7 +97,7 @@ def test_every_secret_value_is_secret_in_state() -> None:
             config(app_runpodApiKey="rp-key", app_scenarioApiKey="s", app_scenarioSecretApiKey="t"),
         )
         registered = mocks.of_type(SECRET)
-        assert len(registered) == 8
+        assert len(registered) == 5
         for resource in registered:
             assert "value" in resource.secret_paths, resource.inputs["secretName"]
 
@@ -86,10 +113,11 @@ def test_scenario_secrets_are_set_only_when_configured() -> None:
         assert secrets(mocks)["SCENARIO_SECRET_API_KEY"] == "t"
 
 
-def test_no_endpoint_yet_means_no_endpoint_secret() -> None:
+def test_no_endpoint_yet_means_no_endpoint_variable() -> None:
     """Until an endpoint exists, RUNPOD_COMFYUI_ENDPOINT_ID is not written empty."""
     with mocked() as mocks:
         build(mocks, config(), endpoint=None)
+        assert "RUNPOD_COMFYUI_ENDPOINT_ID" not in variables(mocks)
         assert "RUNPOD_COMFYUI_ENDPOINT_ID" not in secrets(mocks)
 
 
@@ -100,12 +128,9 @@ def test_variables_publish_the_provider_choice() -> None:
             mocks,
             config(rollout_provider="runpod", rollout_comfyuiPercent="25", app_runpodApiKey="k"),
         )
-        variables = {r.inputs["variableName"]: r.inputs["value"] for r in mocks.of_type(VARIABLE)}
-        assert variables == {
-            "IMAGE_GENERATION_PROVIDER": "comfyui",
-            "COMFYUI_TRAFFIC_PERCENT": "25",
-        }
-        assert all(r.secret_paths == frozenset() for r in mocks.of_type(VARIABLE))
+        published = variables(mocks)
+        assert published["IMAGE_GENERATION_PROVIDER"] == "comfyui"
+        assert published["COMFYUI_TRAFFIC_PERCENT"] == "25"
 
 
 def test_everything_lands_in_this_stacks_environment_of_the_app_repository() -> None:

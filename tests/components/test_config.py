@@ -287,7 +287,7 @@ def test_unknown_key_is_reported_as_a_typo() -> None:
     ("key", "value", "expected"),
     [
         ("bucket_location", "mars", "bucket.location must be empty or apac|eeur"),
-        ("bucket_jurisdiction", "us", "bucket.jurisdiction must be one of default|eu|fedramp"),
+        ("bucket_jurisdiction", "apac", "bucket.jurisdiction must be one of default|eu|fedramp|us"),
         ("bucket_prefix", "outputs", "bucket.prefix must be empty or end in '/'"),
         ("bucket_corsOrigins", "assets.example.com", "bucket.corsOrigins has invalid entries"),
         ("bucket_publicBaseUrl", "http://cdn.example.com", "must be an https:// URL"),
@@ -505,3 +505,67 @@ def test_known_model_groups_match_the_image_manifest() -> None:
     groups = {group for model in manifest["model"] for group in model["groups"]}
     assert set(KNOWN_MODEL_GROUPS) == groups
     assert len(KNOWN_MODEL_GROUPS) == len(groups)
+
+
+def test_unknown_jurisdiction_is_refused_with_the_fix() -> None:
+    """A jurisdiction R2 does not have fails validation, naming the accepted ones."""
+    message = problems(bucket_jurisdiction="ch")
+    assert "bucket.jurisdiction must be one of default|eu|fedramp|us, got 'ch'" in message
+    assert (
+        "pulumi config set bucket.jurisdiction <default|eu|fedramp|us> --stack staging" in message
+    )
+
+
+def test_us_jurisdiction_is_accepted() -> None:
+    """R2's `us` jurisdiction (2026-08) is a valid choice."""
+    assert config_with(bucket_jurisdiction="us").bucket.jurisdiction == "us"
+
+
+def test_data_is_protected_unless_deletion_is_allowed() -> None:
+    """data.allowDeletion defaults to false; only an explicit true allows deletion."""
+    assert config_with().data.allow_deletion is False
+    assert config_with(data_allowDeletion="true").data.allow_deletion is True
+    message = problems(data_allowDeletion="yes")
+    assert "data.allowDeletion must be true or false, got 'yes'" in message
+    assert "pulumi config set data.allowDeletion <true|false> --stack staging" in message
+
+
+def test_bake_model_groups_are_known_groups_or_none() -> None:
+    """image.bakeModelGroups is empty by default and names only manifest groups."""
+    assert config_with().image.bake_model_groups == ()
+    cfg = config_with(image_bakeModelGroups="flux_dev_fp8, background_removal")
+    assert cfg.image.bake_model_groups == ("flux_dev_fp8", "background_removal")
+    message = problems(image_bakeModelGroups="flux_dev_fp8,sdxl")
+    assert "image.bakeModelGroups names unknown model groups ['sdxl']" in message
+    assert "pulumi config set image.bakeModelGroups" in message
+
+
+def test_baking_is_refused_where_a_digest_pins_the_image() -> None:
+    """A pinned digest builds nothing, so asking to bake is a mistake worth stopping."""
+    message = problems(image_digest="sha256:" + "a" * 64, image_bakeModelGroups="flux_dev_fp8")
+    assert "image.bakeModelGroups (flux_dev_fp8) has no effect" in message
+    assert "pulumi config rm image.bakeModelGroups --stack staging" in message
+
+
+def test_revision_is_left_to_the_build_unless_set() -> None:
+    """No GITHUB_SHA fallback: an unset revision means "hash the build context"."""
+    values = dict(MINIMAL)
+    assert parse(values, stack="staging", env={"GITHUB_SHA": "abc"}).image.revision is None
+    values["image.revision"] = "v1.2.3"
+    assert parse(values, stack="staging", env={}).image.revision == "v1.2.3"
+
+
+def test_ci_push_token_from_the_environment_replaces_the_registry_token() -> None:
+    """GHCR_PUSH_TOKEN (the workflow's GITHUB_TOKEN) satisfies and wins over the key."""
+    values = {k: v for k, v in MINIMAL.items() if k != "image.registryToken"}
+    with pytest.raises(ConfigError, match="GHCR_PUSH_TOKEN"):
+        parse(values, stack="staging", env={})
+    cfg = parse(values, stack="staging", env={"GHCR_PUSH_TOKEN": "ghs_ci"})
+    assert cfg.image.registry_token is not None
+    assert "ghs_ci" not in repr(cfg)
+
+
+def test_a_tag_leaves_room_for_its_build_cache_tag() -> None:
+    """The cache tag `<tag>-buildcache` must stay within Docker's 128 characters."""
+    assert config_with(image_tag="t" * 117).image.tag == "t" * 117
+    assert "image.tag must be a docker tag" in problems(image_tag="t" * 118)

@@ -8,7 +8,13 @@ import json
 import pytest
 
 from components.config import parse
-from components.storage import ITEM_READ, ITEM_WRITE, OutputBucket, bucket_resource, s3_secret
+from components.storage import (
+    ITEM_READ,
+    OutputBucket,
+    bucket_resource,
+    policy_resources,
+    s3_secret,
+)
 from tests.fakes.pulumi_mocks import (
     ITEM_LEVEL_GROUP_IDS,
     RecordingMocks,
@@ -26,11 +32,20 @@ TOKEN = "cloudflare:index/accountToken:AccountToken"
 
 def build(mocks: RecordingMocks, **values: str) -> OutputBucket:
     """Run an OutputBucket for MINIMAL + ``values`` (``bucket_x`` -> ``bucket.x``)."""
-    settings = parse(
+    cfg = parse(
         {**MINIMAL, **{k.replace("_", ".", 1): v for k, v in values.items()}}, stack="staging"
-    ).bucket
+    )
     built: list[OutputBucket] = []
-    run(lambda: built.append(OutputBucket("outputs", account_id=ACCOUNT_ID, settings=settings)))
+    run(
+        lambda: built.append(
+            OutputBucket(
+                "outputs",
+                account_id=ACCOUNT_ID,
+                settings=cfg.bucket,
+                allow_deletion=cfg.data.allow_deletion,
+            )
+        )
+    )
     return built[0]
 
 
@@ -67,21 +82,68 @@ def test_worker_may_read_and_write_objects_and_app_may_only_read() -> None:
         assert set().union(*groups.values()) <= ITEM_LEVEL_GROUP_IDS
 
 
-def test_permission_groups_are_looked_up_by_name() -> None:
-    """Ids come from Cloudflare's list, asked for by name, never hard-coded."""
+def test_policy_resources_are_the_compact_json_the_api_stores() -> None:
+    """No spaces after separators: the provider compares the string with the API's form."""
     with mocked() as mocks:
         build(mocks)
-        asked = {args["name"] for _, args, _ in mocks.calls}
-        assert asked == {ITEM_READ, ITEM_WRITE}
-        assert all(args["accountId"] == ACCOUNT_ID for _, args, _ in mocks.calls)
+        expected = (
+            f'{{"com.cloudflare.edge.r2.bucket.{ACCOUNT_ID}_default_comfyui-runpod-staging":"*"}}'
+        )
+        for role, inputs in tokens(mocks).items():
+            assert inputs["policies"][0]["resources"] == expected, role  # type: ignore[index]
+    assert policy_resources(ACCOUNT_ID, "eu", "b") == (
+        f'{{"com.cloudflare.edge.r2.bucket.{ACCOUNT_ID}_eu_b":"*"}}'
+    )
 
 
-def test_missing_permission_group_fails_the_deployment() -> None:
-    """If Cloudflare renames a group, the program stops instead of granting nothing."""
+def test_permission_groups_are_matched_by_name_from_one_unfiltered_listing() -> None:
+    """Ids come from Cloudflare's list, never hard-coded; the name filter (whose URL
+    encoding is the caller's problem) is not used: one listing, names matched here."""
     with mocked() as mocks:
-        mocks.permission_groups = {ITEM_READ: "pg-r2-item-read"}
-        with pytest.raises(Exception, match="Workers R2 Storage Bucket Item Write"):
+        build(mocks)
+        assert len(mocks.calls) == 1
+        ((_, args, _),) = mocks.calls
+        assert args["accountId"] == ACCOUNT_ID
+        assert args.get("name") is None
+        assert args.get("scope") is None
+
+
+def test_missing_permission_group_fails_listing_the_groups_found() -> None:
+    """If Cloudflare renames a group, the program stops and shows what it did find."""
+    with mocked() as mocks:
+        mocks.permission_groups = {
+            ITEM_READ: "pg-r2-item-read",
+            "Workers R2 Storage Bucket Item Writer": "pg-renamed",
+            "Workers KV Storage Write": "pg-kv-write",
+        }
+        with pytest.raises(Exception, match="Workers R2 Storage Bucket Item Write'") as caught:
             build(mocks)
+    message = str(caught.value)
+    assert "Workers R2 Storage Bucket Item Writer" in message
+    assert "found 0 among 3 groups" in message
+
+
+def test_the_bucket_is_protected_and_a_jurisdiction_change_replaces_it() -> None:
+    """protect refuses deletion and replacement; a jurisdiction change plans a replacement
+    (R2 cannot move a bucket), which the protection then refuses before anything runs."""
+    with mocked() as mocks:
+        build(mocks)
+        bucket = mocks.one("cloudflare:index/r2Bucket:R2Bucket")
+        assert bucket.options.protect
+        assert bucket.options.replace_on_changes == ("jurisdiction",)
+        # Only the data is protected: tokens, lifecycle and CORS stay replaceable.
+        others = [r for r in mocks.resources if r.type != bucket.type]
+        assert others
+        assert not any(r.options.protect for r in others)
+
+
+def test_data_allow_deletion_lifts_the_bucket_protection() -> None:
+    """data.allowDeletion=true is the one switch that lets Pulumi delete the bucket."""
+    with mocked() as mocks:
+        build(mocks, data_allowDeletion="true")
+        bucket = mocks.one("cloudflare:index/r2Bucket:R2Bucket")
+        assert not bucket.options.protect
+        assert bucket.options.replace_on_changes == ("jurisdiction",)
 
 
 def test_s3_credentials_derive_from_the_tokens_and_are_secret() -> None:
@@ -154,3 +216,12 @@ def test_public_base_url_is_exposed_only_when_configured() -> None:
     with mocked() as mocks:
         bucket = build(mocks, bucket_publicBaseUrl="https://cdn.example.com/")
         assert settle(bucket.public_base_url)[0] == "https://cdn.example.com"
+
+
+def test_us_jurisdiction_uses_the_us_endpoint() -> None:
+    """R2's `us` jurisdiction is served at <account>.us.r2.cloudflarestorage.com."""
+    with mocked() as mocks:
+        bucket = build(mocks, bucket_jurisdiction="us")
+        assert settle(bucket.s3_endpoint)[0] == f"https://{ACCOUNT_ID}.us.r2.cloudflarestorage.com"
+        resources = tokens(mocks)["app"]["policies"][0]["resources"]  # type: ignore[index]
+        assert f"{ACCOUNT_ID}_us_comfyui-runpod-staging" in resources

@@ -1,26 +1,33 @@
 """Pulumi mocks that record every registration, and helpers to run programs under them.
 
 The mocks echo inputs and fabricate only what a provider computes (ids, token values, the
-pushed image digest, KV namespace ids). Invokes they do not know fail loudly, and the
-permission-group lookup answers like Cloudflare's API: only groups that exist, by exact name.
+pushed image digest, derived from the build inputs, KV namespace ids). Invokes they do not
+know fail loudly, and the permission-group lookup answers like Cloudflare's API: only groups
+that exist, by exact name.
 Secret inputs arrive wrapped in Pulumi's secret signature; :class:`Registered` keeps the
 plain value and the paths that were secret, so tests can assert what state would encrypt.
+The monitor also records the resource options the engine would act on (``protect``,
+``replace_on_changes``, ``retain_on_delete``, ...), which ``MockResourceArgs`` leaves out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
+import json
 import runpy
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi.runtime.settings
 import pytest
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +48,21 @@ PERMISSION_GROUPS = {
     "Workers KV Storage Write": "pg-kv-write",
 }
 ITEM_LEVEL_GROUP_IDS = frozenset({"pg-r2-item-read", "pg-r2-item-write"})
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+#: pulumi-docker-build's Image.
+IMAGE_TYPE = "docker-build:index:Image"
+
+
+@dataclass(frozen=True)
+class Options:
+    """The resource options of one registration that decide what the engine may do to it."""
+
+    protect: bool = False
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
+    replace_on_changes: tuple[str, ...] = ()
+    ignore_changes: tuple[str, ...] = ()
+    additional_secret_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,9 @@ class Registered:
     inputs: dict[str, Any]
     secret_paths: frozenset[str]
     provider: str | None
+    options: Options = field(default_factory=Options)
+    urn: str = ""
+    """The URN the engine would give it (root stack left out of the type chain)."""
 
 
 def unwrap(value: Any, path: str = "") -> tuple[Any, set[str]]:
@@ -84,23 +109,28 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[Registered] = []
         self.permission_groups = dict(PERMISSION_GROUPS)
         self.calls: list[tuple[str, dict[str, Any], str | None]] = []
+        # Filled by RecordingMonitor just before the engine would call new_resource.
+        self.pending: dict[tuple[str, str], tuple[Options, str]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         plain, secrets = unwrap(dict(args.inputs))
+        options, urn = self.pending.pop((args.typ, args.name), (Options(), ""))
         self.resources.append(
-            Registered(args.typ, args.name, plain, frozenset(secrets), args.provider)
+            Registered(args.typ, args.name, plain, frozenset(secrets), args.provider, options, urn)
         )
         state = dict(args.inputs)
         resource_id = f"{args.name}-id"
         if args.typ == "cloudflare:index/accountToken:AccountToken":
             resource_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
             state["value"] = f"fake-token-value-{args.name}"
-        elif args.typ == "docker:index/image:Image":
-            image_name = plain["imageName"]
-            repository = image_name.rsplit(":", 1)[0]
-            digest = hashlib.sha256(image_name.encode()).hexdigest()
-            state["repoDigest"] = f"{image_name}@sha256:{digest}"
-            state["baseImageName"] = repository
+        elif args.typ == IMAGE_TYPE:
+            # Same build inputs, same digest: what a content-addressed build would push.
+            digest = (
+                "sha256:" + hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+            )
+            state["digest"] = digest
+            state["ref"] = f"{plain['tags'][0]}@{digest}"
+            state["contextHash"] = hashlib.sha256(plain["context"]["location"].encode()).hexdigest()
         elif args.typ == "cloudflare:index/workersKvNamespace:WorkersKvNamespace":
             resource_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
         return resource_id, state
@@ -132,6 +162,29 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return found[0]
 
 
+class RecordingMonitor(MockMonitor):
+    """The mock monitor, plus a record of each registration's options and URN."""
+
+    mocks: RecordingMocks
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
+        options = Options(
+            protect=request.HasField("protect") and request.protect,
+            retain_on_delete=request.HasField("retainOnDelete") and request.retainOnDelete,
+            delete_before_replace=request.deleteBeforeReplace,
+            replace_on_changes=tuple(request.replaceOnChanges),
+            ignore_changes=tuple(request.ignoreChanges),
+            additional_secret_outputs=tuple(request.additionalSecretOutputs),
+        )
+        # The engine leaves the root stack out of a URN's type chain (pulumi/pulumi
+        # pkg/resource/deploy/deployment.go, generateURN); the mock monitor keeps it.
+        urn = self.make_urn(request.parent, request.type, request.name).replace(
+            f"::{ROOT_STACK_TYPE}$", "::", 1
+        )
+        self.mocks.pending[(request.type, request.name)] = (options, urn)
+        return super().RegisterResource(request)
+
+
 @contextmanager
 def current_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """A fresh current event loop, the previous one put back afterwards.
@@ -155,6 +208,32 @@ def current_loop() -> Iterator[asyncio.AbstractEventLoop]:
             loop.run_until_complete(asyncio.wait(pending, timeout=5))
         asyncio.set_event_loop(previous)
         loop.close()
+        # Run the finalizers of this run's futures and coroutines now. Left to a random
+        # later collection they can fire inside ast.parse (pytest's assertion rewriting),
+        # where CPython 3.11 fails with "AST constructor recursion depth mismatch".
+        _collect_garbage()
+
+
+def _collect_garbage() -> None:
+    """``gc.collect()``, minus one message that is not this run's: an event loop some other
+    test left unclosed, collected after its own self-pipe socket, fails to close it again
+    (``ValueError: Invalid file descriptor: -1`` in ``BaseEventLoop.__del__``). Left alone
+    that garbage would be finalized silently later; every other unraisable still reports."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        finalizer = getattr(unraisable.object, "__qualname__", "")
+        benign = finalizer == "BaseEventLoop.__del__" and isinstance(
+            unraisable.exc_value, ValueError
+        )
+        if not benign:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
 
 
 @pytest.fixture
@@ -177,7 +256,9 @@ def mocked(
         mocks = RecordingMocks()
         pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
         pulumi.runtime.settings.ROOT.set(None)
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+        pulumi.runtime.set_mocks(
+            mocks, project=project, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
+        )
         try:
             yield mocks
         finally:

@@ -20,6 +20,7 @@ import yaml
 
 from components.storage import bucket_resource
 from tests.fakes.pulumi_mocks import (
+    IMAGE_TYPE,
     ITEM_LEVEL_GROUP_IDS,
     RecordingMocks,
     Registered,
@@ -35,7 +36,7 @@ BUCKET = "cloudflare:index/r2Bucket:R2Bucket"
 KV = "cloudflare:index/workersKv:WorkersKv"
 GH_SECRET = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
 GH_VARIABLE = "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable"
-IMAGE = "docker:index/image:Image"
+IMAGE = IMAGE_TYPE
 ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
 REGISTRY = "pulumi-python:dynamic/runpod:Registry"
 TEMPLATE = "pulumi-python:dynamic/runpod:Template"
@@ -113,7 +114,7 @@ def test_every_credential_is_secret(deployments: dict[str, Deployment], stack: s
     assert "apiToken" in cloudflare.secret_paths
     assert "token" in deployment.one("pulumi:providers:github").secret_paths
     for image in deployment.mocks.of_type(IMAGE):
-        assert "registry" in image.secret_paths
+        assert "registries" in image.secret_paths
     for name, (value, is_secret) in deployment.exports.items():
         if name not in SECRET_EXPORTS:
             assert "fake-" not in str(value), f"{name} exports a secret in plaintext"
@@ -151,7 +152,8 @@ def test_staging_builds_and_prod_promotes_a_pinned_digest(
     """Staging builds the image; prod builds nothing and runs the digest it pins."""
     staging, prod = deployments["staging"], deployments["prod"]
     (built,) = staging.mocks.of_type(IMAGE)
-    assert built.inputs["build"]["platform"] == "linux/amd64"
+    assert built.inputs["platforms"] == ["linux/amd64"]
+    assert built.inputs["cacheTo"][0]["registry"]["mode"] == "max"
     assert prod.mocks.of_type(IMAGE) == []
     pinned = stack_file("prod")["image.digest"]
     assert prod.exports["imageRef"][0].endswith(f"@{pinned}")
@@ -188,10 +190,10 @@ def test_app_and_flag_point_at_the_endpoint_the_stack_manages(
     endpoint_id, _ = deployment.exports["comfyuiEndpointId"]
     assert endpoint_id == f"{endpoint.name}-id"
     assert json.loads(deployment.one(KV).inputs["value"])["endpointId"] == endpoint_id
-    app_secrets = {
-        r.inputs["secretName"]: r.inputs["value"] for r in deployment.mocks.of_type(GH_SECRET)
+    app_variables = {
+        r.inputs["variableName"]: r.inputs["value"] for r in deployment.mocks.of_type(GH_VARIABLE)
     }
-    assert app_secrets["RUNPOD_COMFYUI_ENDPOINT_ID"] == endpoint_id
+    assert app_variables["RUNPOD_COMFYUI_ENDPOINT_ID"] == endpoint_id
     assert endpoint.inputs["image"] == deployment.exports["imageRef"][0]
 
 
@@ -247,7 +249,7 @@ def test_runpod_pulls_with_the_read_only_token_and_never_gets_the_push_token(
     for registry in registries:
         assert registry.inputs["password"] == fake_secret("image.pullToken"), registry.name
         assert "password" in registry.secret_paths, registry.name
-    pushed = [r.inputs["registry"]["password"] for r in deployment.mocks.of_type(IMAGE)]
+    pushed = [r.inputs["registries"][0]["password"] for r in deployment.mocks.of_type(IMAGE)]
     assert pushed == ([fake_secret("image.registryToken")] if stack == "staging" else [])
     runpod_inputs = [r.inputs for r in deployment.mocks.resources if "dynamic/runpod" in r.type]
     assert fake_secret("image.registryToken") not in json.dumps(runpod_inputs)
@@ -294,3 +296,25 @@ def test_a_configured_network_volume_is_mounted_by_the_endpoint(
     assert deployment.exports["comfyuiNetworkVolumeId"][0] == f"{volume.name}-id"
     assert deployments["prod"].mocks.of_type(VOLUME) == []
     assert "comfyuiNetworkVolumeId" not in deployments["prod"].exports
+
+
+def test_a_commit_that_changes_nothing_under_image_builds_nothing_new(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Staging run for two commits of the same image/ tree: identical build inputs, so the
+    provider has nothing to build and the endpoint keeps its digest."""
+    runs = []
+    for sha in ("1" * 40, "2" * 40):
+        monkeypatch.setenv("GITHUB_SHA", sha)
+        runs.append(deploy("staging"))
+    (first,), (second,) = (run.mocks.of_type(IMAGE) for run in runs)
+    assert first.inputs == second.inputs
+    assert "1" * 40 not in json.dumps(first.inputs)
+    assert runs[0].exports["imageRef"] == runs[1].exports["imageRef"]
+    endpoints = [run.one(ENDPOINT).inputs for run in runs]
+    assert endpoints[0] == endpoints[1]
+
+
+def test_prod_builds_nothing(deployments: dict[str, Deployment]) -> None:
+    """prod pins a digest: no build resource, no push credential in use."""
+    assert deployments["prod"].mocks.of_type(IMAGE) == []

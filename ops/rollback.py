@@ -1,0 +1,293 @@
+"""The fast rollback: send the app back to Scenario by changing only the provider flag.
+
+Owns: ``scripts/rollback <stack> [--undo] [--dry-run] [--yes]`` (``python -m ops.rollback``
+from the project directory). It sets ``rollout.provider`` in the stack's config
+(``scenario``; ``comfyui`` with ``--undo``) and runs ``pulumi up --target`` on exactly two
+resources: the Workers KV value the app reads per request and the GitHub environment
+variable ``IMAGE_GENERATION_PROVIDER``. Nothing on RunPod, R2 or GHCR is planned or touched,
+so it ends in seconds; the app sees the new flag everywhere within about 60 s (Workers KV's
+edge caches). It refuses to send traffic to Scenario while Scenario's credentials are not
+configured for the stack. ``--dry-run`` changes nothing: it sets the value in a copy of the
+stack file and previews the targeted update against that copy.
+
+A rollback is a plan of steps (:func:`plan`) run in order (:func:`execute`); a later change
+(putting the config change on ``main`` as a pull request) adds steps without touching the
+rest. Deliberately does not own: deciding to roll back (``ops health`` / ``ops canary``
+gates, people), or the image (an image rollback pins ``image.digest``: docs/rollout.md).
+
+Exit codes: 0 done, 1 a pulumi step failed, 2 usage, 3 refused (missing Scenario
+credentials, no Pulumi CLI, no stack file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Component and child names __main__.py gives the two resources (a test holds these
+#: against the URNs the program registers).
+FLAG_PATH = (
+    "comfyui-runpod:index:ProviderSwitch$cloudflare:index/workersKv:WorkersKv",
+    "rollout-flag",
+)
+VARIABLE_PATH = (
+    "comfyui-runpod:index:AppDeployment"
+    "$github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable",
+    "app-image-generation-provider",
+)
+PROVIDER_KEY = "rollout.provider"
+SCENARIO_KEYS = ("app.scenarioApiKey", "app.scenarioSecretApiKey")
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
+
+
+class RefusedError(Exception):
+    """The rollback must not run; the message says why and what fixes it."""
+
+
+def target_urns(project: str, stack: str) -> tuple[str, str]:
+    """URNs of the KV flag value and of the provider variable (the root stack is not part of
+    a URN's type chain)."""
+
+    def urn(qualified_type: str, name: str) -> str:
+        return f"urn:pulumi:{stack}::{project}::{qualified_type}::{name}"
+
+    return urn(*FLAG_PATH), urn(*VARIABLE_PATH)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the operator asked for."""
+
+    stack: str
+    undo: bool = False
+    dry_run: bool = False
+    yes: bool = False
+
+    @property
+    def provider(self) -> str:
+        """The provider the flag will name."""
+        return "comfyui" if self.undo else "scenario"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of the plan; ``argv[0]`` is ``pulumi``."""
+
+    argv: tuple[str, ...]
+    why: str
+
+
+@dataclass
+class Project:
+    """The Pulumi project in the working directory."""
+
+    root: Path
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        path = self.root / "Pulumi.yaml"
+        if not path.is_file():
+            raise RefusedError(f"no Pulumi.yaml in {self.root}: run from the project directory")
+        self.name = str(yaml.safe_load(path.read_text(encoding="utf-8"))["name"])
+
+    def stack_file(self, stack: str) -> Path:
+        """``Pulumi.<stack>.yaml``."""
+        return self.root / f"Pulumi.{stack}.yaml"
+
+    def key(self, name: str) -> str:
+        """The full config key of a project key."""
+        return f"{self.name}:{name}"
+
+
+def plan(request: Request, project: Project, *, config_file: Path | None = None) -> list[Step]:
+    """The commands that set the flag and apply it to the two resources only.
+
+    With ``config_file`` (the dry run) both the config change and the preview use that copy
+    of the stack file, so the real one is never written.
+    """
+    stack = ["--stack", request.stack]
+    copy = ["--config-file", str(config_file)] if config_file else []
+    targets = [arg for urn in target_urns(project.name, request.stack) for arg in ("--target", urn)]
+    set_flag = Step(
+        ("pulumi", "config", "set", PROVIDER_KEY, request.provider, *stack, *copy),
+        f"{PROVIDER_KEY} = {request.provider}"
+        + (" (in a copy of the stack file)" if config_file else ""),
+    )
+    if config_file is not None:
+        apply = Step(
+            ("pulumi", "preview", *stack, *copy, *targets, "--diff"),
+            "preview the KV flag value and the IMAGE_GENERATION_PROVIDER variable only",
+        )
+    else:
+        confirm = ["--yes", "--skip-preview"] if request.yes else []
+        apply = Step(
+            ("pulumi", "up", *stack, *targets, *confirm),
+            "update the KV flag value and the IMAGE_GENERATION_PROVIDER variable only",
+        )
+    return [set_flag, apply]
+
+
+Runner = Callable[[Sequence[str]], int]
+Reader = Callable[[Sequence[str]], str]
+
+
+def run_inheriting(argv: Sequence[str]) -> int:
+    """Run a command attached to this terminal (pulumi may ask to confirm)."""
+    return subprocess.run(list(argv), check=False).returncode
+
+
+def read_output(argv: Sequence[str]) -> str:
+    """Run a read-only command and return its stdout; a failure is a refusal."""
+    done = subprocess.run(list(argv), check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        detail = done.stderr.strip() or done.stdout.strip()
+        raise RefusedError(f"`{' '.join(argv)}` failed (exit {done.returncode}): {detail}")
+    return done.stdout
+
+
+def stack_config(request: Request, read: Reader) -> dict[str, Any]:
+    """``pulumi config --json`` of the stack (secrets stay encrypted: values are elided)."""
+    text = read(("pulumi", "config", "--stack", request.stack, "--json"))
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise RefusedError(f"`pulumi config --json` did not print JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise RefusedError("`pulumi config --json` did not print a JSON object")
+    return config
+
+
+def _configured(config: dict[str, Any], full_key: str) -> bool:
+    entry = config.get(full_key)
+    if not isinstance(entry, dict):
+        return False
+    # Without --show-secrets a secret's value is left out; its presence is what counts.
+    return bool(entry.get("secret")) or bool(str(entry.get("value") or "").strip())
+
+
+def check(request: Request, project: Project, config: dict[str, Any]) -> str:
+    """Refuse what must not run; return the provider the stack's config names now."""
+    if not request.undo:
+        missing = [key for key in SCENARIO_KEYS if not _configured(config, project.key(key))]
+        if missing:
+            fixes = "; ".join(
+                f"pulumi config set --secret {key} <value> --stack {request.stack}"
+                for key in missing
+            )
+            raise RefusedError(
+                f"Scenario's credentials are not configured for stack {request.stack!r} "
+                f"({', '.join(missing)} missing): the app would fall back to a provider it "
+                f"cannot call. Set them first: {fixes}"
+            )
+    entry = config.get(project.key(PROVIDER_KEY))
+    current = entry.get("value") if isinstance(entry, dict) else None
+    return str(current or "scenario")
+
+
+def execute(steps: Sequence[Step], run: Runner, log: Callable[[str], None]) -> int:
+    """Run the steps in order; stop at the first failure and say which."""
+    for step in steps:
+        log(f"{step.why}: {' '.join(step.argv)}")
+        code = run(step.argv)
+        if code != 0:
+            log(f"failed (exit {code}): {' '.join(step.argv)}")
+            return EXIT_FAILED
+    return 0
+
+
+@contextmanager
+def stack_file_copy(project: Project, stack: str) -> Iterator[Path]:
+    """A throw-away copy of ``Pulumi.<stack>.yaml`` (same encryption salt and secrets)."""
+    source = project.stack_file(stack)
+    if not source.is_file():
+        raise RefusedError(f"{source.name} not found in {project.root}: run from the project")
+    with tempfile.TemporaryDirectory(prefix="rollback-") as directory:
+        copy = Path(directory) / source.name
+        shutil.copyfile(source, copy)
+        yield copy
+
+
+def rollback(
+    request: Request,
+    project: Project,
+    *,
+    run: Runner = run_inheriting,
+    read: Reader = read_output,
+    log: Callable[[str], None] | None = None,
+) -> int:
+    """Check, plan and run (or dry-run) one rollback; returns the exit code."""
+    say = log or _stderr
+    config = stack_config(request, read)
+    current = check(request, project, config)
+    if current == request.provider:
+        say(f"stack {request.stack!r} already names {current}; re-applying the flag")
+    if not request.dry_run:
+        return execute(plan(request, project), run, say)
+    say("dry run: a real run would execute:")
+    for step in plan(request, project):
+        say(f"  {' '.join(step.argv)}")
+    with stack_file_copy(project, request.stack) as copy:
+        return execute(plan(request, project, config_file=copy), run, say)
+
+
+def _require_pulumi() -> None:
+    if shutil.which("pulumi") is None:
+        raise RefusedError("the Pulumi CLI is not on PATH: curl -fsSL https://get.pulumi.com | sh")
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(f"[rollback] {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    cli = argparse.ArgumentParser(
+        prog="scripts/rollback",
+        description=(
+            "Send the app back to Scenario: set rollout.provider and update only the "
+            "Workers KV flag and the IMAGE_GENERATION_PROVIDER variable (nothing on RunPod)."
+        ),
+    )
+    cli.add_argument("stack", help="the stack to roll back, e.g. prod")
+    cli.add_argument(
+        "--undo", action="store_true", help="walk back: rollout.provider=comfyui again"
+    )
+    cli.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing: preview the targeted update against a copy of the stack file",
+    )
+    cli.add_argument(
+        "--yes", action="store_true", help="do not ask before updating (pulumi up --yes)"
+    )
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_USAGE if exit_.code else 0
+    request = Request(stack=args.stack, undo=args.undo, dry_run=args.dry_run, yes=args.yes)
+    try:
+        _require_pulumi()
+        return rollback(request, Project(Path.cwd()))
+    except RefusedError as refused:
+        _stderr(f"refused: {refused}")
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
