@@ -164,8 +164,22 @@ def test_where_a_setting_comes_from_is_a_key_a_reader_can_set(doc: Path) -> None
     names = [
         name for cell in column(text, "where it comes from") for name in BACKTICKS.findall(cell)
     ]
-    wrong = sorted({name for name in names if name not in KEYS | COMPONENT_CLASSES})
+    wrong = sorted({name for name in names if not settable(name)})
     assert not wrong, f"{doc_id(doc)}: not configuration keys: {wrong}"
+
+
+#: ``ARG`` names ``image/Dockerfile`` declares: a setting may come from the image itself.
+DOCKERFILE_ARGS = frozenset(
+    f"ARG {name}"
+    for name in re.findall(
+        r"^ARG ([A-Z_]+)", (ROOT / "image" / "Dockerfile").read_text(encoding="utf-8"), re.M
+    )
+)
+
+
+def settable(name: str) -> bool:
+    """A key, a component, a file of the repository or an ARG of the image's Dockerfile."""
+    return name in KEYS | COMPONENT_CLASSES | DOCKERFILE_ARGS or ("/" in name and exists(name))
 
 
 @pytest.mark.parametrize(
@@ -196,3 +210,8 @@ def test_the_extractors_find_what_a_doc_names() -> None:
     assert slug("The `ops` CLI: smoke") == "the-ops-cli-smoke"
     table = "| setting | where it comes from |\n|---|---|\n| volume | `network_volume_size_gb` |\n"
     assert list(column(table, "where it comes from")) == ["`network_volume_size_gb`"]
+    assert not settable("network_volume_size_gb")
+    assert not settable("ARG NO_SUCH_ARG")
+    assert not settable("image/no-such-file.toml")
+    assert settable("ARG CUDA_VERSION")
+    assert settable("image/Dockerfile")
