@@ -116,6 +116,7 @@ if cfg.video_pod.enabled:
             container_disk_gb=cfg.video_pod.container_disk_gb,
             model_groups=cfg.video_pod.model_groups,
             start_jupyter=cfg.video_pod.jupyter,
+            comfy_password=cfg.video_pod.comfy_password,
         ),
     )
 
