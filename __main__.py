@@ -122,6 +122,7 @@ if cfg.video_pod.enabled:
             start_jupyter=cfg.video_pod.jupyter,
             adopt_existing=cfg.video_pod.adopt_existing,
             allow_volume_deletion=cfg.data.allow_deletion,
+            comfy_password=cfg.video_pod.comfy_password,
         ),
     )
 

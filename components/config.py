@@ -161,6 +161,7 @@ SCHEMA: tuple[Key, ...] = (
     _k("videoPod.containerDiskGb", "integer", 50),
     _k("videoPod.modelGroups", default="wan22_t2v,wan22_t2v_fast"),
     _k("videoPod.jupyter", "boolean", default=True),
+    _secret("videoPod.comfyPassword", required=False),
     _secret("models.hfToken", required=False),
     _k("rollout.provider", default="scenario"),
     _k("rollout.comfyuiPercent", "integer", 0),
@@ -334,6 +335,8 @@ class VideoPodSettings:
     """Whether the pod template starts JupyterLab on 8888."""
     adopt_existing: bool
     """Take over same-named RunPod objects that predate the stack (``runpod.adoptExisting``)."""
+    comfy_password: pulumi.Output[str] | None
+    """Password of the proxy in front of ComfyUI on 8188 (secret); required when enabled."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -721,7 +724,29 @@ def _video_pod(r: _Reader) -> VideoPodSettings:
         model_groups=r.groups("videoPod.modelGroups"),
         jupyter=r.boolean("videoPod.jupyter"),
         adopt_existing=r.boolean("runpod.adoptExisting"),
+        comfy_password=_comfy_password(r),
     )
+
+
+#: Shortest ComfyUI proxy password: a leaked pod URL is public, the password is the lock.
+MIN_COMFY_PASSWORD = 12
+
+
+def _comfy_password(r: _Reader) -> pulumi.Output[str] | None:
+    name = "videoPod.comfyPassword"
+    raw = r.values.get(name, "")
+    if r.values.get("videoPod.enabled", "").strip().lower() != "true":
+        return r.secret(name)
+    if len(raw) < MIN_COMFY_PASSWORD:
+        what = "is not set" if not raw else f"must have at least {MIN_COMFY_PASSWORD} characters"
+        r.problem(
+            name,
+            f"{what} (required when videoPod.enabled is true: ComfyUI on the pod's public URL "
+            "answers only with it)",
+            "<password>",
+        )
+        return None
+    return r.secret(name)
 
 
 def _rollout(r: _Reader) -> RolloutSettings:

@@ -6,7 +6,9 @@ GHCR registry credential, declared through `components.worker_wiring` under this
 component's own names; and a pod template in the hearmeman-extended style: ComfyUI on
 8188/http, JupyterLab on 8888/http (only when `start_jupyter`; `ENABLE_JUPYTER` tells
 `start.sh` the same), SSH on 22/tcp, `MODE=pod`, `ENABLE_R2_SYNC=true` so the sync daemon
-lands every output in R2, and `MODEL_GROUPS` (WAN 2.2 720p T2V by default). It exports
+lands every output in R2, and `MODEL_GROUPS` (WAN 2.2 720p T2V by default). ComfyUI's port
+answers only with a password: a RunPod secret holding `comfy_password`, referenced as
+`COMFYUI_PASSWORD` (start.sh's nginx proxy checks it; without it 8188 stays closed). It exports
 the exact `POST /v2/pods` body that starts a pod from the template with the volume attached.
 
 Deliberately does not own: running pods. A pod bills by the hour and is started by a
@@ -60,6 +62,9 @@ class VideoPodArgs:
     `ENABLE_JUPYTER=false` and the template exposes no 8888/http."""
     allow_volume_deletion: bool = False
     """`data.allowDeletion`: unless true, the network volume is registered protected."""
+    comfy_password: pulumi.Input[str] | None = None
+    """Password of the proxy in front of ComfyUI (secret Output); stored as a RunPod secret
+    and referenced as `COMFYUI_PASSWORD`. None leaves port 8188 closed."""
     gpu_type_id: str = "NVIDIA A100 80GB PCIe"
     """GPU type written into `pod_request` (WAN 2.2 720p wants 48-80 GB)."""
     adopt_existing: bool = False
@@ -113,6 +118,13 @@ class VideoPod(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=not args.allow_volume_deletion),
         )
 
+        # The proxy password is one more worker credential: a RunPod secret the template
+        # references, in the rotation marker, adopted like the others.
+        extra = (
+            [("COMFYUI_PASSWORD", "comfy-password", args.comfy_password)]
+            if args.comfy_password is not None
+            else []
+        )
         credentials = declare_worker_credentials(
             name,
             args.worker,
@@ -121,15 +133,18 @@ class VideoPod(pulumi.ComponentResource):
             registry_name=f"{prefix}_ghcr_pod",
             described_as=f"the {template_name} pods",
             adopt_existing=args.adopt_existing,
+            extra=extra,
         )
+        mode_env: dict[str, pulumi.Input[str]] = {
+            "ENABLE_R2_SYNC": "true",
+            "ENABLE_JUPYTER": "true" if args.start_jupyter else "false",
+        }
+        secret_names = dict(credentials.secret_names)
         env = worker_env(
             args.worker,
             mode="pod",
             model_groups=args.model_groups,
-            mode_env={
-                "ENABLE_R2_SYNC": "true",
-                "ENABLE_JUPYTER": "true" if args.start_jupyter else "false",
-            },
+            mode_env=mode_env,
             references=credentials.references,
             revision=credentials.revision,
         )
@@ -153,7 +168,7 @@ class VideoPod(pulumi.ComponentResource):
         self.template_id = template.id
         self.network_volume_id = volume.id
         self.data_center_id = pulumi.Output.from_input(args.data_center_id)
-        self.secret_names = pulumi.Output.from_input(dict(credentials.secret_names))
+        self.secret_names = pulumi.Output.from_input(secret_names)
         self.pod_request = pulumi.Output.all(template.id, volume.id).apply(
             lambda ids: {
                 "name": template_name,

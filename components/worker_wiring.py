@@ -160,6 +160,7 @@ def declare_worker_credentials(
     registry_name: str,
     described_as: str,
     adopt_existing: bool = False,
+    extra: Sequence[tuple[str, str, pulumi.Input[str]]] = (),
 ) -> WorkerCredentials:
     """Declare one RunPod secret per credential of `worker` and its GHCR registry credential.
 
@@ -168,7 +169,8 @@ def declare_worker_credentials(
     RunPod names are account-unique: each secret is `f"{secret_name_prefix}_<role>"` with
     underscores, the registry credential is `registry_name`. A secret's description reads
     `"<VARIABLE> of <described_as> (managed by Pulumi)"`. `adopt_existing` takes over
-    same-named objects that predate the stack instead of failing on them.
+    same-named objects that predate the stack instead of failing on them. `extra` adds a
+    mode's own credentials as `(VARIABLE, role, value)`, declared the same way.
     """
     child = pulumi.ResourceOptions(parent=parent)
     credentials: list[tuple[str, str, pulumi.Input[str]]] = [
@@ -177,6 +179,7 @@ def declare_worker_credentials(
     ]
     if worker.hf_token is not None:
         credentials.append(("HF_TOKEN", "hf-token", worker.hf_token))
+    credentials.extend(extra)
 
     references: dict[str, pulumi.Output[str]] = {}
     names: dict[str, str] = {}

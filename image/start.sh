@@ -2,8 +2,9 @@
 # Container entry point of the worker image.
 #   MODE=serverless: GPU preflight, model paths, verify models (download the missing ones in
 #                    the foreground), ComfyUI, the RunPod handler.
-#   MODE=pod:        GPU preflight, model paths, background model downloads, ComfyUI,
-#                    the R2 sync daemon (ENABLE_R2_SYNC) and JupyterLab.
+#   MODE=pod:        GPU preflight, model paths, background model downloads, ComfyUI on
+#                    loopback behind an authenticating nginx proxy on COMFY_PORT, the R2
+#                    sync daemon (ENABLE_R2_SYNC, restarted with backoff) and JupyterLab.
 # Every variable is described in docs/worker-image.md.
 # Exit codes: 2 bad configuration, 3 no GPU, 4 models missing and their download failed
 # (serverless), else the handler's exit code (serverless) or 143 after SIGTERM.
@@ -41,6 +42,8 @@ APP_DIR="${APP_DIR:-/opt/worker}"
 COMFYUI_DIR="${COMFYUI_DIR:-/opt/ComfyUI}"
 PYTHON="${PYTHON:-python3}"
 COMFY_PORT="${COMFY_PORT:-8188}"
+# Pods: ComfyUI listens here on 127.0.0.1; nginx publishes it on COMFY_PORT with a password.
+COMFY_INTERNAL_PORT="${COMFY_INTERNAL_PORT:-18188}"
 BAKED_MODELS_DIR="${BAKED_MODELS_DIR:-/opt/models}"
 export COMFY_PID_FILE="${COMFY_PID_FILE:-/tmp/comfyui.pid}"
 export COMFY_URL="${COMFY_URL:-http://127.0.0.1:${COMFY_PORT}}"
@@ -64,6 +67,7 @@ MODEL_FOLDERS=(
 COMFY_PID=""
 MAIN_PID=""
 SYNC_PID=""
+PROXY_PID=""
 DOWNLOAD_PID=""
 STOPPING=false
 
@@ -244,9 +248,10 @@ metadata_args() {
 }
 
 start_comfyui() {
-  local listen=127.0.0.1
-  [[ "${MODE}" == pod ]] && listen=0.0.0.0
-  local args=(main.py --listen "${listen}" --port "${COMFY_PORT}" --disable-auto-launch)
+  # Loopback only in both modes: pods publish ComfyUI through the proxy (start_proxy).
+  local listen=127.0.0.1 port="${COMFY_PORT}"
+  [[ "${MODE}" == pod ]] && port="${COMFY_INTERNAL_PORT}"
+  local args=(main.py --listen "${listen}" --port "${port}" --disable-auto-launch)
   local metadata
   metadata="$(metadata_args)"
   [[ -n "${metadata}" ]] && args+=("${metadata}")
@@ -255,10 +260,67 @@ start_comfyui() {
     read -r -a extra <<<"${COMFY_ARGS}"
     args+=("${extra[@]}")
   fi
-  log "starting ComfyUI on ${listen}:${COMFY_PORT}"
+  log "starting ComfyUI on ${listen}:${port}"
   (cd "${COMFYUI_DIR}" && exec "${PYTHON}" -u "${args[@]}") > >(prefix comfyui) 2>&1 &
   COMFY_PID=$!
   echo "${COMFY_PID}" >"${COMFY_PID_FILE}"
+}
+
+# --- pod proxy (issue 12): ComfyUI is published only behind HTTP basic auth -------------
+start_proxy() {
+  if [[ -z "${COMFYUI_PASSWORD:-}" ]]; then
+    log "WARNING: COMFYUI_PASSWORD unset: port ${COMFY_PORT} stays closed and ComfyUI answers" \
+      "only on 127.0.0.1:${COMFY_INTERNAL_PORT} inside the pod. Set videoPod.comfyPassword" \
+      "(pulumi config set --secret videoPod.comfyPassword <password> --stack <stack>)"
+    return
+  fi
+  if ! command -v "${NGINX:-nginx}" >/dev/null 2>&1; then
+    log "WARNING: nginx not found: port ${COMFY_PORT} stays closed (ComfyUI is on loopback)"
+    return
+  fi
+  local dir="${PROXY_DIR:-/tmp/comfy-proxy}" config
+  if ! config="$("${PYTHON}" -m worker.proxy --out-dir "${dir}" \
+    --template "${APP_DIR}/proxy/nginx.conf.template" \
+    --listen "0.0.0.0:${COMFY_PORT}" --upstream "127.0.0.1:${COMFY_INTERNAL_PORT}")"; then
+    log "WARNING: the proxy config could not be written: port ${COMFY_PORT} stays closed"
+    return
+  fi
+  log "publishing ComfyUI on port ${COMFY_PORT} behind a password (user ${COMFYUI_USER:-comfy})"
+  # The password is no longer needed by anything started after this point.
+  unset COMFYUI_PASSWORD
+  "${NGINX:-nginx}" -e stderr -c "${config}" > >(prefix proxy) 2>&1 &
+  PROXY_PID=$!
+}
+
+# --- R2 sync supervision (issue 12) -------------------------------------------------------
+# Runs the daemon and starts it again when it dies, after 1, 2, 4 ... SYNC_RESTART_MAX_S
+# seconds (back to 1 s after a run longer than a minute), one line per restart. Exit 2 is a
+# configuration error that a restart cannot fix. SIGTERM stops the daemon and this loop.
+supervise_sync() {
+  local delay=1 restarts=0 child="" rc started stopping=false
+  trap 'stopping=true; [[ -n "${child}" ]] && kill -TERM "${child}" 2>/dev/null' TERM INT
+  while true; do
+    started=${SECONDS}
+    "${APP_DIR}/r2_sync.sh" > >(prefix r2_sync) 2>&1 &
+    child=$!
+    rc=0
+    wait "${child}" || rc=$?
+    while kill -0 "${child}" 2>/dev/null; do wait "${child}" || rc=$?; done
+    child=""
+    [[ "${stopping}" == true ]] && exit 0
+    if ((rc == 2)); then
+      log "ERROR: the R2 sync daemon exited 2 (configuration error, see [r2_sync] above);" \
+        "not restarting it"
+      exit 2
+    fi
+    ((SECONDS - started > 60)) && delay=1
+    restarts=$((restarts + 1))
+    log "the R2 sync daemon exited with ${rc}; restart ${restarts} in ${delay} s"
+    sleep "${delay}" &
+    wait $! || true
+    [[ "${stopping}" == true ]] && exit 0
+    delay=$((delay * 2 > ${SYNC_RESTART_MAX_S:-60} ? ${SYNC_RESTART_MAX_S:-60} : delay * 2))
+  done
 }
 
 start_sync_daemon() {
@@ -269,7 +331,7 @@ start_sync_daemon() {
   export SYNC_DIR="${SYNC_DIR:-${VOLUME_DIR}/ComfyUI/output}"
   export SYNC_STATE_DIR="${SYNC_STATE_DIR:-${VOLUME_DIR}/.r2_sync}"
   log "syncing ${SYNC_DIR} to R2"
-  "${APP_DIR}/r2_sync.sh" > >(prefix r2_sync) 2>&1 &
+  supervise_sync &
   SYNC_PID=$!
 }
 
@@ -336,6 +398,7 @@ shutdown() {
   STOPPING=true
   stop_process "${DOWNLOAD_PID}" "the model download"
   stop_process "${MAIN_PID}" "$([[ "${MODE}" == pod ]] && echo JupyterLab || echo the handler)"
+  stop_process "${PROXY_PID}" "the ComfyUI proxy"
   stop_process "${COMFY_PID}" ComfyUI
   if [[ -n "${SYNC_PID}" ]]; then
     stop_process "${SYNC_PID}" "the R2 sync daemon"
@@ -385,6 +448,7 @@ main() {
   for name in output input user; do link_onto_volume "${name}"; done
   download_models_in_background "${MODELS_DIR}"
   start_comfyui
+  start_proxy
   start_sync_daemon
   start_ssh
   start_jupyter

@@ -204,6 +204,8 @@ def run_one(name: str, args: argparse.Namespace, url: str, work: Path, noise: by
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = syncer(name, src, url, prefix, state)
     time.sleep(2.0)  # let the watcher establish its watches (not part of any figure)
+    # ours writes under R2_PREFIX + pods/<sync id>/ (the id is made at its first start).
+    root = prefix + (f"pods/{(state / 'sync-id').read_text().strip()}/" if name == "ours" else "")
     result: dict = {"syncer": name}
     for kind, writer, count, size in (
         (
@@ -223,29 +225,29 @@ def run_one(name: str, args: argparse.Namespace, url: str, work: Path, noise: by
             continue
         with poller.lock:
             for index in range(count):
-                key = prefix + (
+                key = root + (
                     f"ComfyUI_{index:05d}_.png"
                     if kind == "images"
                     else f"video/ComfyUI_{index:05d}_.mp4"
                 )
                 poller.expected[key] = size
         written = writer()
-        keys = [prefix + rel for rel, _, _ in written]
+        keys = [root + rel for rel, _, _ in written]
         ok = poller.wait(keys, args.timeout)
         with poller.lock:
             lat = [
-                poller.seen[prefix + rel] - closed
+                poller.seen[root + rel] - closed
                 for rel, closed, _ in written
-                if prefix + rel in poller.seen
+                if root + rel in poller.seen
             ]
             last = max((poller.seen.get(k, 0.0) for k in keys), default=0.0)
             bad = sum(
                 1
                 for rel, _, path in written
-                if prefix + rel in poller.etags
-                and poller.etags[prefix + rel] != expected_etag(path)
+                if root + rel in poller.etags
+                and poller.etags[root + rel] != expected_etag(path)
                 # Other tools use other part sizes; their multipart ETags are not comparable.
-                and (name == "ours" or "-" not in poller.etags[prefix + rel])
+                and (name == "ours" or "-" not in poller.etags[root + rel])
             )
         first_close = min(closed for _, closed, _ in written)
         result[kind] = {

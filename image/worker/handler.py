@@ -2,13 +2,21 @@
 
 Owns: the job contract of ``ARCHITECTURE.md`` (``{"workflow"}`` or ``{"template",
 "params"}`` plus optional ``images``), validating it before any GPU time is spent, input
-images (base64 or an https URL, size-limited) through ``/upload/image``, waiting for a
-ComfyUI that is still starting, mapping every failure to one ``error_type`` with a sentence
-a person can act on, a per-job timeout that interrupts ComfyUI, and concurrent uploads of
-images, videos (core ``animated`` and VHS ``gifs``) and audio to ``R2_PREFIX`` +
-``jobs/<job id>/`` with presigned or public URLs. Returns URLs, never base64, so results
-stay far below RunPod's payload limits. Settings are read per job from the environment; no
-I/O happens at import.
+images (base64 or an https URL fetched by :mod:`worker.fetch`: public addresses only, every
+redirect checked, one deadline; size- and pixel-limited) through ``/upload/image``, waiting
+for a ComfyUI that is still starting, mapping every failure to one ``error_type`` with a
+sentence a person can act on, a per-job timeout (downloads included) that interrupts
+ComfyUI, and concurrent uploads of images, videos (core ``animated`` and VHS ``gifs``) and
+audio to ``R2_PREFIX`` + ``jobs/<job id>/`` with presigned or public URLs, never over an
+existing object. Returns URLs, never base64, so results stay far below RunPod's payload
+limits. Settings are read per job from the environment; no I/O happens at import.
+
+Isolation: each run gets its own folder ``jobs/<job id>-<run>/`` in ComfyUI's input and
+output folders (inputs are uploaded there, every ``filename_prefix`` is moved under it), so
+a repeated job never meets ComfyUI's cached outputs of an earlier one and fresh files are
+always written; the run's inputs and outputs are deleted when it ends (success or not) where
+the folders are local. File inputs of loader nodes must be plain relative names, and input
+loaders (``LoadImage`` and friends) may only name this job's own images.
 
 ``python -m worker.handler`` starts the RunPod worker loop (``runpod.serverless.start``).
 """
@@ -17,11 +25,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import logging
-import mimetypes
 import os
 import re
+import shutil
+import struct
 import tempfile
+import threading
 import time
 import tomllib
 import uuid
@@ -30,13 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker import templates
+from worker import fetch, templates
 from worker.comfy import (
     ComfyClient,
     ComfyError,
@@ -47,11 +58,16 @@ from worker.comfy import (
 )
 from worker.r2 import (
     MULTIPART_THRESHOLD,
+    EtagMismatchError,
+    ObjectExistsError,
     R2ConfigError,
     R2Settings,
+    create_object,
     make_client,
+    media_type,
+    object_headers,
     object_key,
-    transfer_config,
+    strip_etag,
 )
 
 if TYPE_CHECKING:
@@ -74,22 +90,11 @@ MAX_NODES = 5000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _INPUT_KEYS = frozenset({"workflow", "template", "params", "images", "comfy_org_api_key"})
-_CONTENT_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".gif": "image/gif",
-    ".mp4": "video/mp4",
-    ".webm": "video/webm",
-    ".mov": "video/quicktime",
-    ".mkv": "video/x-matroska",
-    ".flac": "audio/flac",
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".opus": "audio/ogg",
-    ".ogg": "audio/ogg",
-}
+#: Inputs of loader nodes that name a file in ComfyUI's input folder.
+_FILE_INPUTS = frozenset(
+    {"image", "audio", "video", "file", "path", "directory", "video_path", "audio_file"}
+)
+_ANNOTATION = re.compile(r"\[(input|output|temp)\]\s*$")
 #: Inputs of loader nodes that are choices but not model files.
 _NOT_MODEL_INPUTS = frozenset({"weight_dtype", "type", "device", "image", "audio"})
 
@@ -151,11 +156,18 @@ class HandlerSettings:
     interrupt_grace_s: float = 10.0
     """``INTERRUPT_GRACE_S``: how long ComfyUI gets to stop after a timeout's interrupt
     before the worker is given up (``refresh_worker``)."""
+    max_image_pixels: int = 50_000_000
+    """``MAX_INPUT_PIXELS``: most pixels (width x height, read from the file header before
+    anything decodes it) an input image may have."""
     allow_http_urls: bool = False
-    """``INPUT_URL_ALLOW_HTTP``: also fetch plain ``http://`` image URLs (off: https only)."""
+    """``INPUT_URL_ALLOW_HTTP``: also fetch plain ``http://`` image URLs (off: https only;
+    the address rules hold either way)."""
     output_dir: Path | None = None
     """``COMFY_OUTPUT_DIR``: ComfyUI's output folder when it is local; uploaded outputs are
     deleted from it so a long-lived worker's disk does not fill up (unset: keep them)."""
+    input_dir: Path | None = None
+    """``COMFY_INPUT_DIR`` (default: ``input`` beside ``COMFY_OUTPUT_DIR``): ComfyUI's input
+    folder when it is local; each run's inputs are deleted from it when the run ends."""
     comfy_org_api_key: str | None = field(default=None, repr=False)
     """``COMFY_ORG_API_KEY``: Comfy.org key for API nodes (a job's own key wins); never logged."""
 
@@ -163,6 +175,8 @@ class HandlerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
         """Read the settings; a bad value is a ``validation`` failure naming the variable."""
         env = os.environ if env is None else env
+        out = env.get("COMFY_OUTPUT_DIR", "").strip()
+        output_dir = Path(out) if out else None
         pid_raw = env.get("COMFY_PID_FILE")
         pid_file = cls.pid_file if pid_raw is None else (Path(pid_raw) if pid_raw else None)
         return cls(
@@ -177,9 +191,15 @@ class HandlerSettings:
             max_images=int(_env_number(env, "MAX_INPUT_IMAGES", 8, 0, 64)),
             upload_concurrency=int(_env_number(env, "UPLOAD_CONCURRENCY", 8, 1, 64)),
             interrupt_grace_s=_env_number(env, "INTERRUPT_GRACE_S", 10, 0.1, 600),
+            max_image_pixels=int(
+                _env_number(env, "MAX_INPUT_PIXELS", 50_000_000, 1, 1_000_000_000)
+            ),
             allow_http_urls=env.get("INPUT_URL_ALLOW_HTTP", "").strip().lower()
             in {"1", "true", "yes"},
-            output_dir=Path(out) if (out := env.get("COMFY_OUTPUT_DIR", "").strip()) else None,
+            output_dir=output_dir,
+            input_dir=Path(raw)
+            if (raw := env.get("COMFY_INPUT_DIR", "").strip())
+            else (output_dir.parent / "input" if output_dir else None),
             comfy_org_api_key=env.get("COMFY_ORG_API_KEY", "").strip() or None,
         )
 
@@ -247,7 +267,7 @@ def _image_names(raw: Any, max_images: int) -> list[tuple[str, str]]:
         if not isinstance(item, dict) or set(item) - {"name", "image"}:
             raise _fail(f"input.images[{index}] must be an object with name and image only")
         name, image = item.get("name"), item.get("image")
-        if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
             raise _fail(
                 f"input.images[{index}].name {name!r} must be a plain file name "
                 "(letters, digits, . _ - and spaces, no folders), e.g. input.png"
@@ -304,7 +324,8 @@ def parse_input(raw: Any, settings: HandlerSettings) -> tuple[JobRequest, list[t
     if has_workflow:
         if "params" in raw:
             raise _fail("input.params only applies to a template; edit the workflow instead")
-        return JobRequest(_check_graph(raw["workflow"]), (), None), entries
+        # A copy: the run rewrites file names and prefixes in it, never the caller's object.
+        return JobRequest(copy.deepcopy(_check_graph(raw["workflow"])), (), None), entries
     try:
         template = templates.get_template(raw["template"])
         params = _template_params(template, raw.get("params"), names)
@@ -314,15 +335,68 @@ def parse_input(raw: Any, settings: HandlerSettings) -> tuple[JobRequest, list[t
     return JobRequest(graph, (), template.name), entries
 
 
-def _sniff_image(name: str, data: bytes) -> None:
-    if (
+def image_size(data: bytes) -> tuple[int, int] | None:  # noqa: PLR0911 - one per format
+    """(width, height) from a PNG, GIF, WebP or JPEG header; None when it has none."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    if data.startswith((b"GIF87a", b"GIF89a")) and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return int(width), int(height)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8 ":
+            width, height = struct.unpack("<HH", data[26:30])
+            return int(width) & 0x3FFF, int(height) & 0x3FFF
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(
+                data[27:30], "little"
+            )
+        return None
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_size(data)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    index = 2
+    while index + 9 <= len(data):
+        if data[index] != 0xFF:
+            return None
+        marker = data[index + 1]
+        if marker == 0xFF:
+            index += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD9)):
+            index += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[index + 5 : index + 9])
+            return int(width), int(height)
+        index += 2 + int.from_bytes(data[index + 2 : index + 4], "big")
+    return None
+
+
+def _check_image(name: str, data: bytes, max_pixels: int) -> None:
+    if not (
         data.startswith(b"\x89PNG\r\n\x1a\n")
         or data.startswith(b"\xff\xd8\xff")
         or data.startswith((b"GIF87a", b"GIF89a"))
         or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
     ):
-        return
-    raise _fail(f"input image {name!r} is not a PNG, JPEG, WebP or GIF file")
+        raise _fail(f"input image {name!r} is not a PNG, JPEG, WebP or GIF file")
+    size = image_size(data)
+    if size is None or 0 in size:
+        raise _fail(f"input image {name!r} has no readable width and height in its header")
+    width, height = size
+    if width * height > max_pixels:
+        raise _fail(
+            f"input image {name!r} is {width}x{height} pixels, over the {max_pixels}-pixel "
+            "limit (MAX_INPUT_PIXELS); send a smaller image"
+        )
 
 
 def _decode_base64(name: str, text: str, limit: int) -> bytes:
@@ -343,48 +417,97 @@ def _decode_base64(name: str, text: str, limit: int) -> bytes:
     return data
 
 
-def _download(name: str, url: str, limit: int) -> bytes:
+def _download(name: str, url: str, settings: HandlerSettings, deadline: float) -> bytes:
+    shown = fetch.safe_url(url)
     try:
-        with requests.get(url, stream=True, timeout=(10, 30)) as answer:
-            if answer.status_code != 200:
-                raise _fail(f"input image {name!r}: {url} answered HTTP {answer.status_code}")
-            declared = answer.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > limit:
-                raise _fail(
-                    f"input image {name!r} at {url} is {declared} bytes, over the "
-                    f"{limit}-byte limit (MAX_INPUT_IMAGE_BYTES)"
-                )
-            data = bytearray()
-            for block in answer.iter_content(chunk_size=256 * 1024):
-                data.extend(block)
-                if len(data) > limit:
-                    raise _fail(
-                        f"input image {name!r} at {url} is over the {limit}-byte limit "
-                        "(MAX_INPUT_IMAGE_BYTES)"
-                    )
-            return bytes(data)
-    except requests.RequestException as exc:
+        return fetch.fetch(
+            url,
+            limit=settings.max_image_bytes,
+            deadline=deadline,
+            allow_http=settings.allow_http_urls,
+        )
+    except fetch.TooLargeError as exc:
         raise _fail(
-            f"input image {name!r}: could not download {url}: {type(exc).__name__}"
+            f"input image {name!r} at {shown} is over the {settings.max_image_bytes}-byte "
+            "limit (MAX_INPUT_IMAGE_BYTES)"
         ) from exc
+    except fetch.FetchError as exc:
+        # The same words for every network outcome: a job must not learn which ports answer.
+        log.info("input image %r from %s not fetched: %s", name, shown, exc.reason)
+        raise _fail(
+            f"input image {name!r}: could not download {shown}; the URL must be https on a "
+            "public address and answer 200 with the image within JOB_TIMEOUT_S"
+        ) from None
 
 
-def fetch_images(entries: list[tuple[str, str]], settings: HandlerSettings) -> list[InputImage]:
-    """Decode or download every input image, enforcing the size limit."""
+def fetch_images(
+    entries: list[tuple[str, str]], settings: HandlerSettings, *, deadline: float | None = None
+) -> list[InputImage]:
+    """Decode or download every input image, enforcing the size and pixel limits."""
+    deadline = deadline if deadline is not None else time.monotonic() + settings.job_timeout_s
     images: list[InputImage] = []
     for name, source in entries:
         lowered = source[:8].lower()
         if lowered.startswith("https://") or (
             settings.allow_http_urls and lowered.startswith("http://")
         ):
-            data = _download(name, source, settings.max_image_bytes)
+            data = _download(name, source, settings, deadline)
         elif lowered.startswith("http://"):
-            raise _fail(f"input image {name!r}: only https URLs are fetched, got {source[:60]}")
+            raise _fail(
+                f"input image {name!r}: only https URLs are fetched, got {fetch.safe_url(source)}"
+            )
         else:
             data = _decode_base64(name, source, settings.max_image_bytes)
-        _sniff_image(name, data)
+        _check_image(name, data, settings.max_image_pixels)
         images.append(InputImage(name, data))
     return images
+
+
+def _unsafe_path(value: str) -> bool:
+    """True for a name ComfyUI would resolve outside the folder it belongs to."""
+    return (
+        value.startswith(("/", "~"))
+        or "\\" in value
+        or "\x00" in value
+        or re.match(r"^[A-Za-z]:", value) is not None
+        or ".." in value.split("/")
+        or _ANNOTATION.search(value) is not None
+    )
+
+
+def check_file_inputs(graph: Mapping[str, Any], image_names: list[str]) -> None:
+    """Refuse loader inputs that could reach files outside this job (``validation``).
+
+    ComfyUI resolves them with its annotated-path helpers, which accept absolute paths,
+    ``..`` and ``[input]``/``[output]``/``[temp]`` annotations. Input loaders may name the
+    job's own images or files shipped in the input folder, never another run's ``jobs/``.
+    """
+    for node_id, node in graph.items():
+        class_type = str(node.get("class_type", ""))
+        inputs = node.get("inputs", {})
+        prefix = inputs.get("filename_prefix")
+        if isinstance(prefix, str) and (_unsafe_path(prefix) or not prefix.strip()):
+            raise _fail(
+                f"node {node_id} ({class_type}) filename_prefix {prefix!r} must be a relative "
+                "name inside the output folder (no leading '/', no '..', no annotation)"
+            )
+        if "Load" not in class_type:
+            continue
+        for name, value in inputs.items():
+            if not isinstance(value, str):
+                continue
+            where = f"node {node_id} ({class_type}) input {name}={value!r}"
+            if _unsafe_path(value):
+                raise _fail(
+                    f"{where} is refused: file inputs must be plain relative names without "
+                    "'..', a leading '/' or an [input]/[output]/[temp] annotation"
+                )
+            if name in _FILE_INPUTS and value not in image_names and value.startswith("jobs/"):
+                listing = ", ".join(image_names) or "none"
+                raise _fail(
+                    f"{where} names another job's input; a job sees only its own images "
+                    f"({listing}): send the file in input.images and name it here"
+                )
 
 
 # -- ComfyUI answers -----------------------------------------------------------------------
@@ -508,7 +631,7 @@ def collect_outputs(entry: Mapping[str, Any]) -> list[OutputFile]:
                 elif key in {"gifs", "video"} or (index < len(animated) and animated[index]):
                     kind = "video"
                 else:
-                    guessed = _content_type(filename)
+                    guessed = media_type(filename)
                     kind = "video" if guessed.startswith("video/") else "image"
                 found.append(
                     OutputFile(
@@ -520,15 +643,6 @@ def collect_outputs(entry: Mapping[str, Any]) -> list[OutputFile]:
                     )
                 )
     return found
-
-
-def _content_type(filename: str) -> str:
-    suffix = Path(filename).suffix.lower()
-    return (
-        _CONTENT_TYPES.get(suffix)
-        or mimetypes.guess_type(filename)[0]
-        or ("application/octet-stream")
-    )
 
 
 # -- R2 ------------------------------------------------------------------------------------
@@ -546,28 +660,71 @@ def _url(settings: R2Settings, client: S3Client, key: str, expiry: int) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Run:
+    """Where one run of a job keeps its files: ``jobs/<job key>-<8 hex>`` in input/output."""
+
+    job_key: str
+    """The job id made safe for keys (``jobs/<job key>/`` in R2)."""
+    folder: str
+    """``jobs/<job key>-<token>``: this run's subfolder of ComfyUI's input and output."""
+
+    @classmethod
+    def new(cls, job_id: str) -> Run:
+        """A run with a fresh token (two runs of one job id never share a folder)."""
+        key = _UNSAFE_KEY_CHARS.sub("_", job_id) or "job"
+        return cls(job_key=key, folder=f"jobs/{key}-{uuid.uuid4().hex[:8]}")
+
+    def relative(self, item: OutputFile) -> str:
+        """The output's path below the run folder (what its key ends with)."""
+        subfolder = item.subfolder
+        if subfolder == self.folder or subfolder.startswith(self.folder + "/"):
+            subfolder = subfolder[len(self.folder) :].lstrip("/")
+        return f"{subfolder}/{item.filename}" if subfolder else item.filename
+
+
+def isolate_outputs(graph: dict[str, Any], run: Run) -> None:
+    """Move every ``filename_prefix`` under the run folder.
+
+    A repeated prompt would otherwise be answered from ComfyUI's execution cache with the
+    file names of the earlier run (already uploaded and deleted); a new prefix changes the
+    save node's cache key, so it runs again and writes fresh files.
+    """
+    for node in graph.values():
+        inputs = node.get("inputs", {})
+        prefix = inputs.get("filename_prefix")
+        if isinstance(prefix, str):
+            inputs["filename_prefix"] = f"{run.folder}/{prefix.strip().lstrip('/')}"
+
+
 def _upload_one(
     item: OutputFile,
     *,
     comfy_url: str,
     r2: R2Settings,
-    key_root: str,
+    run: Run,
     expiry: int,
 ) -> dict[str, Any]:
     client = _s3(r2)
-    relative = f"{item.subfolder}/{item.filename}" if item.subfolder else item.filename
-    key = object_key(r2.prefix, f"{key_root}/{relative}")
-    content_type = _content_type(item.filename)
+    relative = run.relative(item)
+    key = object_key(r2.prefix, f"jobs/{run.job_key}/{relative}")
+    headers = object_headers(item.filename)
     comfy = ComfyClient(comfy_url, session=requests.Session())
     with tempfile.SpooledTemporaryFile(max_size=MULTIPART_THRESHOLD) as buffer:
         try:
             size = comfy.download(item.filename, item.subfolder, item.folder_type, buffer)
         except ComfyError as exc:
             raise JobFailureError("comfy_error", f"could not read output: {exc}") from exc
-        buffer.seek(0)
+        lock = threading.Lock()
+
+        def read_at(offset: int, length: int) -> bytes:
+            with lock:
+                buffer.seek(offset)
+                return buffer.read(length)
+
         try:
-            _put(client, r2.bucket, key, buffer, size=size, content_type=content_type)
-        except (BotoCoreError, ClientError) as exc:
+            key = _put(client, r2.bucket, key, read_at, size=size, headers=headers, run=run)
+        except (BotoCoreError, ClientError, EtagMismatchError) as exc:
             code = (
                 exc.response.get("Error", {}).get("Code", "error")
                 if isinstance(exc, ClientError)
@@ -585,23 +742,35 @@ def _upload_one(
         "key": key,
         "url": _url(r2, client, key, expiry),
         "bytes": size,
-        "content_type": content_type,
+        "content_type": headers["ContentType"],
     }
 
 
 def _put(
-    client: S3Client, bucket: str, key: str, body: IO[bytes], *, size: int, content_type: str
-) -> None:
-    if size < MULTIPART_THRESHOLD:
-        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-    else:
-        client.upload_fileobj(
-            body,
-            bucket,
-            key,
-            ExtraArgs={"ContentType": content_type},
-            Config=transfer_config(),
-        )
+    client: S3Client,
+    bucket: str,
+    key: str,
+    read_at: Any,
+    *,
+    size: int,
+    headers: Mapping[str, str],
+    run: Run,
+) -> str:
+    """Store the output at ``key``, never over other bytes; return the key used.
+
+    A key taken by the same bytes counts as done (a retried request); one taken by other
+    bytes (RunPod re-running a job id) moves this run's copy under ``<run token>/``.
+    """
+    try:
+        create_object(client, bucket=bucket, key=key, read_at=read_at, size=size, headers=headers)
+    except ObjectExistsError as taken:
+        there = strip_etag(client.head_object(Bucket=bucket, Key=key)["ETag"])
+        if there == taken.etag:
+            return key
+        prefix, _, name = key.rpartition(f"jobs/{run.job_key}/")
+        key = f"{prefix}jobs/{run.job_key}/{run.folder.rsplit('-', 1)[1]}/{name}"
+        create_object(client, bucket=bucket, key=key, read_at=read_at, size=size, headers=headers)
+    return key
 
 
 def remove_local_outputs(items: list[OutputFile], output_dir: Path | None) -> None:
@@ -618,17 +787,25 @@ def remove_local_outputs(items: list[OutputFile], output_dir: Path | None) -> No
                 log.warning("could not delete uploaded output %s: %s", path, exc)
 
 
+def remove_run_folder(root: Path | None, run: Run) -> None:
+    """Delete this run's folder under ``root`` (ComfyUI's input or output), if local."""
+    if root is None:
+        return
+    folder = root / run.folder
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def upload_outputs(
     items: list[OutputFile],
     *,
     settings: HandlerSettings,
     r2: R2Settings,
-    job_id: str,
+    run: Run,
 ) -> list[dict[str, Any]]:
     """Upload every output concurrently; return the contract's output records in order."""
     if not items:
         return []
-    key_root = f"jobs/{_UNSAFE_KEY_CHARS.sub('_', job_id) or 'job'}"
     workers = max(1, min(settings.upload_concurrency, len(items)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
         futures = [
@@ -637,7 +814,7 @@ def upload_outputs(
                 item,
                 comfy_url=settings.comfy_url,
                 r2=r2,
-                key_root=key_root,
+                run=run,
                 expiry=settings.url_expiry_s,
             )
             for item in items
@@ -662,24 +839,46 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     job_id = str(job.get("id") or uuid.uuid4())
     settings = HandlerSettings.from_env()
+    deadline = started + settings.job_timeout_s
     try:
         r2 = R2Settings.from_env()
     except R2ConfigError as exc:
         raise JobFailureError("upload", str(exc)) from exc
     request, entries = parse_input(job.get("input"), settings)
     extra_data = _comfy_org_extra_data(job.get("input"), settings)
-    images = fetch_images(entries, settings)
+    check_file_inputs(request.graph, [name for name, _ in entries])
+    images = fetch_images(entries, settings, deadline=deadline)
+    run = Run.new(job_id)
+    try:
+        return _run_in(
+            run, request, images, settings=settings, r2=r2, started=started, extra_data=extra_data
+        )
+    finally:
+        remove_run_folder(settings.input_dir, run)
+        remove_run_folder(settings.output_dir, run)
+
+
+def _run_in(
+    run: Run,
+    request: JobRequest,
+    images: list[InputImage],
+    *,
+    settings: HandlerSettings,
+    r2: R2Settings,
+    started: float,
+    extra_data: dict[str, str] | None,
+) -> dict[str, Any]:
+    deadline = started + settings.job_timeout_s
     comfy = ComfyClient(settings.comfy_url, pid_file=settings.pid_file)
     try:
         waited = comfy.wait_until_ready(settings.ready_timeout_s)
         renamed: dict[str, str] = {}
         for image in images:
-            stored = comfy.upload_image(image.name, image.data)
-            if stored != image.name:
-                renamed[image.name] = stored
+            renamed[image.name] = comfy.upload_image(image.name, image.data, subfolder=run.folder)
         _rename_inputs(request.graph, renamed)
+        isolate_outputs(request.graph, run)
         prepared = time.monotonic()
-        result = _execute(comfy, request.graph, settings, extra_data)
+        result = _execute(comfy, request.graph, settings, extra_data, deadline=deadline)
     except ComfyUnavailableError as exc:
         raise JobFailureError("comfy_error", str(exc), refresh=True) from exc
     except PromptRejectedError as exc:
@@ -704,7 +903,7 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
             "VHS_VideoCombine (save_output true) or SaveAudio node",
         )
     upload_started = time.monotonic()
-    outputs = upload_outputs(items, settings=settings, r2=r2, job_id=job_id)
+    outputs = upload_outputs(items, settings=settings, r2=r2, run=run)
     done = time.monotonic()
     remove_local_outputs(items, settings.output_dir)
     queue_ms = _ms((result.started_at or result.queued_at) - result.queued_at)
@@ -740,6 +939,8 @@ def _execute(
     graph: dict[str, Any],
     settings: HandlerSettings,
     extra_data: dict[str, str] | None = None,
+    *,
+    deadline: float,
 ) -> RunResult:
     client_id = uuid.uuid4().hex
     prompt_id = str(uuid.uuid4())
@@ -747,7 +948,6 @@ def _execute(
     try:
         comfy.queue_prompt(graph, client_id=client_id, prompt_id=prompt_id, extra_data=extra_data)
         queued_at = time.monotonic()
-        deadline = queued_at + settings.job_timeout_s
         try:
             return comfy.follow(ws, prompt_id, deadline=deadline, queued_at=queued_at)
         except ExecutionTimeoutError:

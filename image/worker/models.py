@@ -120,6 +120,10 @@ def load_manifest(path: Path) -> list[ModelEntry]:
         rel = str(raw["path"])
         if rel.startswith("/") or ".." in Path(rel).parts:
             problems.append(f"{where}: path must be relative to MODELS_DIR, got {rel!r}")
+        elif not rel.strip() or rel.rsplit("/", 1)[-1].strip() in ("", ".", ".."):
+            problems.append(
+                f"{where}: path must name a file (e.g. diffusion_models/x.safetensors), got {rel!r}"
+            )
         sha = raw.get("sha256")
         if sha is not None and not _SHA256.match(str(sha)):
             problems.append(f"{where}: sha256 must be 64 lower-case hex digits")
@@ -379,14 +383,33 @@ class Downloader:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _headers(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    def _headers(
+        self, url: str, extra: Mapping[str, str] | None = None, *, origin: str | None = None
+    ) -> dict[str, str]:
+        """Request headers for ``url``; the token only where :meth:`_may_get_token` allows."""
         headers = {"User-Agent": "comfyui-runpod-worker/models", "Accept-Encoding": "identity"}
-        host = (urlsplit(url).hostname or "").lower()
-        hf = any(host == h or host.endswith(f".{h}") for h in self.options.hf_hosts)
-        if hf and self.options.hf_token:
+        if self.options.hf_token and self._may_get_token(url, origin or url):
             headers["Authorization"] = f"Bearer {self.options.hf_token}"
         headers.update(extra or {})
         return headers
+
+    def _may_get_token(self, url: str, origin: str) -> bool:
+        """The token goes to a Hugging Face host (the built-in list or HF_ENDPOINT's) only
+        at the manifest URL's own scheme, host and port, or over https on the default port.
+
+        A redirect to the same host name on another port or scheme (a proxy, a plain-http
+        listener) never receives it.
+        """
+        target, first = urlsplit(url), urlsplit(origin)
+        host = (target.hostname or "").lower()
+        if not any(host == h or host.endswith(f".{h}") for h in self.options.hf_hosts):
+            return False
+        same = (target.scheme, host, target.port) == (
+            first.scheme,
+            (first.hostname or "").lower(),
+            first.port,
+        )
+        return same or (target.scheme == "https" and target.port in (None, 443))
 
     def _timeout(self) -> tuple[float, float]:
         return (self.options.connect_timeout, self.options.read_timeout)
@@ -460,12 +483,11 @@ class Downloader:
                 while response.is_redirect and hops < 10 and (size is None or sha is None):
                     location = response.headers["Location"]
                     target = requests.compat.urljoin(response.url, location)
-                    # The token never follows a redirect to another host (signed CDN URLs).
+                    # The token follows a redirect only to the same origin (or a hub host over
+                    # https): never to a CDN, another port, or plain http.
                     response = session.head(
                         target,
-                        headers=self._headers(target)
-                        if urlsplit(target).hostname == urlsplit(entry.url).hostname
-                        else self._headers("http://cdn.invalid/"),
+                        headers=self._headers(target, origin=entry.url),
                         timeout=self._timeout(),
                         allow_redirects=False,
                     )
@@ -507,6 +529,16 @@ class Downloader:
         have = part.path.stat().st_size if part.path.exists() else 0
         if size is not None and have > size:
             log.warning("%s: partial file larger than expected, starting over", entry.name)
+            part.path.unlink()
+            have = 0
+        if have and not sha:
+            # Nothing could verify the bytes already on disk: fetch the whole file again.
+            log.warning(
+                "%s: no sha256 known (manifest or hub) to verify the %s already downloaded; "
+                "starting over instead of resuming",
+                entry.name,
+                human_bytes(have),
+            )
             part.path.unlink()
             have = 0
         if have:

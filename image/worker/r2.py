@@ -2,27 +2,37 @@
 
 Owns: reading the R2 settings from the worker environment, the botocore client config that
 R2 accepts (SigV4, path-style, region ``auto``, checksums only when required, standard
-retries, timeouts), the multipart transfer config with uniform part sizes, and the ETag a
-correct upload of a local file must produce. Deliberately does not upload anything: the
-sync daemon and the handler own their upload loops.
+retries, timeouts), the multipart transfer config with uniform part sizes, the ETag a
+correct upload of a local file must produce, the media-type allowlist both writers apply
+(anything else is stored as an ``attachment`` of type ``application/octet-stream``, so the
+bucket never serves HTML or SVG to a browser), and :func:`create_object`: one object written
+only if its key is free (``If-None-Match: *`` on PutObject and CompleteMultipartUpload, which
+R2 honours), never over other bytes. The sync daemon and the handler own their retry loops
+and their key schemes.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIB = 1024 * 1024
 #: Files at or above this size go up as multipart; below it, one PUT with an MD5 ETag.
@@ -31,6 +41,30 @@ MULTIPART_THRESHOLD = 16 * MIB
 PART_SIZE = 16 * MIB
 
 REQUIRED_ENV = ("R2_ENDPOINT", "R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY")
+
+#: The only media types the bucket serves as themselves: images, video and audio that a
+#: browser renders without running code. SVG, HTML, XML, JavaScript, PDF and everything
+#: else go up as ``application/octet-stream`` with ``Content-Disposition: attachment``.
+MEDIA_TYPES: Mapping[str, str] = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".avif": "image/avif",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mov": "video/quicktime",
+    ".mkv": "video/x-matroska",
+    ".flac": "audio/flac",
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".opus": "audio/ogg",
+    ".ogg": "audio/ogg",
+    ".m4a": "audio/mp4",
+}
+#: Type of everything outside :data:`MEDIA_TYPES` (always with an attachment disposition).
+OTHER_TYPE = "application/octet-stream"
 
 
 class R2ConfigError(ValueError):
@@ -92,6 +126,46 @@ def object_key(prefix: str, relative_path: str) -> str:
     return normalise_prefix(prefix) + relative_path.lstrip("/")
 
 
+def media_type(name: str) -> str:
+    """The Content-Type stored for a file called ``name``: allowlisted media or octet-stream."""
+    return MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), OTHER_TYPE)
+
+
+def object_headers(name: str) -> dict[str, str]:
+    """PutObject/CreateMultipartUpload arguments that make ``name`` safe to serve.
+
+    Media types from the allowlist keep their type; anything else (an HTML page or SVG
+    planted in the output folder, a JSON sidecar) is stored as a download, never rendered.
+    """
+    content_type = media_type(name)
+    if content_type == OTHER_TYPE:
+        return {"ContentType": OTHER_TYPE, "ContentDisposition": "attachment"}
+    return {"ContentType": content_type}
+
+
+def encode_path(relative: str) -> str:
+    """``relative`` (as :func:`os.fsdecode` gives it) as text any key or journal can hold.
+
+    Valid UTF-8 stays as it is; ``%``, control characters and bytes that are not UTF-8
+    (surrogate escapes) become ``%XX``. :func:`decode_path` reverses it exactly.
+    """
+    out: list[str] = []
+    for char in relative:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"%{code - 0xDC00:02X}")
+        elif char == "%" or code < 0x20 or code == 0x7F:
+            out.append(f"%{code:02X}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def decode_path(encoded: str) -> str:
+    """The relative path :func:`encode_path` turned into ``encoded``."""
+    return os.fsdecode(unquote_to_bytes(encoded))
+
+
 def client_config(
     *,
     max_attempts: int = 5,
@@ -147,37 +221,177 @@ def part_size_for(size: int) -> int:
     return int(ChunksizeAdjuster().adjust_chunksize(PART_SIZE, size))
 
 
-def expected_etag(path: Path, *, chunk: int = 4 * MIB) -> str:
-    """The ETag R2 (and S3) reports after :func:`transfer_config` uploads ``path``.
+#: ``read_at(offset, length)``: up to ``length`` bytes of a source from ``offset``.
+ReadAt = Callable[[int, int], bytes]
+
+
+def _md5_of(read_at: ReadAt, offset: int, length: int, chunk: int) -> bytes:
+    digest = hashlib.md5(usedforsecurity=False)
+    done = 0
+    while done < length:
+        block = read_at(offset + done, min(chunk, length - done))
+        if not block:
+            raise SourceChangedError(f"source ended at {offset + done} of {offset + length}")
+        digest.update(block)
+        done += len(block)
+    return digest.digest()
+
+
+def etag_of(read_at: ReadAt, size: int, *, chunk: int = 4 * MIB) -> str:
+    """The ETag :func:`create_object` (and :func:`transfer_config`) produce for ``size`` bytes.
 
     Single PUT: hex MD5 of the bytes. Multipart: hex MD5 of the concatenated binary part
     MD5s, then ``-<parts>``. Quotes are not included.
     """
-    size = path.stat().st_size
     if size < MULTIPART_THRESHOLD:
-        digest = hashlib.md5(usedforsecurity=False)
-        with path.open("rb") as handle:
-            while block := handle.read(chunk):
-                digest.update(block)
-        return digest.hexdigest()
+        return _md5_of(read_at, 0, size, chunk).hex()
     part_size = part_size_for(size)
-    part_digests: list[bytes] = []
+    digests = [
+        _md5_of(read_at, offset, min(part_size, size - offset), chunk)
+        for offset in range(0, size, part_size)
+    ]
+    combined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f"{combined}-{len(digests)}"
+
+
+def expected_etag(path: Path, *, chunk: int = 4 * MIB) -> str:
+    """The ETag R2 (and S3) reports after ``path`` is uploaded with uniform parts."""
     with path.open("rb") as handle:
-        while True:
-            remaining = part_size
-            digest = hashlib.md5(usedforsecurity=False)
-            while remaining and (block := handle.read(min(chunk, remaining))):
-                digest.update(block)
-                remaining -= len(block)
-            if remaining == part_size:
-                break
-            part_digests.append(digest.digest())
-            if remaining:
-                break
-    combined = hashlib.md5(b"".join(part_digests), usedforsecurity=False).hexdigest()
-    return f"{combined}-{len(part_digests)}"
+        size = os.fstat(handle.fileno()).st_size
+        return etag_of(lambda offset, length: os.pread(handle.fileno(), length, offset), size)
 
 
 def strip_etag(etag: str) -> str:
     """ETag as S3 returns it (quoted) in the bare form :func:`expected_etag` produces."""
     return etag.strip().strip('"')
+
+
+class SourceChangedError(Exception):
+    """The bytes being uploaded changed size while they were read; try again later."""
+
+
+class ObjectExistsError(Exception):
+    """The key already holds an object (412); ``etag`` is what these bytes would have made."""
+
+    def __init__(self, key: str, etag: str) -> None:
+        super().__init__(f"{key} already exists")
+        self.key = key
+        self.etag = etag
+
+
+class EtagMismatchError(Exception):
+    """The bucket acknowledged the write with an ETag other than the bytes sent."""
+
+
+def _precondition_failed(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error.get("Code") == "PreconditionFailed" or status == 412
+
+
+def create_object(
+    client: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    read_at: ReadAt,
+    size: int,
+    headers: Mapping[str, str],
+    part_concurrency: int = 4,
+) -> str:
+    """Write ``size`` bytes from ``read_at`` to ``key`` only if no object is there yet.
+
+    Sends ``If-None-Match: *`` on the PutObject or the CompleteMultipartUpload, so an
+    existing object is never replaced; raises :class:`ObjectExistsError` (with the ETag these
+    bytes would have had) when the key is taken. Each part carries its Content-MD5; the
+    returned ETag (unquoted) is checked against the MD5s of the bytes actually sent.
+    """
+    extra: dict[str, Any] = dict(headers)
+    if size < MULTIPART_THRESHOLD:
+        body = read_at(0, size) if size else b""
+        if len(body) != size:
+            raise SourceChangedError(f"read {len(body)} of {size} bytes")
+        digest = hashlib.md5(body, usedforsecurity=False)
+        expected = digest.hexdigest()
+        try:
+            answer = client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentMD5=base64.b64encode(digest.digest()).decode(),
+                IfNoneMatch="*",
+                **extra,
+            )
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                raise ObjectExistsError(key, expected) from exc
+            raise
+        etag = strip_etag(answer["ETag"])
+    else:
+        expected, etag = _multipart(
+            client,
+            bucket=bucket,
+            key=key,
+            read_at=read_at,
+            size=size,
+            extra=extra,
+            concurrency=part_concurrency,
+        )
+    if etag != expected:
+        raise EtagMismatchError(f"bucket ETag {etag} != local {expected} for {key}")
+    return etag
+
+
+def _multipart(
+    client: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    read_at: ReadAt,
+    size: int,
+    extra: dict[str, Any],
+    concurrency: int,
+) -> tuple[str, str]:
+    part_size = part_size_for(size)
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+
+    def send(number: int) -> tuple[bytes, CompletedPartTypeDef]:
+        offset = (number - 1) * part_size
+        length = min(part_size, size - offset)
+        body = read_at(offset, length)
+        if len(body) != length:
+            raise SourceChangedError(f"part {number}: read {len(body)} of {length} bytes")
+        digest = hashlib.md5(body, usedforsecurity=False).digest()
+        answer = client.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            ContentMD5=base64.b64encode(digest).decode(),
+        )
+        return digest, {"PartNumber": number, "ETag": answer["ETag"]}
+
+    numbers = range(1, (size + part_size - 1) // part_size + 1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            sent = list(pool.map(send, numbers))
+        expected = hashlib.md5(b"".join(d for d, _ in sent), usedforsecurity=False).hexdigest()
+        expected = f"{expected}-{len(sent)}"
+        try:
+            answer = client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [part for _, part in sent]},
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                raise ObjectExistsError(key, expected) from exc
+            raise
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
+    return expected, strip_etag(answer["ETag"])

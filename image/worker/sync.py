@@ -11,6 +11,17 @@ backoff, and an unexpected error in any of the daemon's threads is logged and th
 carries on (with a reconciliation scan to recover what it may have missed), so uploads never
 stop silently. ``--once`` syncs everything and exits.
 
+Keys and overwrites: every object goes to ``R2_PREFIX + "pods/" + <sync id> + "/" + path``
+(see :func:`sync_key`); the sync id lives in ``SYNC_STATE_DIR/sync-id`` and is new for every
+fresh volume, so pods and volume resets never share keys. Every write is conditional
+(``If-None-Match: *``): a key that holds other bytes is never replaced, and a rewritten file
+(new bytes under a known path, a shorter or empty rewrite included) becomes a new object
+``name~v<N>.ext`` next to the earlier one, with a log line. Only regular files leave the pod:
+paths are opened without following symlinks, and symlinks, FIFOs, sockets and devices are
+skipped with one log line each. A corrupt or unreadable journal is moved aside and rebuilt
+from the bucket listing and a scan; a journal that cannot be written (full disk) keeps
+verified uploads in memory and retries only the journal write.
+
 Deliberately does not: delete objects (a file removed locally stays in R2), mirror renames
 (a renamed file is a new object), or build the S3 client itself (``worker.r2`` does).
 
@@ -22,37 +33,42 @@ pending; 2 configuration error (R2_* unset, SYNC_DIR missing).
 from __future__ import annotations
 
 import argparse
-import base64
+import contextlib
 import errno
-import hashlib
 import heapq
 import logging
-import mimetypes
 import os
 import queue
+import re
+import secrets
 import signal
 import sqlite3
+import stat
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from worker.r2 import (
-    MULTIPART_THRESHOLD,
+    EtagMismatchError,
+    ObjectExistsError,
     R2ConfigError,
     R2Settings,
+    SourceChangedError,
     client_config,
-    expected_etag,
+    create_object,
+    decode_path,
+    encode_path,
+    etag_of,
     make_client,
-    object_key,
+    normalise_prefix,
+    object_headers,
     strip_etag,
-    transfer_config,
 )
 
 if TYPE_CHECKING:
@@ -76,8 +92,147 @@ PART_CONCURRENCY = 8
 #: Minimum seconds between two snapshots of the processes' open-for-writing files.
 WRITERS_REFRESH = 0.05
 
-Signature = tuple[int, int]
-"""(size, mtime_ns): what identifies one version of a file."""
+#: Highest ``~v<N>`` tried for one path before the upload is retried later instead.
+MAX_VERSIONS = 10_000
+
+Signature = tuple[int, int, int, int]
+"""(size, mtime_ns, inode, ctime_ns): what identifies one version of a file. ctime moves on
+every write and on ``touch -r``, so a same-size rewrite with its mtime restored still shows."""
+
+
+def signature_of(info: os.stat_result) -> Signature:
+    """The :data:`Signature` of a stat result."""
+    return (info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns)
+
+
+def file_kind(mode: int) -> str:
+    """``symlink``, ``FIFO``, ``socket``, ``character device``... for a log line."""
+    kinds = (
+        (stat.S_ISLNK, "symlink"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "folder"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+class NotRegularError(Exception):
+    """The path is (or became) something other than a regular file; never uploaded."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_regular(root: Path, relative: str) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of ``root/relative`` and its fstat, for regular files only.
+
+    No component is followed if it is a symlink (each folder is opened with ``O_NOFOLLOW``
+    relative to its parent), the file is looked at with lstat before it is opened (a FIFO
+    or device is never opened) and opened with ``O_NOFOLLOW | O_NONBLOCK``, and the opened
+    descriptor is checked again, so a swap between the checks cannot slip through.
+    Raises :class:`NotRegularError` or the ``OSError`` of the failing call.
+    """
+    parts = relative.split("/")
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise NotRegularError("path through a symlink") from exc
+                raise
+            os.close(folder)
+            folder = inner
+        seen = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
+        if not stat.S_ISREG(seen.st_mode):
+            raise NotRegularError(file_kind(seen.st_mode))
+        try:
+            fd = os.open(
+                parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder
+            )
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO):
+                raise NotRegularError("symlink or socket") from exc
+            raise
+    finally:
+        os.close(folder)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise NotRegularError(file_kind(info.st_mode))
+    return fd, info
+
+
+def load_sync_id(state_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """The id of this volume's sync key segment, created once in ``state_dir/sync-id``.
+
+    ``<RUNPOD_POD_ID of the first pod, or "local">-<12 hex>``: new for every fresh volume
+    (or wiped state), the same for every later pod on the volume, so its journal and keys
+    keep matching.
+    """
+    env = os.environ if env is None else env
+    path = state_dir / "sync-id"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        existing = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        existing = ""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,80}", existing):
+        return existing
+    pod = re.sub(r"[^A-Za-z0-9_-]", "", env.get("RUNPOD_POD_ID", ""))[:40] or "local"
+    fresh = f"{pod}-{secrets.token_hex(6)}"
+    temporary = path.with_name(f".sync-id.{os.getpid()}.tmp")
+    temporary.write_text(fresh + "\n", encoding="ascii")
+    try:
+        os.link(temporary, path)  # fails if another daemon created it first: use theirs
+    except FileExistsError:
+        temporary.unlink()
+        return load_sync_id(state_dir, env)
+    temporary.unlink()
+    return fresh
+
+
+def sync_key(prefix: str, sync_id: str, relative: str, version: int = 1) -> str:
+    """``R2_PREFIX + pods/<sync id>/ + path``; version N > 1 adds ``~vN`` before the suffix.
+
+    The path is :func:`worker.r2.encode_path`-encoded, and a literal ``~`` becomes ``%7E`` so
+    that ``~v<N>`` in a key always means a version.
+    """
+    encoded = encode_path(relative).replace("~", "%7E")
+    if version > 1:
+        folder, _, name = encoded.rpartition("/")
+        stem, dot, suffix = name.rpartition(".")
+        name = f"{stem}~v{version}.{suffix}" if dot and stem else f"{name}~v{version}"
+        encoded = f"{folder}/{name}" if folder else name
+    return f"{normalise_prefix(prefix)}pods/{sync_id}/{encoded}"
+
+
+def parse_version(key: str) -> int:
+    """The ``~v<N>`` version of a key (1 when it has none)."""
+    found = _VERSIONED.fullmatch(key.rpartition("/")[2])
+    return int(found["n"]) if found else 1
+
+
+_VERSIONED = re.compile(r"(?P<stem>.+)~v(?P<n>[1-9][0-9]*)(?P<suffix>\.[^.]*)?")
+
+
+def parse_sync_key(base: str, key: str) -> tuple[str, int] | None:
+    """(relative path, version) of a key :func:`sync_key` made under ``base``; else None."""
+    if not key.startswith(base):
+        return None
+    folder, _, name = key[len(base) :].rpartition("/")
+    version = 1
+    if found := _VERSIONED.fullmatch(name):
+        name = found["stem"] + (found["suffix"] or "")
+        version = int(found["n"])
+    return decode_path(f"{folder}/{name}" if folder else name), version
 
 
 def is_ignored(relative: str) -> bool:
@@ -145,48 +300,198 @@ def open_for_writing(root: str) -> frozenset[str]:
     return frozenset(found)
 
 
-class Journal:
-    """SQLite record of what is verified in the bucket: path -> size, mtime, ETag, key."""
+@dataclass(frozen=True)
+class Record:
+    """One verified object: the file version it came from and where it went."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    size: int
+    mtime_ns: int
+    ino: int
+    ctime_ns: int
+    etag: str
+    key: str
+    version: int = 1
+
+    def matches(self, signature: Signature) -> bool:
+        """True when ``signature`` is the file version this record describes."""
+        if self.ino == 0 and self.ctime_ns == 0:  # journaled before inode and ctime were
+            return (self.size, self.mtime_ns) == signature[:2]
+        return (self.size, self.mtime_ns, self.ino, self.ctime_ns) == signature
+
+
+_COLUMNS = (
+    ("ino", "INTEGER NOT NULL DEFAULT 0"),
+    ("ctime_ns", "INTEGER NOT NULL DEFAULT 0"),
+    ("version", "INTEGER NOT NULL DEFAULT 1"),
+)
+
+
+class Journal:
+    """SQLite record of what is verified in the bucket: path -> file version, ETag, key.
+
+    Paths are stored :func:`worker.r2.encode_path`-encoded. Rows are kept in memory too;
+    when a write fails (disk full, I/O error) the rows stay in memory and :meth:`flush`
+    writes them later, so a verified upload is never repeated because of its journal.
+    ``path=None`` keeps everything in memory (the last resort when no journal file works).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS uploaded (path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
-            " mtime_ns INTEGER NOT NULL, etag TEXT NOT NULL, key TEXT NOT NULL,"
-            " uploaded_at REAL NOT NULL)"
-        )
-        self._db.commit()
-        self._known: dict[str, Signature] = {
-            row[0]: (row[1], row[2])
-            for row in self._db.execute("SELECT path, size, mtime_ns FROM uploaded")
-        }
+        self._unsaved: dict[str, Record] = {}
+        self._failing = False
+        self._db: sqlite3.Connection | None = None
+        self._known: dict[str, Record] = {}
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS uploaded (path TEXT PRIMARY KEY, size INTEGER NOT "
+                "NULL, mtime_ns INTEGER NOT NULL, etag TEXT NOT NULL, key TEXT NOT NULL,"
+                " uploaded_at REAL NOT NULL)"
+            )
+            present = {row[1] for row in db.execute("PRAGMA table_info(uploaded)")}
+            for name, declaration in _COLUMNS:
+                if name not in present:
+                    db.execute(f"ALTER TABLE uploaded ADD COLUMN {name} {declaration}")
+            db.commit()
+            self._known = {
+                row[0]: Record(*row[1:])
+                for row in db.execute(
+                    "SELECT path, size, mtime_ns, ino, ctime_ns, etag, key, version FROM uploaded"
+                )
+            }
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
 
     def __len__(self) -> int:
         return len(self._known)
 
+    def get(self, relative: str) -> Record | None:
+        """The record of ``relative`` (a plain path, as the file system names it)."""
+        return self._known.get(encode_path(relative))
+
     def is_current(self, relative: str, signature: Signature) -> bool:
         """True when this exact version of ``relative`` is already uploaded and verified."""
-        return self._known.get(relative) == signature
+        record = self.get(relative)
+        return record is not None and record.matches(signature)
 
-    def record(self, relative: str, signature: Signature, etag: str, key: str) -> None:
-        """Remember a verified upload (committed before returning)."""
+    @property
+    def unsaved(self) -> int:
+        """Verified uploads held in memory because the journal could not be written."""
+        return len(self._unsaved)
+
+    def record(self, relative: str, record: Record) -> None:
+        """Remember a verified upload: in memory at once, on disk now or by :meth:`flush`."""
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO uploaded VALUES (?, ?, ?, ?, ?, ?)",
-                (relative, signature[0], signature[1], etag, key, time.time()),
+            encoded = encode_path(relative)
+            self._known[encoded] = record
+            self._unsaved[encoded] = record
+            self._write()
+
+    def flush(self) -> bool:
+        """Write rows a failed write left in memory; True when none are left."""
+        with self._lock:
+            return self._write()
+
+    def _write(self) -> bool:
+        if self._db is None:
+            self._unsaved.clear()
+            return True
+        if not self._unsaved:
+            return True
+        rows = [
+            (p, r.size, r.mtime_ns, r.etag, r.key, time.time(), r.ino, r.ctime_ns, r.version)
+            for p, r in self._unsaved.items()
+        ]
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO uploaded (path, size, mtime_ns, etag, key, uploaded_at,"
+                " ino, ctime_ns, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
             self._db.commit()
-            self._known[relative] = signature
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.rollback()
+            if not self._failing:
+                log.warning(
+                    "cannot write the journal %s (%s): %d verified upload(s) kept in memory; "
+                    "only the journal write is retried, nothing is uploaded again",
+                    self.path,
+                    exc,
+                    len(rows),
+                )
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("journal %s writable again: %d row(s) saved", self.path, len(rows))
+        self._failing = False
+        self._unsaved.clear()
+        return True
 
     def close(self) -> None:
-        """Checkpoint the WAL into the main file and close."""
+        """Write what is pending, checkpoint the WAL into the main file and close."""
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.close()
+            if not self._write():
+                log.error(
+                    "%d verified upload(s) could not be journaled; the next start finds them "
+                    "in the bucket listing instead",
+                    len(self._unsaved),
+                )
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.close()
+                self._db = None
+
+
+def open_journal(path: Path) -> Journal:
+    """The journal at ``path``; a corrupt or unreadable one is moved aside and started anew.
+
+    The bad file (and its ``-wal``/``-shm``) is kept as ``<name>.corrupt-<UTC time>`` for
+    inspection; what it knew is rebuilt from the bucket listing and a scan. When no file
+    can be used at all, the journal lives in memory for this run (loudly).
+    """
+    try:
+        return Journal(path)
+    except (sqlite3.Error, OSError) as exc:
+        failure = exc
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved: list[str] = []
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                source.rename(path.with_name(f"{path.name}{suffix}.corrupt-{stamp}"))
+                moved.append(source.name)
+        log.error(
+            "journal %s is unusable (%s: %s); moved aside as %s.corrupt-%s, rebuilding it "
+            "from the bucket listing and a scan",
+            path,
+            type(failure).__name__,
+            failure,
+            path.name,
+            stamp,
+        )
+        return Journal(path)
+    except (sqlite3.Error, OSError) as exc:
+        log.error(  # noqa: TRY400 - the cause is in the message; no traceback helps here
+            "journal %s is unusable (%s: %s) and cannot be replaced (%s: %s); keeping it in "
+            "memory for this run (the bucket listing still prevents re-uploads)",
+            path,
+            type(failure).__name__,
+            failure,
+            type(exc).__name__,
+            exc,
+        )
+        return Journal(None)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -218,7 +523,14 @@ class SyncDaemon:
                 max_pool_connections=max(10, options.workers * (PART_CONCURRENCY + 1))
             ),
         )
-        self.journal = Journal(options.state_dir / "journal.sqlite3")
+        self.journal = open_journal(options.state_dir / "journal.sqlite3")
+        self.sync_id = load_sync_id(options.state_dir)
+        self.key_base = sync_key(settings.prefix, self.sync_id, "")
+        # Objects found under key_base at start: encoded path -> {version: (etag, size)}.
+        self._remote: dict[str, dict[int, tuple[str, int]]] = {}
+        # Paths skipped for not being regular files -> what they were (logged once each).
+        self._not_regular: dict[str, str] = {}
+        self._next_flush = 0.0
         self.watch = watch
         self._cond = threading.Condition()
         self._pending: dict[str, tuple[float, Signature | None]] = {}
@@ -284,10 +596,12 @@ class SyncDaemon:
     def status_line(self) -> str:
         """``uploaded pending retrying failed(attempts) journal lag p50/p99/max`` for logs."""
         p50, p99, worst = self.lag_percentiles()
+        unsaved = f" unjournaled={self.journal.unsaved}" if self.journal.unsaved else ""
         return (
             f"uploaded={self.uploaded} pending={self.pending_count()} "
             f"retrying={len(self._attempts)} failed={self.failures} "
-            f"journal={len(self.journal)} lag p50={p50:.2f}s p99={p99:.2f}s max={worst:.2f}s"
+            f"journal={len(self.journal)}{unsaved} skipped={len(self._not_regular)} "
+            f"lag p50={p50:.2f}s p99={p99:.2f}s max={worst:.2f}s"
         )
 
     def schedule(self, relative: str, delay: float, *, event: bool = False) -> None:
@@ -295,13 +609,36 @@ class SyncDaemon:
         if self.skipped(relative):
             return
         try:
-            stat = (self.options.sync_dir / relative).stat()
+            info = self._lstat(relative)
         except FileNotFoundError:
             return
         except OSError as exc:
             self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
             return
-        self._push(relative, delay, (stat.st_size, stat.st_mtime_ns), event=event)
+        if info is not None:
+            self._push(relative, delay, signature_of(info), event=event)
+
+    def _lstat(self, relative: str) -> os.stat_result | None:
+        """lstat of ``relative``; None (and one log line) when it is not a regular file."""
+        info = (self.options.sync_dir / relative).lstat()
+        if stat.S_ISREG(info.st_mode):
+            if self._not_regular:
+                with self._cond:
+                    self._not_regular.pop(relative, None)
+            return info
+        self._skip(relative, file_kind(info.st_mode))
+        return None
+
+    def _skip(self, relative: str, kind: str) -> None:
+        """Never upload ``relative``: log it once per kind, forget any pending state."""
+        with self._cond:
+            known = self._not_regular.get(relative)
+            self._not_regular[relative] = kind
+            self._first_seen.pop(relative, None)
+            self._attempts.pop(relative, None)
+            self._scanned.discard(relative)
+        if known != kind:
+            log.warning("skipping %s: a %s; only regular files are uploaded", relative, kind)
 
     def _push(
         self, relative: str, delay: float, signature: Signature | None, *, event: bool = False
@@ -398,7 +735,7 @@ class SyncDaemon:
             for entry in entries:
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
-                    is_file = not is_dir and entry.is_file(follow_symlinks=False)
+                    is_file = not is_dir  # symlinks, FIFOs...: lstat'ed, logged and skipped
                 except OSError as exc:
                     failed = exc  # its type is unknown: list the whole folder again later
                     continue
@@ -421,13 +758,13 @@ class SyncDaemon:
             if self.skipped(relative):
                 continue
             try:
-                stat = path.stat()
+                info = self._lstat(relative)
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
                 continue
-            if self.journal.is_current(relative, (stat.st_size, stat.st_mtime_ns)):
+            if info is None or self.journal.is_current(relative, signature_of(info)):
                 continue
             with self._cond:
                 busy = (
@@ -551,7 +888,7 @@ class SyncDaemon:
 
     def _settled(self, relative: str, signature: Signature | None, deadline: float) -> None:
         try:
-            stat = (self.options.sync_dir / relative).stat()
+            info = self._lstat(relative)
         except FileNotFoundError:
             with self._cond:
                 self._first_seen.pop(relative, None)
@@ -560,7 +897,9 @@ class SyncDaemon:
         except OSError as exc:
             self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
             return
-        now_signature = (stat.st_size, stat.st_mtime_ns)
+        if info is None:
+            return
+        now_signature = signature_of(info)
         if now_signature != signature:
             self.schedule(relative, self.options.settle)
             return
@@ -618,7 +957,9 @@ class SyncDaemon:
             self._upload(relative)
         except FileNotFoundError:
             log.info("%s vanished before upload; nothing to do", relative)
-        except UploadRetryError as exc:
+        except NotRegularError as exc:
+            self._skip(relative, exc.kind)
+        except (UploadRetryError, SourceChangedError, EtagMismatchError) as exc:
             self._retry(relative, str(exc), count=False)
         except Exception as exc:  # noqa: BLE001 - any failure is retried, never dropped
             self._retry(relative, f"{type(exc).__name__}: {exc}", count=True)
@@ -639,45 +980,62 @@ class SyncDaemon:
         self.schedule(relative, delay)
 
     def _upload(self, relative: str) -> None:
-        path = self.options.sync_dir / relative
-        before = path.stat()
-        signature = (before.st_size, before.st_mtime_ns)
-        key = object_key(self.settings.prefix, relative)
-        content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
+        fd, info = open_regular(self.options.sync_dir, relative)
+        try:
+            self._upload_open(relative, fd, info)
+        finally:
+            os.close(fd)
+
+    def _upload_open(self, relative: str, fd: int, info: os.stat_result) -> None:
+        """Store the ``info.st_size`` bytes of ``fd`` under a key no other bytes hold."""
+        signature = signature_of(info)
+        size = info.st_size
         started = time.monotonic()
-        if before.st_size < MULTIPART_THRESHOLD:
-            body = path.read_bytes()
-            md5 = hashlib.md5(body, usedforsecurity=False)
-            if len(body) != before.st_size:
-                raise UploadRetryError("file changed while reading")
-            expected = md5.hexdigest()
-            response = self.client.put_object(
-                Bucket=self.settings.bucket,
-                Key=key,
-                Body=body,
-                ContentMD5=base64.b64encode(md5.digest()).decode(),
-                ContentType=content_type,
+
+        def read_at(offset: int, length: int) -> bytes:
+            return os.pread(fd, length, offset)
+
+        prior = self.journal.get(relative)
+        remote = self._remote.get(encode_path(relative), {})
+        base = self.settings.prefix, self.sync_id, relative
+        known = {
+            sync_key(*base, version): etag
+            for version, (etag, length) in remote.items()
+            if length == size
+        }
+        if prior is not None and prior.size == size:
+            known[prior.key] = prior.etag
+        stored: tuple[int, str, str] | None = None
+        if known:
+            # Same size as a stored version: if the bytes are the same too, record, don't send.
+            local = etag_of(read_at, size)
+            stored = next(
+                (
+                    (prior.version if prior and k == prior.key else parse_version(k), e, k)
+                    for k, e in known.items()
+                    if e == local
+                ),
+                None,
             )
-            etag = strip_etag(response["ETag"])
-        else:
-            # Hash while uploading: the two reads share the page cache and the wall time.
-            with ThreadPoolExecutor(max_workers=1) as hasher:
-                local = hasher.submit(expected_etag, path)
-                self.client.upload_file(
-                    str(path),
-                    self.settings.bucket,
-                    key,
-                    ExtraArgs={"ContentType": content_type},
-                    Config=transfer_config(max_concurrency=PART_CONCURRENCY),
+        if stored is None:
+            if prior is not None and size < prior.size:
+                log.warning(
+                    "%s was rewritten shorter (%d -> %d bytes); the earlier %d bytes stay at "
+                    "%s and this version goes to a new key",
+                    relative,
+                    prior.size,
+                    size,
+                    prior.size,
+                    prior.key,
                 )
-                expected = local.result()
-            etag = strip_etag(self.client.head_object(Bucket=self.settings.bucket, Key=key)["ETag"])
-        after = path.stat()
-        if (after.st_size, after.st_mtime_ns) != signature:
+            versions = [*remote, prior.version if prior is not None else 0]
+            version, etag = self._store(relative, read_at, size, max(versions, default=0) + 1)
+            stored = (version, etag, sync_key(*base, version))
+        version, etag, key = stored
+        after = signature_of(os.fstat(fd))
+        if after != signature:
             raise UploadRetryError("file changed during upload")
-        if etag != expected:
-            raise UploadRetryError(f"bucket ETag {etag} != local {expected}")
-        self.journal.record(relative, signature, etag, key)
+        self.journal.record(relative, Record(*signature, etag=etag, key=key, version=version))
         with self._cond:
             seen = self._first_seen.pop(relative, started)
             self._attempts.pop(relative, None)
@@ -689,16 +1047,85 @@ class SyncDaemon:
         log.info(
             "uploaded %s (%d bytes) in %.2fs, lag %.2fs",
             key,
-            before.st_size,
+            size,
             time.monotonic() - started,
             lag,
         )
+
+    def _store(
+        self, relative: str, read_at: Callable[[int, int], bytes], size: int, version: int
+    ) -> tuple[int, str]:
+        """Create the object at the first free version from ``version``; (version, ETag).
+
+        A key that exists with the same bytes (a retried request that did land, another pod
+        on this volume) counts as stored; one with other bytes is left alone and the next
+        version is tried.
+        """
+        for attempt in range(version, MAX_VERSIONS + 1):
+            key = sync_key(self.settings.prefix, self.sync_id, relative, attempt)
+            try:
+                etag = create_object(
+                    self.client,
+                    bucket=self.settings.bucket,
+                    key=key,
+                    read_at=read_at,
+                    size=size,
+                    headers=object_headers(relative),
+                    part_concurrency=PART_CONCURRENCY,
+                )
+            except ObjectExistsError as taken:
+                there = strip_etag(
+                    self.client.head_object(Bucket=self.settings.bucket, Key=key)["ETag"]
+                )
+                if there == taken.etag:
+                    return attempt, there
+                log.warning(
+                    "%s already holds other bytes; keeping it and trying version %d",
+                    key,
+                    attempt + 1,
+                )
+                continue
+            return attempt, etag
+        raise UploadRetryError(f"versions {version}..{MAX_VERSIONS} of {relative} are all taken")
+
+    def load_remote(self) -> int:
+        """Read what the bucket holds under this volume's key segment; return how many.
+
+        Lets a lost or rebuilt journal recognise files that are already stored (by size and
+        ETag) instead of uploading them again; a failure only costs that saving.
+        """
+        found: dict[str, dict[int, tuple[str, int]]] = {}
+        count = 0
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.settings.bucket, Prefix=self.key_base
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    parsed = parse_sync_key(self.key_base, item["Key"])
+                    if parsed is None:
+                        continue
+                    relative, version = parsed
+                    entry = (strip_etag(item["ETag"]), int(item["Size"]))
+                    found.setdefault(encode_path(relative), {})[version] = entry
+                    count += 1
+        except Exception as exc:  # noqa: BLE001 - only an optimisation is lost; logged
+            log.warning(
+                "cannot list %s/%s (%s); files already there are recognised when their upload "
+                "meets them",
+                self.settings.bucket,
+                self.key_base,
+                exc,
+            )
+        self._remote = found
+        return count
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start watching (when enabled), scanning, and the upload pool."""
         self.options.sync_dir.mkdir(parents=True, exist_ok=True)
+        stored = self.load_remote()
         if self.watch:
             from inotify_simple import INotify  # noqa: PLC0415 - Linux-only
 
@@ -710,11 +1137,14 @@ class SyncDaemon:
             self._spawn(f"sync-upload-{index}", self._worker_step)
         found = self.scan()
         log.info(
-            "watching %s -> %s/%s (%d already journaled, %d to upload)",
+            "watching %s -> %s/%s (sync id %s; %d already journaled, %d in the bucket, "
+            "%d to look at)",
             self.options.sync_dir,
             self.settings.bucket,
-            self.settings.prefix,
+            self.key_base,
+            self.sync_id,
             len(self.journal),
+            stored,
             found,
         )
         self._next_scan = time.monotonic() + self.options.rescan_interval
@@ -757,6 +1187,9 @@ class SyncDaemon:
             self.scan()
         self._list_unlisted()
         now = time.monotonic()
+        if self.journal.unsaved and now >= self._next_flush:
+            self._next_flush = now + 1.0
+            self.journal.flush()
         if now >= self._next_scan:
             self._next_scan = now + self.options.rescan_interval
             if self.watch and self.options.sync_dir not in list(self._wd_paths.values()):
@@ -837,7 +1270,9 @@ environment:
   SYNC_MAX_BACKOFF_SECONDS          cap of the retry delay (default 30)
   R2_ENDPOINT R2_BUCKET R2_ACCESS_KEY_ID R2_SECRET_ACCESS_KEY R2_PREFIX
 
-object key = R2_PREFIX + path relative to SYNC_DIR
+object key = R2_PREFIX + pods/<sync id>/ + path relative to SYNC_DIR
+  (sync id: SYNC_STATE_DIR/sync-id, made once per volume; a rewritten file goes to
+  name~v2.ext, name~v3.ext...; no object is ever overwritten)
 
 exit codes:
   0  --once: every file uploaded and verified; daemon: stopped cleanly by SIGTERM/SIGINT

@@ -151,7 +151,12 @@ def test_a_managed_endpoint_needs_the_pull_token() -> None:
 
 def test_the_video_pod_alone_needs_the_pull_token() -> None:
     """An adopted endpoint plus the video pod still has RunPod pull the image."""
-    message = problems(serverless_endpointId="ep1", videoPod_enabled="true", image_pullToken=None)
+    message = problems(
+        serverless_endpointId="ep1",
+        videoPod_enabled="true",
+        videoPod_comfyPassword="long-enough-password",
+        image_pullToken=None,
+    )
     assert "RunPod pulls the image for the video pod:" in message
 
 
@@ -569,3 +574,16 @@ def test_a_tag_leaves_room_for_its_build_cache_tag() -> None:
     """The cache tag `<tag>-buildcache` must stay within Docker's 128 characters."""
     assert config_with(image_tag="t" * 117).image.tag == "t" * 117
     assert "image.tag must be a docker tag" in problems(image_tag="t" * 118)
+
+
+def test_the_video_pod_needs_a_comfyui_password() -> None:
+    """An enabled video pod without videoPod.comfyPassword fails before any resource, naming
+    the command; a short one too; a disabled pod needs none."""
+    message = problems(videoPod_enabled="true")
+    assert "videoPod.comfyPassword is not set (required when videoPod.enabled is true" in message
+    assert "pulumi config set --secret videoPod.comfyPassword <password> --stack staging" in message
+    short = problems(videoPod_enabled="true", videoPod_comfyPassword="short")
+    assert "videoPod.comfyPassword must have at least 12 characters" in short
+    cfg = config_with(videoPod_enabled="true", videoPod_comfyPassword="long-enough-password")
+    assert cfg.video_pod.comfy_password is not None
+    assert config_with().video_pod.comfy_password is None

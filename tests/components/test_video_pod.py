@@ -156,3 +156,16 @@ def test_adopt_existing_reaches_every_runpod_object_of_the_pod(adopt: bool) -> N
         objects = [r for r in mocks.resources if r.type.startswith("pulumi-python:dynamic/")]
         assert len(objects) == 5
         assert {r.inputs["adopt_existing"] for r in objects} == {adopt}
+
+
+def test_comfyui_password_is_a_runpod_secret_referenced_by_the_pod() -> None:
+    """videoPod.comfyPassword becomes its own RunPod secret; the template's env holds only
+    the {{ RUNPOD_SECRET_... }} reference, never the value."""
+    with mocked() as mocks:
+        build(mocks, comfy_password=pulumi.Output.secret("pod-password-1234"))
+        secrets = {s.inputs["name"]: s for s in mocks.of_type(SECRET)}
+        assert "comfyui_runpod_staging_pod_comfy_password" in secrets
+        env = mocks.one(TEMPLATE).inputs["env"]
+        assert is_secret_reference(env["COMFYUI_PASSWORD"])
+        assert "comfyui_runpod_staging_pod_comfy_password" in env["COMFYUI_PASSWORD"]
+        assert "pod-password-1234" not in json.dumps(env)

@@ -18,10 +18,21 @@ until then), and :meth:`crash` kills it at any time. A stand-in process (``sleep
 ComfyUI's PID: its id is written to ``pid_file`` and it dies with a crash, so a worker can
 tell "still booting" from "dead".
 
+The execution cache works as ComfyUI's default ("classic") cache in
+``comfy_execution/caching.py``: a node's key is its class, its ``IS_CHANGED`` value (for
+``LoadImage``/``LoadAudio`` the file's sha256) and its inputs with links replaced by the keys of
+the nodes they come from; entries the next prompt does not use are dropped. A prompt
+identical to an earlier one lists its nodes in ``execution_cached``, runs none of them
+(``executed`` carries the cached UI output) and its history names the files the earlier run
+wrote. File inputs resolve as ComfyUI's annotated-path helpers do (absolute paths, ``..`` and
+`` [input]``/`` [output]``/`` [temp]`` are accepted if the file exists), and a save node's
+``filename_prefix`` that leaves the output folder fails the node with ComfyUI's "Saving
+image outside the output folder is not allowed." execution error.
+
 Deliberately not emulated: real image content (outputs are small valid PNG/MP4/FLAC headers,
-padded to ``output_bytes`` when set), caching across prompts (``execution_cached`` lists no
-nodes), previews other than one binary frame per sampler, partial execution of some outputs
-when others fail validation (every invalid output fails the prompt here).
+padded to ``output_bytes`` when set), previews other than one binary frame per sampler,
+partial execution of some outputs when others fail validation (every invalid output fails
+the prompt here).
 """
 
 from __future__ import annotations
@@ -29,7 +40,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import json
+import os
 import re
 import socket
 import struct
@@ -391,6 +404,10 @@ class _InterruptedError(Exception):
     pass
 
 
+class _NodeFailedError(Exception):
+    """A node raised while executing (ComfyUI reports it as ``execution_error``)."""
+
+
 class ComfyUIDouble:
     """A ComfyUI server on 127.0.0.1; use as a context manager or call start()/stop()."""
 
@@ -445,6 +462,8 @@ class ComfyUIDouble:
         self._running: _Prompt | None = None
         self._interrupt: asyncio.Event | None = None
         self._numbers = 0
+        # Execution cache: node signature -> (UI output or None, batch size).
+        self._cache: dict[str, tuple[dict[str, Any] | None, int]] = {}
         self._ready = threading.Event()
         self._worker_task: asyncio.Task[None] | None = None
         self._serve_future: Future[None] | None = None
@@ -1049,7 +1068,8 @@ class ComfyUIDouble:
         if inp.type == "COMBO":
             choices = self._choices(inp)
             if inp.input_files:
-                if value not in choices:
+                # As LoadImage.VALIDATE_INPUTS: the annotated path must exist, nothing more.
+                if not isinstance(value, str) or not self._annotated_path(value).exists():
                     return {
                         "type": "custom_validation_failed",
                         "message": "Custom validation failed for node",
@@ -1154,6 +1174,45 @@ class ComfyUIDouble:
             visit(output_id)
         return order
 
+    def _annotated_path(self, name: str) -> Path:
+        """ComfyUI's ``folder_paths.get_annotated_filepath`` (input folder by default)."""
+        base = self.input_dir
+        for annotation, folder in (
+            ("[output]", self.output_dir),
+            ("[input]", self.input_dir),
+            ("[temp]", self.temp_dir),
+        ):
+            if name.endswith(annotation):
+                name, base = name[: -len(annotation) - 1], folder
+                break
+        return Path(os.path.join(base, name))  # noqa: PTH118 - join's absolute-path rule is the point
+
+    def _is_changed(self, node: dict[str, Any]) -> str | None:
+        """``IS_CHANGED``: a file loader's file hash (other nodes here have none)."""
+        if node["class_type"] not in {"LoadImage", "LoadAudio"}:
+            return None
+        value = next(iter(node.get("inputs", {}).values()), "")
+        path = self._annotated_path(str(value))
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return "missing"
+
+    def _signatures(self, graph: dict[str, Any], order: list[str]) -> dict[str, str]:
+        signatures: dict[str, str] = {}
+        for node_id in order:  # ancestors come first
+            node = graph[node_id]
+            inputs = []
+            for name in sorted(node.get("inputs", {})):
+                value = node["inputs"][name]
+                if isinstance(value, list) and len(value) == 2 and str(value[0]) in signatures:
+                    inputs.append([name, "ANCESTOR", signatures[str(value[0])], value[1]])
+                else:
+                    inputs.append([name, value])
+            text = json.dumps([node["class_type"], self._is_changed(node), inputs], default=str)
+            signatures[node_id] = hashlib.sha256(text.encode()).hexdigest()
+        return signatures
+
     async def _execute(self, prompt: _Prompt) -> None:
         pid = prompt.prompt_id
         messages: list[list[Any]] = []
@@ -1165,27 +1224,47 @@ class ComfyUIDouble:
 
         fault = self.fault
         await emit("execution_start", {"prompt_id": pid}, record=True)
-        await emit("execution_cached", {"nodes": [], "prompt_id": pid}, record=True)
         order = self._order(prompt.graph, prompt.outputs)
+        signatures = self._signatures(prompt.graph, order)
+        used = set(signatures.values())
+        self._cache = {k: v for k, v in self._cache.items() if k in used}  # clean_unused
+        cached = [nid for nid in order if signatures[nid] in self._cache]
+        await emit("execution_cached", {"nodes": cached, "prompt_id": pid}, record=True)
         batches: dict[str, int] = {}
         ui_outputs: dict[str, Any] = {}
         executed: list[str] = []
         status = "success"
+        first = True
         try:
             for index, node_id in enumerate(order):
                 node = prompt.graph[node_id]
                 class_type = node["class_type"]
+                if node_id in cached:
+                    output, batches[node_id] = self._cache[signatures[node_id]]
+                    if output is not None:
+                        ui_outputs[node_id] = output
+                    await emit(
+                        "executed",
+                        {
+                            "node": node_id,
+                            "display_node": node_id,
+                            "output": output,
+                            "prompt_id": pid,
+                        },
+                    )
+                    continue
                 await emit(
                     "executing", {"node": node_id, "display_node": node_id, "prompt_id": pid}
                 )
-                if index == 0 and fault is Fault.CRASH:
+                if first and fault is Fault.CRASH:
                     await self._crash()
                     return
-                if index == 0 and fault is Fault.HANG:
+                if first and fault is Fault.HANG:
                     assert self._interrupt is not None
                     await self._interrupt.wait()
-                if index == 0 and fault is Fault.STUCK:
+                if first and fault is Fault.STUCK:
                     await asyncio.Event().wait()  # until the double stops
+                first = False
                 self._raise_if_interrupted(node_id)
                 if fault in {Fault.EXECUTION_ERROR, Fault.OUT_OF_MEMORY} and (
                     class_type in _SAMPLER_CLASSES or index == len(order) - 1
@@ -1201,8 +1280,22 @@ class ComfyUIDouble:
                     status = "error"
                     break
                 await self._run_node(prompt, node_id, node, batches, emit)
-                output = self._write_outputs(prompt, node_id, node, batches)
+                try:
+                    output = self._write_outputs(prompt, node_id, node, batches)
+                except _NodeFailedError as failed:
+                    await self._fail(
+                        prompt,
+                        emit,
+                        node_id=node_id,
+                        class_type=class_type,
+                        executed=executed,
+                        fault=fault,
+                        message=str(failed),
+                    )
+                    status = "error"
+                    break
                 executed.append(node_id)
+                self._cache[signatures[node_id]] = (output, batches[node_id])
                 if output is not None:
                     ui_outputs[node_id] = output
                     await emit(
@@ -1257,8 +1350,11 @@ class ComfyUIDouble:
         class_type: str,
         executed: list[str],
         fault: Fault,
+        message: str | None = None,
     ) -> None:
-        if fault is Fault.OUT_OF_MEMORY:
+        if message is not None:
+            kind, text = "Exception", message
+        elif fault is Fault.OUT_OF_MEMORY:
             kind = "torch.OutOfMemoryError"
             text = (
                 "Allocation on device 0 would exceed allowed memory. (out of memory)\n"
@@ -1320,8 +1416,18 @@ class ComfyUIDouble:
                 await asyncio.wait_for(self._interrupt.wait(), self.node_seconds)
 
     def _save_path(self, prefix: str, extension: str) -> tuple[str, str, Path]:
-        subfolder, _, base = prefix.rpartition("/")
-        folder = self.output_dir / subfolder
+        # folder_paths.get_save_image_path: normpath, then refuse a folder outside output.
+        output_dir = os.path.abspath(self.output_dir)  # noqa: PTH100 - ComfyUI's own calls
+        subfolder = os.path.dirname(os.path.normpath(prefix))  # noqa: PTH120
+        base = os.path.basename(os.path.normpath(prefix))  # noqa: PTH119
+        full = os.path.join(output_dir, subfolder)  # noqa: PTH118
+        if os.path.commonpath((output_dir, os.path.abspath(full))) != output_dir:  # noqa: PTH100
+            raise _NodeFailedError(
+                "**** ERROR: Saving image outside the output folder is not allowed."
+                f"\n full_output_folder: {os.path.abspath(full)}"  # noqa: PTH100
+                f"\n         output_dir: {output_dir}"
+            )
+        folder = Path(full)
         folder.mkdir(parents=True, exist_ok=True)
         pattern = re.compile(rf"^{re.escape(base)}_(\d{{5}})_")
         numbers = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]

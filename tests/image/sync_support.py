@@ -34,24 +34,37 @@ def expected_files(sync_dir: Path) -> dict[str, Path]:
     found = {}
     for path in sync_dir.rglob("*"):
         relative = path.relative_to(sync_dir).as_posix()
-        if path.is_file() and not sync.is_ignored(relative):
+        regular = path.is_file() and not path.is_symlink()
+        if regular and not sync.is_ignored(relative):
             found[relative] = path
     return found
 
 
-def bucket_mirrors(settings: R2Settings, sync_dir: Path) -> bool:
-    """True when the bucket holds exactly the expected files with matching ETags."""
-    objects = list_objects(settings)
-    wanted = {settings.prefix + rel: path for rel, path in expected_files(sync_dir).items()}
+def sync_id(state_dir: Path) -> str:
+    """The sync id a daemon with ``state_dir`` created (its key segment)."""
+    return (state_dir / "sync-id").read_text(encoding="ascii").strip()
+
+
+def own_objects(settings: R2Settings, key_prefix: str) -> dict[str, dict[str, object]]:
+    """Objects under ``key_prefix`` (one daemon's segment; other pods may share the bucket)."""
+    return {k: v for k, v in list_objects(settings).items() if k.startswith(key_prefix)}
+
+
+def bucket_mirrors(settings: R2Settings, sync_dir: Path, key_prefix: str) -> bool:
+    """True when the daemon's segment holds exactly the expected files with matching ETags."""
+    objects = own_objects(settings, key_prefix)
+    wanted = {key_prefix + rel: path for rel, path in expected_files(sync_dir).items()}
     if set(objects) != set(wanted):
         return False
     return all(objects[key]["ETag"] == expected_etag(path) for key, path in wanted.items())
 
 
-def assert_mirrored(settings: R2Settings, sync_dir: Path) -> None:
+def assert_mirrored(settings: R2Settings, sync_dir: Path, key_prefix: str) -> None:
     """Every expected file is in the bucket once with a matching MD5; nothing else is."""
-    objects = list_objects(settings)
-    wanted = {settings.prefix + rel: path for rel, path in expected_files(sync_dir).items()}
+    everything = list_objects(settings)
+    assert all(key.startswith(f"{settings.prefix}pods/") for key in everything), everything
+    objects = own_objects(settings, key_prefix)
+    wanted = {key_prefix + rel: path for rel, path in expected_files(sync_dir).items()}
     assert sorted(objects) == sorted(wanted)
     for key, path in wanted.items():
         assert objects[key]["ETag"] == expected_etag(path), key
@@ -107,9 +120,33 @@ class SyncRig:
             "SYNC_MAX_BACKOFF_SECONDS": "0.5",
         }
 
+    @property
+    def key_prefix(self) -> str:
+        """``R2_PREFIX + pods/<sync id>/``: where this rig's daemons put the folder."""
+        return f"{self.bucket.prefix}pods/{sync_id(self.state_dir)}/"
+
+    def key(self, relative: str) -> str:
+        """The key of ``relative``'s first version."""
+        return self.key_prefix + relative
+
+    def stored_keys(self) -> set[str]:
+        """Every key in the bucket."""
+        return set(list_objects(self.bucket))
+
     def wait_mirrored(self, timeout: float = 30.0) -> None:
         """Wait until the bucket mirrors the folder."""
-        wait_until(lambda: bucket_mirrors(self.bucket, self.sync_dir), timeout, "bucket mirror")
+        wait_until(
+            lambda: (
+                (self.state_dir / "sync-id").exists()
+                and bucket_mirrors(self.bucket, self.sync_dir, self.key_prefix)
+            ),
+            timeout,
+            "bucket mirror",
+        )
+
+    def assert_mirrored(self) -> None:
+        """Every expected file is in the bucket once with a matching MD5; nothing else is."""
+        assert_mirrored(self.bucket, self.sync_dir, self.key_prefix)
 
 
 def journaled(state_dir: Path) -> int:

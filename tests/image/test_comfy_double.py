@@ -321,3 +321,96 @@ def test_process_alive_tells_live_dead_zombie_and_unknown(tmp_path: Path) -> Non
     assert process_alive(pid_file) is False  # zombie: killed, not yet waited for
     child.wait()
     assert process_alive(pid_file) is False
+
+
+def _run(comfy: ComfyUIDouble, graph: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    client_id = uuid.uuid4().hex
+    ws = websocket.create_connection(f"{comfy.url.replace('http', 'ws')}/ws?clientId={client_id}")
+    try:
+        answer = _queue(comfy, graph, client_id)
+        assert answer.status_code == 200, answer.text
+        prompt_id = answer.json()["prompt_id"]
+        return prompt_id, _events(ws, prompt_id)
+    finally:
+        ws.close()
+
+
+def test_an_identical_prompt_is_answered_from_the_cache_like_comfyui() -> None:
+    """Same graph again: every node cached, nothing written, history names the first files."""
+    with ComfyUIDouble() as double:
+        first_id, _ = _run(double, RUNNABLE)
+        second_id, events = _run(double, RUNNABLE)
+        history = double.history()
+        files = sorted(p.name for p in double.output_dir.iterdir())
+    cached = next(e for e in events if e["type"] == "execution_cached")
+    assert sorted(cached["data"]["nodes"]) == ["1", "3"]
+    assert not any(e["type"] == "executing" and e["data"]["node"] for e in events)
+    executed = [e for e in events if e["type"] == "executed" and e["data"]["node"] == "3"]
+    assert executed[0]["data"]["output"] == history[first_id]["outputs"]["3"]
+    assert history[second_id]["outputs"] == history[first_id]["outputs"]
+    assert files == ["x_00001_.png", "x_00002_.png"]  # batch of 2, written once
+
+
+def test_a_changed_save_prefix_reruns_only_the_save_node() -> None:
+    """Upstream nodes stay cached; the save node with a new prefix runs and writes files."""
+    with ComfyUIDouble() as double:
+        _run(double, RUNNABLE)
+        graph = json.loads(json.dumps(RUNNABLE))
+        graph["3"]["inputs"]["filename_prefix"] = "jobs/run2/x"
+        _, events = _run(double, graph)
+        written = sorted(p.name for p in (double.output_dir / "jobs" / "run2").iterdir())
+    cached = next(e for e in events if e["type"] == "execution_cached")
+    assert cached["data"]["nodes"] == ["1"]
+    assert written == ["x_00001_.png", "x_00002_.png"]
+
+
+def test_a_changed_input_file_invalidates_its_loader(tmp_path: Path) -> None:
+    """LoadImage's IS_CHANGED is the file's hash: new bytes under the same name run again."""
+    with ComfyUIDouble() as double:
+        (double.input_dir / "in.png").write_bytes(tiny_png((1, 2, 3)))
+        graph = {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+            "2": {
+                "class_type": "SaveImage",
+                "inputs": {"images": ["1", 0], "filename_prefix": "l"},
+            },
+        }
+        _run(double, graph)
+        (double.input_dir / "in.png").write_bytes(tiny_png((9, 9, 9)))
+        _, events = _run(double, graph)
+    assert next(e for e in events if e["type"] == "execution_cached")["data"]["nodes"] == []
+
+
+@pytest.mark.parametrize("prefix", ["../escape", "<abs>/abs", "a/../../up"])
+def test_save_prefix_outside_the_output_folder_fails_like_comfyui(
+    prefix: str, tmp_path: Path
+) -> None:
+    """ComfyUI raises "Saving image outside the output folder is not allowed."; so does this."""
+    prefix = prefix.replace("<abs>", str(tmp_path))
+    with ComfyUIDouble() as double:
+        graph = json.loads(json.dumps(RUNNABLE))
+        graph["3"]["inputs"]["filename_prefix"] = prefix
+        _, events = _run(double, graph)
+        root = double.output_dir.parent
+        escaped = [*root.glob("escape*"), *root.glob("up*"), *tmp_path.glob("abs*")]
+    error = next(e for e in events if e["type"] == "execution_error")["data"]
+    assert error["node_type"] == "SaveImage"
+    assert "Saving image outside the output folder is not allowed" in error["exception_message"]
+    assert escaped == []
+
+
+def test_load_image_accepts_what_comfyui_accepts(comfy: ComfyUIDouble) -> None:
+    """Annotated, relative-up and absolute names pass validation when the file exists, as in
+    ComfyUI (which is why the handler must refuse them itself)."""
+    (comfy.output_dir / "made.png").write_bytes(tiny_png())
+    for name in ("made.png [output]", "../output/made.png", str(comfy.output_dir / "made.png")):
+        graph = {
+            "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+            "2": {
+                "class_type": "SaveImage",
+                "inputs": {"images": ["1", 0], "filename_prefix": "z"},
+            },
+        }
+        assert _queue(comfy, graph, uuid.uuid4().hex).status_code == 200, name
+    graph["1"]["inputs"]["image"] = "missing.png [output]"
+    assert _queue(comfy, graph, uuid.uuid4().hex).status_code == 400

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -14,10 +15,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from runpod.serverless.modules import rp_job
+from worker import fetch
 from worker import handler as handler_module
 from worker.handler import handler
 from worker.r2 import R2Settings, make_client
@@ -104,6 +107,18 @@ def worker_env(
     return r2_bucket
 
 
+def allow_test_server(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Let fetches reach exactly this loopback server (production allows public addresses
+    only, and no setting changes that)."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    policy = fetch.AddressPolicy(
+        allowed_for_tests=fetch.ADDRESS_POLICY.allowed_for_tests | {(parts.hostname, parts.port)}
+    )
+    monkeypatch.setattr(fetch, "ADDRESS_POLICY", policy)
+
+
 def _job(payload: dict[str, Any], job_id: str = "job-1") -> dict[str, Any]:
     return {"id": job_id, "input": payload}
 
@@ -145,7 +160,14 @@ def test_every_template_lands_its_outputs_in_the_bucket_with_working_urls(
     for output in result["outputs"]:
         assert output["key"].startswith(f"test/jobs/job-{name}/")
         assert output["key"] in stored
-        local = comfy.output_dir / output["key"].split(f"job-{name}/", 1)[1]
+        (local,) = comfy.output_dir.rglob(output["filename"])
+        assert local.relative_to(comfy.output_dir).parts[:2] == (
+            "jobs",
+            local.relative_to(comfy.output_dir).parts[1],
+        )
+        assert output["key"].endswith(
+            local.relative_to(comfy.output_dir).as_posix().split("/", 2)[2]
+        )
         assert _fetch(output["url"]) == local.read_bytes()
         assert output["bytes"] == local.stat().st_size
     kinds = {o["kind"] for o in result["outputs"]}
@@ -176,8 +198,11 @@ def test_img2img_uploads_the_input_image_before_queueing(
     """The base64 image goes through /upload/image and LoadImage names the stored file."""
     result = handler(_job(TEMPLATE_JOBS["flux_img2img"]))
     assert "error" not in result, result
-    assert (comfy.input_dir / "chest.png").read_bytes() == PNG
-    assert comfy.prompts[0]["prompt"]["5"]["inputs"]["image"] == "chest.png"
+    (stored,) = comfy.input_dir.rglob("chest.png")
+    assert stored.read_bytes() == PNG
+    name = comfy.prompts[0]["prompt"]["5"]["inputs"]["image"]
+    assert re.fullmatch(r"jobs/job-1-[0-9a-f]{8}/chest\.png", name)
+    assert stored == comfy.input_dir / name
 
 
 def test_input_image_from_a_url_is_downloaded(
@@ -185,6 +210,7 @@ def test_input_image_from_a_url_is_downloaded(
 ) -> None:
     """An image URL is fetched (http allowed only by INPUT_URL_ALLOW_HTTP) and uploaded."""
     with _image_server(PNG) as url:
+        allow_test_server(monkeypatch, url)
         monkeypatch.setenv("INPUT_URL_ALLOW_HTTP", "1")
         payload = {
             "template": "remove_background",
@@ -192,7 +218,8 @@ def test_input_image_from_a_url_is_downloaded(
         }
         result = handler(_job(payload))
     assert "error" not in result, result
-    assert (comfy.input_dir / "remote.png").read_bytes() == PNG
+    (stored,) = comfy.input_dir.rglob("remote.png")
+    assert stored.read_bytes() == PNG
 
 
 def test_plain_http_image_urls_are_refused_by_default(
@@ -230,6 +257,7 @@ def test_oversized_downloaded_image_is_cut_off(
     monkeypatch.setenv("INPUT_URL_ALLOW_HTTP", "true")
     monkeypatch.setenv("MAX_INPUT_IMAGE_BYTES", "2000")
     with _image_server(PNG + b"\x00" * 10_000) as url:
+        allow_test_server(monkeypatch, url)
         payload = {"template": "remove_background", "images": [{"name": "c.png", "image": url}]}
         result = handler(_job(payload))
     assert result["error_type"] == "validation"
@@ -506,9 +534,9 @@ def test_uploads_run_concurrently(
     barrier = threading.Barrier(4, timeout=10)
     real_put = handler_module._put
 
-    def put_after_barrier(*args: Any, **kwargs: Any) -> None:
+    def put_after_barrier(*args: Any, **kwargs: Any) -> str:
         barrier.wait()  # raises BrokenBarrierError if uploads were sequential
-        real_put(*args, **kwargs)
+        return real_put(*args, **kwargs)
 
     monkeypatch.setattr(handler_module, "_put", put_after_barrier)
     result = handler(_job({"template": "flux_txt2img", "params": {"prompt": "x", "batch_size": 4}}))
@@ -521,12 +549,13 @@ def test_uploaded_outputs_leave_the_local_disk_only_when_asked(
 ) -> None:
     """With COMFY_OUTPUT_DIR set, uploaded files are deleted locally; without it, kept."""
     kept = handler(_job({"workflow": WEIGHTS_FREE}, "keep"))["outputs"][0]
-    assert (comfy.output_dir / kept["filename"]).exists()
+    (kept_file,) = comfy.output_dir.rglob(kept["filename"])
     monkeypatch.setenv("COMFY_OUTPUT_DIR", str(comfy.output_dir))
     removed = handler(_job(TEMPLATE_JOBS["wan22_t2v"], "drop"))["outputs"][0]
     assert removed["key"] in list_objects(worker_env)
-    assert not (comfy.output_dir / "video" / removed["filename"]).exists()
-    assert (comfy.output_dir / kept["filename"]).exists()
+    assert list(comfy.output_dir.rglob(removed["filename"])) == []
+    assert not any(p.name.startswith("drop-") for p in (comfy.output_dir / "jobs").iterdir())
+    assert kept_file.exists()
 
 
 def test_public_base_url_replaces_presigned_urls(
@@ -547,7 +576,8 @@ def test_presigned_url_expiry_follows_the_environment(
     monkeypatch.setenv("R2_URL_EXPIRY_S", "120")
     (output,) = handler(_job({"workflow": WEIGHTS_FREE}))["outputs"]
     assert "X-Amz-Expires=120" in output["url"]
-    assert _fetch(output["url"]) == (comfy.output_dir / "t_00001_.png").read_bytes()
+    (local,) = comfy.output_dir.rglob("t_00001_.png")
+    assert _fetch(output["url"]) == local.read_bytes()
 
 
 def test_settings_are_read_per_job(

@@ -109,8 +109,9 @@ def test_the_i2v_template_samples_from_the_uploaded_frame(
     result = handler({"id": "i2v", "input": TURBO_JOBS["wan22_turbo_i2v"]})
     assert "error" not in result, result
     graph = turbo_comfy.prompts[0]["prompt"]
-    assert (turbo_comfy.input_dir / "frame.png").read_bytes() == tiny_png()
-    assert graph["25"]["inputs"]["image"] == "frame.png"
+    (stored,) = turbo_comfy.input_dir.rglob("frame.png")
+    assert stored.read_bytes() == tiny_png()
+    assert stored == turbo_comfy.input_dir / graph["25"]["inputs"]["image"]
     sampler = graph["26"]["inputs"]
     assert (sampler["aspect_ratio"], sampler["width"], sampler["height"]) == ("9:16", 720, 1280)
     assert sampler["num_frames"] == 49

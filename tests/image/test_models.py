@@ -8,6 +8,9 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -428,3 +431,100 @@ def test_verify_only_rechecks_a_touched_file_against_its_stamped_hash(
     target.write_bytes(data[:-1] + b"\x00")
     os.utime(target, ns=(2 * 10**9, 2 * 10**9))
     assert run(manifest, models_run["dir"], "--verify-only") == models.EXIT_UNVERIFIED
+
+
+class _Hop:
+    """A loopback server that records Authorization headers and answers with a script."""
+
+    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], None]) -> None:
+        self.authorizations: list[str | None] = []
+        hop = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                hop.authorizations.append(self.headers.get("Authorization"))
+                answer(self)
+
+            do_GET = do_HEAD = _any  # noqa: N815 - stdlib names
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_token_never_follows_a_redirect_to_another_port_of_the_same_host(
+    models_run: dict[str, Path],
+) -> None:
+    """The hub (HF_ENDPOINT) redirecting to the same host name on another port: the HEAD
+    probe and the GET both leave the bearer behind."""
+    data = blob(3000)
+
+    def serve(request: BaseHTTPRequestHandler) -> None:
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        if request.command == "GET":
+            request.wfile.write(data)
+
+    other = _Hop(serve)
+
+    def bounce(request: BaseHTTPRequestHandler) -> None:
+        request.send_response(302)
+        request.send_header("Location", f"http://127.0.0.1:{other.port}/blob")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    hub = _Hop(bounce)
+    try:
+        url = f"http://127.0.0.1:{hub.port}/resolve/x.bin"
+        models_run["manifest"].write_text(
+            f'[[model]]\nname = "x.bin"\nurl = "{url}"\npath = "vae/x.bin"\ngroups = ["g"]\n'
+            f'sha256 = "{hashlib.sha256(data).hexdigest()}"\n'
+        )
+        env = {"HF_TOKEN": "hf_secret_value", "HF_ENDPOINT": f"http://127.0.0.1:{hub.port}"}
+        code = run(models_run["manifest"], models_run["dir"], env=env)
+    finally:
+        hub.close()
+        other.close()
+    assert code == 0
+    assert set(hub.authorizations) == {"Bearer hf_secret_value"}
+    assert other.authorizations
+    assert set(other.authorizations) == {None}
+
+
+def test_partial_without_a_known_sha256_is_fetched_again_not_resumed(
+    models_run: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A .partial whose bytes nothing can verify (no sha256 anywhere) is never published."""
+    data = blob(300_000)
+    partial = models_run["dir"] / "diffusion_models/u.bin.partial"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\xff" * 150_000)  # wrong bytes from an earlier, broken run
+    with file_server({"u.bin": FakeFile(data, linked=False)}) as server:
+        manifest = write_manifest(models_run["manifest"], server, [{"name": "u.bin"}])
+        code = run(manifest, models_run["dir"])
+        gets = server.body_gets("u.bin")
+    assert code == 0
+    assert [g.range for g in gets] == [None]
+    assert (models_run["dir"] / "diffusion_models/u.bin").read_bytes() == data
+    assert "starting over instead of resuming" in caplog.text
+
+
+@pytest.mark.parametrize("path", ["", "diffusion_models/", ".", "loras/.", "  "])
+def test_empty_or_folder_like_manifest_paths_are_refused(
+    models_run: dict[str, Path], path: str
+) -> None:
+    """A path that names no file is a manifest error (exit 2), never a download."""
+    with file_server({"e.bin": FakeFile(blob(10))}) as server:
+        manifest = write_manifest(models_run["manifest"], server, [{"name": "e.bin", "path": path}])
+        code = run(manifest, models_run["dir"])
+        requests_seen = list(server.requests)
+    assert code == models.EXIT_USAGE
+    assert requests_seen == []

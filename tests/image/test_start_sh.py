@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-START_SH = Path(__file__).resolve().parents[2] / "image" / "start.sh"
+IMAGE = Path(__file__).resolve().parents[2] / "image"
+START_SH = IMAGE / "start.sh"
 
 PYTHON_STUB = r"""#!/usr/bin/env bash
 # Stands in for python3: main.py plays ComfyUI, "-m worker.handler" plays the handler.
@@ -23,6 +26,9 @@ if [[ "${2:-}" == main.py ]]; then
   echo "comfyui $* cwd=${PWD}" >>"${calls}"
   echo "ComfyUI booting"
   while true; do sleep 0.05; done
+elif [[ "${1:-} ${2:-}" == "-m worker.proxy" ]]; then
+  echo "proxy-config $*" >>"${calls}"
+  PYTHONPATH="${REAL_IMAGE_DIR}" exec "${REAL_PYTHON}" "$@"
 elif [[ "${2:-} ${3:-}" == "-m worker.handler" ]]; then
   echo "handler COMFY_URL=${COMFY_URL} COMFY_PID_FILE=${COMFY_PID_FILE}" \
     "COMFY_OUTPUT_DIR=${COMFY_OUTPUT_DIR} args=${*:4}" >>"${calls}"
@@ -97,6 +103,19 @@ if [[ "${1:-}" == --once ]]; then
 fi
 trap 'echo sync-stopped >>"${STUB_DIR}/calls"; exit 0' TERM
 echo "sync-daemon SYNC_DIR=${SYNC_DIR} SYNC_STATE_DIR=${SYNC_STATE_DIR}" >>"${STUB_DIR}/calls"
+# STUB_SYNC_CRASHES=N: the first N runs die at once (a corrupt journal, a bug), exit 1.
+runs=$(($(cat "${STUB_DIR}/sync-runs" 2>/dev/null || echo 0) + 1))
+echo "${runs}" >"${STUB_DIR}/sync-runs"
+if ((runs <= ${STUB_SYNC_CRASHES:-0})); then
+  echo "Traceback: sqlite3.DatabaseError: file is not a database"
+  exit "${STUB_SYNC_RC:-1}"
+fi
+while true; do sleep 0.05; done
+"""
+
+NGINX_STUB = r"""#!/usr/bin/env bash
+trap 'echo nginx-stopped >>"${STUB_DIR}/calls"; exit 0' TERM
+echo "nginx $* password=${COMFYUI_PASSWORD:-<unset>}" >>"${STUB_DIR}/calls"
 while true; do sleep 0.05; done
 """
 
@@ -182,9 +201,12 @@ def rig(tmp_path: Path) -> Rig:
     _write(stubs / "bin" / "nvidia-smi", NVIDIA_SMI_STUB)
     _write(stubs / "bin" / "sshd", SSHD_STUB)
     _write(stubs / "bin" / "ssh-keygen", KEYGEN_STUB)
+    _write(stubs / "bin" / "nginx", NGINX_STUB)
     app = tmp_path / "opt" / "worker"
     _write(app / "download_models.sh", DOWNLOAD_STUB)
     _write(app / "r2_sync.sh", SYNC_STUB)
+    (app / "proxy").mkdir()
+    shutil.copy(IMAGE / "proxy" / "nginx.conf.template", app / "proxy")
     comfyui = tmp_path / "opt" / "ComfyUI"
     for name in ("output", "input", "user"):
         (comfyui / name).mkdir(parents=True)
@@ -203,6 +225,9 @@ def rig(tmp_path: Path) -> Rig:
         "STOP_TIMEOUT_S": "5",
         "SSHD": str(stubs / "bin" / "sshd"),
         "SSH_KEYGEN": str(stubs / "bin" / "ssh-keygen"),
+        "REAL_PYTHON": sys.executable,
+        "REAL_IMAGE_DIR": str(IMAGE),
+        "PROXY_DIR": str(tmp_path / "proxy"),
     }
     return Rig(tmp_path, env)
 
@@ -425,7 +450,7 @@ def test_pod_starts_comfyui_while_models_download(
     assert f"MODELS_DIR={models}" in download
     assert "download-finished" not in calls  # still downloading...
     comfy = next(c for c in calls if c.startswith("comfyui"))  # ...and ComfyUI already runs
-    assert "--listen 0.0.0.0" in comfy
+    assert "--listen 127.0.0.1 --port 18188" in comfy  # published only through the proxy
     paths = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
     assert set(paths) == {"volume"}
     assert paths["volume"]["base_path"] == str(models)
@@ -550,3 +575,81 @@ def test_workflow_metadata_is_off_on_serverless_and_on_on_pods(
     _wait_for(lambda: any(c.startswith("comfyui") for c in rig.calls), "ComfyUI to start")
     comfy = next(c for c in rig.calls if c.startswith("comfyui"))
     assert ("--disable-metadata" in comfy) is disabled
+
+
+def test_a_crashing_sync_daemon_is_restarted_with_backoff(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """A daemon that dies (corrupt journal, a bug) is started again, one line per restart,
+    with growing delays; SIGTERM still stops it and flushes."""
+    process = rig.start(
+        MODE="pod", DOWNLOAD_MODELS="false", ENABLE_R2_SYNC="true", STUB_SYNC_CRASHES="2"
+    )
+    running.append(process)
+    _wait_for(
+        lambda: sum(c.startswith("sync-daemon") for c in rig.calls) == 3,
+        "two restarts of the sync daemon",
+        timeout=20,
+    )
+    log = rig.log
+    assert "the R2 sync daemon exited with 1; restart 1 in 1 s" in log
+    assert "the R2 sync daemon exited with 1; restart 2 in 2 s" in log
+    assert "[r2_sync] Traceback: sqlite3.DatabaseError" in log
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    calls = rig.calls
+    assert "sync-stopped" in calls
+    assert calls.index("sync-stopped") < calls.index(
+        next(c for c in calls if c.startswith("sync-once"))
+    )
+
+
+def test_a_sync_configuration_error_is_not_restarted(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """Exit 2 (R2_* unset) cannot be fixed by a restart: one line, no loop."""
+    process = rig.start(
+        MODE="pod",
+        DOWNLOAD_MODELS="false",
+        ENABLE_R2_SYNC="true",
+        STUB_SYNC_CRASHES="5",
+        STUB_SYNC_RC="2",
+    )
+    running.append(process)
+    _wait_for(lambda: "not restarting it" in rig.log, "the supervisor to give up")
+    time.sleep(1.5)
+    assert sum(c.startswith("sync-daemon") for c in rig.calls) == 1
+
+
+def test_pod_publishes_comfyui_only_behind_the_password_proxy(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """COMFYUI_PASSWORD set: nginx publishes 8188 -> 127.0.0.1:18188 with basic auth; the
+    password reaches neither nginx's environment nor any file in clear."""
+    password = "a-long-pod-password-123"
+    running.append(rig.start(MODE="pod", DOWNLOAD_MODELS="false", COMFYUI_PASSWORD=password))
+    _wait_for(lambda: any(c.startswith("nginx") for c in rig.calls), "nginx to start")
+    nginx = next(c for c in rig.calls if c.startswith("nginx"))
+    config = rig.root / "proxy" / "nginx.conf"
+    assert f"-c {config}" in nginx
+    assert "password=<unset>" in nginx
+    text = config.read_text()
+    assert "listen 0.0.0.0:8188;" in text
+    assert "proxy_pass http://127.0.0.1:18188;" in text
+    assert "auth_basic_user_file" in text
+    assert (rig.root / "proxy" / "htpasswd").read_text().startswith("comfy:{SSHA}")
+    assert all(password not in p.read_text() for p in (rig.root / "proxy").iterdir())
+    assert password not in rig.log
+    assert not any(password in c for c in rig.calls)
+
+
+def test_pod_without_a_password_keeps_comfyui_off_the_network(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """No COMFYUI_PASSWORD: no proxy, ComfyUI on loopback, a warning naming the fix."""
+    running.append(rig.start(MODE="pod", DOWNLOAD_MODELS="false", ENABLE_JUPYTER="false"))
+    _wait_for(lambda: any(c.startswith("comfyui") for c in rig.calls), "ComfyUI to start")
+    _wait_for(lambda: "COMFYUI_PASSWORD unset" in rig.log, "the warning")
+    assert not any(c.startswith("nginx") for c in rig.calls)
+    assert "pulumi config set --secret videoPod.comfyPassword" in rig.log
+    assert "--listen 127.0.0.1" in next(c for c in rig.calls if c.startswith("comfyui"))

@@ -25,7 +25,6 @@ from tests.fakes.s3 import list_objects
 from tests.image.sync_support import (
     REPO,
     SyncRig,
-    assert_mirrored,
     journaled,
     wait_until,
     write,
@@ -49,8 +48,8 @@ def test_files_from_before_start_are_uploaded_once(sync_rig: SyncRig) -> None:
     sync_rig.wait_mirrored()
     wait_until(daemon.idle, 10, "idle")
     daemon.stop()
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
-    assert list_objects(sync_rig.bucket)["test/video/big.mp4"]["ETag"].endswith("-2")
+    sync_rig.assert_mirrored()
+    assert list_objects(sync_rig.bucket)[sync_rig.key("video/big.mp4")]["ETag"].endswith("-2")
     puts_before = sync_rig.proxy.uploads_of("ComfyUI_00001_.png")
     again = sync_rig.start()
     wait_until(again.idle, 10, "idle after restart")
@@ -67,7 +66,7 @@ def test_files_written_during_the_run_and_in_new_subfolders(sync_rig: SyncRig) -
         write(sync_rig.sync_dir / "video" / f"d{index}" / "deep" / "clip.mp4", os.urandom(3000))
     sync_rig.wait_mirrored()
     assert daemon.failures == 0
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    sync_rig.assert_mirrored()
 
 
 def test_renamed_in_files_and_folders_are_uploaded_under_final_names(
@@ -85,7 +84,7 @@ def test_renamed_in_files_and_folders_are_uploaded_under_final_names(
     sync_rig.wait_mirrored()
     keys = set(list_objects(sync_rig.bucket))
     assert not any(key.endswith(".tmp") for key in keys)
-    assert {"test/batch/one.png", "test/batch/two.png"} <= keys
+    assert {sync_rig.key("batch/one.png"), sync_rig.key("batch/two.png")} <= keys
 
 
 def test_file_written_slowly_is_uploaded_only_when_complete(sync_rig: SyncRig) -> None:
@@ -100,7 +99,7 @@ def test_file_written_slowly_is_uploaded_only_when_complete(sync_rig: SyncRig) -
             time.sleep(0.3)  # the writer's own pace, longer than the 0.1 s settle
     sync_rig.wait_mirrored()
     assert sync_rig.proxy.uploads_of("video/slow.mp4") == 1
-    assert list_objects(sync_rig.bucket)["test/video/slow.mp4"]["Size"] == 60_000
+    assert list_objects(sync_rig.bucket)[sync_rig.key("video/slow.mp4")]["Size"] == 60_000
 
 
 def test_file_held_open_before_start_waits_for_its_writer(sync_rig: SyncRig) -> None:
@@ -120,7 +119,7 @@ def test_file_held_open_before_start_waits_for_its_writer(sync_rig: SyncRig) -> 
     sync_rig.wait_mirrored()
     wait_until(daemon.idle, 10, "idle")
     assert sync_rig.proxy.uploads_of("video/held.mp4") == 1
-    assert list_objects(sync_rig.bucket)["test/video/held.mp4"]["Size"] == 40_000
+    assert list_objects(sync_rig.bucket)[sync_rig.key("video/held.mp4")]["Size"] == 40_000
 
 
 def test_writers_are_found_through_proc(tmp_path: Path) -> None:
@@ -147,7 +146,7 @@ def test_server_error_bursts_are_retried_until_everything_lands(sync_rig: SyncRi
     sync_rig.wait_mirrored()
     assert sync_rig.proxy.failed == 50
     assert daemon.failures > 0
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    sync_rig.assert_mirrored()
 
 
 def test_connection_resets_are_retried(sync_rig: SyncRig) -> None:
@@ -206,7 +205,7 @@ def test_burst_of_5000_files_loses_nothing(sync_rig: SyncRig) -> None:
         daemon.terminate()
         daemon.wait(timeout=30)
     assert daemon.returncode == 0
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    sync_rig.assert_mirrored()
 
 
 @pytest.mark.slow
@@ -222,7 +221,7 @@ def test_twenty_second_outage_loses_nothing(sync_rig: SyncRig) -> None:
     assert daemon.pending_count() > 0
     sync_rig.wait_mirrored(timeout=60)
     assert sync_rig.proxy.dropped > 0
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    sync_rig.assert_mirrored()
 
 
 def run_script(rig: SyncRig, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -260,7 +259,7 @@ def test_kill_9_mid_upload_then_restart_loses_nothing(sync_rig: SyncRig) -> None
     # Parked requests may still complete now; the restart must converge regardless.
     result = run_script(sync_rig, "--once", "--timeout", "60")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    sync_rig.assert_mirrored()
 
 
 @pytest.mark.slow
@@ -286,7 +285,7 @@ def test_sigterm_finishes_in_flight_uploads_and_flushes_journal(sync_rig: SyncRi
         if daemon.poll() is None:
             daemon.kill()
     assert daemon.returncode == 0, stderr[-2000:]
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    sync_rig.assert_mirrored()
     with sqlite3.connect(sync_rig.state_dir / "journal.sqlite3") as db:
         rows = db.execute("SELECT path FROM uploaded").fetchall()
     assert rows == [("inflight.png",)]
@@ -302,7 +301,7 @@ def test_once_exits_nonzero_while_the_bucket_is_unreachable(sync_rig: SyncRig) -
     sync_rig.proxy.outage(0)
     done = run_script(sync_rig, "--once", "--timeout", "30")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    sync_rig.assert_mirrored()
 
 
 def test_missing_r2_settings_is_a_configuration_error(tmp_path: Path) -> None:
@@ -327,9 +326,9 @@ def test_journal_inside_the_synced_folder_is_never_uploaded(sync_rig: SyncRig) -
     sync_rig.state_dir = sync_rig.sync_dir / "journal"
     daemon = sync_rig.start()
     write(sync_rig.sync_dir / "only.png", b"png")
-    wait_until(lambda: "test/only.png" in list_objects(sync_rig.bucket), 20, "only.png")
+    wait_until(lambda: sync_rig.key("only.png") in list_objects(sync_rig.bucket), 20, "only.png")
     wait_until(daemon.idle, 10, "idle")
-    assert set(list_objects(sync_rig.bucket)) == {"test/only.png"}
+    assert set(list_objects(sync_rig.bucket)) == {sync_rig.key("only.png")}
 
 
 def test_wrong_etag_from_the_bucket_is_not_journaled_and_retried(sync_rig: SyncRig) -> None:
@@ -344,7 +343,7 @@ def test_wrong_etag_from_the_bucket_is_not_journaled_and_retried(sync_rig: SyncR
     with sqlite3.connect(sync_rig.state_dir / "journal.sqlite3") as db:
         (etag,) = db.execute("SELECT etag FROM uploaded WHERE path = 'checked.png'").fetchone()
     assert etag == expected_etag(sync_rig.sync_dir / "checked.png")
-    assert_mirrored(sync_rig.bucket, sync_rig.sync_dir)
+    sync_rig.assert_mirrored()
 
 
 class OverflowingInotify:

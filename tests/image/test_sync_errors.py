@@ -20,7 +20,7 @@ from worker import sync
 from worker.r2 import client_config, expected_etag, make_client
 
 from tests.fakes.s3 import list_objects
-from tests.image.sync_support import SyncRig, assert_mirrored, wait_until, write
+from tests.image.sync_support import SyncRig, wait_until, write
 
 
 class Faults:
@@ -109,7 +109,7 @@ def warned(caplog: pytest.LogCaptureFixture, *fragments: str) -> bool:
 def assert_uploaded_once(rig: SyncRig, name: str, path: Path) -> None:
     """``name`` went to the bucket in one PUT and its ETag is the file's MD5."""
     assert rig.proxy.uploads_of(name) == 1
-    assert list_objects(rig.bucket)[rig.bucket.prefix + name]["ETag"] == expected_etag(path)
+    assert list_objects(rig.bucket)[rig.key(name)]["ETag"] == expected_etag(path)
 
 
 def test_unreadable_file_at_start_waits_while_others_upload_then_lands_once(
@@ -121,17 +121,16 @@ def test_unreadable_file_at_start_waits_while_others_upload_then_lands_once(
     faults.fail_stat(bad)
     daemon = rig.start()
     write(rig.sync_dir / "live.png", os.urandom(2500))
-    prefix = rig.bucket.prefix
-    wait_until(lambda: {prefix + "early.png", prefix + "live.png"} <= keys(rig), 10, "good files")
+    wait_until(lambda: {rig.key("early.png"), rig.key("live.png")} <= keys(rig), 10, "good files")
     wait_until(lambda: faults.count(bad) >= 3, 10, "retries of the unreadable file")
-    assert prefix + "bad.png" not in keys(rig)
+    assert rig.key("bad.png") not in keys(rig)
     assert daemon.pending_count() >= 1
     assert warned(caplog, "bad.png", "errno 5 EIO")
     assert threads_alive(daemon)
     faults.clear()
-    wait_until(lambda: prefix + "bad.png" in keys(rig), 10, "bad.png after recovery")
+    wait_until(lambda: rig.key("bad.png") in keys(rig), 10, "bad.png after recovery")
     wait_until(daemon.idle, 10, "idle")
-    assert_mirrored(rig.bucket, rig.sync_dir)
+    rig.assert_mirrored()
     assert_uploaded_once(rig, "bad.png", bad)
     assert daemon.uploaded == 3
     assert threads_alive(daemon)
@@ -151,14 +150,14 @@ def test_stat_error_after_an_event_is_retried_and_uploads_continue(
     write(late, os.urandom(4000))
     wait_until(lambda: faults.count(late) >= 2, 10, f"EIO raised in {where}")
     write(rig.sync_dir / "other.png", os.urandom(1500))
-    wait_until(lambda: rig.bucket.prefix + "other.png" in keys(rig), 10, "other.png uploaded")
-    assert rig.bucket.prefix + "late.png" not in keys(rig)
+    wait_until(lambda: rig.key("other.png") in keys(rig), 10, "other.png uploaded")
+    assert rig.key("late.png") not in keys(rig)
     assert warned(caplog, "late.png", "errno 5 EIO")
     assert threads_alive(daemon), where
     faults.clear()
-    wait_until(lambda: rig.bucket.prefix + "late.png" in keys(rig), 10, "late.png after recovery")
+    wait_until(lambda: rig.key("late.png") in keys(rig), 10, "late.png after recovery")
     wait_until(daemon.idle, 10, "idle")
-    assert_mirrored(rig.bucket, rig.sync_dir)
+    rig.assert_mirrored()
     assert_uploaded_once(rig, "late.png", late)
 
 
@@ -170,14 +169,14 @@ def test_unlistable_folder_is_listed_again_after_the_error_clears(
     write(rig.sync_dir / "root.png", os.urandom(800))
     faults.fail_listing(rig.sync_dir / "shots")
     daemon = rig.start(rescan_interval=60.0)
-    wait_until(lambda: rig.bucket.prefix + "root.png" in keys(rig), 10, "root.png uploaded")
+    wait_until(lambda: rig.key("root.png") in keys(rig), 10, "root.png uploaded")
     wait_until(lambda: faults.count(rig.sync_dir / "shots") >= 3, 10, "listing retried")
     assert warned(caplog, "cannot list", "shots", "errno 5 EIO")
     assert not daemon.idle()
     faults.clear()
-    wait_until(lambda: rig.bucket.prefix + "shots/a.png" in keys(rig), 10, "shots/a.png")
+    wait_until(lambda: rig.key("shots/a.png") in keys(rig), 10, "shots/a.png")
     wait_until(daemon.idle, 10, "idle")
-    assert_mirrored(rig.bucket, rig.sync_dir)
+    rig.assert_mirrored()
     assert_uploaded_once(rig, "shots/a.png", inside)
     write(rig.sync_dir / "shots" / "b.png", b"watched after recovery")
     rig.wait_mirrored(timeout=10)
@@ -195,11 +194,11 @@ def test_once_never_reports_success_while_a_path_cannot_be_read(
     client = make_client(rig.via_proxy, config=client_config(max_attempts=2))
     first = sync.SyncDaemon(rig.options(), rig.via_proxy, client=client, watch=False)
     assert first.run_once(timeout=0.8) == sync.EXIT_PENDING
-    assert keys(rig) == {rig.bucket.prefix + "ok.png"}
+    assert keys(rig) == {rig.key("ok.png")}
     faults.clear()
     second = sync.SyncDaemon(rig.options(), rig.via_proxy, client=client, watch=False)
     assert second.run_once(timeout=10) == sync.EXIT_OK
-    assert_mirrored(rig.bucket, rig.sync_dir)
+    rig.assert_mirrored()
     assert rig.proxy.uploads_of("ok.png") == 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,42 @@ def test_object_key_joins_prefix_and_relative_path() -> None:
     """Keys are prefix + POSIX relative path with exactly one slash between."""
     assert r2.object_key("staging", "video/a.mp4") == "staging/video/a.mp4"
     assert r2.object_key("", "/a.png") == "a.png"
+
+
+@pytest.mark.parametrize("size", [3000, 17 * r2.MIB])
+def test_create_object_never_replaces_an_existing_object(
+    r2_bucket: r2.R2Settings, size: int
+) -> None:
+    """A second write to a taken key is refused by the server (If-None-Match: *), in one PUT
+    and in a multipart upload; the first bytes stay."""
+    client = r2.make_client(r2_bucket)
+    first, second = os.urandom(size), os.urandom(size)
+
+    def create(data: bytes) -> str:
+        return r2.create_object(
+            client,
+            bucket=r2_bucket.bucket,
+            key="taken.mp4",
+            read_at=lambda offset, length: data[offset : offset + length],
+            size=len(data),
+            headers=r2.object_headers("taken.mp4"),
+        )
+
+    etag = create(first)
+    with pytest.raises(r2.ObjectExistsError) as refused:
+        create(second)
+    assert refused.value.etag != etag
+    body = client.get_object(Bucket=r2_bucket.bucket, Key="taken.mp4")["Body"].read()
+    assert body == first
+    assert client.list_multipart_uploads(Bucket=r2_bucket.bucket).get("Uploads", []) == []
+
+
+def test_media_allowlist_makes_everything_else_a_download() -> None:
+    """Images, video and audio keep their type; HTML, SVG and unknown files are attachments."""
+    assert r2.object_headers("a/b.PNG") == {"ContentType": "image/png"}
+    assert r2.object_headers("v.webm") == {"ContentType": "video/webm"}
+    for name in ("login.html", "x.svg", "page.htm", "data.json", "noext", "a.js"):
+        assert r2.object_headers(name) == {
+            "ContentType": "application/octet-stream",
+            "ContentDisposition": "attachment",
+        }, name
