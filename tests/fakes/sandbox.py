@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,13 +59,6 @@ def manifest_models(manifest: Path = ROOT / "image" / "models.toml") -> list[str
         folder, _, name = str(model["path"]).partition("/")
         models.append(f"{folder}={name}")
     return models
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Child:
@@ -141,19 +133,19 @@ def stand_ins(workdir: Path, *, workers: int) -> Iterator[dict[str, str]]:
         }
         _create_bucket(r2)
 
-        comfy_port = free_port()
+        # Port 0: the double binds a free port itself and prints it (a port picked here,
+        # released and passed on could be taken by another process before the double binds).
         models = [arg for model in manifest_models() for arg in ("--model", model)]
         comfy = Child(
             "ComfyUI double",
-            [python, "-m", "tests.fakes.comfyui", "--port", str(comfy_port), *models],
+            [python, "-m", "tests.fakes.comfyui", "--port", "0", *models],
             base,
         )
         children.append(comfy)
-        comfy.wait_for_line(_URL, 60)
+        comfy_url = comfy.wait_for_line(_URL, 60).group(0)
         # The double writes the PID of the process playing ComfyUI (the handler's liveness
         # check); without it the handler only sees the HTTP server.
         pid_file = _PID_FILE.search(comfy.first_line)
-        comfy_url = f"http://127.0.0.1:{comfy_port}"
         log(f"ComfyUI double (pid {comfy.process.pid}) at {comfy_url}, {len(models) // 2} models")
 
         worker_env = {

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.fakes.sandbox import Child, SandboxError, manifest_models
+from tests.fakes import sandbox as sandbox_module
+from tests.fakes.sandbox import Child, SandboxError, manifest_models, stand_ins
 from tests.scripts.standins import ROOT, copy_repository, logged, logging_tool, run_env
 
 PNG, MP4 = b"\x89PNG\r\n\x1a\n", b"ftyp"
@@ -102,6 +103,28 @@ def test_the_sandbox_runs_a_smoke_job_end_to_end_and_prints_urls_that_work() -> 
     assert "stopped every stand-in" in log
     assert refused(urls[0])
     assert refused(job_api)
+
+
+@pytest.mark.slow
+def test_every_stand_in_binds_its_own_port_so_none_can_be_taken_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port picked, released and passed on can be taken by another process before the
+    stand-in binds it (a parallel test run does that): here one is taken on purpose."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        # What a pick-then-bind sandbox would pick, now in use by someone else.
+        monkeypatch.setattr(sandbox_module, "free_port", lambda: port, raising=False)
+        with stand_ins(tmp_path, workers=1) as env:
+            said = re.search(r"ComfyUI double \(pid \d+\) at (\S+),", capsys.readouterr().err)
+            assert said, "the sandbox names the double's URL"
+            comfy = said.group(1)
+            assert urlsplit(comfy).port != port
+            with urllib.request.urlopen(f"{comfy}/system_stats", timeout=10) as response:
+                assert response.status == 200
+            assert env["RUNPOD_ENDPOINT_BASE_URL"].endswith("/v2")
 
 
 def test_scripts_sandbox_runs_the_module_in_the_projects_environment(tmp_path: Path) -> None:
