@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -86,7 +87,14 @@ class Child:
             done.set()
 
         threading.Thread(target=read, args=(self.process.stdout,), daemon=True).start()
-        if not done.wait(timeout_s) or not found:
+        # Its exit is watched too, not only its output: a process it started may hold the
+        # pipe open after it died (the double's stand-in ComfyUI process does).
+        deadline = time.monotonic() + timeout_s
+        while not done.wait(0.2) and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                done.wait(1.0)  # let the reader take what it printed before dying
+                break
+        if not found:
             try:  # closed its output: it is exiting, collect the code
                 code: int | None = self.process.wait(5 if done.is_set() else 0.1)
             except subprocess.TimeoutExpired:

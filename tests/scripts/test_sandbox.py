@@ -7,6 +7,7 @@ SIGTERM as a supervisor would, and checks that nothing it started still listens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -149,6 +151,26 @@ def test_a_stand_in_that_dies_at_start_is_named_with_its_exit_code() -> None:
     child = Child("ComfyUI double", [sys.executable, "-c", "raise SystemExit(3)"], os.environ)
     with pytest.raises(SandboxError, match=r"ComfyUI double did not start \(exited with 3\)"):
         child.wait_for_line(re.compile("http://"), 30)
+
+
+def test_a_stand_in_that_dies_while_its_child_holds_the_pipe_is_named_at_once(
+    tmp_path: Path,
+) -> None:
+    """Dead before saying where it listens, its output still open through a process it started
+    (the double's stand-in ComfyUI process): reported now, not after the whole timeout."""
+    pid_file = tmp_path / "grandchild.pid"
+    argv = ["sh", "-c", f'sleep 30 & echo $! > "{pid_file}"; exit 3']
+    child = Child("ComfyUI double", argv, os.environ)
+    started = time.monotonic()
+    try:
+        with pytest.raises(SandboxError, match=r"ComfyUI double did not start \(exited with 3\)"):
+            child.wait_for_line(re.compile("http://"), 25)
+        assert time.monotonic() - started < 10
+    finally:
+        child.stop()
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_the_double_gets_every_model_of_the_manifest() -> None:
