@@ -221,8 +221,14 @@ def run_smoke(env: Mapping[str, str], smoke_args: Sequence[str]) -> tuple[int, d
     return result.returncode, report
 
 
-def print_report(code: int, report: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
-    """The smoke's verdicts, then every generated object's URL; returns the URLs."""
+def print_report(
+    code: int, report: Mapping[str, Any], env: Mapping[str, str], *, serving: bool = True
+) -> list[str]:
+    """The smoke's verdicts, then every generated object's URL; returns the URLs.
+
+    ``serving``: the stand-ins keep running (no ``--once``), so the URLs work and the ops CLI
+    can be tried against them; with ``--once`` they stop right after, and the text says so.
+    """
     out = sys.stdout
     out.write("\nops smoke against the local stand-ins (not RunPod):\n")
     for check in report.get("checks", []):
@@ -233,9 +239,13 @@ def print_report(code: int, report: Mapping[str, Any], env: Mapping[str, str]) -
         for item in check.get("data", {}).get("outputs", [])
         if item.get("url")
     ]
-    out.write(f"\nsmoke exit code {code}; generated objects (served while the sandbox runs):\n")
+    served = "served while the sandbox runs" if serving else "--once: no longer served"
+    out.write(f"\nsmoke exit code {code}; generated objects ({served}):\n")
     for url in urls:
         out.write(f"  {url}\n")
+    if not serving:
+        out.flush()
+        return urls
     out.write(
         "\nTry the ops CLI yourself against the same stand-ins:\n"
         + "".join(
@@ -288,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if stop.is_set():
                 return 130
             code, report = run_smoke(env, [*args.smoke_args, "--poll-interval", "0.2"])
-            print_report(code, report, env)
+            print_report(code, report, env, serving=not args.once)
             if args.once:
                 return code
             log("the stand-ins keep running; Ctrl-C (or SIGTERM) stops everything")

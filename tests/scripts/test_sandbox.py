@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.fakes import sandbox as sandbox_module
-from tests.fakes.sandbox import Child, SandboxError, manifest_models, stand_ins
+from tests.fakes.sandbox import Child, SandboxError, manifest_models, print_report, stand_ins
 from tests.scripts.standins import ROOT, copy_repository, logged, logging_tool, run_env
 
 PNG, MP4 = b"\x89PNG\r\n\x1a\n", b"ftyp"
@@ -171,6 +171,43 @@ def test_a_stand_in_that_dies_while_its_child_holds_the_pipe_is_named_at_once(
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("serving", [True, False], ids=["kept-running", "once"])
+def test_the_report_offers_urls_and_the_cli_only_while_the_stand_ins_serve(
+    serving: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --once everything stops after the smoke: no promise that the URLs or the CLI work."""
+    url = "http://127.0.0.1:9/bucket/sandbox/jobs/1/flux_txt2img_00001_.png?X-Amz-Signature=s"
+    report = {
+        "checks": [
+            {"name": "txt2img", "status": "pass", "detail": "1 output", "data": {"outputs": []}},
+            {
+                "name": "img2img",
+                "status": "pass",
+                "detail": "ok",
+                "data": {"outputs": [{"url": url}]},
+            },
+        ]
+    }
+    env = {
+        name: f"<{name}>"
+        for name in (
+            "RUNPOD_ENDPOINT_BASE_URL",
+            "RUNPOD_API_KEY",
+            "RUNPOD_COMFYUI_ENDPOINT_ID",
+            "R2_ENDPOINT",
+            "R2_BUCKET",
+            "R2_ACCESS_KEY_ID",
+            "R2_SECRET_ACCESS_KEY",
+        )
+    }
+    assert print_report(0, report, env, serving=serving) == [url]
+    out = capsys.readouterr().out
+    assert f"  {url}\n" in out
+    assert ("served while the sandbox runs" in out) is serving
+    assert ("Try the ops CLI yourself" in out) is serving
+    assert ("--once: no longer served" in out) is not serving
 
 
 def test_the_double_gets_every_model_of_the_manifest() -> None:
