@@ -21,13 +21,15 @@ from components.config import (
     EXAMPLE_VALUES,
     PROJECT,
     ConfigError,
+    load,
     parse,
     project_root,
     stack_file_values,
     validate,
 )
 from components.config import _main as config_main
-from tests.fakes.stack_values import MINIMAL
+from tests.fakes.pulumi_mocks import mocked
+from tests.fakes.stack_values import MINIMAL, stack_values
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,6 +100,28 @@ def test_validate_refuses_examples_in_a_real_deploy_and_tests_may_opt_in(
     parse(values, stack="staging")
     monkeypatch.setenv(ALLOW_EXAMPLE_VALUES_ENV, "1")
     validate(values, stack="staging")
+
+
+@pytest.mark.usefixtures("real_deploy")
+def test_pulumi_up_refuses_the_shipped_examples_before_any_resource(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The program's own load() (what `pulumi up` runs, from the project folder) refuses them."""
+    monkeypatch.chdir(ROOT)
+    config, secret_keys = stack_values("prod")
+    with mocked(stack="prod", config=config, secret_keys=secret_keys) as mocks:
+        with pytest.raises(ConfigError) as caught:
+            load()
+        assert not mocks.resources
+    keys = sorted(problem.split(" ", 1)[0] for problem in caught.value.problems)
+    assert keys == [
+        "app.repository",
+        "bucket.corsOrigins",
+        "cloudflare.accountId",
+        "image.digest",
+        "image.owner",
+    ]
+    assert all("change Pulumi.prod.yaml line " in p for p in caught.value.problems)
 
 
 @pytest.mark.usefixtures("real_deploy")

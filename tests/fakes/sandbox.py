@@ -21,11 +21,11 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -62,13 +62,6 @@ def manifest_models(manifest: Path = ROOT / "image" / "models.toml") -> list[str
     return models
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Child:
     """One stand-in process: started, read until it says where it listens, stopped politely."""
 
@@ -94,7 +87,14 @@ class Child:
             done.set()
 
         threading.Thread(target=read, args=(self.process.stdout,), daemon=True).start()
-        if not done.wait(timeout_s) or not found:
+        # Its exit is watched too, not only its output: a process it started may hold the
+        # pipe open after it died (the double's stand-in ComfyUI process does).
+        deadline = time.monotonic() + timeout_s
+        while not done.wait(0.2) and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                done.wait(1.0)  # let the reader take what it printed before dying
+                break
+        if not found:
             try:  # closed its output: it is exiting, collect the code
                 code: int | None = self.process.wait(5 if done.is_set() else 0.1)
             except subprocess.TimeoutExpired:
@@ -141,19 +141,19 @@ def stand_ins(workdir: Path, *, workers: int) -> Iterator[dict[str, str]]:
         }
         _create_bucket(r2)
 
-        comfy_port = free_port()
+        # Port 0: the double binds a free port itself and prints it (a port picked here,
+        # released and passed on could be taken by another process before the double binds).
         models = [arg for model in manifest_models() for arg in ("--model", model)]
         comfy = Child(
             "ComfyUI double",
-            [python, "-m", "tests.fakes.comfyui", "--port", str(comfy_port), *models],
+            [python, "-m", "tests.fakes.comfyui", "--port", "0", *models],
             base,
         )
         children.append(comfy)
-        comfy.wait_for_line(_URL, 60)
+        comfy_url = comfy.wait_for_line(_URL, 60).group(0)
         # The double writes the PID of the process playing ComfyUI (the handler's liveness
         # check); without it the handler only sees the HTTP server.
         pid_file = _PID_FILE.search(comfy.first_line)
-        comfy_url = f"http://127.0.0.1:{comfy_port}"
         log(f"ComfyUI double (pid {comfy.process.pid}) at {comfy_url}, {len(models) // 2} models")
 
         worker_env = {
@@ -221,8 +221,14 @@ def run_smoke(env: Mapping[str, str], smoke_args: Sequence[str]) -> tuple[int, d
     return result.returncode, report
 
 
-def print_report(code: int, report: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
-    """The smoke's verdicts, then every generated object's URL; returns the URLs."""
+def print_report(
+    code: int, report: Mapping[str, Any], env: Mapping[str, str], *, serving: bool = True
+) -> list[str]:
+    """The smoke's verdicts, then every generated object's URL; returns the URLs.
+
+    ``serving``: the stand-ins keep running (no ``--once``), so the URLs work and the ops CLI
+    can be tried against them; with ``--once`` they stop right after, and the text says so.
+    """
     out = sys.stdout
     out.write("\nops smoke against the local stand-ins (not RunPod):\n")
     for check in report.get("checks", []):
@@ -233,9 +239,13 @@ def print_report(code: int, report: Mapping[str, Any], env: Mapping[str, str]) -
         for item in check.get("data", {}).get("outputs", [])
         if item.get("url")
     ]
-    out.write(f"\nsmoke exit code {code}; generated objects (served while the sandbox runs):\n")
+    served = "served while the sandbox runs" if serving else "--once: no longer served"
+    out.write(f"\nsmoke exit code {code}; generated objects ({served}):\n")
     for url in urls:
         out.write(f"  {url}\n")
+    if not serving:
+        out.flush()
+        return urls
     out.write(
         "\nTry the ops CLI yourself against the same stand-ins:\n"
         + "".join(
@@ -288,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if stop.is_set():
                 return 130
             code, report = run_smoke(env, [*args.smoke_args, "--poll-interval", "0.2"])
-            print_report(code, report, env)
+            print_report(code, report, env, serving=not args.once)
             if args.once:
                 return code
             log("the stand-ins keep running; Ctrl-C (or SIGTERM) stops everything")

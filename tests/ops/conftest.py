@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import socket
 import threading
@@ -30,12 +31,22 @@ TEMPLATES = {
 }
 
 
+#: Sockets holding the ports of :func:`closed_port_url` until the test process ends.
+_CLOSED_PORTS: list[socket.socket] = []
+atexit.register(lambda: [sock.close() for sock in _CLOSED_PORTS])
+
+
 def closed_port_url() -> str:
-    """An http URL on loopback where nothing listens (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    """An http URL on loopback where nothing listens (connections are refused).
+
+    The port stays bound, never listening, until the process ends: a bound socket refuses
+    connections, and no server of a parallel test can take the port meanwhile (a port only
+    picked and released could be, and the test would then talk to that server).
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _CLOSED_PORTS.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @dataclass

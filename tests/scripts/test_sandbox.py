@@ -7,6 +7,7 @@ SIGTERM as a supervisor would, and checks that nothing it started still listens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -22,7 +24,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.fakes.sandbox import Child, SandboxError, manifest_models
+from tests.fakes import sandbox as sandbox_module
+from tests.fakes.sandbox import Child, SandboxError, manifest_models, print_report, stand_ins
 from tests.scripts.standins import ROOT, copy_repository, logged, logging_tool, run_env
 
 PNG, MP4 = b"\x89PNG\r\n\x1a\n", b"ftyp"
@@ -104,6 +107,28 @@ def test_the_sandbox_runs_a_smoke_job_end_to_end_and_prints_urls_that_work() -> 
     assert refused(job_api)
 
 
+@pytest.mark.slow
+def test_every_stand_in_binds_its_own_port_so_none_can_be_taken_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port picked, released and passed on can be taken by another process before the
+    stand-in binds it (a parallel test run does that): here one is taken on purpose."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        # What a pick-then-bind sandbox would pick, now in use by someone else.
+        monkeypatch.setattr(sandbox_module, "free_port", lambda: port, raising=False)
+        with stand_ins(tmp_path, workers=1) as env:
+            said = re.search(r"ComfyUI double \(pid \d+\) at (\S+),", capsys.readouterr().err)
+            assert said, "the sandbox names the double's URL"
+            comfy = said.group(1)
+            assert urlsplit(comfy).port != port
+            with urllib.request.urlopen(f"{comfy}/system_stats", timeout=10) as response:
+                assert response.status == 200
+            assert env["RUNPOD_ENDPOINT_BASE_URL"].endswith("/v2")
+
+
 def test_scripts_sandbox_runs_the_module_in_the_projects_environment(tmp_path: Path) -> None:
     """The bash entry point hands its arguments to the sandbox module through uv."""
     clone = copy_repository(tmp_path / "repo", "scripts/sandbox", "scripts/uv")
@@ -126,6 +151,63 @@ def test_a_stand_in_that_dies_at_start_is_named_with_its_exit_code() -> None:
     child = Child("ComfyUI double", [sys.executable, "-c", "raise SystemExit(3)"], os.environ)
     with pytest.raises(SandboxError, match=r"ComfyUI double did not start \(exited with 3\)"):
         child.wait_for_line(re.compile("http://"), 30)
+
+
+def test_a_stand_in_that_dies_while_its_child_holds_the_pipe_is_named_at_once(
+    tmp_path: Path,
+) -> None:
+    """Dead before saying where it listens, its output still open through a process it started
+    (the double's stand-in ComfyUI process): reported now, not after the whole timeout."""
+    pid_file = tmp_path / "grandchild.pid"
+    argv = ["sh", "-c", f'sleep 30 & echo $! > "{pid_file}"; exit 3']
+    child = Child("ComfyUI double", argv, os.environ)
+    started = time.monotonic()
+    try:
+        with pytest.raises(SandboxError, match=r"ComfyUI double did not start \(exited with 3\)"):
+            child.wait_for_line(re.compile("http://"), 25)
+        assert time.monotonic() - started < 10
+    finally:
+        child.stop()
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("serving", [True, False], ids=["kept-running", "once"])
+def test_the_report_offers_urls_and_the_cli_only_while_the_stand_ins_serve(
+    serving: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --once everything stops after the smoke: no promise that the URLs or the CLI work."""
+    url = "http://127.0.0.1:9/bucket/sandbox/jobs/1/flux_txt2img_00001_.png?X-Amz-Signature=s"
+    report = {
+        "checks": [
+            {"name": "txt2img", "status": "pass", "detail": "1 output", "data": {"outputs": []}},
+            {
+                "name": "img2img",
+                "status": "pass",
+                "detail": "ok",
+                "data": {"outputs": [{"url": url}]},
+            },
+        ]
+    }
+    env = {
+        name: f"<{name}>"
+        for name in (
+            "RUNPOD_ENDPOINT_BASE_URL",
+            "RUNPOD_API_KEY",
+            "RUNPOD_COMFYUI_ENDPOINT_ID",
+            "R2_ENDPOINT",
+            "R2_BUCKET",
+            "R2_ACCESS_KEY_ID",
+            "R2_SECRET_ACCESS_KEY",
+        )
+    }
+    assert print_report(0, report, env, serving=serving) == [url]
+    out = capsys.readouterr().out
+    assert f"  {url}\n" in out
+    assert ("served while the sandbox runs" in out) is serving
+    assert ("Try the ops CLI yourself" in out) is serving
+    assert ("--once: no longer served" in out) is not serving
 
 
 def test_the_double_gets_every_model_of_the_manifest() -> None:

@@ -198,6 +198,21 @@ def test_offline_it_says_what_it_could_not_fetch_and_how_to_install_by_hand(
     assert not any(call.startswith("pulumi") for call in logged(tmp_path / "calls.log"))
 
 
+def test_no_uv_and_no_way_to_install_it_is_exit_3_as_its_header_says(
+    clone: Path, tmp_path: Path
+) -> None:
+    """No uv, a python3 without venv, no network: exit 3 naming uv, before any check or CLI."""
+    bin_dir = tmp_path / "bin"
+    logging_tool(bin_dir, "python3", "echo 'ensurepip is not available' >&2; exit 1")
+    offline_curl(bin_dir)
+    result = up(clone, bin_dir, tmp_path, "staging")
+    assert result.returncode == 3
+    assert "could not install uv" in result.stderr
+    assert "checking Pulumi.staging.yaml" not in result.stderr
+    header = (clone / "scripts" / "up").read_text(encoding="utf-8").split("set -euo", 1)[0]
+    assert re.search(r"\b3 uv or the Pulumi CLI missing", header), header
+
+
 def test_a_pulumi_of_another_version_on_path_is_not_used(
     clone: Path, bin_dir: Path, tmp_path: Path
 ) -> None:

@@ -116,6 +116,18 @@ def test_explicit_worker_options_replace_the_parallel_default(
     assert logged(log) == [f"uv run --frozen pytest {pytest_args}"]
 
 
+def test_help_names_the_scripts_own_options_before_pytests(clone: Path, tmp_path: Path) -> None:
+    """--help is where a newcomer looks for --serial; pytest's own help follows."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    logging_tool(bin_dir, "uv", 'echo "usage: pytest [options]"')
+    result = run(clone, "test", run_env(bin_dir, log), "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Runs the whole test suite")
+    assert "--serial      one process" in result.stdout
+    assert result.stdout.index("--serial") < result.stdout.index("usage: pytest")
+    assert logged(log) == ["uv run --frozen pytest -n auto --dist worksteal --help"]
+
+
 def test_no_venv_and_no_network_says_what_to_install(clone: Path, tmp_path: Path) -> None:
     """python3 without venv and curl offline: exit 3 naming uv's version and how to get it."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
