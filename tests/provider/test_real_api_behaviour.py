@@ -269,6 +269,26 @@ def test_adopting_a_registry_replaces_the_older_generations_with_the_declared_to
     assert emulator.registry_credentials[adopted.id] == ("acme-bot", "fake-pull-token-1")
 
 
+def test_adopting_a_registry_keeps_an_older_generation_a_template_still_uses(
+    emulator: RunPodEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RunPod would silently clear the template's reference: the older credential stays,
+    with a warning naming who uses it."""
+    older = configured(RegistryProvider).create(registry_inputs())
+    template = configured(TemplateProvider).create(template_inputs(registry_id=older.id))
+    with caplog.at_level(logging.WARNING, logger="components.runpod.providers"):
+        adopted = configured(RegistryProvider).create(
+            registry_inputs(password="fake-pull-token-2", adopt_existing=True)
+        )
+    assert set(emulator.registries) == {older.id, adopted.id}
+    assert emulator.templates[template.id]["registry"] == older.id
+    assert emulator.credential_losses == []
+    assert any(
+        older.id in r.getMessage() and f"template {template.id}" in r.getMessage()
+        for r in caplog.records
+    )
+
+
 def test_without_adopt_a_registry_never_touches_a_same_named_credential(
     emulator: RunPodEmulator,
 ) -> None:
