@@ -1139,6 +1139,10 @@ class EndpointProvider(_ContainerProvider):
             failures.add(
                 "gpu", "gpu.allowedCudaVersions and gpu.minCudaVersion are mutually exclusive"
             )
+        versions = [*(allowed or ()), *([minimum] if minimum else [])]
+        for version in versions:
+            if not _unknown(version) and not CUDA_VERSION.match(str(version)):
+                failures.add("gpu", f"CUDA version {version!r} must look like 12.8 (major.minor)")
 
     @staticmethod
     def _check_cpu(failures: _Failures, cpu: Any) -> None:
@@ -1243,6 +1247,10 @@ class EndpointProvider(_ContainerProvider):
                 f"the stack declares {props.get('type')}"
             )
         patch = {k: v for k, v in body.items() if k not in ("name", "type")}
+        if "gpu" in patch:
+            # Clear a CUDA constraint of the other kind the adopted endpoint carries (RunPod
+            # refuses a set and a floor together and a PATCH clears neither by itself).
+            patch["gpu"] = self._gpu_patch(existing.get("gpu"), patch["gpu"])
         return self._client().patch(self._path(str(existing["id"])), patch)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

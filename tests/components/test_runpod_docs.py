@@ -8,7 +8,7 @@ import yaml
 
 from components.runpod import EndpointRollout
 from components.runpod.providers import NetworkVolumeProvider, RegistryProvider
-from components.worker_wiring import REVISION_VARIABLE, image_cuda_constraint
+from components.worker_wiring import REVISION_VARIABLE, cuda_versions_from, image_cuda_version
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = (REPO / "docs" / "runpod-template-config.md").read_text(encoding="utf-8")
@@ -21,11 +21,13 @@ def test_the_guide_names_the_revision_variable_the_env_carries() -> None:
     assert f"`{REVISION_VARIABLE}`" in RUNBOOK
 
 
-def test_the_guide_lists_the_cuda_versions_the_program_sets() -> None:
-    """The CUDA rows show exactly the versions read from the Dockerfile and newer."""
-    versions = ", ".join(f"`{v}`" for v in image_cuda_constraint())
-    assert versions in GUIDE
-    assert f"ARG CUDA_VERSION={image_cuda_constraint()[0]}" in GUIDE
+def test_the_guide_states_the_cuda_floor_and_the_template_list_the_program_sets() -> None:
+    """The endpoint's floor is the Dockerfile's version; the template's row lists exactly
+    that version and the newer ones."""
+    floor = image_cuda_version()
+    assert f"`gpu.minCudaVersion` `{floor}`" in GUIDE
+    assert ", ".join(f"`{v}`" for v in cuda_versions_from(floor)) in GUIDE
+    assert f"ARG CUDA_VERSION={floor}" in GUIDE
 
 
 def test_the_guide_states_the_in_use_retry_bounds_the_providers_use() -> None:

@@ -178,7 +178,8 @@ def test_staging_over_a_sequence_of_ups_against_runpod_as_it_behaves(
     volumes = set(emulator.volumes)
     endpoint = emulator.endpoint(endpoint_id)
     assert endpoint["gpu"]["pools"] == ["AMPERE_24", "ADA_24"]  # declared ADA_24,AMPERE_24
-    assert endpoint["gpu"]["allowedCudaVersions"] == ["12.8", "12.9", "13.0"]
+    assert endpoint["gpu"]["minCudaVersion"] == "12.8"  # a floor: newer CUDA qualifies
+    assert endpoint["gpu"]["allowedCudaVersions"] == []
     (template,) = emulator.templates.values()
     assert template["allowedCudaVersions"] == ["12.8", "12.9", "13.0"]
     assert {v["type"] for v in emulator.volumes.values()} == {"HIGH_PERFORMANCE"}
