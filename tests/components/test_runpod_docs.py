@@ -43,3 +43,15 @@ def test_the_documented_adopt_key_and_rollout_resource_exist() -> None:
     assert "runpod.adoptExisting" in GUIDE
     assert "runpod.adoptExisting" in RUNBOOK
     assert f"`{EndpointRollout.__name__}`" in GUIDE
+
+
+def test_the_runbook_and_changelog_say_what_the_first_up_after_the_upgrade_does() -> None:
+    """What tests/provider/test_deploy_simulation.py proves (one release for the revision
+    variable and the CUDA floor, nothing replaced) is what an operator reads first."""
+    section = RUNBOOK.split("## The first up after the RunPod update", 1)[1].split("\n## ")[0]
+    assert "rolls the serverless workers over once" in section
+    assert f"`{REVISION_VARIABLE}`" in section
+    assert "`gpu.minCudaVersion`" in section
+    assert "replaces and deletes nothing" in section
+    changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert "rolls the serverless workers over once" in changelog
