@@ -55,3 +55,10 @@ def test_the_runbook_and_changelog_say_what_the_first_up_after_the_upgrade_does(
     assert "replaces and deletes nothing" in section
     changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
     assert "rolls the serverless workers over once" in changelog
+
+
+def test_the_image_guide_names_the_cuda_constraints_the_stack_sets() -> None:
+    """The endpoint takes a floor, the template an exact set: the image guide says both."""
+    image_guide = (REPO / "docs" / "worker-image.md").read_text(encoding="utf-8")
+    assert "`gpu.minCudaVersion`" in image_guide
+    assert "`allowedCudaVersions`" in image_guide
