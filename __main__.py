@@ -27,7 +27,7 @@ from components.serverless import ComfyServerless, ComfyServerlessArgs
 from components.storage import OutputBucket
 from components.video_pod import VideoPod, VideoPodArgs
 from components.worker_image import WorkerImage
-from components.worker_wiring import WorkerWiring, image_cuda_constraint
+from components.worker_wiring import WorkerWiring, image_cuda_version
 
 cfg = config.load()
 
@@ -70,7 +70,7 @@ def worker_wiring() -> WorkerWiring:
         registry_username=cfg.image.pull_username,
         registry_token=cfg.image.pull_token,
         hf_token=cfg.models.hf_token,
-        allowed_cuda_versions=image_cuda_constraint(),
+        cuda_version=image_cuda_version(),
     )
 
 

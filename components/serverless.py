@@ -215,7 +215,7 @@ class ComfyServerless(pulumi.ComponentResource):
             registry_id=credentials.registry.id,
             gpu_pools=args.gpu_pools,
             gpu_count=args.gpu_count,
-            allowed_cuda_versions=args.worker.allowed_cuda_versions,
+            min_cuda_version=args.worker.cuda_version,
             workers_min=args.workers_min,
             workers_max=args.workers_max,
             idle_timeout_s=args.idle_timeout_s,

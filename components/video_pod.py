@@ -26,7 +26,12 @@ import pulumi
 
 from components.runpod import NetworkVolume, Template
 from components.runpod.resources import runpod_name_prefix
-from components.worker_wiring import WorkerWiring, declare_worker_credentials, worker_env
+from components.worker_wiring import (
+    WorkerWiring,
+    cuda_versions_from,
+    declare_worker_credentials,
+    worker_env,
+)
 
 POD_VOLUME_MOUNT = "/workspace"
 POD_PORTS = ("8188/http", "8888/http", "22/tcp")
@@ -160,7 +165,11 @@ class VideoPod(pulumi.ComponentResource):
             serverless=False,
             start_ssh=True,
             start_jupyter=args.start_jupyter,
-            allowed_cuda_versions=args.worker.allowed_cuda_versions,
+            # Templates take only an exact set (no minCudaVersion in v2): the image's
+            # version and every newer one RunPod hosts report.
+            allowed_cuda_versions=(
+                cuda_versions_from(args.worker.cuda_version) if args.worker.cuda_version else ()
+            ),
             adopt_existing=args.adopt_existing,
             opts=child,
         )

@@ -7,8 +7,9 @@ together with the `{{ RUNPOD_SECRET_<name> }}` env references to them and the GH
 credential (`declare_worker_credentials`), plus a revision marker derived from the
 secrets' salted hashes that changes when one of them rotates; the env every worker shares
 (`worker_env`), in which credentials appear only as those references; and the image's
-CUDA constraint, read from the one `ARG CUDA_VERSION` line of `image/Dockerfile`
-(`image_cuda_constraint`).
+CUDA version, read from the one `ARG CUDA_VERSION` line of `image/Dockerfile`
+(`image_cuda_version`), with the exact version list a pod template needs
+(`cuda_versions_from`).
 
 Deliberately does not own: the resources that run workers (the endpoint, template and
 volumes of `ComfyServerless` and `VideoPod`), the mode-specific env entries and the naming
@@ -47,11 +48,13 @@ KNOWN_CUDA_VERSIONS: Final = (
     "12.9",
     "13.0",
 )
-"""CUDA versions RunPod hosts report, oldest first. RunPod's REST v1 spec enumerated
-11.8..12.8 for `allowedCudaVersions`; the v2 spec takes any `major.minor` and matches it
-exactly against what a host reports (discoverable per GPU type in the catalog); 12.9 and
-13.0 are the newer values RunPod clients list (runpod-sdk 0.6 `CudaVersion`). A version
-no host reports only matches nothing, so add new ones here as RunPod offers them."""
+"""CUDA versions RunPod hosts report, oldest first, for the one place v2 has no floor: a
+template's `allowedCudaVersions` is an exact set (the v2 spec gives templates no
+`minCudaVersion`), matched exactly against what a host reports (discoverable per GPU type
+in the catalog). RunPod's REST v1 spec enumerated 11.8..12.8; 12.9 and 13.0 are the newer
+values RunPod clients list (runpod-sdk 0.6 `CudaVersion`). A version missing here is a
+host the video pod template excludes, so add new ones as RunPod offers them. Endpoints do
+not use this list: they take `gpu.minCudaVersion`, an open floor compared numerically."""
 REVISION_VARIABLE: Final = "WORKER_ENV_REVISION"
 """Env variable whose value changes when a RunPod secret referenced by the env gets a new
 value, so the endpoint starts a new release (and the pod template records it)."""
@@ -80,7 +83,8 @@ def image_cuda_version(dockerfile: Path = DOCKERFILE) -> str:
 
 
 def cuda_versions_from(minimum: str) -> tuple[str, ...]:
-    """Every known CUDA version at or above `minimum` (compared numerically)."""
+    """Every known CUDA version at or above `minimum` (compared numerically): the exact set
+    a pod template's `allowedCudaVersions` needs."""
 
     def key(version: str) -> tuple[int, int]:
         major, minor = version.split(".")
@@ -95,11 +99,6 @@ def cuda_versions_from(minimum: str) -> tuple[str, ...]:
             "KNOWN_CUDA_VERSIONS in components/worker_wiring.py"
         )
     return allowed
-
-
-def image_cuda_constraint(dockerfile: Path = DOCKERFILE) -> tuple[str, ...]:
-    """`allowedCudaVersions` for the worker image: its CUDA version and every newer one."""
-    return cuda_versions_from(image_cuda_version(dockerfile))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,9 +129,10 @@ class WorkerWiring:
     """Public URL objects are served from (`R2_PUBLIC_BASE_URL`), if any."""
     hf_token: pulumi.Input[str] | None = None
     """Hugging Face token for gated models (secret Output), if any."""
-    allowed_cuda_versions: tuple[str, ...] = ()
-    """CUDA versions a host may report to run this image (`image_cuda_constraint()`: the
-    Dockerfile's `CUDA_VERSION` and newer); empty allows any host."""
+    cuda_version: str | None = None
+    """The image's CUDA `major.minor` (`image_cuda_version()`): hosts must report it or a
+    newer one (the endpoint's `gpu.minCudaVersion`, the pod template's exact list from
+    `cuda_versions_from`); None allows any host."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -728,8 +728,23 @@ class RegistryProvider(_RunPodProvider):
             "password": props["password"],
         }
         live = self._create(props, body, redact=[str(props["password"])])
-        # Adopting: ours now holds the declared token, so the older generations go.
+        # Adopting: ours now holds the declared token, so the older generations go, except
+        # one something still references. That is the credential this create replaces
+        # (with adopt left on, every rotation passes here): the engine repoints the
+        # endpoint and the template to ours first and deletes it afterwards.
         for item in earlier:
+            referrers = self._referrers(str(item["id"]))
+            if referrers:
+                LOG.warning(
+                    "registry credential %s (%s) is an older generation of %s but %s still "
+                    "use it: left in RunPod (Pulumi deletes it once they use the new one if it "
+                    "is in this stack's state; otherwise delete it in the console then)",
+                    item["id"],
+                    item.get("name"),
+                    name,
+                    ", ".join(referrers),
+                )
+                continue
             LOG.info("replacing adopted registry credential %s (%s)", item["id"], item["name"])
             self.delete(str(item["id"]), {})
         return CreateResult(str(live["id"]), self._outputs(props, live))
@@ -745,6 +760,19 @@ class RegistryProvider(_RunPodProvider):
             return obj.get("registry") == object_id
 
         return (*self._pods_using(uses), *self._endpoints_using(uses))
+
+    def _referrers(self, object_id: str) -> tuple[str, ...]:
+        """Everything that references the credential: pods, endpoints and templates
+        (RunPod lets a template's reference vanish silently, so they count here)."""
+        templates = self._client().list("/v2/templates", "templates")
+        return (
+            *self._users(object_id),
+            *(
+                f"template {t.get('id')} ({t.get('name')})"
+                for t in templates
+                if t.get("registry") == object_id
+            ),
+        )
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         try:
@@ -1111,6 +1139,10 @@ class EndpointProvider(_ContainerProvider):
             failures.add(
                 "gpu", "gpu.allowedCudaVersions and gpu.minCudaVersion are mutually exclusive"
             )
+        versions = [*(allowed or ()), *([minimum] if minimum else [])]
+        for version in versions:
+            if not _unknown(version) and not CUDA_VERSION.match(str(version)):
+                failures.add("gpu", f"CUDA version {version!r} must look like 12.8 (major.minor)")
 
     @staticmethod
     def _check_cpu(failures: _Failures, cpu: Any) -> None:
@@ -1215,6 +1247,10 @@ class EndpointProvider(_ContainerProvider):
                 f"the stack declares {props.get('type')}"
             )
         patch = {k: v for k, v in body.items() if k not in ("name", "type")}
+        if "gpu" in patch:
+            # Clear a CUDA constraint of the other kind the adopted endpoint carries (RunPod
+            # refuses a set and a floor together and a PATCH clears neither by itself).
+            patch["gpu"] = self._gpu_patch(existing.get("gpu"), patch["gpu"])
         return self._client().patch(self._path(str(existing["id"])), patch)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

@@ -217,8 +217,10 @@ def test_adopt_existing_reaches_every_runpod_object_of_the_component(adopt: bool
 
 
 def test_endpoint_keeps_workers_on_hosts_with_the_images_cuda_or_newer() -> None:
-    """The worker wiring's CUDA constraint becomes gpu.allowedCudaVersions."""
+    """The image's CUDA version becomes gpu.minCudaVersion, an open floor (RunPod compares
+    it numerically), not an exact list that would leave out every newer version."""
     with mocked() as mocks:
-        build(mocks, worker=worker(allowed_cuda_versions=("12.8", "12.9", "13.0")))
+        build(mocks, worker=worker(cuda_version="12.8"))
         (endpoint,) = mocks.of_type(ENDPOINT)
-        assert endpoint.inputs["gpu"]["allowedCudaVersions"] == ["12.8", "12.9", "13.0"]
+        assert endpoint.inputs["gpu"]["minCudaVersion"] == "12.8"
+        assert "allowedCudaVersions" not in endpoint.inputs["gpu"]

@@ -142,9 +142,9 @@ def test_invalid_sizes_fail_at_construction() -> None:
 
 
 def test_template_keeps_pods_on_hosts_with_the_images_cuda_or_newer() -> None:
-    """The worker wiring's CUDA constraint becomes the template's allowedCudaVersions."""
+    """Templates take only an exact set in v2: the image's version and every newer one."""
     with mocked() as mocks:
-        build(mocks, worker=worker(allowed_cuda_versions=("12.8", "12.9", "13.0")))
+        build(mocks, worker=worker(cuda_version="12.8"))
         assert mocks.one(TEMPLATE).inputs["allowed_cuda_versions"] == ["12.8", "12.9", "13.0"]
 
 

@@ -15,7 +15,6 @@ from components.worker_wiring import (
     WorkerWiring,
     cuda_versions_from,
     declare_worker_credentials,
-    image_cuda_constraint,
     image_cuda_version,
     worker_env,
 )
@@ -202,9 +201,9 @@ def test_mode_env_cannot_override_a_shared_variable(variable: str) -> None:
 
 
 def test_the_image_cuda_version_is_read_from_the_dockerfiles_one_arg() -> None:
-    """The committed Dockerfile declares 12.8; hosts may report 12.8 or newer."""
+    """The committed Dockerfile declares 12.8; a template's exact set is 12.8 and newer."""
     assert image_cuda_version() == "12.8"
-    assert image_cuda_constraint() == ("12.8", "12.9", "13.0")
+    assert cuda_versions_from(image_cuda_version()) == ("12.8", "12.9", "13.0")
 
 
 def test_cuda_versions_compare_numerically() -> None:

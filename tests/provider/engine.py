@@ -13,6 +13,13 @@ can run a program, change config, and run it again. Resources a run no longer de
 are deleted by `end_run()`, and `refresh()` runs `read` on every stored resource like
 `pulumi refresh`.
 
+`protect` is honoured as the engine honours it (pulumi/pulumi
+`pkg/resource/deploy/step_generator.go` and `step.go`): a replacement is refused while the
+stored resource and the new registration are both protected (unprotecting and replacing
+in one `up` is allowed), and a resource the program no longer declares is not deleted
+while its stored registration was protected. Either fails the `up` with
+`ProtectedResourceError` before the provider is called.
+
 Secretness is stripped before the provider sees inputs, as the engine does.
 """
 
@@ -31,6 +38,7 @@ import pulumi
 import pulumi.runtime.settings
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
 from pulumi.dynamic.config import Config
+from pulumi.runtime.mocks import MockMonitor
 
 from tests.fakes.pulumi_mocks import RecordingMocks, current_loop, unwrap
 
@@ -43,6 +51,10 @@ class CheckFailedError(Exception):
     """The provider's check() refused the inputs, as `pulumi up` would report."""
 
 
+class ProtectedResourceError(Exception):
+    """The engine refused to replace or delete a protected resource (nothing was sent)."""
+
+
 @dataclass
 class StoredResource:
     """One dynamic resource in the simulated state file."""
@@ -53,6 +65,8 @@ class StoredResource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     provider: str
+    protect: bool = False
+    """The `protect` option of its last registration, as the state file records it."""
 
 
 class EngineSimulation(RecordingMocks):
@@ -75,6 +89,8 @@ class EngineSimulation(RecordingMocks):
         self.token_generations: dict[str, int] = {}
         """Cloudflare AccountToken name -> how often its value was rolled (`roll_token`)."""
         self._providers: dict[str, ResourceProvider] = {}
+        self._protect: dict[tuple[str, str], bool] = {}
+        """(type, name) -> `protect` of the registration the monitor is handing over."""
         self._lock = threading.RLock()
 
     # -- runs ------------------------------------------------------------------------
@@ -88,7 +104,23 @@ class EngineSimulation(RecordingMocks):
         self._replaced = []
 
     def end_run(self) -> None:
-        """Delete replaced objects, then what this run no longer declares (newest first)."""
+        """Delete replaced objects, then what this run no longer declares (newest first).
+
+        A protected resource the run no longer declares fails the run before anything of
+        this phase is deleted (it stays in state and in the cloud)."""
+        protected = [
+            stored for key, stored in self.state.items() if key not in self._seen and stored.protect
+        ]
+        if protected:
+            raise ProtectedResourceError(
+                "; ".join(
+                    f"resource {_urn(stored)!r} cannot be deleted because it is protected. To "
+                    "unprotect the resource, either remove the `protect` flag from the resource "
+                    "in your Pulumi program and run `pulumi up`, or use the command: "
+                    f"`pulumi state unprotect {_urn(stored)}`"
+                    for stored in protected
+                )
+            )
         while self._replaced:
             old = self._replaced.pop()
             self._provider(old.provider).delete(old.id, old.outputs)
@@ -132,6 +164,12 @@ class EngineSimulation(RecordingMocks):
         from the next run on (a rolled token; its id stays), as `pulumi up` would see it."""
         self.token_generations[name_suffix] = self.token_generations.get(name_suffix, 0) + 1
 
+    def registering(self, typ: str, name: str, *, protect: bool) -> None:
+        """Called by the monitor just before `new_resource` with what MockResourceArgs
+        leaves out: the registration's `protect` option."""
+        with self._lock:
+            self._protect[(typ, name)] = protect
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if not args.typ.startswith(DYNAMIC_PREFIX):
             resource_id, state = super().new_resource(args)
@@ -148,6 +186,7 @@ class EngineSimulation(RecordingMocks):
         pickled = str(plain.pop(PROVIDER_KEY))
         provider = self._provider(pickled)
         key = f"{args.typ}::{args.name}"
+        protect = self._protect.pop((args.typ, args.name), False)
         self._seen.add(key)
         previous = self.state.get(key)
         checked = provider.check(previous.inputs if previous else {}, plain)
@@ -162,7 +201,8 @@ class EngineSimulation(RecordingMocks):
             )
             operation = "create"
         else:
-            stored, operation = self._update(provider, previous, inputs, pickled)
+            stored, operation = self._update(provider, previous, inputs, pickled, protect)
+        stored.protect = protect
         self.state[key] = stored
         self.operations.append((operation, args.typ, args.name))
         return stored.id, dict(stored.outputs)
@@ -173,12 +213,22 @@ class EngineSimulation(RecordingMocks):
         previous: StoredResource,
         inputs: dict[str, Any],
         pickled: str,
+        protect: bool,
     ) -> tuple[StoredResource, str]:
         diff = provider.diff(previous.id, previous.outputs, inputs)
         if not diff.changes:
             previous.inputs = inputs
             return previous, "same"
         if diff.replaces:
+            # As the engine: both the stored and the new registration protected refuses it
+            # (unprotecting and replacing in one up is allowed).
+            if previous.protect and protect:
+                raise ProtectedResourceError(
+                    f"unable to replace resource {_urn(previous)!r} (changes to "
+                    f"{', '.join(diff.replaces)}) as it is currently marked for protection. To "
+                    "unprotect the resource, remove the `protect` flag from the resource in "
+                    "your Pulumi program and run `pulumi up`"
+                )
             if diff.delete_before_replace:
                 provider.delete(previous.id, previous.outputs)
                 created = provider.create(inputs)
@@ -198,6 +248,24 @@ class EngineSimulation(RecordingMocks):
         )
 
 
+def _urn(stored: StoredResource) -> str:
+    """A readable stand-in for the resource's URN (type and name, as messages need)."""
+    return f"{stored.type}::{stored.name}"
+
+
+class _ProtectRecordingMonitor(MockMonitor):
+    """The mock monitor, handing the engine each registration's `protect` option."""
+
+    def __init__(self, engine: EngineSimulation) -> None:
+        super().__init__(engine)
+        self.engine = engine
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
+        protect = request.HasField("protect") and request.protect
+        self.engine.registering(request.type, request.name, protect=protect)
+        return super().RegisterResource(request)
+
+
 @contextmanager
 def simulated(
     engine: EngineSimulation,
@@ -210,7 +278,13 @@ def simulated(
     with current_loop() as loop:
         pulumi.runtime.set_all_config(dict(config or {}), secret_keys or [])
         pulumi.runtime.settings.ROOT.set(None)
-        pulumi.runtime.set_mocks(engine, project=engine.project, stack=stack, preview=False)
+        pulumi.runtime.set_mocks(
+            engine,
+            project=engine.project,
+            stack=stack,
+            preview=False,
+            monitor=_ProtectRecordingMonitor(engine),
+        )
         engine.begin_run()
         try:
             yield engine

@@ -8,10 +8,12 @@ are the ones the composition root declares itself: nothing is added here.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import runpy
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,7 +21,7 @@ import requests
 from components.runpod import providers
 from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
 from tests.fakes.stack_values import ROOT, stack_values
-from tests.provider.engine import EngineSimulation, run_up
+from tests.provider.engine import EngineSimulation, StoredResource, run_up
 
 # The first program run in a session pays for importing pulumi_cloudflare (~15 s).
 pytestmark = pytest.mark.slow
@@ -27,6 +29,8 @@ pytestmark = pytest.mark.slow
 MAIN = ROOT / "__main__.py"
 ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
 TEMPLATE = "pulumi-python:dynamic/runpod:Template"
+ROLLOUT = "pulumi-python:dynamic/runpod:EndpointRollout"
+BEFORE_ISSUE_9 = Path(__file__).parent / "data" / "staging_state_before_issue_9.json"
 NEW_DIGEST = "sha256:" + "e" * 64
 KV = "cloudflare:index/workersKv:WorkersKv"
 
@@ -178,7 +182,8 @@ def test_staging_over_a_sequence_of_ups_against_runpod_as_it_behaves(
     volumes = set(emulator.volumes)
     endpoint = emulator.endpoint(endpoint_id)
     assert endpoint["gpu"]["pools"] == ["AMPERE_24", "ADA_24"]  # declared ADA_24,AMPERE_24
-    assert endpoint["gpu"]["allowedCudaVersions"] == ["12.8", "12.9", "13.0"]
+    assert endpoint["gpu"]["minCudaVersion"] == "12.8"  # a floor: newer CUDA qualifies
+    assert endpoint["gpu"]["allowedCudaVersions"] == []
     (template,) = emulator.templates.values()
     assert template["allowedCudaVersions"] == ["12.8", "12.9", "13.0"]
     assert {v["type"] for v in emulator.volumes.values()} == {"HIGH_PERFORMANCE"}
@@ -253,3 +258,63 @@ def test_staging_over_a_sequence_of_ups_against_runpod_as_it_behaves(
 
     # Throughout: no volume was deleted or replaced.
     assert set(emulator.volumes) == volumes
+
+
+# -- a stack deployed by the code before issue 9 ----------------------------------------------
+
+
+def test_first_up_after_upgrading_a_deployed_stack_replaces_and_deletes_nothing(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """State and RunPod objects as the pre-issue-9 code left them (recorded, replayed): the
+    first up of today's program keeps every id (state names the providers by module and
+    class, which stay put), deletes and replaces nothing, leaves volumes and registry
+    credentials alone (old credential names keep working without a generation suffix), and
+    rolls the endpoint's workers exactly once, for `WORKER_ENV_REVISION` and the CUDA floor
+    (documented in CHANGELOG.md and docs/rollout.md). A second up writes nothing."""
+    recorded = json.loads(BEFORE_ISSUE_9.read_text(encoding="utf-8"))
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {DEFAULT_API_KEY}"
+    for method, path, body in recorded["requests"]:
+        answer = session.request(method, f"{emulator.url}{path}", json=body, timeout=5)
+        assert answer.status_code == 201, answer.text
+    engine.state = {key: StoredResource(**stored) for key, stored in recorded["state"].items()}
+    tables = {
+        "Endpoint": emulator.endpoints,
+        "Template": emulator.templates,
+        "NetworkVolume": emulator.volumes,
+        "Registry": emulator.registries,
+        "Secret": emulator.secrets,
+    }
+    for stored in engine.state.values():  # the replay rebuilt the recorded objects
+        assert stored.id in tables[stored.type.rsplit(":", 1)[1]], stored.name
+    volumes, registries = copy.deepcopy(emulator.volumes), dict(emulator.registries)
+    (endpoint_id,) = emulator.endpoints
+    emulator.reset_log()
+
+    up(engine, recorded["stack"], recorded["config"])
+
+    # Invariants, not the exact plan: features added later (a new secret, an env entry)
+    # may add creates and keys, never a replacement, a delete or a second release.
+    operations = engine.changed()
+    assert not [op for op in operations if op[0] not in ("create", "update")]
+    assert ("create", ROLLOUT, "comfyui-rollout") in operations
+    assert ("update", ENDPOINT, "comfyui-endpoint") in operations
+    assert ("update", TEMPLATE, "video-template") in operations
+    writes = runpod_writes(emulator)
+    assert not [w for w in writes if w[0] == "DELETE"]
+    assert not [w for w in writes if w[0] == "POST" and w[1] != "secrets"]
+    (endpoint_patch,) = [w for w in emulator.writes() if w.path.startswith("/v2/serverless/")]
+    assert {"env", "gpu"} <= set(endpoint_patch.body)
+    assert "WORKER_ENV_REVISION" in endpoint_patch.body["env"]
+    assert endpoint_patch.body["gpu"]["minCudaVersion"] == "12.8"
+    (template_patch,) = [w for w in emulator.writes() if w.path.startswith("/v2/templates/")]
+    assert {"env", "allowedCudaVersions"} <= set(template_patch.body)
+    assert emulator.endpoints[endpoint_id].version == 2  # exactly one new release
+    assert emulator.volumes == volumes
+    assert emulator.registries == registries
+
+    emulator.reset_log()
+    up(engine, recorded["stack"], recorded["config"])
+    assert emulator.writes() == []
+    assert engine.changed() == []

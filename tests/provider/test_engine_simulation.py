@@ -206,3 +206,30 @@ def test_rotated_pull_token_creates_the_new_credential_repoints_then_deletes_the
         ("DELETE", "registries"),
     ]
     assert emulator.writes()[1].body == {"registry": new_registry}
+
+
+def test_pull_token_rotation_with_adopt_left_on_never_deletes_the_credential_in_use(
+    engine: EngineSimulation, emulator: RunPodEmulator
+) -> None:
+    """`runpod.adoptExisting` left true: the adopting create must not delete the credential
+    the endpoint still uses; the engine deletes it after repointing, as without adopt."""
+
+    def declare(token: str) -> Any:
+        def program_with_token() -> None:
+            args = ComfyServerlessArgs(worker=wiring(pull_token=token), adopt_existing=True)
+            ComfyServerless("comfyui", args)
+
+        return program_with_token
+
+    run_up(engine, declare("fake-pull-token-1"))
+    (old_registry,) = emulator.registries
+    emulator.reset_log()
+    run_up(engine, declare("fake-pull-token-2"))
+    assert emulator.credential_losses == []
+    (new_registry,) = emulator.registries
+    assert new_registry != old_registry
+    assert [(r.method, r.path.split("/")[2]) for r in emulator.writes()] == [
+        ("POST", "registries"),
+        ("PATCH", "serverless"),
+        ("DELETE", "registries"),
+    ]

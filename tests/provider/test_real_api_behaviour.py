@@ -101,6 +101,49 @@ def test_a_real_pool_change_is_still_a_patch(emulator: RunPodEmulator) -> None:
     assert provider.diff(created.id, as_wire(created.outs), as_wire(wider)).changes is True
 
 
+# -- CUDA: a floor on endpoints, an exact set on templates -------------------------------------
+
+FLOOR = {"pools": ["ADA_24", "AMPERE_24"], "count": 1, "minCudaVersion": "12.8"}
+EXACT = {"pools": ["ADA_24", "AMPERE_24"], "count": 1, "allowedCudaVersions": ["12.8", "12.9"]}
+
+
+def test_an_endpoint_moves_from_an_exact_cuda_set_to_a_floor_in_one_patch(
+    emulator: RunPodEmulator,
+) -> None:
+    """RunPod refuses a set and a floor together and a PATCH clears neither by itself:
+    the PATCH that sets the floor clears the set, and the result reads back as declared."""
+    provider = configured(EndpointProvider)
+    created = provider.create(endpoint_inputs(gpu=EXACT))
+    floor = endpoint_inputs(gpu=FLOOR)
+    updated = provider.update(created.id, as_wire(created.outs), as_wire(floor))
+    live = emulator.endpoint(created.id)["gpu"]
+    assert (live["minCudaVersion"], live["allowedCudaVersions"]) == ("12.8", [])
+    read = provider.read(created.id, as_wire(updated.outs))
+    assert read.outs is not None
+    assert provider.diff(created.id, as_wire(read.outs), as_wire(floor)).changes is False
+
+
+def test_adopting_an_endpoint_with_an_exact_cuda_set_writes_the_declared_floor(
+    emulator: RunPodEmulator,
+) -> None:
+    """The adopted endpoint's set is cleared in the same PATCH that sets the floor."""
+    theirs = configured(EndpointProvider).create(endpoint_inputs(gpu=EXACT))
+    adopted = configured(EndpointProvider).create(endpoint_inputs(gpu=FLOOR, adopt_existing=True))
+    assert adopted.id == theirs.id
+    live = emulator.endpoint(theirs.id)["gpu"]
+    assert (live["minCudaVersion"], live["allowedCudaVersions"]) == ("12.8", [])
+
+
+@pytest.mark.parametrize(
+    "gpu", [{**FLOOR, "minCudaVersion": "12"}, {**EXACT, "allowedCudaVersions": ["12.8.1"]}]
+)
+def test_a_malformed_cuda_version_fails_check_offline(gpu: dict[str, Any]) -> None:
+    """`major.minor` only, as RunPod's create and update bodies take it."""
+    failures = EndpointProvider().check({}, endpoint_inputs(gpu=gpu)).failures
+    assert [f.property for f in failures] == ["gpu"]
+    assert "must look like 12.8" in failures[0].reason
+
+
 def test_template_cuda_versions_compare_as_a_set(emulator: RunPodEmulator) -> None:
     """allowedCudaVersions in another order is no change of the template."""
     provider = configured(TemplateProvider)
@@ -267,6 +310,26 @@ def test_adopting_a_registry_replaces_the_older_generations_with_the_declared_to
     assert set(emulator.registries) == {adopted.id, unrelated["id"]}
     assert console["id"] not in emulator.registries
     assert emulator.registry_credentials[adopted.id] == ("acme-bot", "fake-pull-token-1")
+
+
+def test_adopting_a_registry_keeps_an_older_generation_a_template_still_uses(
+    emulator: RunPodEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RunPod would silently clear the template's reference: the older credential stays,
+    with a warning naming who uses it."""
+    older = configured(RegistryProvider).create(registry_inputs())
+    template = configured(TemplateProvider).create(template_inputs(registry_id=older.id))
+    with caplog.at_level(logging.WARNING, logger="components.runpod.providers"):
+        adopted = configured(RegistryProvider).create(
+            registry_inputs(password="fake-pull-token-2", adopt_existing=True)
+        )
+    assert set(emulator.registries) == {older.id, adopted.id}
+    assert emulator.templates[template.id]["registry"] == older.id
+    assert emulator.credential_losses == []
+    assert any(
+        older.id in r.getMessage() and f"template {template.id}" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_without_adopt_a_registry_never_touches_a_same_named_credential(
