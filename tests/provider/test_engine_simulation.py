@@ -16,7 +16,12 @@ from components.serverless import ComfyServerless, ComfyServerlessArgs
 from components.video_pod import VideoPod, VideoPodArgs
 from components.worker_wiring import WorkerWiring
 from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
-from tests.provider.engine import CheckFailedError, EngineSimulation, run_up
+from tests.provider.engine import (
+    CheckFailedError,
+    EngineSimulation,
+    ProtectedResourceError,
+    run_up,
+)
 from tests.provider.support import IMAGE, IMAGE_2
 
 ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
@@ -41,13 +46,20 @@ def wiring(
 
 
 def program(
-    *, image: str = IMAGE, video: bool = True, r2_secret: str = FAKE_R2_SECRET, **scaling: Any
+    *,
+    image: str = IMAGE,
+    video: bool = True,
+    r2_secret: str = FAKE_R2_SECRET,
+    allow_volume_deletion: bool = False,
+    **scaling: Any,
 ) -> Any:
     def declare() -> None:
         worker = wiring(image, r2_secret)
         ComfyServerless("comfyui", ComfyServerlessArgs(worker=worker, **scaling))
         if video:
-            VideoPod("video", VideoPodArgs(worker=worker))
+            VideoPod(
+                "video", VideoPodArgs(worker=worker, allow_volume_deletion=allow_volume_deletion)
+            )
 
     return declare
 
@@ -147,8 +159,13 @@ def test_scaling_change_patches_workers_only(
 def test_dropping_the_video_pod_deletes_its_objects(
     engine: EngineSimulation, emulator: RunPodEmulator
 ) -> None:
-    """Resources a run no longer declares are deleted, the serverless side untouched."""
+    """Resources a run no longer declares are deleted, the serverless side untouched, once
+    the volume's protection is lifted (data.allowDeletion) in an up of its own."""
     run_up(engine, program())
+    with pytest.raises(ProtectedResourceError):
+        run_up(engine, program(video=False))
+    assert len(emulator.volumes) == 1
+    run_up(engine, program(allow_volume_deletion=True))
     run_up(engine, program(video=False))
     assert emulator.templates == {}
     assert emulator.volumes == {}
