@@ -55,12 +55,18 @@ class RefusedError(Exception):
     """The rollback must not run; the message says why and what fixes it."""
 
 
+def short_name(stack: str) -> str:
+    """``prod`` for ``prod`` or ``<org>/<project>/prod``: the name URNs and
+    ``Pulumi.<stack>.yaml`` use (``--stack`` accepts both)."""
+    return stack.rsplit("/", 1)[-1]
+
+
 def target_urns(project: str, stack: str) -> tuple[str, str]:
     """URNs of the KV flag value and of the provider variable (the root stack is not part of
     a URN's type chain)."""
 
     def urn(qualified_type: str, name: str) -> str:
-        return f"urn:pulumi:{stack}::{project}::{qualified_type}::{name}"
+        return f"urn:pulumi:{short_name(stack)}::{project}::{qualified_type}::{name}"
 
     return urn(*FLAG_PATH), urn(*VARIABLE_PATH)
 
@@ -103,7 +109,7 @@ class Project:
 
     def stack_file(self, stack: str) -> Path:
         """``Pulumi.<stack>.yaml``."""
-        return self.root / f"Pulumi.{stack}.yaml"
+        return self.root / f"Pulumi.{short_name(stack)}.yaml"
 
     def key(self, name: str) -> str:
         """The full config key of a project key."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pulumi
 import pytest
 
@@ -156,3 +158,22 @@ def test_required_reviewers_are_set_when_configured() -> None:
     with mocked() as mocks:
         build(mocks, config())
         assert "reviewers" not in mocks.one(ENVIRONMENT).inputs
+
+
+#: Names that were environment secrets before the secrets/variables split, variables since.
+MOVED_TO_VARIABLES = ("RUNPOD_COMFYUI_ENDPOINT_ID", "R2_ENDPOINT", "R2_BUCKET")
+
+
+def test_the_migration_note_keeps_the_app_working_across_the_up_that_moves_names() -> None:
+    """The `up` that moves a name creates the variable and deletes the secret in one run, so
+    switching the app to `vars.` before it reads nothing, and after it leaves a window: the
+    app's maintainers are told to read `vars.X || secrets.X`, where they will look."""
+    with mocked() as mocks:
+        build(mocks, config())
+        assert set(MOVED_TO_VARIABLES) <= set(variables(mocks))
+        assert not set(MOVED_TO_VARIABLES) & set(secrets(mocks))
+    root = Path(__file__).resolve().parents[2]
+    for doc in ("docs/app-integration.md", "CHANGELOG.md"):
+        text = (root / doc).read_text(encoding="utf-8")
+        for name in MOVED_TO_VARIABLES:
+            assert f"${{{{ vars.{name} || secrets.{name} }}}}" in text, (doc, name)

@@ -7,7 +7,8 @@ that exist, by exact name.
 Secret inputs arrive wrapped in Pulumi's secret signature; :class:`Registered` keeps the
 plain value and the paths that were secret, so tests can assert what state would encrypt.
 The monitor also records the resource options the engine would act on (``protect``,
-``replace_on_changes``, ``retain_on_delete``, ...), which ``MockResourceArgs`` leaves out.
+``replace_on_changes``, ``retain_on_delete``, ...), which ``MockResourceArgs`` leaves out,
+and gives every resource the URN the engine would (whole parent type chain, no root stack).
 """
 
 from __future__ import annotations
@@ -124,9 +125,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             resource_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
             state["value"] = f"fake-token-value-{args.name}"
         elif args.typ == IMAGE_TYPE:
-            # Same build inputs, same digest: what a content-addressed build would push.
+            # Same build inputs, same digest: what a content-addressed build would push. The
+            # registry password is left out as pulumi-docker-build's Diff leaves it out
+            # (v0.0.22 provider/internal/image.go): a new CI job token alone rebuilds nothing.
+            built_from = json.loads(json.dumps(plain))
+            for registry in built_from.get("registries") or []:
+                registry.pop("password", None)
             digest = (
-                "sha256:" + hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+                "sha256:"
+                + hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()
             )
             state["digest"] = digest
             state["ref"] = f"{plain['tags'][0]}@{digest}"
@@ -167,6 +174,15 @@ class RecordingMonitor(MockMonitor):
 
     mocks: RecordingMocks
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN the engine gives a resource (pulumi/pulumi pkg/resource/deploy/deployment.go,
+        ``generateURN``): its type chain is the parent's whole qualified type, minus the root
+        stack. Pulumi's MockMonitor keeps the root stack and only the parent's last type, so
+        a resource two components deep would get a URN the engine never makes."""
+        qualified = parent.split("::")[2] if parent else ""
+        chain = f"{qualified}${type_}" if qualified and qualified != ROOT_STACK_TYPE else type_
+        return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{chain}::{name}"
+
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
         options = Options(
             protect=request.HasField("protect") and request.protect,
@@ -176,11 +192,7 @@ class RecordingMonitor(MockMonitor):
             ignore_changes=tuple(request.ignoreChanges),
             additional_secret_outputs=tuple(request.additionalSecretOutputs),
         )
-        # The engine leaves the root stack out of a URN's type chain (pulumi/pulumi
-        # pkg/resource/deploy/deployment.go, generateURN); the mock monitor keeps it.
-        urn = self.make_urn(request.parent, request.type, request.name).replace(
-            f"::{ROOT_STACK_TYPE}$", "::", 1
-        )
+        urn = self.make_urn(request.parent, request.type, request.name)
         self.mocks.pending[(request.type, request.name)] = (options, urn)
         return super().RegisterResource(request)
 

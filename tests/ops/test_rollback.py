@@ -281,3 +281,18 @@ def test_the_docs_give_the_real_kv_bound_instead_of_instant() -> None:
     for text in (runbook, app):
         assert "instant rollback" not in text.lower()
         assert "(instant;" not in text
+
+
+def test_a_fully_qualified_stack_name_targets_the_same_urns(pulumi: StandIn) -> None:
+    """`<org>/<project>/prod` is passed to pulumi as given; URNs and the stack file use the
+    stack's own name, `prod`, as the engine does."""
+    qualified = f"acme/{PROJECT}/prod"
+    assert main([qualified, "--yes"]) == 0
+    up = pulumi.argvs()[-1]
+    assert up[:3] == ["up", "--stack", qualified]
+    assert targets(up) == [FLAG_URN, VARIABLE_URN]
+    assert main([qualified, "--dry-run"]) == 0, "the dry run finds Pulumi.prod.yaml"
+    preview = pulumi.calls()[-1]
+    assert preview["argv"][0] == "preview"
+    assert Path(preview["config_file"]).name == "Pulumi.prod.yaml"
+    assert targets(preview["argv"]) == [FLAG_URN, VARIABLE_URN]

@@ -315,6 +315,31 @@ def test_a_commit_that_changes_nothing_under_image_builds_nothing_new(
     assert endpoints[0] == endpoints[1]
 
 
+def test_ci_runs_differ_only_in_the_job_token_which_the_build_does_not_diff_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In CI every run also brings a new GITHUB_TOKEN as GHCR_PUSH_TOKEN. It changes only
+    registries[].password, which pulumi-docker-build's Diff ignores (v0.0.22
+    provider/internal/image.go compares a registry's address and username): no rebuild."""
+    runs = []
+    for sha, token in (("1" * 40, "ghs_job_one"), ("2" * 40, "ghs_job_two")):
+        monkeypatch.setenv("GITHUB_SHA", sha)
+        monkeypatch.setenv("GHCR_PUSH_TOKEN", token)
+        runs.append(deploy("staging"))
+    first, second = (run.one(IMAGE) for run in runs)
+    assert [r["password"] for r in first.inputs["registries"]] == ["ghs_job_one"]
+    assert "registries" in first.secret_paths
+
+    def diffed(inputs: dict[str, Any]) -> dict[str, Any]:
+        copy: dict[str, Any] = json.loads(json.dumps(inputs))
+        for registry in copy["registries"]:
+            registry.pop("password")
+        return copy
+
+    assert diffed(first.inputs) == diffed(second.inputs)
+    assert runs[0].one(ENDPOINT).inputs == runs[1].one(ENDPOINT).inputs
+
+
 def test_prod_builds_nothing(deployments: dict[str, Deployment]) -> None:
     """prod pins a digest: no build resource, no push credential in use."""
     assert deployments["prod"].mocks.of_type(IMAGE) == []
