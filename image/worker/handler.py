@@ -1,7 +1,9 @@
 """The RunPod serverless handler: one job in, ComfyUI runs it, every output lands in R2.
 
 Owns: the job contract of ``ARCHITECTURE.md`` (``{"workflow"}`` or ``{"template",
-"params"}`` plus optional ``images``), validating it before any GPU time is spent, input
+"params"}`` plus optional ``images`` and, for templates, ``loras``: style models from
+``models.toml`` or the bucket, fetched through :mod:`worker.loras`), validating it before any
+GPU time is spent, input
 images (base64 or an https URL fetched by :mod:`worker.fetch`: public addresses only, every
 redirect checked, one deadline; size- and pixel-limited) through ``/upload/image``, waiting
 for a ComfyUI that is still starting, mapping every failure to one ``error_type`` with a
@@ -9,7 +11,9 @@ sentence a person can act on, a per-job timeout (downloads included) that interr
 ComfyUI, and concurrent uploads of images, videos (core ``animated`` and VHS ``gifs``) and
 audio to ``R2_PREFIX`` + ``jobs/<job id>/`` with presigned or public URLs, never over an
 existing object. Returns URLs, never base64, so results stay far below RunPod's payload
-limits. Settings are read per job from the environment; no I/O happens at import.
+limits, and with every output the seed and parameters that made it (per image of a batch:
+the seed and its ``batch_index``, which re-run it alone). Settings are read per job from the
+environment; no I/O happens at import.
 
 Isolation: each run gets its own folder ``jobs/<job id>-<run>/`` in ComfyUI's input and
 output folders (inputs are uploaded there, every ``filename_prefix`` is moved under it), so
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import logging
 import os
@@ -36,7 +41,7 @@ import threading
 import time
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,7 +52,7 @@ from urllib.parse import quote
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker import fetch, templates
+from worker import fetch, loras, templates
 from worker.comfy import (
     ComfyClient,
     ComfyError,
@@ -89,7 +94,7 @@ Kind = Literal["image", "video", "audio"]
 MAX_NODES = 5000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]")
-_INPUT_KEYS = frozenset({"workflow", "template", "params", "images", "comfy_org_api_key"})
+_INPUT_KEYS = frozenset({"workflow", "template", "params", "images", "loras", "comfy_org_api_key"})
 #: Inputs of loader nodes that name a file in ComfyUI's input folder.
 _FILE_INPUTS = frozenset(
     {"image", "audio", "video", "file", "path", "directory", "video_path", "audio_file"}
@@ -170,6 +175,13 @@ class HandlerSettings:
     folder when it is local; each run's inputs are deleted from it when the run ends."""
     comfy_org_api_key: str | None = field(default=None, repr=False)
     """``COMFY_ORG_API_KEY``: Comfy.org key for API nodes (a job's own key wins); never logged."""
+    loras_dir: Path | None = None
+    """``LORAS_DIR`` (default ``$MODELS_DIR/loras``): ComfyUI's loras folder on the models
+    volume; bucket LoRAs are cached in its ``bucket/`` subfolder (unset: key LoRAs fail)."""
+    lora_cache_max_bytes: int = 20 * 2**30
+    """``LORA_CACHE_MAX_BYTES``: size the LoRA cache is trimmed to (least recently used go)."""
+    lora_max_bytes: int = 2 * 2**30
+    """``LORA_MAX_BYTES``: largest LoRA file a job may fetch."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -201,7 +213,20 @@ class HandlerSettings:
             if (raw := env.get("COMFY_INPUT_DIR", "").strip())
             else (output_dir.parent / "input" if output_dir else None),
             comfy_org_api_key=env.get("COMFY_ORG_API_KEY", "").strip() or None,
+            loras_dir=_loras_dir(env),
+            lora_cache_max_bytes=int(
+                _env_number(env, "LORA_CACHE_MAX_BYTES", 20 * 2**30, 2**20, 2**44)
+            ),
+            lora_max_bytes=int(_env_number(env, "LORA_MAX_BYTES", 2 * 2**30, 1, 2**40)),
         )
+
+
+def _loras_dir(env: Mapping[str, str]) -> Path | None:
+    if raw := env.get("LORAS_DIR", "").strip():
+        return Path(raw)
+    if raw := env.get("MODELS_DIR", "").strip():
+        return Path(raw) / "loras"
+    return None
 
 
 @dataclass(frozen=True)
@@ -219,6 +244,9 @@ class JobRequest:
     graph: dict[str, Any]
     images: tuple[InputImage, ...]
     template: str | None
+    rendered: templates.Rendered | None = None
+    """The template's rendering (None for a raw workflow)."""
+    loras: tuple[loras.LoraSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,6 +258,8 @@ class OutputFile:
     subfolder: str
     folder_type: str
     kind: Kind
+    index: int = 0
+    """Its position in the node's list (for images, the position in the batch)."""
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -306,6 +336,24 @@ def _template_params(template: templates.Template, raw: Any, names: list[str]) -
     return params
 
 
+def _lora_uses(
+    template: templates.Template, specs: list[loras.LoraSpec]
+) -> list[templates.LoraUse]:
+    """The LoRAs as the graph takes them; bucket files get their names once fetched."""
+    if specs and template.no_loras:
+        raise templates.ParamError(f"template {template.name} takes no loras: {template.no_loras}")
+    return [
+        templates.LoraUse(
+            loras.resolve_name(spec, _manifest_path())
+            if spec.name is not None
+            else f"{loras.CACHE_SUBDIR}/pending-{spec.index}.safetensors",
+            spec.strength,
+            spec.targets,
+        )
+        for spec in specs
+    ]
+
+
 def parse_input(raw: Any, settings: HandlerSettings) -> tuple[JobRequest, list[tuple[str, str]]]:
     """Validate the job input; return the request (images not fetched yet) and image refs."""
     if not isinstance(raw, dict):
@@ -324,15 +372,25 @@ def parse_input(raw: Any, settings: HandlerSettings) -> tuple[JobRequest, list[t
     if has_workflow:
         if "params" in raw:
             raise _fail("input.params only applies to a template; edit the workflow instead")
+        if "loras" in raw:
+            raise _fail(
+                "input.loras only applies to a template; a workflow names its LoRAs in its "
+                "own LoraLoaderModelOnly nodes"
+            )
         # A copy: the run rewrites file names and prefixes in it, never the caller's object.
         return JobRequest(copy.deepcopy(_check_graph(raw["workflow"])), (), None), entries
     try:
         template = templates.get_template(raw["template"])
         params = _template_params(template, raw.get("params"), names)
-        graph, _variant = templates.render(template, params)
+        specs = loras.parse_loras(raw.get("loras"), template.lora_target_names)
+        uses = _lora_uses(template, specs)
+        rendered = templates.render(template, params, uses)
     except templates.ParamError as exc:
         raise _fail(str(exc)) from exc
-    return JobRequest(graph, (), template.name), entries
+    except loras.LoraError as exc:
+        raise JobFailureError(exc.error_type, exc.message) from exc
+    request = JobRequest(rendered.graph, (), template.name, rendered, tuple(specs))
+    return request, entries
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:  # noqa: PLR0911 - one per format
@@ -640,6 +698,7 @@ def collect_outputs(entry: Mapping[str, Any]) -> list[OutputFile]:
                         subfolder=str(item.get("subfolder") or ""),
                         folder_type="output",
                         kind=kind,
+                        index=index,
                     )
                 )
     return found
@@ -835,6 +894,62 @@ def _rename_inputs(graph: dict[str, Any], renamed: Mapping[str, str]) -> None:
                 inputs[name] = renamed[value]
 
 
+def check_template_images(request: JobRequest, images: list[InputImage]) -> None:
+    """Apply the template's rule on its input image's size (e.g. the upscale output cap)."""
+    rendered = request.rendered
+    if request.template is None or rendered is None:
+        return
+    template = templates.get_template(request.template)
+    wanted = rendered.values.get(template.image_param or "")
+    for image in images:
+        size = image_size(image.data) if image.name == wanted else None
+        if size is not None:
+            try:
+                templates.check_image(template, rendered.values, *size)
+            except templates.ParamError as exc:
+                raise _fail(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _lora_files(
+    request: JobRequest, settings: HandlerSettings, r2: R2Settings, deadline: float
+) -> Iterator[dict[int, loras.CachedLora]]:
+    """Fetch the job's bucket LoRAs into the cache and name them in the graph.
+
+    Yields index -> cached file; the files stay locked against eviction until the block ends.
+    """
+    wanted = [spec for spec in request.loras if spec.key is not None]
+    if not wanted:
+        yield {}
+        return
+    if settings.loras_dir is None:
+        raise JobFailureError(
+            "missing_model",
+            "this worker has no LoRA folder for bucket LoRAs: set MODELS_DIR (the endpoint "
+            "does with a network volume) or LORAS_DIR in its environment",
+        )
+    cache = loras.LoraCache(
+        settings.loras_dir,
+        max_bytes=settings.lora_cache_max_bytes,
+        max_file_bytes=settings.lora_max_bytes,
+    )
+    try:
+        with cache.session() as session:
+            fetched = {
+                spec.index: session.fetch(
+                    _s3(r2), r2.bucket, str(spec.key), deadline=deadline, index=spec.index
+                )
+                for spec in wanted
+            }
+            lora_nodes = request.rendered.lora_nodes if request.rendered else ()
+            for node_id, index in lora_nodes:
+                if index in fetched:
+                    request.graph[node_id]["inputs"]["lora_name"] = fetched[index].lora_name
+            yield fetched
+    except loras.LoraError as exc:
+        raise JobFailureError(exc.error_type, exc.message) from exc
+
+
 def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     job_id = str(job.get("id") or uuid.uuid4())
@@ -848,14 +963,88 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     extra_data = _comfy_org_extra_data(job.get("input"), settings)
     check_file_inputs(request.graph, [name for name, _ in entries])
     images = fetch_images(entries, settings, deadline=deadline)
+    check_template_images(request, images)
     run = Run.new(job_id)
     try:
-        return _run_in(
-            run, request, images, settings=settings, r2=r2, started=started, extra_data=extra_data
-        )
+        lora_started = time.monotonic()
+        with _lora_files(request, settings, r2, deadline) as fetched:
+            lora_ms = _ms(time.monotonic() - lora_started)
+            output = _run_in(
+                run,
+                request,
+                images,
+                settings=settings,
+                r2=r2,
+                started=started,
+                extra_data=extra_data,
+            )
+        output["outputs"] = [
+            {**record, **describe_output(request, item, fetched)}
+            for record, item in zip(output["outputs"], output.pop("_items"), strict=True)
+        ]
+        if request.loras:
+            output["timings"]["lora_ms"] = lora_ms
+        return output
     finally:
         remove_run_folder(settings.input_dir, run)
         remove_run_folder(settings.output_dir, run)
+
+
+def describe_output(
+    request: JobRequest, item: OutputFile, fetched: Mapping[int, loras.CachedLora]
+) -> dict[str, Any]:
+    """What made this output: its seed, and for a template the params that make it again.
+
+    A batch's images share one seed: image N is re-made alone by that seed with
+    ``batch_index`` N. A raw workflow's output gets the literal seed of the sampler it comes
+    from (None when there is none or several disagree).
+    """
+    rendered = request.rendered
+    if rendered is None:
+        described: dict[str, Any] = {"seed": graph_seed(request.graph, item.node_id)}
+        if item.kind == "image":
+            described["batch_index"] = item.index
+        return described
+    params = templates.output_params(rendered, item.index)
+    described = {"seed": params.get("seed"), "template": request.template, "params": params}
+    if "batch_index" in params:
+        described["batch_index"] = params["batch_index"]
+    if request.loras:
+        described["loras"] = [_lora_echo(spec, fetched.get(spec.index)) for spec in request.loras]
+    return described
+
+
+def _lora_echo(spec: loras.LoraSpec, cached: loras.CachedLora | None) -> dict[str, Any]:
+    echo = spec.echo()
+    if cached is not None and cached.sha256:
+        echo["sha256"] = cached.sha256  # the exact bytes, should the key be re-uploaded
+    return echo
+
+
+#: Inputs that hold a sampler's noise seed (core KSampler, KSamplerAdvanced, RandomNoise,
+#: SamplerCustom, and the custom samplers of the pinned nodes).
+_SEED_INPUTS = frozenset({"seed", "noise_seed"})
+
+
+def graph_seed(graph: Mapping[str, Any], node_id: str) -> int | None:
+    """The one literal seed among the ancestors of ``node_id`` (None: none, or several)."""
+    seen: set[str] = set()
+    stack = [node_id]
+    seeds: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if current in seen or not isinstance(graph.get(current), dict):
+            continue
+        seen.add(current)
+        inputs = graph[current].get("inputs", {})
+        if inputs.get("add_noise") == "disable":  # KSamplerAdvanced continuing a run
+            inputs = {k: v for k, v in inputs.items() if k != "noise_seed"}
+        for name, value in inputs.items():
+            if name in _SEED_INPUTS and isinstance(value, int) and not isinstance(value, bool):
+                seeds.add(value)
+            elif isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                stack.append(value[0])
+    return seeds.pop() if len(seeds) == 1 else None
 
 
 def _run_in(
@@ -910,6 +1099,7 @@ def _run_in(
     run_ms = _ms((result.finished_at or upload_started) - (result.started_at or result.queued_at))
     return {
         "outputs": outputs,
+        "_items": items,  # described by _run, then dropped
         "prompt_id": result.prompt_id,
         "timings": {
             "queue_ms": queue_ms,
