@@ -1,4 +1,4 @@
-"""The ``python -m ops`` command line: smoke, canary, health, cost and pin-digest.
+"""The ``python -m ops`` command line: smoke, canary, health, cost, pin-digest and job.
 
 Every command prints a table for people, or exactly one JSON document on stdout with
 ``--json``; progress and messages go to stderr. Exit codes: 0 every gate passed, 1 a gate
@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ops import canary as canary_mod
 from ops import cost as cost_mod
 from ops import health as health_mod
+from ops import progress as progress_mod
 from ops import smoke as smoke_mod
 from ops.jobs import Backoff, JobApiError, JobClient, JobOutcome
 from ops.promote import PromoteError, extract_digest, pin_digest
@@ -527,6 +529,88 @@ def _digest_to_pin(digest: str | None, outputs: str | None) -> str:
             "into --outputs - (output imageDigest)"
         )
     return extract_digest(str(found))
+
+
+@app.command()
+def job(
+    *,
+    input_file: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help="JSON file with the job `input`, e.g. a template with params and loras.",
+        ),
+    ],
+    endpoint_id: EndpointOpt = None,
+    outputs: OutputsOpt = None,
+    base_url: BaseUrlOpt = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(help="URL RunPod POSTs the finished job to.", show_default=False),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 2.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one job and follow it: the worker's progress on stderr, the outputs on stdout.
+
+    Shows each progress update the worker sends while the job runs (stage, node, step,
+    nodes done); prints every output with its key, URL and seed. Exit 1 if the job fails.
+    """
+    try:
+        job_input = json.loads(input_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _die("job", f"--input {input_file}: {exc}", as_json=as_json)
+    target, _ = _target(
+        "job", endpoint_id=endpoint_id, outputs_source=outputs, base_url=base_url, as_json=as_json
+    )
+    client = _client(target)
+    console = stderr_console()
+    seen: list[dict[str, Any]] = []
+
+    def show(view: dict[str, Any]) -> None:
+        line = progress_mod.describe(view)
+        if not seen or line != progress_mod.describe(seen[-1]):
+            console.print(
+                f"[dim]{view.get('id', '')}[/] {escape(line)}", highlight=False, soft_wrap=True
+            )
+        if view.get("output") is not None:
+            seen.append(view)
+
+    outcome = client.run_and_wait(
+        job_input, timeout_s=timeout, poll_s=poll_interval, webhook=webhook, on_status=show
+    )
+    progress = [view["output"] for view in seen]
+    results = outcome.output.get("outputs", []) if isinstance(outcome.output, dict) else []
+    if as_json:
+        emit_json(
+            {
+                "command": "job",
+                "ok": outcome.ok,
+                "jobId": outcome.job_id,
+                "status": outcome.status,
+                "error": outcome.error,
+                "errorType": outcome.error_type,
+                "output": outcome.output,
+                "progress": progress,
+            }
+        )
+    else:
+        rows = [
+            (
+                f"{item.get('kind', '?')} {item.get('key', '')}",
+                f"seed {item.get('seed')}"
+                + (f", batch_index {item['batch_index']}" if "batch_index" in item else "")
+                + f"  {item.get('url', '')}",
+            )
+            for item in results
+            if isinstance(item, dict)
+        ]
+        stdout_console().print(metrics_table(f"job {outcome.job_id}: {outcome.status}", rows))
+        if not outcome.ok:
+            stdout_console().print(f"[bold red]ops job:[/] {outcome.reason()}")
+    if not outcome.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -12,8 +12,11 @@ ComfyUI, and concurrent uploads of images, videos (core ``animated`` and VHS ``g
 audio to ``R2_PREFIX`` + ``jobs/<job id>/`` with presigned or public URLs, never over an
 existing object. Returns URLs, never base64, so results stay far below RunPod's payload
 limits, and with every output the seed and parameters that made it (per image of a batch:
-the seed and its ``batch_index``, which re-run it alone). Settings are read per job from the
-environment; no I/O happens at import.
+the seed and its ``batch_index``, which re-run it alone). While a job runs, ComfyUI's
+progress events (node, step/total) go to RunPod as progress updates (``progress_sink``,
+``runpod.serverless.progress_update`` under the SDK), at most one per
+``PROGRESS_INTERVAL_S`` plus one per stage. Settings are read per job from the environment;
+no I/O happens at import.
 
 Isolation: each run gets its own folder ``jobs/<job id>-<run>/`` in ComfyUI's input and
 output folders (inputs are uploaded there, every ``filename_prefix`` is moved under it), so
@@ -41,7 +44,7 @@ import threading
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -102,6 +105,14 @@ _FILE_INPUTS = frozenset(
 _ANNOTATION = re.compile(r"\[(input|output|temp)\]\s*$")
 #: Inputs of loader nodes that are choices but not model files.
 _NOT_MODEL_INPUTS = frozenset({"weight_dtype", "type", "device", "image", "audio"})
+
+
+ProgressSink = Callable[[dict[str, Any], Any], None]
+"""``(job, progress)``: the signature of ``runpod.serverless.progress_update``."""
+
+#: Where progress updates go: :func:`main` points it at ``runpod.serverless.progress_update``;
+#: the job stand-in of the tests at its own; None (the default) reports nothing.
+progress_sink: ProgressSink | None = None
 
 
 class JobFailureError(Exception):
@@ -182,6 +193,8 @@ class HandlerSettings:
     """``LORA_CACHE_MAX_BYTES``: size the LoRA cache is trimmed to (least recently used go)."""
     lora_max_bytes: int = 2 * 2**30
     """``LORA_MAX_BYTES``: largest LoRA file a job may fetch."""
+    progress_interval_s: float = 1.0
+    """``PROGRESS_INTERVAL_S``: least time between two step updates (0: every event)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -218,6 +231,7 @@ class HandlerSettings:
                 _env_number(env, "LORA_CACHE_MAX_BYTES", 20 * 2**30, 2**20, 2**44)
             ),
             lora_max_bytes=int(_env_number(env, "LORA_MAX_BYTES", 2 * 2**30, 1, 2**40)),
+            progress_interval_s=_env_number(env, "PROGRESS_INTERVAL_S", 1.0, 0, 3600),
         )
 
 
@@ -955,6 +969,7 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     job_id = str(job.get("id") or uuid.uuid4())
     settings = HandlerSettings.from_env()
     deadline = started + settings.job_timeout_s
+    progress = Progress(job, progress_sink, interval_s=settings.progress_interval_s)
     try:
         r2 = R2Settings.from_env()
     except R2ConfigError as exc:
@@ -962,6 +977,7 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     request, entries = parse_input(job.get("input"), settings)
     extra_data = _comfy_org_extra_data(job.get("input"), settings)
     check_file_inputs(request.graph, [name for name, _ in entries])
+    progress.stage("preparing", graph=request.graph)
     images = fetch_images(entries, settings, deadline=deadline)
     check_template_images(request, images)
     run = Run.new(job_id)
@@ -977,6 +993,7 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
                 r2=r2,
                 started=started,
                 extra_data=extra_data,
+                progress=progress,
             )
         output["outputs"] = [
             {**record, **describe_output(request, item, fetched)}
@@ -1047,6 +1064,86 @@ def graph_seed(graph: Mapping[str, Any], node_id: str) -> int | None:
     return seeds.pop() if len(seeds) == 1 else None
 
 
+class Progress:
+    """One job's progress updates: each stage at once, ComfyUI's events at most every
+    ``interval_s`` (RunPod shows the latest as the job's ``output`` while it runs)."""
+
+    def __init__(
+        self,
+        job: Mapping[str, Any],
+        sink: ProgressSink | None,
+        *,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job = dict(job)
+        self.sink = sink
+        self.interval_s = interval_s
+        self.clock = clock
+        self.started = clock()
+        self.graph: Mapping[str, Any] = {}
+        self.state: dict[str, Any] = {"stage": "preparing"}
+        self.node: str | None = None
+        self.nodes_done = 0
+        self.nodes_total = 0
+        self.last_sent: float | None = None
+        #: Every update sent (for tests and logs).
+        self.sent: list[dict[str, Any]] = []
+
+    def stage(self, name: str, *, graph: Mapping[str, Any] | None = None, **data: Any) -> None:
+        """Enter a stage (preparing, queued, running, uploading); always sent."""
+        if graph is not None:
+            self.graph = graph
+            self.nodes_total = len(graph)
+        self.state = {"stage": name, **data}
+        self._send(force=True)
+
+    def comfy_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Observe a ComfyUI WebSocket event of the job's prompt."""
+        if kind == "execution_start":
+            self.stage("running", nodes_done=0, nodes_total=self.nodes_total)
+        elif kind == "execution_cached":
+            cached = data.get("nodes") or []
+            self.nodes_total = max(0, len(self.graph) - len(cached))
+        elif kind == "executing" and data.get("node") is not None:
+            if self.node is not None:
+                self.nodes_done += 1
+            self.node = str(data["node"])
+            self._running(value=None, maximum=None)
+        elif kind == "progress":
+            self.node = str(data.get("node") or self.node)
+            self._running(value=data.get("value"), maximum=data.get("max"))
+
+    def _running(self, *, value: Any, maximum: Any) -> None:
+        node = self.graph.get(self.node or "") or {}
+        state: dict[str, Any] = {
+            "stage": "running",
+            "node": self.node,
+            "node_type": node.get("class_type"),
+            "title": (node.get("_meta") or {}).get("title"),
+            "nodes_done": self.nodes_done,
+            "nodes_total": self.nodes_total,
+        }
+        if isinstance(value, int | float) and isinstance(maximum, int | float) and maximum:
+            state.update(value=value, max=maximum, percent=round(100 * value / maximum))
+        self.state = state
+        self._send(force=False)
+
+    def _send(self, *, force: bool) -> None:
+        now = self.clock()
+        if not force and self.last_sent is not None and now - self.last_sent < self.interval_s:
+            return
+        self.last_sent = now
+        update = {**self.state, "elapsed_s": round(now - self.started, 1)}
+        self.sent.append(update)
+        if self.sink is None:
+            return
+        try:
+            self.sink(self.job, update)
+        except Exception:  # progress is best effort; the job goes on
+            log.exception("progress update for job %s failed", self.job.get("id"))
+
+
 def _run_in(
     run: Run,
     request: JobRequest,
@@ -1056,6 +1153,7 @@ def _run_in(
     r2: R2Settings,
     started: float,
     extra_data: dict[str, str] | None,
+    progress: Progress,
 ) -> dict[str, Any]:
     deadline = started + settings.job_timeout_s
     comfy = ComfyClient(settings.comfy_url, pid_file=settings.pid_file)
@@ -1067,7 +1165,9 @@ def _run_in(
         _rename_inputs(request.graph, renamed)
         isolate_outputs(request.graph, run)
         prepared = time.monotonic()
-        result = _execute(comfy, request.graph, settings, extra_data, deadline=deadline)
+        result = _execute(
+            comfy, request.graph, settings, extra_data, deadline=deadline, progress=progress
+        )
     except ComfyUnavailableError as exc:
         raise JobFailureError("comfy_error", str(exc), refresh=True) from exc
     except PromptRejectedError as exc:
@@ -1092,6 +1192,7 @@ def _run_in(
             "VHS_VideoCombine (save_output true) or SaveAudio node",
         )
     upload_started = time.monotonic()
+    progress.stage("uploading", outputs=len(items))
     outputs = upload_outputs(items, settings=settings, r2=r2, run=run)
     done = time.monotonic()
     remove_local_outputs(items, settings.output_dir)
@@ -1131,6 +1232,7 @@ def _execute(
     extra_data: dict[str, str] | None = None,
     *,
     deadline: float,
+    progress: Progress | None = None,
 ) -> RunResult:
     client_id = uuid.uuid4().hex
     prompt_id = str(uuid.uuid4())
@@ -1138,8 +1240,16 @@ def _execute(
     try:
         comfy.queue_prompt(graph, client_id=client_id, prompt_id=prompt_id, extra_data=extra_data)
         queued_at = time.monotonic()
+        if progress is not None:
+            progress.stage("queued")
         try:
-            return comfy.follow(ws, prompt_id, deadline=deadline, queued_at=queued_at)
+            return comfy.follow(
+                ws,
+                prompt_id,
+                deadline=deadline,
+                queued_at=queued_at,
+                on_event=progress.comfy_event if progress is not None else None,
+            )
         except ExecutionTimeoutError:
             comfy.interrupt(prompt_id)
             stopped = True
@@ -1175,7 +1285,9 @@ def main() -> None:
     """Start the RunPod serverless worker loop with :func:`handler`."""
     import runpod  # noqa: PLC0415 - the SDK starts threads and reads argv; only load it here
 
+    global progress_sink  # noqa: PLW0603 - the one place the SDK is wired in
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    progress_sink = runpod.serverless.progress_update
     runpod.serverless.start({"handler": handler})
 
 

@@ -20,12 +20,14 @@ from typing import Any
 
 import pytest
 import requests
+from worker import handler as handler_module
 from worker import loras, templates
-from worker.handler import handler
+from worker.handler import Progress, handler
 from worker.r2 import R2Settings, make_client
 
 from ops import lora as ops_lora
 from tests.fakes.comfyui import ComfyUIDouble, tiny_png
+from tests.fakes.runpod_jobs import DEFAULT_API_KEY, JobApiEmulator
 from tests.fakes.s3 import settings_env
 from tests.fakes.s3_proxy import FaultProxy, fault_proxy
 from tests.image.lora_support import safetensors_bytes
@@ -82,7 +84,7 @@ def studio(
         fault_proxy(s3_endpoint) as proxy,
         ComfyUIDouble(models=MODELS, models_dir=models_dir) as comfy,
     ):
-        for name in ("R2_PUBLIC_BASE_URL", "JOB_TIMEOUT_S", "LORAS_DIR"):
+        for name in ("R2_PUBLIC_BASE_URL", "JOB_TIMEOUT_S", "LORAS_DIR", "PROGRESS_INTERVAL_S"):
             monkeypatch.delenv(name, raising=False)
         via_proxy = dataclasses.replace(r2_bucket, endpoint=proxy.url)
         for name, value in settings_env(via_proxy).items():
@@ -433,3 +435,66 @@ def test_a_random_seed_is_reported_and_raw_workflows_report_their_samplers_seed(
     }  # fmt: skip
     out = handler({"id": "seed-5", "input": {"workflow": flat}})
     assert out["outputs"][0]["seed"] is None
+
+
+# -- progress -------------------------------------------------------------------------------
+def test_progress_updates_appear_in_status_while_the_job_runs(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the RunPod job stand-in: /status of the running job shows the worker's latest
+    update (stage, node, step/total); the finished job shows the result instead."""
+    studio.comfy.node_seconds = 0.15
+    monkeypatch.setenv("PROGRESS_INTERVAL_S", "0")
+    with JobApiEmulator(handler, workers=1) as emulator:
+        monkeypatch.setattr(handler_module, "progress_sink", emulator.progress_update)
+        headers = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
+        base = f"{emulator.base_url}/{emulator.endpoint_id}"
+        job_id = requests.post(
+            f"{base}/run", json={"input": _flux("a sword", steps=4)}, headers=headers, timeout=10
+        ).json()["id"]
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            view = requests.get(f"{base}/status/{job_id}", headers=headers, timeout=10).json()
+            if view["status"] == "COMPLETED":
+                break
+            if view["status"] == "IN_PROGRESS" and view.get("output"):
+                seen.append(view["output"])
+            time.sleep(0.05)
+        assert view["status"] == "COMPLETED", view
+        assert "outputs" in view["output"]
+        updates = emulator.job(job_id).progress_updates
+    stepping = [u for u in seen if u.get("node_type") == "KSampler" and "value" in u]
+    assert stepping, seen
+    assert stepping[-1]["max"] == 4
+    assert {"node", "title", "percent", "nodes_done", "nodes_total", "elapsed_s"} <= set(
+        stepping[-1]
+    )
+    stages = [u["stage"] for u in updates]
+    assert stages[0] == "preparing"
+    assert stages.index("queued") < stages.index("running") < stages.index("uploading")
+
+
+def test_progress_is_throttled_but_every_stage_is_sent() -> None:
+    """Steps closer than the interval are dropped; stage changes always go out; a sink that
+    raises never fails the job."""
+    now = [0.0]
+    sent: list[Any] = []
+
+    def sink(job: dict[str, Any], update: Any) -> None:
+        sent.append(update)
+        if update["stage"] == "uploading":
+            raise RuntimeError("RunPod unreachable")
+
+    graph = {"6": {"class_type": "KSampler", "_meta": {"title": "Sampler"}}}
+    progress = Progress({"id": "j"}, sink, interval_s=1.0, clock=lambda: now[0])
+    progress.stage("preparing", graph=graph)
+    progress.comfy_event("execution_start", {})
+    for step in range(1, 21):
+        now[0] += 0.25
+        progress.comfy_event("progress", {"value": step, "max": 20, "node": "6"})
+    progress.stage("uploading", outputs=1)
+    steps = [u["value"] for u in sent if "value" in u]
+    assert steps == [4, 8, 12, 16, 20]
+    assert [u["stage"] for u in sent if "value" not in u] == ["preparing", "running", "uploading"]
+    assert sent[-2]["title"] == "Sampler"
