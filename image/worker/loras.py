@@ -426,11 +426,12 @@ def _head(client: S3Client, bucket: str, key: str, where: str) -> _Remote:
 
 
 def _unavailable(where: str, bucket: str, code: str, status: int | None) -> LoraError:
-    hint = (
-        "the worker's R2 token may not read it: it needs object read on the bucket"
-        if status == 403 or code in {"403", "AccessDenied"}
-        else "R2 did not answer; try again"
-    )
+    if status == 403 or code in {"403", "AccessDenied"}:
+        hint = "the worker's R2 token may not read it: it needs object read on the bucket"
+    elif status == 412 or code == "PreconditionFailed":
+        hint = "it was replaced while this job downloaded it; send the job again"
+    else:
+        hint = "R2 did not answer; try again"
     return LoraError(
         "missing_model", f"could not fetch {where} from R2 bucket {bucket} ({code}): {hint}"
     )

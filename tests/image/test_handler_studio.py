@@ -326,6 +326,34 @@ def test_the_cache_evicts_least_recently_used_files_but_never_one_in_use(studio:
         assert sorted(p.name for p in cache.entries()) == sorted([held.path.name, fourth.path.name])
 
 
+def test_an_object_replaced_mid_download_is_not_mixed_into_the_cache(studio: Studio) -> None:
+    """GET carries If-Match of the version HEAD saw: a key re-uploaded in between fails the
+    job (missing_model, send it again) instead of caching bytes of the wrong version."""
+    studio.put("loras/r/moving.safetensors", safetensors_bytes(10))
+    real = _client(studio)
+
+    class ReplacedAfterHead:
+        def head_object(self, **kwargs: Any) -> Any:
+            answer = real.head_object(**kwargs)
+            studio.put("loras/r/moving.safetensors", safetensors_bytes(11))
+            return answer
+
+        def get_object(self, **kwargs: Any) -> Any:
+            return real.get_object(**kwargs)
+
+    cache = _cache(studio)
+    with cache.session() as session, pytest.raises(loras.LoraError) as failed:
+        session.fetch(
+            ReplacedAfterHead(),  # type: ignore[arg-type]
+            studio.bucket.bucket,
+            "loras/r/moving.safetensors",
+            deadline=time.monotonic() + 30,
+        )
+    assert failed.value.error_type == "missing_model"
+    assert "replaced while this job downloaded it" in failed.value.message
+    assert cache.entries() == []
+
+
 def test_lora_keys_in_the_job_contract_match_what_ops_uploads(tmp_path: Path) -> None:
     """The key `ops lora upload` makes passes the handler's key check."""
     path = tmp_path / "My Castle (v2).safetensors"
