@@ -66,6 +66,7 @@ KNOWN_MODEL_GROUPS = (
     "steadydancer",
     "flux_dev_fp8",
     "background_removal",
+    "upscale",
 )
 #: Environment variable that, when set, is the GHCR push token instead of
 #: ``image.registryToken``: CI passes the workflow's short-lived ``GITHUB_TOKEN`` here.

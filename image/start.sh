@@ -432,6 +432,8 @@ main() {
     # the SDK's local test server.
     # Uploaded outputs are deleted from the container disk (they live in R2).
     export COMFY_OUTPUT_DIR="${COMFY_OUTPUT_DIR:-${COMFYUI_DIR}/output}"
+    # The handler caches bucket LoRAs in ${MODELS_DIR}/loras/bucket (ComfyUI lists it).
+    export MODELS_DIR
     local handler_args=()
     [[ -n "${HANDLER_ARGS:-}" ]] && read -r -a handler_args <<<"${HANDLER_ARGS}"
     "${PYTHON}" -u -m worker.handler "${handler_args[@]}" > >(prefix handler) 2>&1 &

@@ -1,4 +1,4 @@
-"""The ``python -m ops`` command line: smoke, canary, health, cost and pin-digest.
+"""The ``python -m ops`` command line: smoke, canary, health, cost, pin-digest, job and lora.
 
 Every command prints a table for people, or exactly one JSON document on stdout with
 ``--json``; progress and messages go to stderr. Exit codes: 0 every gate passed, 1 a gate
@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ops import canary as canary_mod
 from ops import cost as cost_mod
 from ops import health as health_mod
+from ops import lora as lora_mod
+from ops import progress as progress_mod
 from ops import smoke as smoke_mod
 from ops.jobs import Backoff, JobApiError, JobClient, JobOutcome
 from ops.promote import PromoteError, extract_digest, pin_digest
@@ -527,6 +530,195 @@ def _digest_to_pin(digest: str | None, outputs: str | None) -> str:
             "into --outputs - (output imageDigest)"
         )
     return extract_digest(str(found))
+
+
+@app.command()
+def job(
+    *,
+    input_file: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help="JSON file with the job `input`, e.g. a template with params and loras.",
+        ),
+    ],
+    endpoint_id: EndpointOpt = None,
+    outputs: OutputsOpt = None,
+    base_url: BaseUrlOpt = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(help="URL RunPod POSTs the finished job to.", show_default=False),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 2.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one job and follow it: the worker's progress on stderr, the outputs on stdout.
+
+    Shows each progress update the worker sends while the job runs (stage, node, step,
+    nodes done); prints every output with its key, URL and seed. Exit 1 if the job fails.
+    """
+    try:
+        job_input = json.loads(input_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _die("job", f"--input {input_file}: {exc}", as_json=as_json)
+    target, _ = _target(
+        "job", endpoint_id=endpoint_id, outputs_source=outputs, base_url=base_url, as_json=as_json
+    )
+    client = _client(target)
+    console = stderr_console()
+    seen: list[dict[str, Any]] = []
+
+    def show(view: dict[str, Any]) -> None:
+        line = progress_mod.describe(view)
+        if not seen or line != progress_mod.describe(seen[-1]):
+            console.print(
+                f"[dim]{view.get('id', '')}[/] {escape(line)}", highlight=False, soft_wrap=True
+            )
+        if view.get("output") is not None:
+            seen.append(view)
+
+    outcome = client.run_and_wait(
+        job_input, timeout_s=timeout, poll_s=poll_interval, webhook=webhook, on_status=show
+    )
+    progress = [view["output"] for view in seen]
+    results = outcome.output.get("outputs", []) if isinstance(outcome.output, dict) else []
+    if as_json:
+        emit_json(
+            {
+                "command": "job",
+                "ok": outcome.ok,
+                "jobId": outcome.job_id,
+                "status": outcome.status,
+                "error": outcome.error,
+                "errorType": outcome.error_type,
+                "output": outcome.output,
+                "progress": progress,
+            }
+        )
+    else:
+        rows = [
+            (
+                f"{item.get('kind', '?')} {item.get('key', '')}",
+                f"seed {item.get('seed')}"
+                + (f", batch_index {item['batch_index']}" if "batch_index" in item else "")
+                + f"  {item.get('url', '')}",
+            )
+            for item in results
+            if isinstance(item, dict)
+        ]
+        stdout_console().print(metrics_table(f"job {outcome.job_id}: {outcome.status}", rows))
+        if not outcome.ok:
+            stdout_console().print(f"[bold red]ops job:[/] {outcome.reason()}")
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+lora_app = typer.Typer(
+    no_args_is_help=True,
+    help="The studio's LoRAs in the output bucket (keys under loras/).",
+)
+app.add_typer(lora_app, name="lora")
+
+
+def _lora_target(command: str, outputs: str | None, *, as_json: bool) -> tuple[Any, str]:
+    try:
+        env = StackOutputs.load(outputs).r2_env(os.environ)
+        settings = lora_mod.settings_from(env)
+    except (TargetError, lora_mod.LoraCommandError) as exc:
+        _die(command, str(exc), as_json=as_json)
+    r2, _ = lora_mod.worker_modules()
+    return r2.make_client(settings), settings.bucket
+
+
+@lora_app.command("upload")
+def lora_upload(
+    file: Annotated[Path, typer.Argument(help="The LoRA, a .safetensors file.")],
+    *,
+    name: Annotated[
+        str | None,
+        typer.Option(help="File name in the key (default: the file's).", show_default=False),
+    ] = None,
+    strength: Annotated[
+        float, typer.Option(min=0.0, max=2.0, help="Strength in the printed job snippet.")
+    ] = 0.8,
+    outputs: OutputsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload a LoRA under loras/<sha256 prefix>/ with its sha256; print the job snippet.
+
+    Uses R2_ENDPOINT, R2_BUCKET, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY (a token that may
+    write the bucket); endpoint and bucket may come from --outputs. The same file again is
+    reported as already uploaded; nothing is ever overwritten.
+    """
+    try:
+        lora_mod.check_file(file)
+    except lora_mod.LoraCommandError as exc:
+        _die("lora upload", str(exc), as_json=as_json)
+    client, bucket = _lora_target("lora upload", outputs, as_json=as_json)
+    try:
+        done = lora_mod.upload(client, bucket, file, name=name)
+    except lora_mod.LoraCommandError as exc:
+        _die("lora upload", str(exc), as_json=as_json)
+    except Exception as exc:  # noqa: BLE001 - every botocore failure ends the command the same way
+        if as_json:
+            emit_json(
+                {"command": "lora upload", "ok": False, "error": lora_mod.describe_error(exc)}
+            )
+        else:
+            stderr_console().print(f"[bold red]ops lora upload:[/] {lora_mod.describe_error(exc)}")
+        raise typer.Exit(1) from None
+    snippet = {"loras": [done.snippet(strength)]}
+    if as_json:
+        emit_json(
+            {
+                "command": "lora upload",
+                "ok": True,
+                "key": done.key,
+                "sha256": done.sha256,
+                "bytes": done.bytes,
+                "created": done.created,
+                "snippet": snippet,
+            }
+        )
+        return
+    what = "uploaded" if done.created else "already uploaded"
+    console = stdout_console()
+    console.print(
+        f"{what} {done.key} ({done.bytes} bytes, sha256 {done.sha256})",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print("use it in a job input (FLUX or wan22_t2v templates):", markup=False)
+    console.print(json.dumps(snippet), markup=False, highlight=False, soft_wrap=True)
+
+
+@lora_app.command("list")
+def lora_list(*, outputs: OutputsOpt = None, as_json: JsonOpt = False) -> None:
+    """List the LoRAs under loras/ with size, sha256 and the key a job sends.
+
+    Uses the R2_* variables (the app's read token is enough), or --outputs.
+    """
+    client, bucket = _lora_target("lora list", outputs, as_json=as_json)
+    try:
+        found = lora_mod.list_loras(client, bucket)
+    except Exception as exc:  # noqa: BLE001 - every botocore failure ends the command the same way
+        _die("lora list", lora_mod.describe_error(exc), as_json=as_json)
+    if as_json:
+        emit_json(
+            {
+                "command": "lora list",
+                "ok": True,
+                "bucket": bucket,
+                "loras": [entry.__dict__ for entry in found],
+            }
+        )
+        return
+    rows = [
+        (entry.key, f"{entry.bytes} bytes, sha256 {entry.sha256 or '(not recorded)'}")
+        for entry in found
+    ]
+    stdout_console().print(metrics_table(f"LoRAs in {bucket} ({len(found)})", rows))
 
 
 def main() -> None:

@@ -209,11 +209,19 @@ class JobClient:
             f"/{route} answered an unexpected body from {self.host} (wanted {wanted}): {shown}"
         )
 
-    def run(self, job_input: Any, *, policy: dict[str, Any] | None = None) -> tuple[str, int]:
+    def run(
+        self,
+        job_input: Any,
+        *,
+        policy: dict[str, Any] | None = None,
+        webhook: str | None = None,
+    ) -> tuple[str, int]:
         """Submit a job with ``/run``; return its id and the 429s absorbed."""
         body: dict[str, Any] = {"input": job_input}
         if policy:
             body["policy"] = policy
+        if webhook:
+            body["webhook"] = webhook
         data, throttled = self.request("POST", "run", body)
         job_id = data.get("id")
         if not isinstance(job_id, str) or not ENDPOINT_ID.match(job_id):
@@ -256,12 +264,18 @@ class JobClient:
         timeout_s: float,
         poll_s: float,
         policy: dict[str, Any] | None = None,
+        webhook: str | None = None,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
     ) -> JobOutcome:
-        """Submit, poll ``/status`` until a terminal state or ``timeout_s``; never raises."""
+        """Submit, poll ``/status`` until a terminal state or ``timeout_s``; never raises.
+
+        ``on_status`` sees every ``/status`` body before the job ends (an ``IN_PROGRESS``
+        job's ``output`` is the worker's latest progress update).
+        """
         started = time.monotonic()
         throttled = 0
         try:
-            job_id, throttled = self.run(job_input, policy=policy)
+            job_id, throttled = self.run(job_input, policy=policy, webhook=webhook)
         except RateLimitedError as exc:
             return JobOutcome(
                 job_id=None,
@@ -298,6 +312,8 @@ class JobClient:
                 return outcome_from_status(
                     last, latency_s=time.monotonic() - started, throttled=throttled
                 )
+            if on_status is not None:
+                on_status(last)
             if time.monotonic() >= deadline:
                 self.cancel(job_id)
                 where = last.get("status", "unknown")

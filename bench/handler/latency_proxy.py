@@ -41,9 +41,13 @@ def _handler_class(upstream: str, delay: float) -> type[BaseHTTPRequestHandler]:
                 payload = response.read()
                 self.send_response(response.status, response.reason)
                 for key, value in response.getheaders():
-                    if key.lower() not in _HOP_BY_HOP:
+                    if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
+                # HEAD announces the object's length (upstream's header), with no body.
+                length = response.getheader("Content-Length", "0")
+                self.send_header(
+                    "Content-Length", length if self.command == "HEAD" else str(len(payload))
+                )
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)

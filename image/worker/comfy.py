@@ -3,8 +3,9 @@
 Owns: telling "ComfyUI is still booting" from "ComfyUI is dead" (its PID file plus
 ``/system_stats``), uploading input images, queueing a prompt after the WebSocket is open,
 following the execution events to the reliable done signal (``executing {node: null}``),
-interrupting, reading the history and streaming output files from ``/view``. Knows nothing
-about jobs, templates or R2: :mod:`worker.handler` owns those. The protocol is described in
+handing each event of the prompt to an optional observer (progress reporting), interrupting,
+reading the history and streaming output files from ``/view``. Knows nothing about jobs,
+templates or R2: :mod:`worker.handler` owns those. The protocol is described in
 ``../shared/reference/comfyui-api.md``.
 """
 
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 #: How often a blocking wait wakes up to check that ComfyUI's process still lives.
 LIVENESS_POLL_S = 0.5
+
+
+EventObserver = Callable[[str, dict[str, Any]], None]
+"""Called with ``(event type, data)`` for each WebSocket event of the followed prompt."""
 
 
 class ComfyError(Exception):
@@ -288,12 +293,15 @@ class ComfyClient:
         *,
         deadline: float,
         queued_at: float | None = None,
+        on_event: EventObserver | None = None,
     ) -> RunResult:
         """Read events for ``prompt_id`` until ``executing {node: null}``.
 
         Raises :class:`ExecutionTimeoutError` at ``deadline`` (``time.monotonic()``) and
         :class:`ComfyUnavailableError` when the socket drops and ComfyUI is gone; when it
-        drops but ComfyUI still answers, falls back to polling the history.
+        drops but ComfyUI still answers, falls back to polling the history. ``on_event``
+        sees every event of this prompt (``(type, data)``, e.g. ``progress {value, max,
+        node}``) as it arrives; an observer that raises is logged and ignored.
         """
         result = RunResult(prompt_id=prompt_id, queued_at=queued_at or time.monotonic())
         while True:
@@ -315,11 +323,11 @@ class ComfyClient:
                 return self._poll_history(result, deadline)
             if not isinstance(frame, str):
                 continue  # binary preview frames
-            if self._apply_event(result, frame):
+            if self._apply_event(result, frame, on_event):
                 return result
 
     @staticmethod
-    def _apply_event(result: RunResult, frame: str) -> bool:
+    def _apply_event(result: RunResult, frame: str, on_event: EventObserver | None = None) -> bool:
         try:
             message = json.loads(frame)
         except ValueError:
@@ -329,6 +337,11 @@ class ComfyClient:
         if not isinstance(data, dict) or data.get("prompt_id") != result.prompt_id:
             return False
         result.events.append(str(kind))
+        if on_event is not None:
+            try:
+                on_event(str(kind), data)
+            except Exception:  # an observer never breaks the run it watches
+                log.exception("progress observer failed on a %s event", kind)
         now = time.monotonic()
         if kind == "execution_start":
             result.started_at = now

@@ -1,7 +1,9 @@
 """The RunPod serverless handler: one job in, ComfyUI runs it, every output lands in R2.
 
 Owns: the job contract of ``ARCHITECTURE.md`` (``{"workflow"}`` or ``{"template",
-"params"}`` plus optional ``images``), validating it before any GPU time is spent, input
+"params"}`` plus optional ``images`` and, for templates, ``loras``: style models from
+``models.toml`` or the bucket, fetched through :mod:`worker.loras`), validating it before any
+GPU time is spent, input
 images (base64 or an https URL fetched by :mod:`worker.fetch`: public addresses only, every
 redirect checked, one deadline; size- and pixel-limited) through ``/upload/image``, waiting
 for a ComfyUI that is still starting, mapping every failure to one ``error_type`` with a
@@ -9,7 +11,12 @@ sentence a person can act on, a per-job timeout (downloads included) that interr
 ComfyUI, and concurrent uploads of images, videos (core ``animated`` and VHS ``gifs``) and
 audio to ``R2_PREFIX`` + ``jobs/<job id>/`` with presigned or public URLs, never over an
 existing object. Returns URLs, never base64, so results stay far below RunPod's payload
-limits. Settings are read per job from the environment; no I/O happens at import.
+limits, and with every output the seed and parameters that made it (per image of a batch:
+the seed and its ``batch_index``, which re-run it alone). While a job runs, ComfyUI's
+progress events (node, step/total) go to RunPod as progress updates (``progress_sink``,
+``runpod.serverless.progress_update`` under the SDK), at most one per
+``PROGRESS_INTERVAL_S`` plus one per stage. Settings are read per job from the environment;
+no I/O happens at import.
 
 Isolation: each run gets its own folder ``jobs/<job id>-<run>/`` in ComfyUI's input and
 output folders (inputs are uploaded there, every ``filename_prefix`` is moved under it), so
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import logging
 import os
@@ -36,7 +44,7 @@ import threading
 import time
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,7 +55,7 @@ from urllib.parse import quote
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker import fetch, templates
+from worker import fetch, loras, templates
 from worker.comfy import (
     ComfyClient,
     ComfyError,
@@ -89,7 +97,7 @@ Kind = Literal["image", "video", "audio"]
 MAX_NODES = 5000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]")
-_INPUT_KEYS = frozenset({"workflow", "template", "params", "images", "comfy_org_api_key"})
+_INPUT_KEYS = frozenset({"workflow", "template", "params", "images", "loras", "comfy_org_api_key"})
 #: Inputs of loader nodes that name a file in ComfyUI's input folder.
 _FILE_INPUTS = frozenset(
     {"image", "audio", "video", "file", "path", "directory", "video_path", "audio_file"}
@@ -97,6 +105,14 @@ _FILE_INPUTS = frozenset(
 _ANNOTATION = re.compile(r"\[(input|output|temp)\]\s*$")
 #: Inputs of loader nodes that are choices but not model files.
 _NOT_MODEL_INPUTS = frozenset({"weight_dtype", "type", "device", "image", "audio"})
+
+
+ProgressSink = Callable[[dict[str, Any], Any], None]
+"""``(job, progress)``: the signature of ``runpod.serverless.progress_update``."""
+
+#: Where progress updates go: :func:`main` points it at ``runpod.serverless.progress_update``;
+#: the job stand-in of the tests at its own; None (the default) reports nothing.
+progress_sink: ProgressSink | None = None
 
 
 class JobFailureError(Exception):
@@ -170,6 +186,15 @@ class HandlerSettings:
     folder when it is local; each run's inputs are deleted from it when the run ends."""
     comfy_org_api_key: str | None = field(default=None, repr=False)
     """``COMFY_ORG_API_KEY``: Comfy.org key for API nodes (a job's own key wins); never logged."""
+    loras_dir: Path | None = None
+    """``LORAS_DIR`` (default ``$MODELS_DIR/loras``): ComfyUI's loras folder on the models
+    volume; bucket LoRAs are cached in its ``bucket/`` subfolder (unset: key LoRAs fail)."""
+    lora_cache_max_bytes: int = 20 * 2**30
+    """``LORA_CACHE_MAX_BYTES``: size the LoRA cache is trimmed to (least recently used go)."""
+    lora_max_bytes: int = 2 * 2**30
+    """``LORA_MAX_BYTES``: largest LoRA file a job may fetch."""
+    progress_interval_s: float = 1.0
+    """``PROGRESS_INTERVAL_S``: least time between two step updates (0: every event)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -201,7 +226,21 @@ class HandlerSettings:
             if (raw := env.get("COMFY_INPUT_DIR", "").strip())
             else (output_dir.parent / "input" if output_dir else None),
             comfy_org_api_key=env.get("COMFY_ORG_API_KEY", "").strip() or None,
+            loras_dir=_loras_dir(env),
+            lora_cache_max_bytes=int(
+                _env_number(env, "LORA_CACHE_MAX_BYTES", 20 * 2**30, 2**20, 2**44)
+            ),
+            lora_max_bytes=int(_env_number(env, "LORA_MAX_BYTES", 2 * 2**30, 1, 2**40)),
+            progress_interval_s=_env_number(env, "PROGRESS_INTERVAL_S", 1.0, 0, 3600),
         )
+
+
+def _loras_dir(env: Mapping[str, str]) -> Path | None:
+    if raw := env.get("LORAS_DIR", "").strip():
+        return Path(raw)
+    if raw := env.get("MODELS_DIR", "").strip():
+        return Path(raw) / "loras"
+    return None
 
 
 @dataclass(frozen=True)
@@ -219,6 +258,9 @@ class JobRequest:
     graph: dict[str, Any]
     images: tuple[InputImage, ...]
     template: str | None
+    rendered: templates.Rendered | None = None
+    """The template's rendering (None for a raw workflow)."""
+    loras: tuple[loras.LoraSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,6 +272,8 @@ class OutputFile:
     subfolder: str
     folder_type: str
     kind: Kind
+    index: int = 0
+    """Its position in the node's list (for images, the position in the batch)."""
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -306,6 +350,24 @@ def _template_params(template: templates.Template, raw: Any, names: list[str]) -
     return params
 
 
+def _lora_uses(
+    template: templates.Template, specs: list[loras.LoraSpec]
+) -> list[templates.LoraUse]:
+    """The LoRAs as the graph takes them; bucket files get their names once fetched."""
+    if specs and template.no_loras:
+        raise templates.ParamError(f"template {template.name} takes no loras: {template.no_loras}")
+    return [
+        templates.LoraUse(
+            loras.resolve_name(spec, _manifest_path())
+            if spec.name is not None
+            else f"{loras.CACHE_SUBDIR}/pending-{spec.index}.safetensors",
+            spec.strength,
+            spec.targets,
+        )
+        for spec in specs
+    ]
+
+
 def parse_input(raw: Any, settings: HandlerSettings) -> tuple[JobRequest, list[tuple[str, str]]]:
     """Validate the job input; return the request (images not fetched yet) and image refs."""
     if not isinstance(raw, dict):
@@ -324,15 +386,25 @@ def parse_input(raw: Any, settings: HandlerSettings) -> tuple[JobRequest, list[t
     if has_workflow:
         if "params" in raw:
             raise _fail("input.params only applies to a template; edit the workflow instead")
+        if "loras" in raw:
+            raise _fail(
+                "input.loras only applies to a template; a workflow names its LoRAs in its "
+                "own LoraLoaderModelOnly nodes"
+            )
         # A copy: the run rewrites file names and prefixes in it, never the caller's object.
         return JobRequest(copy.deepcopy(_check_graph(raw["workflow"])), (), None), entries
     try:
         template = templates.get_template(raw["template"])
         params = _template_params(template, raw.get("params"), names)
-        graph, _variant = templates.render(template, params)
+        specs = loras.parse_loras(raw.get("loras"), template.lora_target_names)
+        uses = _lora_uses(template, specs)
+        rendered = templates.render(template, params, uses)
     except templates.ParamError as exc:
         raise _fail(str(exc)) from exc
-    return JobRequest(graph, (), template.name), entries
+    except loras.LoraError as exc:
+        raise JobFailureError(exc.error_type, exc.message) from exc
+    request = JobRequest(rendered.graph, (), template.name, rendered, tuple(specs))
+    return request, entries
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:  # noqa: PLR0911 - one per format
@@ -640,6 +712,7 @@ def collect_outputs(entry: Mapping[str, Any]) -> list[OutputFile]:
                         subfolder=str(item.get("subfolder") or ""),
                         folder_type="output",
                         kind=kind,
+                        index=index,
                     )
                 )
     return found
@@ -835,11 +908,68 @@ def _rename_inputs(graph: dict[str, Any], renamed: Mapping[str, str]) -> None:
                 inputs[name] = renamed[value]
 
 
+def check_template_images(request: JobRequest, images: list[InputImage]) -> None:
+    """Apply the template's rule on its input image's size (e.g. the upscale output cap)."""
+    rendered = request.rendered
+    if request.template is None or rendered is None:
+        return
+    template = templates.get_template(request.template)
+    wanted = rendered.values.get(template.image_param or "")
+    for image in images:
+        size = image_size(image.data) if image.name == wanted else None
+        if size is not None:
+            try:
+                templates.check_image(template, rendered.values, *size)
+            except templates.ParamError as exc:
+                raise _fail(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _lora_files(
+    request: JobRequest, settings: HandlerSettings, r2: R2Settings, deadline: float
+) -> Iterator[dict[int, loras.CachedLora]]:
+    """Fetch the job's bucket LoRAs into the cache and name them in the graph.
+
+    Yields index -> cached file; the files stay locked against eviction until the block ends.
+    """
+    wanted = [spec for spec in request.loras if spec.key is not None]
+    if not wanted:
+        yield {}
+        return
+    if settings.loras_dir is None:
+        raise JobFailureError(
+            "missing_model",
+            "this worker has no LoRA folder for bucket LoRAs: set MODELS_DIR (the endpoint "
+            "does with a network volume) or LORAS_DIR in its environment",
+        )
+    cache = loras.LoraCache(
+        settings.loras_dir,
+        max_bytes=settings.lora_cache_max_bytes,
+        max_file_bytes=settings.lora_max_bytes,
+    )
+    try:
+        with cache.session() as session:
+            fetched = {
+                spec.index: session.fetch(
+                    _s3(r2), r2.bucket, str(spec.key), deadline=deadline, index=spec.index
+                )
+                for spec in wanted
+            }
+            lora_nodes = request.rendered.lora_nodes if request.rendered else ()
+            for node_id, index in lora_nodes:
+                if index in fetched:
+                    request.graph[node_id]["inputs"]["lora_name"] = fetched[index].lora_name
+            yield fetched
+    except loras.LoraError as exc:
+        raise JobFailureError(exc.error_type, exc.message) from exc
+
+
 def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     job_id = str(job.get("id") or uuid.uuid4())
     settings = HandlerSettings.from_env()
     deadline = started + settings.job_timeout_s
+    progress = Progress(job, progress_sink, interval_s=settings.progress_interval_s)
     try:
         r2 = R2Settings.from_env()
     except R2ConfigError as exc:
@@ -847,15 +977,171 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     request, entries = parse_input(job.get("input"), settings)
     extra_data = _comfy_org_extra_data(job.get("input"), settings)
     check_file_inputs(request.graph, [name for name, _ in entries])
+    progress.stage("preparing", graph=request.graph)
     images = fetch_images(entries, settings, deadline=deadline)
+    check_template_images(request, images)
     run = Run.new(job_id)
     try:
-        return _run_in(
-            run, request, images, settings=settings, r2=r2, started=started, extra_data=extra_data
-        )
+        lora_started = time.monotonic()
+        with _lora_files(request, settings, r2, deadline) as fetched:
+            lora_ms = _ms(time.monotonic() - lora_started)
+            output = _run_in(
+                run,
+                request,
+                images,
+                settings=settings,
+                r2=r2,
+                started=started,
+                extra_data=extra_data,
+                progress=progress,
+            )
+        output["outputs"] = [
+            {**record, **describe_output(request, item, fetched)}
+            for record, item in zip(output["outputs"], output.pop("_items"), strict=True)
+        ]
+        if request.loras:
+            output["timings"]["lora_ms"] = lora_ms
+        return output
     finally:
         remove_run_folder(settings.input_dir, run)
         remove_run_folder(settings.output_dir, run)
+
+
+def describe_output(
+    request: JobRequest, item: OutputFile, fetched: Mapping[int, loras.CachedLora]
+) -> dict[str, Any]:
+    """What made this output: its seed, and for a template the params that make it again.
+
+    A batch's images share one seed: image N is re-made alone by that seed with
+    ``batch_index`` N. A raw workflow's output gets the literal seed of the sampler it comes
+    from (None when there is none or several disagree).
+    """
+    rendered = request.rendered
+    if rendered is None:
+        described: dict[str, Any] = {"seed": graph_seed(request.graph, item.node_id)}
+        if item.kind == "image":
+            described["batch_index"] = item.index
+        return described
+    params = templates.output_params(rendered, item.index)
+    described = {"seed": params.get("seed"), "template": request.template, "params": params}
+    if "batch_index" in params:
+        described["batch_index"] = params["batch_index"]
+    if request.loras:
+        described["loras"] = [_lora_echo(spec, fetched.get(spec.index)) for spec in request.loras]
+    return described
+
+
+def _lora_echo(spec: loras.LoraSpec, cached: loras.CachedLora | None) -> dict[str, Any]:
+    echo = spec.echo()
+    if cached is not None and cached.sha256:
+        echo["sha256"] = cached.sha256  # the exact bytes, should the key be re-uploaded
+    return echo
+
+
+#: Inputs that hold a sampler's noise seed (core KSampler, KSamplerAdvanced, RandomNoise,
+#: SamplerCustom, and the custom samplers of the pinned nodes).
+_SEED_INPUTS = frozenset({"seed", "noise_seed"})
+
+
+def graph_seed(graph: Mapping[str, Any], node_id: str) -> int | None:
+    """The one literal seed among the ancestors of ``node_id`` (None: none, or several)."""
+    seen: set[str] = set()
+    stack = [node_id]
+    seeds: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if current in seen or not isinstance(graph.get(current), dict):
+            continue
+        seen.add(current)
+        inputs = graph[current].get("inputs", {})
+        if inputs.get("add_noise") == "disable":  # KSamplerAdvanced continuing a run
+            inputs = {k: v for k, v in inputs.items() if k != "noise_seed"}
+        for name, value in inputs.items():
+            if name in _SEED_INPUTS and isinstance(value, int) and not isinstance(value, bool):
+                seeds.add(value)
+            elif isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                stack.append(value[0])
+    return seeds.pop() if len(seeds) == 1 else None
+
+
+class Progress:
+    """One job's progress updates: each stage at once, ComfyUI's events at most every
+    ``interval_s`` (RunPod shows the latest as the job's ``output`` while it runs)."""
+
+    def __init__(
+        self,
+        job: Mapping[str, Any],
+        sink: ProgressSink | None,
+        *,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job = dict(job)
+        self.sink = sink
+        self.interval_s = interval_s
+        self.clock = clock
+        self.started = clock()
+        self.graph: Mapping[str, Any] = {}
+        self.state: dict[str, Any] = {"stage": "preparing"}
+        self.node: str | None = None
+        self.nodes_done = 0
+        self.nodes_total = 0
+        self.last_sent: float | None = None
+        #: Every update sent (for tests and logs).
+        self.sent: list[dict[str, Any]] = []
+
+    def stage(self, name: str, *, graph: Mapping[str, Any] | None = None, **data: Any) -> None:
+        """Enter a stage (preparing, queued, running, uploading); always sent."""
+        if graph is not None:
+            self.graph = graph
+            self.nodes_total = len(graph)
+        self.state = {"stage": name, **data}
+        self._send(force=True)
+
+    def comfy_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Observe a ComfyUI WebSocket event of the job's prompt."""
+        if kind == "execution_start":
+            self.stage("running", nodes_done=0, nodes_total=self.nodes_total)
+        elif kind == "execution_cached":
+            cached = data.get("nodes") or []
+            self.nodes_total = max(0, len(self.graph) - len(cached))
+        elif kind == "executing" and data.get("node") is not None:
+            if self.node is not None:
+                self.nodes_done += 1
+            self.node = str(data["node"])
+            self._running(value=None, maximum=None)
+        elif kind == "progress":
+            self.node = str(data.get("node") or self.node)
+            self._running(value=data.get("value"), maximum=data.get("max"))
+
+    def _running(self, *, value: Any, maximum: Any) -> None:
+        node = self.graph.get(self.node or "") or {}
+        state: dict[str, Any] = {
+            "stage": "running",
+            "node": self.node,
+            "node_type": node.get("class_type"),
+            "title": (node.get("_meta") or {}).get("title"),
+            "nodes_done": self.nodes_done,
+            "nodes_total": self.nodes_total,
+        }
+        if isinstance(value, int | float) and isinstance(maximum, int | float) and maximum:
+            state.update(value=value, max=maximum, percent=round(100 * value / maximum))
+        self.state = state
+        self._send(force=False)
+
+    def _send(self, *, force: bool) -> None:
+        now = self.clock()
+        if not force and self.last_sent is not None and now - self.last_sent < self.interval_s:
+            return
+        self.last_sent = now
+        update = {**self.state, "elapsed_s": round(now - self.started, 1)}
+        self.sent.append(update)
+        if self.sink is None:
+            return
+        try:
+            self.sink(self.job, update)
+        except Exception:  # progress is best effort; the job goes on
+            log.exception("progress update for job %s failed", self.job.get("id"))
 
 
 def _run_in(
@@ -867,6 +1153,7 @@ def _run_in(
     r2: R2Settings,
     started: float,
     extra_data: dict[str, str] | None,
+    progress: Progress,
 ) -> dict[str, Any]:
     deadline = started + settings.job_timeout_s
     comfy = ComfyClient(settings.comfy_url, pid_file=settings.pid_file)
@@ -878,7 +1165,9 @@ def _run_in(
         _rename_inputs(request.graph, renamed)
         isolate_outputs(request.graph, run)
         prepared = time.monotonic()
-        result = _execute(comfy, request.graph, settings, extra_data, deadline=deadline)
+        result = _execute(
+            comfy, request.graph, settings, extra_data, deadline=deadline, progress=progress
+        )
     except ComfyUnavailableError as exc:
         raise JobFailureError("comfy_error", str(exc), refresh=True) from exc
     except PromptRejectedError as exc:
@@ -903,6 +1192,7 @@ def _run_in(
             "VHS_VideoCombine (save_output true) or SaveAudio node",
         )
     upload_started = time.monotonic()
+    progress.stage("uploading", outputs=len(items))
     outputs = upload_outputs(items, settings=settings, r2=r2, run=run)
     done = time.monotonic()
     remove_local_outputs(items, settings.output_dir)
@@ -910,6 +1200,7 @@ def _run_in(
     run_ms = _ms((result.finished_at or upload_started) - (result.started_at or result.queued_at))
     return {
         "outputs": outputs,
+        "_items": items,  # described by _run, then dropped
         "prompt_id": result.prompt_id,
         "timings": {
             "queue_ms": queue_ms,
@@ -941,6 +1232,7 @@ def _execute(
     extra_data: dict[str, str] | None = None,
     *,
     deadline: float,
+    progress: Progress | None = None,
 ) -> RunResult:
     client_id = uuid.uuid4().hex
     prompt_id = str(uuid.uuid4())
@@ -948,8 +1240,16 @@ def _execute(
     try:
         comfy.queue_prompt(graph, client_id=client_id, prompt_id=prompt_id, extra_data=extra_data)
         queued_at = time.monotonic()
+        if progress is not None:
+            progress.stage("queued")
         try:
-            return comfy.follow(ws, prompt_id, deadline=deadline, queued_at=queued_at)
+            return comfy.follow(
+                ws,
+                prompt_id,
+                deadline=deadline,
+                queued_at=queued_at,
+                on_event=progress.comfy_event if progress is not None else None,
+            )
         except ExecutionTimeoutError:
             comfy.interrupt(prompt_id)
             stopped = True
@@ -985,7 +1285,9 @@ def main() -> None:
     """Start the RunPod serverless worker loop with :func:`handler`."""
     import runpod  # noqa: PLC0415 - the SDK starts threads and reads argv; only load it here
 
+    global progress_sink  # noqa: PLW0603 - the one place the SDK is wired in
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    progress_sink = runpod.serverless.progress_update
     runpod.serverless.start({"handler": handler})
 
 

@@ -3,8 +3,11 @@
 Owns: the list of templates the job contract accepts, each parameter's type, range and
 default, where each parameter lands in the graph (node id + input name), the model groups a
 template needs (checked against ``models.toml`` by the tests), and turning
-``{"template", "params"}`` into a graph ComfyUI accepts. Raises :class:`ParamError` with a
-message a person can act on. Knows nothing about HTTP or R2.
+``{"template", "params"}`` into a graph ComfyUI accepts: the nodes it inserts (a
+``LoraLoaderModelOnly`` chain per LoRA target, the upscale chain of ``flux_txt2img``'s
+``upscale``, ``LatentFromBatch`` to re-run one image of a batch) and the parameters that
+reproduce each output. Raises :class:`ParamError` with a message a person can act on. Knows
+nothing about HTTP, R2 or where a LoRA file comes from (:mod:`worker.loras` does).
 """
 
 from __future__ import annotations
@@ -14,13 +17,24 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 SEED_MAX = 2**64 - 1
+#: Most LoRAs one job may stack (each becomes one ``LoraLoaderModelOnly`` per target).
+MAX_LORAS = 4
+#: LoRA strength range a job may ask for (ComfyUI itself allows -100..100).
+LORA_STRENGTH = (0.0, 2.0)
+#: Upscale model file per factor (``upscale_models/`` of ``models.toml``, group ``upscale``).
+UPSCALE_MODELS: Mapping[int, str] = {
+    2: "RealESRGAN_x2plus.safetensors",
+    4: "RealESRGAN_x4plus.safetensors",
+}
+#: Largest image an upscale may produce (8192 x 8192): a 2048 x 2048 input at 4x.
+MAX_UPSCALED_PIXELS = 8192 * 8192
 WAN_NEGATIVE = (
     "blurry, low quality, static, overexposed, worst quality, jpeg artifacts, deformed, "
     "extra fingers, bad hands, bad anatomy, text, watermark, subtitles"
@@ -90,6 +104,9 @@ class Param:
 Binding = tuple[str, str, Callable[[Any], Any] | None]
 """(node id, input name, transform of the parameter value or None)."""
 
+Edit = Callable[[dict[str, Any], Mapping[str, Any]], tuple[str, ...]]
+"""A change a parameter makes to the graph's shape; returns model groups it adds."""
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -102,6 +119,36 @@ class Variant:
     """Model groups (``models.toml``) this variant needs."""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Defaults that differ from the template-wide ones (e.g. steps)."""
+    lora_targets: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Where LoRAs go: target name (``model``; WAN: ``high``/``low``) -> (node id, input) of
+    the node whose ``MODEL`` input the LoRA chain is spliced into. Empty: no LoRAs."""
+    edits: tuple[Edit, ...] = ()
+    """Graph changes driven by parameters (upscale chain, batch pick), in order."""
+
+
+@dataclass(frozen=True)
+class LoraUse:
+    """One LoRA as the graph needs it."""
+
+    lora_name: str
+    """The name ``LoraLoaderModelOnly`` lists (relative to the ``loras`` folder)."""
+    strength: float
+    targets: tuple[str, ...] = ()
+    """Target names of the variant (empty: all of them)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A template turned into a graph, with what the job result reports about it."""
+
+    graph: dict[str, Any]
+    variant: Variant
+    values: dict[str, Any]
+    """Every parameter that made the graph (defaults and the drawn seed included)."""
+    groups: tuple[str, ...]
+    """Model groups the graph needs (the variant's plus those of its edits)."""
+    lora_nodes: tuple[tuple[str, int], ...] = ()
+    """(node id, index into the job's loras) of every inserted ``LoraLoaderModelOnly``."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +163,10 @@ class Template:
     choose: Callable[[Mapping[str, Any]], str] = lambda _params: "default"
     image_param: str | None = None
     """The parameter naming an uploaded image, if the template reads one."""
+    no_loras: str | None = None
+    """Why the template takes no LoRAs (None: its variants say where they go)."""
+    image_rule: Callable[[Mapping[str, Any], int, int], str | None] | None = None
+    """Extra check of the input image's width and height (known once it is fetched)."""
 
     def param(self, name: str) -> Param:
         """The parameter called ``name``."""
@@ -123,6 +174,14 @@ class Template:
             if param.name == name:
                 return param
         raise KeyError(name)
+
+    @property
+    def lora_target_names(self) -> tuple[str, ...]:
+        """Every LoRA target any variant offers (``model``, or ``high``/``low`` for WAN)."""
+        names: dict[str, None] = {}
+        for variant in self.variants.values():
+            names.update(dict.fromkeys(variant.lora_targets))
+        return tuple(names)
 
 
 def workflows_dir() -> Path:
@@ -163,6 +222,89 @@ _IMAGE = Param(
     "Name of an entry in `images`; defaults to the only image when exactly one is sent.",
 )
 
+
+def _factor_rule(*allowed: int) -> Callable[[int], str | None]:
+    def rule(value: int) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(map(str, allowed))}"
+
+    return rule
+
+
+def _new_id(graph: Mapping[str, Any], wanted: str) -> str:
+    if wanted in graph:
+        raise ValueError(f"workflow already has a node {wanted!r}")  # a template bug
+    return wanted
+
+
+def _pick_from_batch(latent: str, consumer: tuple[str, str]) -> Edit:
+    """``batch_index`` N: draw the noise of images N.. of the batch (``LatentFromBatch``).
+
+    KSampler draws one noise tensor for the whole latent batch from the seed; a latent that
+    carries ``batch_index`` gets exactly the noise those batch positions had, so image N of
+    an earlier batch is made again alone.
+    """
+
+    def edit(graph: dict[str, Any], values: Mapping[str, Any]) -> tuple[str, ...]:
+        index, size = int(values.get("batch_index") or 0), int(values.get("batch_size") or 1)
+        if index:
+            graph[latent]["inputs"]["batch_size"] = index + size
+            node_id = _new_id(graph, "pick")
+            graph[node_id] = {
+                "class_type": "LatentFromBatch",
+                "inputs": {"samples": [latent, 0], "batch_index": index, "length": size},
+                "_meta": {"title": f"Images {index}..{index + size - 1} of the seed's batch"},
+            }
+            node, name = consumer
+            graph[node]["inputs"][name] = [node_id, 0]
+        return ()
+
+    return edit
+
+
+def _upscale_before(consumer: tuple[str, str]) -> Edit:
+    """``upscale`` 2 or 4: Real-ESRGAN between the decoded image and ``consumer``."""
+
+    def edit(graph: dict[str, Any], values: Mapping[str, Any]) -> tuple[str, ...]:
+        factor = int(values.get("upscale") or 0)
+        if not factor:
+            return ()
+        node, name = consumer
+        loader, upscale = _new_id(graph, "upscale_model"), _new_id(graph, "upscale")
+        graph[loader] = {
+            "class_type": "UpscaleModelLoader",
+            "inputs": {"model_name": UPSCALE_MODELS[factor]},
+            "_meta": {"title": f"Real-ESRGAN x{factor}"},
+        }
+        graph[upscale] = {
+            "class_type": "ImageUpscaleWithModel",
+            "inputs": {"upscale_model": [loader, 0], "image": graph[node]["inputs"][name]},
+            "_meta": {"title": f"Upscale x{factor} (tiled)"},
+        }
+        graph[node]["inputs"][name] = [upscale, 0]
+        return ("upscale",)
+
+    return edit
+
+
+def _upscaled_size_rule(scale_param: str) -> Callable[[Mapping[str, Any], int, int], str | None]:
+    def rule(values: Mapping[str, Any], width: int, height: int) -> str | None:
+        factor = int(values.get(scale_param) or 1)
+        if width * height * factor * factor <= MAX_UPSCALED_PIXELS:
+            return None
+        return (
+            f"is {width}x{height}: at {factor}x that is {width * factor}x{height * factor}, "
+            f"over the {MAX_UPSCALED_PIXELS} pixels (8192x8192) an upscale may make; send a "
+            "smaller image or a lower scale"
+        )
+
+    return rule
+
+
+_NO_LORAS_TURBO = (
+    "TurboDiffusion's loader returns its own int8 model, not a ComfyUI MODEL a "
+    "LoraLoaderModelOnly can patch; use wan22_t2v for LoRAs"
+)
+
 _FLUX_TXT2IMG = Template(
     name="flux_txt2img",
     summary="FLUX.1-dev fp8 text to image.",
@@ -191,11 +333,31 @@ _FLUX_TXT2IMG = Template(
         Param("steps", int, "Sampling steps.", default=20, minimum=1, maximum=100),
         Param("guidance", float, "FLUX guidance.", default=3.5, minimum=0, maximum=30),
         Param("batch_size", int, "Images per job.", default=1, minimum=1, maximum=4),
+        Param(
+            "batch_index",
+            int,
+            "Make images N.. of the seed's batch (what an output's `params` say to re-run "
+            "one image of a batch alone).",
+            default=0,
+            minimum=0,
+            maximum=60,
+        ),
+        Param(
+            "upscale",
+            int,
+            "Upscale the result 2x or 4x with Real-ESRGAN (0: no).",
+            default=0,
+            minimum=0,
+            maximum=4,
+            rule=_factor_rule(0, 2, 4),
+        ),
     ),
     variants={
         "default": Variant(
             workflow="flux_txt2img.json",
             groups=("flux_dev_fp8",),
+            lora_targets={"model": ("6", "model")},
+            edits=(_pick_from_batch("5", ("6", "latent_image")), _upscale_before(("8", "images"))),
             bindings={
                 "prompt": (("2", "text", None),),
                 "negative_prompt": (("4", "text", None),),
@@ -243,6 +405,7 @@ _FLUX_IMG2IMG = Template(
         "default": Variant(
             workflow="flux_img2img.json",
             groups=("flux_dev_fp8",),
+            lora_targets={"model": ("7", "model")},
             bindings={
                 "prompt": (("2", "text", None),),
                 "negative_prompt": (("4", "text", None),),
@@ -262,6 +425,7 @@ _REMOVE_BACKGROUND = Template(
     summary="BiRefNet background removal (core ComfyUI nodes); a PNG with alpha.",
     params=(_IMAGE,),
     image_param="image",
+    no_loras="BiRefNet is a segmentation model, not a diffusion model",
     variants={
         "default": Variant(
             workflow="remove_background.json",
@@ -339,12 +503,15 @@ _WAN22_T2V = Template(
             groups=("wan22_t2v", "wan22_t2v_fast"),
             bindings={**_WAN_COMMON, **_WAN_SAMPLERS},
             defaults={"steps": 4, "cfg": 1.0},
+            # After the lightx2v 4-step LoRAs, before the shift.
+            lora_targets={"high": ("5", "model"), "low": ("6", "model")},
         ),
         "full": Variant(
             workflow="wan22_t2v_full.json",
             groups=("wan22_t2v",),
             bindings={**_WAN_COMMON, **_WAN_SAMPLERS},
             defaults={"steps": 20, "cfg": 3.5},
+            lora_targets={"high": ("5", "model"), "low": ("6", "model")},
         ),
     },
 )
@@ -416,6 +583,7 @@ _WAN22_TURBO_I2V = Template(
     ),
     params=(_PROMPT, _SEED, _IMAGE, *_TURBO_PARAMS),
     image_param="image",
+    no_loras=_NO_LORAS_TURBO,
     variants={
         "default": Variant(
             workflow="wan22_turbo_i2v.json",
@@ -439,6 +607,7 @@ _WAN22_TURBO_T2V = Template(
             "image_steps", int, "FLUX steps for the first frame.", default=20, minimum=1, maximum=50
         ),
     ),
+    no_loras=_NO_LORAS_TURBO,
     variants={
         "default": Variant(
             workflow="wan22_turbo_t2v.json",
@@ -458,6 +627,39 @@ _WAN22_TURBO_T2V = Template(
     },
 )
 
+_UPSCALE = Template(
+    name="upscale",
+    summary=(
+        "Real-ESRGAN 2x or 4x (core UpscaleModelLoader + ImageUpscaleWithModel, which works in "
+        "512 px tiles, so a 2048x2048 input fits a 24 GB card)."
+    ),
+    params=(
+        _IMAGE,
+        Param(
+            "scale",
+            int,
+            "2 or 4.",
+            default=2,
+            minimum=2,
+            maximum=4,
+            rule=_factor_rule(2, 4),
+        ),
+    ),
+    image_param="image",
+    no_loras="Real-ESRGAN is an upscaling model, not a diffusion model",
+    image_rule=_upscaled_size_rule("scale"),
+    variants={
+        "default": Variant(
+            workflow="upscale.json",
+            groups=("upscale",),
+            bindings={
+                "image": (("1", "image", None),),
+                "scale": (("2", "model_name", lambda factor: UPSCALE_MODELS[factor]),),
+            },
+        )
+    },
+)
+
 TEMPLATES: dict[str, Template] = {
     t.name: t
     for t in (
@@ -467,6 +669,7 @@ TEMPLATES: dict[str, Template] = {
         _WAN22_T2V,
         _WAN22_TURBO_I2V,
         _WAN22_TURBO_T2V,
+        _UPSCALE,
     )
 }
 
@@ -495,8 +698,8 @@ def check_params(template: Template, raw: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def render(template: Template, raw: Mapping[str, Any]) -> tuple[dict[str, Any], Variant]:
-    """The graph for ``template`` with ``raw`` parameters applied, and the variant used."""
+def render(template: Template, raw: Mapping[str, Any], loras: Sequence[LoraUse] = ()) -> Rendered:
+    """The graph for ``template`` with ``raw`` parameters and ``loras`` applied."""
     values = check_params(template, raw)
     variant = template.variants[template.choose(values)]
     for name, value in variant.defaults.items():
@@ -505,7 +708,71 @@ def render(template: Template, raw: Mapping[str, Any]) -> tuple[dict[str, Any], 
     for name, value in values.items():
         for node_id, input_name, transform in variant.bindings.get(name, ()):
             graph[node_id]["inputs"][input_name] = transform(value) if transform else value
-    return graph, variant
+    groups = list(variant.groups)
+    for edit in variant.edits:
+        groups.extend(edit(graph, values))
+    lora_nodes = _insert_loras(template, variant, graph, loras)
+    return Rendered(graph, variant, values, tuple(dict.fromkeys(groups)), lora_nodes)
+
+
+def _insert_loras(
+    template: Template, variant: Variant, graph: dict[str, Any], loras: Sequence[LoraUse]
+) -> tuple[tuple[str, int], ...]:
+    """Splice one ``LoraLoaderModelOnly`` per LoRA into each target's model input."""
+    if not loras:
+        return ()
+    if template.no_loras or not variant.lora_targets:
+        raise ParamError(
+            f"template {template.name} takes no loras: {template.no_loras or 'no model input'}"
+        )
+    if len(loras) > MAX_LORAS:
+        raise ParamError(f"input.loras has {len(loras)} entries; at most {MAX_LORAS} per job")
+    for index, lora in enumerate(loras):
+        unknown = sorted(set(lora.targets) - set(variant.lora_targets))
+        if unknown:
+            raise ParamError(
+                f"loras[{index}] targets {', '.join(unknown)}, but template {template.name} "
+                f"has {', '.join(variant.lora_targets)}"
+            )
+    inserted: list[tuple[str, int]] = []
+    for target, (node, input_name) in variant.lora_targets.items():
+        source = graph[node]["inputs"][input_name]
+        for index, lora in enumerate(loras):
+            if lora.targets and target not in lora.targets:
+                continue
+            node_id = _new_id(graph, f"lora_{target}_{index + 1}")
+            graph[node_id] = {
+                "class_type": "LoraLoaderModelOnly",
+                "inputs": {
+                    "model": source,
+                    "lora_name": lora.lora_name,
+                    "strength_model": lora.strength,
+                },
+                "_meta": {"title": f"Job LoRA {index + 1} ({target})"},
+            }
+            source = [node_id, 0]
+            inserted.append((node_id, index))
+        graph[node]["inputs"][input_name] = source
+    return tuple(inserted)
+
+
+def check_image(template: Template, values: Mapping[str, Any], width: int, height: int) -> None:
+    """Refuse an input image the template cannot handle (:class:`ParamError`)."""
+    if template.image_rule is not None and (problem := template.image_rule(values, width, height)):
+        raise ParamError(f"input image {values.get(template.image_param or 'image')!r} {problem}")
+
+
+def output_params(rendered: Rendered, index: int) -> dict[str, Any]:
+    """The params that make output ``index`` (in its node's list) again, alone.
+
+    A batched template's images share one seed; image N of the batch is reproduced by that
+    seed with ``batch_index`` N and ``batch_size`` 1 (not by seed + N).
+    """
+    params = dict(rendered.values)
+    if "batch_size" in params:
+        params["batch_index"] = int(params.get("batch_index") or 0) + index
+        params["batch_size"] = 1
+    return params
 
 
 def get_template(name: object) -> Template:

@@ -29,6 +29,13 @@ wrote. File inputs resolve as ComfyUI's annotated-path helpers do (absolute path
 ``filename_prefix`` that leaves the output folder fails the node with ComfyUI's "Saving
 image outside the output folder is not allowed." execution error.
 
+Model folders: loader lists are the ``models`` given plus, with ``models_dir``, the files on
+disk under ``<models_dir>/<folder>/`` (subfolders and ComfyUI's model extensions, re-read at
+every prompt like ``folder_paths``' mtime-checked cache), and a loader that runs reads such a
+file as ``load_torch_file`` does: a ``.safetensors`` whose header ``safe_open`` refuses
+(truncated, not safetensors) fails the node. ``progress`` events come per sampler step and
+per upscale tile, as ComfyUI's progress-bar hook sends them.
+
 Deliberately not emulated: real image content (outputs are small valid PNG/MP4/FLAC headers,
 padded to ``output_bytes`` when set), previews other than one binary frame per sampler,
 partial execution of some outputs when others fail validation (every invalid output fails
@@ -273,6 +280,27 @@ NODE_CLASSES: dict[str, NodeClass] = {
         category="image/upscaling",
         v3=True,
     ),
+    "LatentFromBatch": NodeClass(
+        {
+            "samples": Inp("LATENT"),
+            "batch_index": _int(-16384, 16384, 0),
+            "length": _int(1, 64, 1),
+        },
+        ("LATENT",),
+        category="model/latent/batch",
+    ),
+    "UpscaleModelLoader": NodeClass(
+        {"model_name": _models("upscale_models")},
+        ("UPSCALE_MODEL",),
+        category="model/loaders",
+        v3=True,
+    ),
+    "ImageUpscaleWithModel": NodeClass(
+        {"upscale_model": Inp("UPSCALE_MODEL"), "image": Inp("IMAGE")},
+        ("IMAGE",),
+        category="image/upscaling",
+        v3=True,
+    ),
     "SaveImage": NodeClass(
         {"images": Inp("IMAGE"), "filename_prefix": Inp("STRING", default="ComfyUI")},
         output_node=True,
@@ -357,6 +385,45 @@ NODE_CLASSES: dict[str, NodeClass] = {
 }
 
 _SAMPLER_CLASSES = frozenset({"KSampler", "KSamplerAdvanced"})
+#: ``folder_paths.supported_pt_extensions``: the files a model folder on disk lists.
+MODEL_EXTENSIONS = frozenset(
+    {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
+)
+#: Tiles ImageUpscaleWithModel reports progress for (512 px tiles of a small test image).
+UPSCALE_TILES = 4
+
+
+def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per refusal
+    """What ``safetensors.safe_open`` would refuse about ``path`` (None: it loads).
+
+    The format: an 8-byte little-endian header length N, N bytes of JSON mapping tensor names
+    to ``{dtype, shape, data_offsets: [begin, end]}`` (plus an optional ``__metadata__``),
+    then the tensor bytes, which every ``end`` must lie within.
+    """
+    data = path.read_bytes()
+    if len(data) < 8:
+        return "HeaderTooSmall"
+    length = int.from_bytes(data[:8], "little")
+    if length > 100_000_000 or 8 + length > len(data):
+        return "HeaderTooLarge"
+    try:
+        header = json.loads(data[8 : 8 + length])
+    except ValueError:
+        return "InvalidHeaderDeserialization"
+    if not isinstance(header, dict):
+        return "InvalidHeaderDeserialization"
+    body = len(data) - 8 - length
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
+            return "InvalidHeaderDeserialization"
+        if offsets[1] > body:
+            return "MetadataIncompleteBuffer"
+    return None
+
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -415,6 +482,7 @@ class ComfyUIDouble:
         self,
         *,
         models: Mapping[str, Sequence[str]] | None = None,
+        models_dir: Path | None = None,
         output_dir: Path | None = None,
         input_dir: Path | None = None,
         fault: Fault = Fault.OK,
@@ -425,6 +493,12 @@ class ComfyUIDouble:
         pid_file: Path | None = None,
     ) -> None:
         self.models: dict[str, list[str]] = {k: list(v) for k, v in (models or {}).items()}
+        #: A models folder on disk, like an ``extra_model_paths`` root: the files under
+        #: ``<folder>/`` (subfolders included) are listed next to ``models`` and read when a
+        #: loader runs, so a file that appears later is seen at the next prompt.
+        self.models_dir = models_dir
+        #: (folder, name, sha256) of every file from ``models_dir`` a loader read.
+        self.loaded_files: list[tuple[str, str, str]] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="comfyui-double-")
         root = Path(self._tmp.name)
         self.output_dir = output_dir or root / "output"
@@ -782,7 +856,26 @@ class ComfyUIDouble:
         known = {i.folder for n in NODE_CLASSES.values() for i in n.required.values()}
         if folder not in known and folder not in self.models:
             return web.Response(status=404)
-        return web.json_response(sorted(self.models.get(folder, [])))
+        return web.json_response(self._installed(folder))
+
+    def _disk_file(self, folder: str, name: str) -> Path | None:
+        if self.models_dir is None:
+            return None
+        root = (self.models_dir / folder).resolve()
+        path = (root / name).resolve()
+        return path if root in path.parents and path.is_file() else None
+
+    def _installed(self, folder: str) -> list[str]:
+        """Files a loader of ``folder`` lists: the given names plus what is on disk."""
+        names = set(self.models.get(folder, []))
+        if self.models_dir is not None and (self.models_dir / folder).is_dir():
+            root = self.models_dir / folder
+            for dirpath, _subdirs, filenames in os.walk(root, followlinks=True):
+                for filename in filenames:
+                    if Path(filename).suffix.lower() in MODEL_EXTENSIONS:
+                        relative = Path(dirpath, filename).relative_to(root)
+                        names.add(relative.as_posix())
+        return sorted(names)
 
     async def _get_queue(self, _: web.Request) -> web.Response:
         def row(p: _Prompt) -> list[Any]:
@@ -830,7 +923,7 @@ class ComfyUIDouble:
 
     def _choices(self, inp: Inp) -> list[str | int]:
         if inp.folder is not None:
-            return sorted(self.models.get(inp.folder, []))
+            return list(self._installed(inp.folder))
         if inp.input_files:
             return sorted(
                 str(p.relative_to(self.input_dir)) for p in self.input_dir.rglob("*") if p.is_file()
@@ -1279,8 +1372,9 @@ class ComfyUIDouble:
                     )
                     status = "error"
                     break
-                await self._run_node(prompt, node_id, node, batches, emit)
                 try:
+                    self._load_model_files(node)
+                    await self._run_node(prompt, node_id, node, batches, emit)
                     output = self._write_outputs(prompt, node_id, node, batches)
                 except _NodeFailedError as failed:
                     await self._fail(
@@ -1379,6 +1473,27 @@ class ComfyUIDouble:
             record=True,
         )
 
+    def _load_model_files(self, node: dict[str, Any]) -> None:
+        """A loader reads its file from ``models_dir`` as ComfyUI's ``load_torch_file`` does:
+        a ``.safetensors`` that ``safe_open`` refuses fails the node."""
+        spec = NODE_CLASSES[node["class_type"]]
+        for name, inp in {**spec.required, **spec.optional}.items():
+            value = node.get("inputs", {}).get(name)
+            if inp.folder is None or not isinstance(value, str):
+                continue
+            path = self._disk_file(inp.folder, value)
+            if path is None:
+                continue
+            if path.suffix.lower() in {".safetensors", ".sft"}:
+                problem = safetensors_problem(path)
+                if problem is not None:
+                    raise _NodeFailedError(
+                        f"Error while deserializing header: {problem}\n\nFile path: {path}\n\n"
+                        "The safetensors file is corrupt or invalid."
+                    )
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            self.loaded_files.append((inp.folder, value, digest))
+
     async def _run_node(
         self,
         prompt: _Prompt,
@@ -1395,6 +1510,22 @@ class ComfyUIDouble:
         ]
         batch = inputs.get("batch_size")
         batches[node_id] = int(batch) if isinstance(batch, int) else max(linked, default=1)
+        if node["class_type"] == "LatentFromBatch":  # as nodes.py frombatch clamps
+            size = max(linked, default=1)
+            start = int(inputs.get("batch_index", 0))
+            start = max(0, min(size - 1, start + size if start < 0 else start))
+            batches[node_id] = min(size - start, int(inputs.get("length", 1)))
+        if node["class_type"] == "ImageUpscaleWithModel":
+            for tile in range(1, UPSCALE_TILES * batches[node_id] + 1):
+                await emit(
+                    "progress",
+                    {
+                        "value": tile,
+                        "max": UPSCALE_TILES * batches[node_id],
+                        "prompt_id": prompt.prompt_id,
+                        "node": node_id,
+                    },
+                )
         if node["class_type"] in _SAMPLER_CLASSES:
             steps = int(inputs.get("steps", 1))
             start = int(inputs.get("start_at_step", 0))

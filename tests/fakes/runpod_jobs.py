@@ -10,10 +10,20 @@ yields FAILED with ``error`` = a JSON string ``{"error_type", "error_message",
 "error_traceback"}``; a worker that returns ``{"error": ...}`` yields FAILED with that error
 (the rest of the dict stays as ``output``).
 
+Progress: :meth:`JobApiEmulator.progress_update` is the platform side of the SDK's
+``runpod.serverless.progress_update(job, progress)``: the SDK posts ``{"status":
+"IN_PROGRESS", "output": progress}`` for the job, and ``/status`` shows the latest progress
+as the job's ``output`` while it runs (runpod-python #12, #105); the result replaces it.
+Webhooks: a job submitted with ``webhook`` gets one POST of its ``/status`` body when it ends
+(COMPLETED, FAILED, TIMED_OUT), retried up to 2 more times, 10 s apart, until the receiver
+answers 200 (RunPod's "Send API requests" page; ``webhook_retry_delay_s`` shortens the wait
+in tests). Whether RunPod also calls it for a job cancelled through ``/cancel`` is
+unconfirmed: the stand-in does not, so an app cannot come to rely on it.
+
 Faults for tests: a cold-start delay per worker boot, an idle timeout after which a worker
 goes cold again, a deterministic failure rate, 429 storms (by count or duration), paused
-workers (a queue that does not drain). Deliberately not emulated: webhooks (accepted and
-recorded, never called), streaming, ``/purge-queue``. Unconfirmed details, chosen here and
+workers (a queue that does not drain). Deliberately not emulated: streaming,
+``/purge-queue``. Unconfirmed details, chosen here and
 tolerated by the client either way: ``/runsync`` waits 90 s when ``?wait=`` is absent;
 oversized bodies answer 413; error bodies are ``{"error": "..."}``; whether RunPod keeps
 the rest of a returned ``{"error": ...}`` dict as ``output`` (the SDK sends it; the ops
@@ -42,6 +52,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import requests
 
 WorkerFn = Callable[[dict[str, Any]], Any]
 
@@ -82,6 +94,10 @@ class Job:
     webhook: str | None = None
     attempt: int = 0
     done: threading.Event = field(default_factory=threading.Event)
+    progress: Any = None
+    """The latest ``progress_update`` of the running attempt."""
+    progress_updates: list[Any] = field(default_factory=list)
+    """Every progress update received, in order (for assertions)."""
 
     def view(self) -> dict[str, Any]:
         """The ``/status`` body for this job."""
@@ -92,12 +108,26 @@ class Job:
                 body["workerId"] = self.worker_id
         if self.finished_at is not None and self.started_at is not None:
             body["executionTime"] = int((self.finished_at - self.started_at) * 1000)
+        if self.status == "IN_PROGRESS" and self.progress is not None:
+            body["output"] = self.progress
         if self.status in TERMINAL:
             if self.output is not None:
                 body["output"] = self.output
             if self.error is not None:
                 body["error"] = self.error
         return body
+
+
+@dataclass(frozen=True)
+class WebhookAttempt:
+    """One POST the stand-in made to a job's webhook."""
+
+    job_id: str
+    attempt: int
+    """1 for the first call, 2 and 3 for the retries."""
+    status: int | None
+    """The receiver's HTTP status (None: no answer)."""
+    body: dict[str, Any]
 
 
 @dataclass
@@ -129,6 +159,8 @@ class JobApiEmulator:
         runsync_limit: tuple[int, float] = (2000, 10.0),
         run_retention_s: float = 1800.0,
         runsync_retention_s: float = 60.0,
+        webhook_retry_delay_s: float = 10.0,
+        webhook_timeout_s: float = 10.0,
     ) -> None:
         self.worker = worker
         self.endpoint_id = endpoint_id
@@ -152,6 +184,11 @@ class JobApiEmulator:
         self._counters = {"completed": 0, "failed": 0, "retried": 0}
         self.requests: list[tuple[str, str, int]] = []
         """Every request served: (method, path, status code)."""
+        self.webhook_retry_delay_s = webhook_retry_delay_s
+        self.webhook_timeout_s = webhook_timeout_s
+        self.webhook_attempts: list[WebhookAttempt] = []
+        """Every webhook POST made, in order."""
+        self._webhook_threads: list[threading.Thread] = []
         self._n_workers = workers
         self._threads: list[threading.Thread] = []
         self._server: ThreadingHTTPServer | None = None
@@ -234,6 +271,27 @@ class JobApiEmulator:
         """The emulator's record of a job (for assertions)."""
         with self._lock:
             return self._jobs[job_id]
+
+    def progress_update(self, job: dict[str, Any], progress: Any) -> None:
+        """What ``runpod.serverless.progress_update(job, progress)`` does to a running job.
+
+        An update for a job that is no longer in progress (finished, cancelled, retried) is
+        dropped, as the platform keeps only a running job's progress. The value must be
+        JSON, as the SDK serialises it.
+        """
+        json.dumps(progress)  # the SDK sends JSON; anything else fails there
+        with self._lock:
+            record = self._jobs.get(str(job.get("id")))
+            if record is None or record.status != "IN_PROGRESS":
+                return
+            record.progress = progress
+            record.progress_updates.append(progress)
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> None:
+        """Block until every webhook delivery started so far has finished (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._webhook_threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def count(self, op: str, status: int | None = None) -> int:
         """How many requests hit ``op`` (optionally with this response status)."""
@@ -367,6 +425,7 @@ class JobApiEmulator:
                 )
             job.status, job.output, job.error = "IN_QUEUE", None, None
             job.started_at = job.finished_at = job.worker_id = None
+            job.progress = None
             job.submitted_at = now
             job.attempt += 1
             job.done = threading.Event()
@@ -403,6 +462,7 @@ class JobApiEmulator:
         """Record a terminal state; the caller holds the lock."""
         job.status, job.output, job.error = status, output, error
         job.finished_at = time.monotonic()
+        job.progress = None
         if job.started_at is None and status != "CANCELLED":
             job.started_at = job.finished_at
         if status == "COMPLETED":
@@ -410,6 +470,25 @@ class JobApiEmulator:
         elif status in ("FAILED", "TIMED_OUT"):
             self._counters["failed"] += 1
         job.done.set()
+        if job.webhook and status != "CANCELLED":
+            thread = threading.Thread(
+                target=self._deliver_webhook, args=(job.webhook, job.view()), daemon=True
+            )
+            self._webhook_threads.append(thread)
+            thread.start()
+
+    def _deliver_webhook(self, url: str, body: dict[str, Any]) -> None:
+        """POST the job's ``/status`` body; 2 more tries ``webhook_retry_delay_s`` apart."""
+        for attempt in range(1, 4):
+            try:
+                answer = requests.post(url, json=body, timeout=self.webhook_timeout_s)
+                status: int | None = answer.status_code
+            except requests.RequestException:
+                status = None
+            with self._lock:
+                self.webhook_attempts.append(WebhookAttempt(body["id"], attempt, status, body))
+            if status == 200 or attempt == 3 or self._stopping.wait(self.webhook_retry_delay_s):
+                return
 
     def _should_inject_failure(self) -> bool:
         with self._lock:
@@ -588,14 +667,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--endpoint-id", default=DEFAULT_ENDPOINT_ID)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     args = parser.parse_args(argv)
-    module, _, name = args.worker.partition(":")
-    worker = getattr(importlib.import_module(module), name)
+    module_name, _, name = args.worker.partition(":")
+    module = importlib.import_module(module_name)
+    worker = getattr(module, name)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     emulator = JobApiEmulator(
         worker, endpoint_id=args.endpoint_id, api_key=args.api_key, workers=args.workers
     )
+    if hasattr(module, "progress_sink"):
+        # What the worker's main() does with runpod.serverless.progress_update.
+        module.progress_sink = emulator.progress_update
     with emulator:
         print(
             f"RunPod job API stand-in at {emulator.base_url} (endpoint {args.endpoint_id}, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import websocket
 from worker.comfy import ComfyClient, process_alive
 
 from tests.fakes.comfyui import ComfyUIDouble, Fault, tiny_png
+from tests.image.lora_support import safetensors_bytes
 
 GRAPH = {
     "1": {
@@ -414,3 +416,142 @@ def test_load_image_accepts_what_comfyui_accepts(comfy: ComfyUIDouble) -> None:
         assert _queue(comfy, graph, uuid.uuid4().hex).status_code == 200, name
     graph["1"]["inputs"]["image"] = "missing.png [output]"
     assert _queue(comfy, graph, uuid.uuid4().hex).status_code == 400
+
+
+def _saved(events: list[dict[str, Any]], node: str) -> list[dict[str, Any]]:
+    return next(
+        e["data"]["output"]["images"]
+        for e in events
+        if e["type"] == "executed" and e["data"]["node"] == node
+    )
+
+
+def test_models_on_disk_are_listed_and_new_files_seen_at_the_next_prompt(
+    tmp_path: Path,
+) -> None:
+    """With models_dir, a loader's list is the disk (subfolders too, model extensions only),
+    re-read per request like folder_paths' mtime-checked cache; a loader that runs reads the
+    file, so a broken safetensors fails the node as load_torch_file does."""
+    loras = tmp_path / "models" / "loras"
+    (loras / "bucket").mkdir(parents=True)
+    (loras / "bucket" / "style.safetensors").write_bytes(safetensors_bytes(1))
+    (loras / "notes.txt").write_text("not a model")
+    with ComfyUIDouble(
+        models={"loras": ["given.safetensors"]}, models_dir=tmp_path / "models"
+    ) as d:
+        listed = requests.get(f"{d.url}/models/loras", timeout=10).json()
+        assert listed == ["bucket/style.safetensors", "given.safetensors"]
+        (loras / "bucket" / "late.safetensors").write_bytes(b"\x10" + b"\x00" * 7 + b"{}")
+        info = requests.get(f"{d.url}/object_info/LoraLoaderModelOnly", timeout=10).json()
+        assert (
+            "bucket/late.safetensors"
+            in info["LoraLoaderModelOnly"]["input"]["required"]["lora_name"][0]
+        )
+        graph = {
+            "1": {
+                "class_type": "EmptyImage",
+                "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+            },
+            "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "c.safetensors"}},
+            "3": {
+                "class_type": "LoraLoaderModelOnly",
+                "inputs": {
+                    "model": ["2", 0],
+                    "lora_name": "bucket/style.safetensors",
+                    "strength_model": 1.0,
+                },
+            },
+            "4": {
+                "class_type": "SaveImage",
+                "inputs": {"images": ["1", 0], "filename_prefix": "l"},
+            },
+        }
+        d.models["checkpoints"] = ["c.safetensors"]
+        graph["6"] = {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["3", 0],
+                "seed": 1,
+                "steps": 1,
+                "cfg": 1.0,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "positive": ["7", 0],
+                "negative": ["7", 0],
+                "latent_image": ["8", 0],
+                "denoise": 1.0,
+            },
+        }
+        graph["7"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 1]}}
+        graph["8"] = {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1},
+        }
+        graph["9"] = {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["2", 2]}}
+        graph["4"]["inputs"]["images"] = ["9", 0]
+        _, events = _run(d, graph)
+        assert "execution_success" in [e["type"] for e in events]
+        digest = hashlib.sha256(safetensors_bytes(1)).hexdigest()
+        assert ("loras", "bucket/style.safetensors", digest) in d.loaded_files
+        graph["3"]["inputs"]["lora_name"] = "bucket/late.safetensors"
+        _, events = _run(d, graph)
+        failure = next(e for e in events if e["type"] == "execution_error")
+        assert failure["data"]["node_id"] == "3"
+        assert "HeaderTooLarge" in failure["data"]["exception_message"]
+
+
+def test_upscale_reports_progress_per_tile_and_latent_from_batch_picks_images(
+    tmp_path: Path,
+) -> None:
+    """ImageUpscaleWithModel sends `progress` like its tiled ProgressBar; LatentFromBatch
+    leaves `length` images of the batch (clamped as nodes.py does)."""
+    models = {"upscale_models": ["RealESRGAN_x4plus.safetensors"], "checkpoints": ["c.sft"]}
+    with ComfyUIDouble(models=models) as double:
+        graph = {
+            "1": {
+                "class_type": "EmptyImage",
+                "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 0},
+            },
+            "2": {
+                "class_type": "UpscaleModelLoader",
+                "inputs": {"model_name": "RealESRGAN_x4plus.safetensors"},
+            },
+            "3": {
+                "class_type": "ImageUpscaleWithModel",
+                "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]},
+            },
+            "4": {
+                "class_type": "SaveImage",
+                "inputs": {"images": ["3", 0], "filename_prefix": "u"},
+            },
+        }
+        _, events = _run(double, graph)
+        ticks = [e["data"] for e in events if e["type"] == "progress"]
+        assert ticks
+        assert {t["node"] for t in ticks} == {"3"}
+        assert [t["value"] for t in ticks] == list(range(1, ticks[0]["max"] + 1))
+        assert len(_saved(events, "4")) == 2
+        graph = {
+            "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "c.sft"}},
+            "5": {
+                "class_type": "EmptySD3LatentImage",
+                "inputs": {"width": 64, "height": 64, "batch_size": 4},
+            },
+            "6": {
+                "class_type": "LatentFromBatch",
+                "inputs": {"samples": ["5", 0], "batch_index": 3, "length": 2},
+            },
+            "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+            "8": {
+                "class_type": "SaveImage",
+                "inputs": {"images": ["7", 0], "filename_prefix": "b"},
+            },
+        }
+        _, events = _run(double, graph)
+        assert len(_saved(events, "8")) == 1  # index 3 of 4 leaves one image
+        answer = _queue(
+            double,
+            {**graph, "6": {**graph["6"], "inputs": {**graph["6"]["inputs"], "length": 65}}},
+            "x",
+        )
+        assert answer.status_code == 400  # LatentFromBatch.length max is 64

@@ -81,6 +81,7 @@ def test_repo_manifest_is_valid_and_covers_every_group() -> None:
         "steadydancer",
         "flux_dev_fp8",
         "background_removal",
+        "upscale",
     }
     paths = {e.path for e in models.select(entries, ["wan22_t2v", "flux_dev_fp8"])}
     assert "diffusion_models/wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors" in paths

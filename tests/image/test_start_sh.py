@@ -31,7 +31,7 @@ elif [[ "${1:-} ${2:-}" == "-m worker.proxy" ]]; then
   PYTHONPATH="${REAL_IMAGE_DIR}" exec "${REAL_PYTHON}" "$@"
 elif [[ "${2:-} ${3:-}" == "-m worker.handler" ]]; then
   echo "handler COMFY_URL=${COMFY_URL} COMFY_PID_FILE=${COMFY_PID_FILE}" \
-    "COMFY_OUTPUT_DIR=${COMFY_OUTPUT_DIR} args=${*:4}" >>"${calls}"
+    "COMFY_OUTPUT_DIR=${COMFY_OUTPUT_DIR} MODELS_DIR=${MODELS_DIR:-} args=${*:4}" >>"${calls}"
   if [[ -n "${STUB_HANDLER_EXIT:-}" ]]; then
     while [[ ! -f "${STUB_DIR}/comfy-seen" ]]; do
       grep -q '^comfyui ' "${calls}" && touch "${STUB_DIR}/comfy-seen" || sleep 0.05
@@ -290,6 +290,7 @@ def test_serverless_maps_every_model_folder_and_runs_the_handler(rig: Rig) -> No
     handler = next(c for c in calls if c.startswith("handler"))
     assert "COMFY_URL=http://127.0.0.1:8188" in handler
     assert f"COMFY_OUTPUT_DIR={rig.comfyui / 'output'}" in handler
+    assert f"MODELS_DIR={rig.volume / 'models'} " in handler  # the LoRA cache's root
     assert "comfyui-stopped" in calls
     assert "[comfyui] ComfyUI booting" in done.stdout
     assert (rig.comfyui / "output").is_dir()

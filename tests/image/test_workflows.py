@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker import templates
+from worker import loras, templates
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "image" / "workflows"
@@ -87,7 +87,11 @@ def _combo_problem(declared: dict[str, Any], value: Any, groups: tuple[str, ...]
     manifest = _manifest()
     path = f"{declared['folder']}/{value}"
     problem = None
-    if value in declared["options"]:
+    if declared["folder"] == "loras" and value.startswith(f"{loras.CACHE_SUBDIR}/"):
+        # A job's bucket LoRA: fetched into the cache folder, never in models.toml.
+        if Path(value).suffix != ".safetensors":
+            problem = f"{value}: bucket LoRAs are .safetensors"
+    elif value in declared["options"]:
         pass  # a built-in choice such as VAELoader's pixel_space
     elif Path(value).suffix not in declared["extensions"]:
         problem = f"{value} has an extension the loader skips"
@@ -149,6 +153,7 @@ def test_the_contract_templates_exist() -> None:
         "wan22_t2v",
         "wan22_turbo_i2v",
         "wan22_turbo_t2v",
+        "upscale",
     }
 
 
@@ -167,7 +172,7 @@ def test_templates_rendered_at_their_parameter_bounds_still_validate(
 ) -> None:
     """Each parameter's minimum and maximum lands inside what the node accepts."""
     template, variant_name, variant = item
-    base: dict[str, Any] = {"prompt": "p"}
+    base: dict[str, Any] = {"prompt": "p"} if "prompt" in {p.name for p in template.params} else {}
     if template.image_param:
         base[template.image_param] = "input.png"
     if template.name == "wan22_t2v":
@@ -187,10 +192,10 @@ def test_templates_rendered_at_their_parameter_bounds_still_validate(
         if param.name == "aspect_ratio":
             values = list(templates.TURBO_720P)
         for value in values:
-            graph, chosen = templates.render(template, {**base, param.name: value})
-            if chosen is not variant:
+            rendered = templates.render(template, {**base, param.name: value})
+            if rendered.variant is not variant:
                 continue
-            assert validate(graph, variant.groups) == [], f"{param.name}={value}"
+            assert validate(rendered.graph, rendered.groups) == [], f"{param.name}={value}"
 
 
 @pytest.mark.parametrize("item", VARIANTS, ids=_ids)
@@ -235,7 +240,7 @@ def test_turbo_templates_run_the_distilled_720p_path() -> None:
     for name in ("wan22_turbo_i2v", "wan22_turbo_t2v"):
         template = templates.TEMPLATES[name]
         params = {"prompt": "p", **({"image": "a.png"} if template.image_param else {})}
-        graph, _ = templates.render(template, params)
+        graph = templates.render(template, params).graph
         sampler = graph["26"]["inputs"]
         assert (sampler["num_steps"], sampler["resolution"], sampler["num_frames"]) == (
             4,
@@ -246,9 +251,9 @@ def test_turbo_templates_run_the_distilled_720p_path() -> None:
         for loader in ("20", "21"):
             assert graph[loader]["inputs"]["attention_type"] == "sla"
             assert graph[loader]["inputs"]["model_name"].endswith("-quant.pth")
-    t2v, _ = templates.render(
+    t2v = templates.render(
         templates.TEMPLATES["wan22_turbo_t2v"], {"prompt": "a fox", "aspect_ratio": "9:16"}
-    )
+    ).graph
     assert (t2v["5"]["inputs"]["width"], t2v["5"]["inputs"]["height"]) == (720, 1280)
     assert t2v["26"]["inputs"]["image"] == ["7", 0]
     assert t2v["2"]["inputs"]["text"] == t2v["23"]["inputs"]["text"] == "a fox"
@@ -257,12 +262,12 @@ def test_turbo_templates_run_the_distilled_720p_path() -> None:
 def test_flux_img2img_scales_its_input_to_the_megapixels_parameter() -> None:
     """The input image passes ImageScaleToTotalPixels (default 1.0 MP) before VAEEncode."""
     template = templates.TEMPLATES["flux_img2img"]
-    graph, _ = templates.render(template, {"prompt": "p", "image": "x.png"})
+    graph = templates.render(template, {"prompt": "p", "image": "x.png"}).graph
     scale = graph["6"]["inputs"]["pixels"]
     assert graph[scale[0]]["class_type"] == "ImageScaleToTotalPixels"
     assert graph[scale[0]]["inputs"]["image"] == ["5", 0]
     assert graph[scale[0]]["inputs"]["megapixels"] == 1.0
-    graph, _ = templates.render(template, {"prompt": "p", "image": "x.png", "megapixels": 0.5})
+    graph = templates.render(template, {"prompt": "p", "image": "x.png", "megapixels": 0.5}).graph
     assert graph[scale[0]]["inputs"]["megapixels"] == 0.5
     with pytest.raises(templates.ParamError, match="megapixels must be <= 2"):
         templates.render(template, {"prompt": "p", "image": "x.png", "megapixels": 20})
@@ -288,8 +293,8 @@ def test_wan_fast_and_full_paths_differ_as_documented() -> None:
 def test_rendering_applies_parameters_without_touching_the_files() -> None:
     """render() returns a fresh graph; the cached workflow stays as shipped."""
     template = templates.TEMPLATES["flux_txt2img"]
-    graph, _ = templates.render(template, {"prompt": "first", "seed": 1})
-    again, _ = templates.render(template, {"prompt": "second", "seed": 2})
+    graph = templates.render(template, {"prompt": "first", "seed": 1}).graph
+    again = templates.render(template, {"prompt": "second", "seed": 2}).graph
     assert graph["2"]["inputs"]["text"] == "first"
     assert again["2"]["inputs"]["text"] == "second"
     assert json.loads((WORKFLOWS / "flux_txt2img.json").read_text())["6"]["inputs"]["seed"] == 0
@@ -355,3 +360,142 @@ def test_every_template_and_parameter_is_in_the_docs_table() -> None:
         for variant in template.variants.values():
             for group in variant.groups:
                 assert f"`{group}`" in row, f"{template.name}: group {group} undocumented"
+
+
+# -- graphs the templates build on top of the workflow files ---------------------------------
+def _lora(name: str, strength: float = 0.8, *targets: str) -> templates.LoraUse:
+    return templates.LoraUse(f"{loras.CACHE_SUBDIR}/{name}.safetensors", strength, targets)
+
+
+def _chain(graph: dict[str, Any], node: str, input_name: str) -> list[tuple[str, float]]:
+    """(lora_name, strength) of the LoRA loaders feeding ``node.input_name``, nearest last."""
+    found: list[tuple[str, float]] = []
+    source = graph[node]["inputs"][input_name]
+    while graph[source[0]]["class_type"] == "LoraLoaderModelOnly":
+        inputs = graph[source[0]]["inputs"]
+        found.insert(0, (inputs["lora_name"], inputs["strength_model"]))
+        source = inputs["model"]
+    return found
+
+
+def test_flux_loras_become_a_chain_between_the_checkpoint_and_the_sampler() -> None:
+    """Two LoRAs: checkpoint MODEL -> LoRA 1 -> LoRA 2 -> KSampler, and ComfyUI accepts it."""
+    for name, sampler in (("flux_txt2img", "6"), ("flux_img2img", "7")):
+        template = templates.TEMPLATES[name]
+        params = {"prompt": "p", **({"image": "x.png"} if template.image_param else {})}
+        rendered = templates.render(template, params, [_lora("a", 0.8), _lora("b", 1.5)])
+        graph = rendered.graph
+        assert _chain(graph, sampler, "model") == [
+            ("bucket/a.safetensors", 0.8),
+            ("bucket/b.safetensors", 1.5),
+        ]
+        first = next(n for n in graph.values() if n["inputs"].get("strength_model") == 0.8)
+        assert first["inputs"]["model"] == ["1", 0]
+        assert [i for _, i in rendered.lora_nodes] == [0, 1]
+        assert validate(graph, rendered.groups) == []
+
+
+def test_wan_loras_go_to_the_experts_they_name_after_the_speed_loras() -> None:
+    """`both` patches the high and the low noise expert; `high` only the high one; in the
+    fast path they come after the lightx2v 4-step LoRAs, in the full path after the UNETs."""
+    template = templates.TEMPLATES["wan22_t2v"]
+    uses = [_lora("style", 1.0), _lora("motion", 0.5, "high")]
+    for fast in (True, False):
+        rendered = templates.render(template, {"prompt": "p", "fast": fast}, uses)
+        graph = rendered.graph
+        high, low = _chain(graph, "5", "model"), _chain(graph, "6", "model")
+        speed = [("wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors", 1.0)]
+        assert high == (speed if fast else []) + [
+            ("bucket/style.safetensors", 1.0),
+            ("bucket/motion.safetensors", 0.5),
+        ]
+        assert [n for n, _ in low][-1:] == ["bucket/style.safetensors"]
+        assert "bucket/motion.safetensors" not in [n for n, _ in low]
+        assert validate(graph, rendered.groups) == []
+
+
+def test_templates_without_a_model_to_patch_refuse_loras_and_the_count_is_capped() -> None:
+    """Turbo (its own int8 model), background removal and upscale say why; 5 LoRAs is 1 too
+    many; an expert a template lacks is named."""
+    for name in ("wan22_turbo_i2v", "wan22_turbo_t2v", "remove_background", "upscale"):
+        template = templates.TEMPLATES[name]
+        params = {"prompt": "p", "image": "x.png"}
+        params = {k: v for k, v in params.items() if k in {p.name for p in template.params}}
+        with pytest.raises(templates.ParamError, match=f"template {name} takes no loras"):
+            templates.render(template, params, [_lora("a")])
+    flux = templates.TEMPLATES["flux_txt2img"]
+    too_many = [_lora(str(i)) for i in range(templates.MAX_LORAS + 1)]
+    with pytest.raises(templates.ParamError, match=f"at most {templates.MAX_LORAS}"):
+        templates.render(flux, {"prompt": "p"}, too_many)
+    with pytest.raises(templates.ParamError, match="targets high"):
+        templates.render(flux, {"prompt": "p"}, [_lora("a", 1.0, "high")])
+
+
+def test_flux_upscale_puts_real_esrgan_between_decode_and_save() -> None:
+    """`upscale` 2/4 inserts UpscaleModelLoader + ImageUpscaleWithModel with the matching
+    model and needs the `upscale` model group; 0 leaves the graph as it was; 3 is refused."""
+    template = templates.TEMPLATES["flux_txt2img"]
+    plain = templates.render(template, {"prompt": "p", "seed": 1})
+    assert plain.graph["8"]["inputs"]["images"] == ["7", 0]
+    assert plain.groups == ("flux_dev_fp8",)
+    for factor, model in templates.UPSCALE_MODELS.items():
+        rendered = templates.render(template, {"prompt": "p", "upscale": factor})
+        graph = rendered.graph
+        upscale = graph[graph["8"]["inputs"]["images"][0]]
+        assert upscale["class_type"] == "ImageUpscaleWithModel"
+        assert upscale["inputs"]["image"] == ["7", 0]
+        assert graph[upscale["inputs"]["upscale_model"][0]]["inputs"]["model_name"] == model
+        assert rendered.groups == ("flux_dev_fp8", "upscale")
+        assert validate(graph, rendered.groups) == []
+        assert validate(graph, ("flux_dev_fp8",)) != []  # the upscale group is really needed
+    with pytest.raises(templates.ParamError, match="upscale must be one of 0, 2, 4"):
+        templates.render(template, {"prompt": "p", "upscale": 3})
+
+
+def test_the_upscale_template_picks_the_model_by_scale_and_caps_the_output_size() -> None:
+    """scale 2 -> x2plus, 4 -> x4plus; a 2048x2048 input at 4x (8192x8192) is the largest."""
+    template = templates.TEMPLATES["upscale"]
+    for scale, model in templates.UPSCALE_MODELS.items():
+        rendered = templates.render(template, {"image": "in.png", "scale": scale})
+        assert rendered.graph["2"]["inputs"]["model_name"] == model
+        assert rendered.graph["1"]["inputs"]["image"] == "in.png"
+        assert validate(rendered.graph, rendered.groups) == []
+    values = templates.render(template, {"image": "in.png", "scale": 4}).values
+    templates.check_image(template, values, 2048, 2048)
+    with pytest.raises(templates.ParamError, match="8196x8192, over the"):
+        templates.check_image(template, values, 2049, 2048)
+    templates.check_image(template, {"image": "in.png", "scale": 2}, 4096, 4096)
+    with pytest.raises(templates.ParamError, match="scale must be one of 2, 4"):
+        templates.render(template, {"image": "in.png", "scale": 3})
+
+
+def test_batch_index_draws_the_noise_of_that_position_of_the_seeds_batch() -> None:
+    """batch_index N with batch_size B: an empty latent of N+B images, LatentFromBatch picks
+    N..N+B-1 (it sets the latent's batch_index, which KSampler's prepare_noise follows)."""
+    template = templates.TEMPLATES["flux_txt2img"]
+    rendered = templates.render(template, {"prompt": "p", "seed": 7, "batch_index": 2})
+    graph = rendered.graph
+    pick = graph[graph["6"]["inputs"]["latent_image"][0]]
+    assert pick["class_type"] == "LatentFromBatch"
+    assert pick["inputs"] == {"samples": ["5", 0], "batch_index": 2, "length": 1}
+    assert graph["5"]["inputs"]["batch_size"] == 3
+    assert validate(graph, rendered.groups) == []
+    plain = templates.render(template, {"prompt": "p", "seed": 7, "batch_size": 4}).graph
+    assert plain["6"]["inputs"]["latent_image"] == ["5", 0]
+
+
+def test_each_output_of_a_batch_gets_the_params_that_remake_it_alone() -> None:
+    """Image N of a batch: same seed, batch_index N, batch_size 1 (not seed + N); other
+    templates echo their params unchanged."""
+    flux = templates.render(
+        templates.TEMPLATES["flux_txt2img"], {"prompt": "p", "seed": 42, "batch_size": 4}
+    )
+    for index in range(4):
+        params = templates.output_params(flux, index)
+        assert (params["seed"], params["batch_index"], params["batch_size"]) == (42, index, 1)
+        assert params["prompt"] == "p"
+        again = templates.render(templates.TEMPLATES["flux_txt2img"], params)
+        assert again.graph["6"]["inputs"]["seed"] == 42
+    wan = templates.render(templates.TEMPLATES["wan22_t2v"], {"prompt": "p", "seed": 5})
+    assert templates.output_params(wan, 0) == wan.values
+    assert wan.values["steps"] == 4  # the variant's defaults are part of what made it

@@ -29,6 +29,10 @@ def unknown_options(argv: list[str]) -> list[str]:
     command = group.commands.get(argv[0])
     if command is None:
         return [f"no command {argv[0]!r}"]
+    if isinstance(command, typer.core.TyperGroup):  # e.g. `lora upload`: one level down
+        if len(argv) < 2 or argv[1] not in command.commands:
+            return [f"no command {' '.join(argv[:2])!r}"]
+        command, argv = command.commands[argv[1]], argv[1:]
     known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
     return [
         arg.split("=")[0]
