@@ -318,6 +318,33 @@ def test_a_job_cannot_read_another_jobs_input(
 @pytest.mark.parametrize(
     "name",
     [
+        "jobs/victim-1234abcd/secret.png",
+        "./jobs/victim-1234abcd/secret.png",
+        ".//jobs/victim-1234abcd/secret.png",
+        "././jobs/victim-1234abcd/secret.png",
+    ],
+)
+def test_another_runs_input_cannot_be_named_in_any_spelling(
+    name: str, comfy: ComfyUIDouble, worker_env: R2Settings
+) -> None:
+    """A run still in progress (or kept on a remote input folder) has its inputs under
+    ``jobs/``; ComfyUI resolves ``./jobs/...`` to the same file, so every spelling is refused."""
+    victim = comfy.input_dir / "jobs" / "victim-1234abcd"
+    victim.mkdir(parents=True)
+    (victim / "secret.png").write_bytes(PNG)
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "o"}},
+    }
+    result = handler({"id": "thief", "input": {"workflow": graph}})
+    assert result["error_type"] == "validation", result
+    assert "another job" in result["error"]
+    assert comfy.prompts == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
         "/etc/passwd",
         "../output/t_00001_.png",
         "t_00001_.png [output]",
