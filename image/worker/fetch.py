@@ -183,7 +183,12 @@ def _one_hop(
             context = ssl.create_default_context(cafile=certifi.where())
             sock = context.wrap_socket(sock, server_hostname=host)
             watchdog.watch(sock)
-        connection = http.client.HTTPConnection(host, port, timeout=STEP_TIMEOUT_S)
+        # The class sets the default port: https on 443 must send "Host: name", not
+        # "name:443", which a presigned URL's signature does not cover.
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = kind(host, port, timeout=STEP_TIMEOUT_S)
         connection.sock = sock
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection.request(

@@ -10,7 +10,11 @@ these tests allow exactly the ``(127.0.0.1, port)`` of a server they mean to rea
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import json
+import socket
+import ssl
 import struct
 import threading
 import time
@@ -269,6 +273,79 @@ def test_each_redirect_hop_is_checked_and_a_good_chain_still_works(
     result = handler(url_job(f"{loop.url}/again", job_id="job-2"))
     assert result["error_type"] == "validation"
     assert len(loop.hits) == fetch.MAX_REDIRECTS + 1
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate (and key) for IP 127.0.0.1, in PEM files under ``folder``."""
+    # cryptography comes with moto (a test dependency that requires it).
+    from cryptography import x509  # noqa: PLC0415 - only this helper needs it
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_on_the_default_port_sends_the_host_a_presigned_url_was_signed_for(
+    comfy: ComfyUIDouble,
+    worker_env: R2Settings,
+    servers: list[Server],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``https://host/...`` is fetched with ``Host: host``, not ``host:443``: SigV4 presigned
+    URLs sign the host without the default port and S3-compatible stores compare it as sent."""
+    seen: list[tuple[str, str]] = []
+
+    def answer(request: BaseHTTPRequestHandler) -> None:
+        seen.append((request.headers.get("Host", ""), request.path))
+        png_answer()(request)
+
+    server = serve(servers, answer)
+    cert_file, key_file = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    monkeypatch.setattr(fetch.certifi, "where", lambda: str(cert_file))
+    allow(monkeypatch, 443)
+    connect = socket.create_connection
+
+    def to_test_server(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        if address == ("127.0.0.1", 443):  # the URL's default port, served by the test server
+            address = ("127.0.0.1", server.port)
+        return connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(fetch.socket, "create_connection", to_test_server)
+    result = handler(url_job("https://127.0.0.1/in.png?X-Amz-Signature=abcd"))
+    assert "error" not in result, result
+    assert seen == [("127.0.0.1", "/in.png?X-Amz-Signature=abcd")]
 
 
 def test_the_address_policy_cannot_be_loosened_from_the_environment() -> None:
