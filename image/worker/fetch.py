@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import certifi
+from requests.utils import requote_uri
 
 log = logging.getLogger("worker.fetch")
 
@@ -190,7 +191,9 @@ def _one_hop(
         )
         connection = kind(host, port, timeout=STEP_TIMEOUT_S)
         connection.sock = sock
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Spaces and other bytes http.client refuses (quoting the query into its error) are
+        # percent-encoded, as requests does.
+        target = requote_uri((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
         connection.request(
             "GET",
             target,

@@ -13,6 +13,7 @@ import base64
 import datetime
 import ipaddress
 import json
+import logging
 import socket
 import ssl
 import struct
@@ -228,6 +229,25 @@ def test_query_strings_never_appear_in_errors_or_logs(
     assert "only https" in result["error"]
     assert secret not in result["error"]
     assert not any(secret in record.getMessage() for record in caplog.records)
+
+
+def test_a_url_with_spaces_is_fetched_and_its_query_never_logged(
+    comfy: ComfyUIDouble,
+    worker_env: R2Settings,
+    servers: list[Server],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Apps send URLs with spaces unencoded: they are percent-encoded (as requests did), not
+    refused by http.client with an error text that quoted the query into the worker log."""
+    server = serve(servers, png_answer())
+    allow(monkeypatch, server.port)
+    caplog.set_level(logging.INFO)
+    secret = "X-Amz-Signature=0123456789abcdef"
+    result = handler(url_job(f"{server.url}/in put.png?{secret} x"))
+    assert not any(secret in record.getMessage() for record in caplog.records)
+    assert "error" not in result, result
+    assert server.hits == ["/in%20put.png?X-Amz-Signature=0123456789abcdef%20x"]
 
 
 def test_a_slow_server_cannot_outlast_the_job_timeout(
