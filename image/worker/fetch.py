@@ -58,10 +58,17 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 def is_public(address: IPAddress) -> bool:
     """True for a global unicast address (and IPv6 forms of one); False for everything a
     worker must never be made to reach: loopback, private, link-local (cloud metadata),
-    shared (CGNAT), reserved, unspecified, multicast."""
+    shared (CGNAT), reserved (IPv4-compatible ``::a.b.c.d`` included), site-local,
+    unspecified, multicast."""
     inner = _embedded_ipv4(address)
     if inner is not None:
         return is_public(inner)
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address.is_reserved or address.is_site_local
+    ):
+        # ::/8 holds the IPv4-compatible ::a.b.c.d, which automatic 6in4 tunnels route to
+        # the embedded IPv4 host; Python counts it and deprecated fec0::/10 as global.
+        return False
     return address.is_global and not address.is_multicast
 
 

@@ -382,6 +382,21 @@ def test_the_address_policy_cannot_be_loosened_from_the_environment() -> None:
     assert "getenv" not in source
 
 
+@pytest.mark.parametrize(
+    "host", ["[::127.0.0.1]", "[::a9fe:a9fe]", "[::10.0.0.1]", "[fec0::1]", "[5f00::1]"]
+)
+def test_ipv4_compatible_and_other_reserved_ipv6_forms_are_never_connected_to(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``::127.0.0.1`` (IPv4-compatible: automatic 6in4 tunnels route it to the embedded
+    IPv4 host), deprecated site-local and reserved IPv6 are refused before any connection."""
+    attempts: list[Any] = []
+    monkeypatch.setattr(fetch.socket, "create_connection", lambda *a, **k: attempts.append(a))
+    with pytest.raises(fetch.FetchError, match="refused address"):
+        fetch.fetch(f"https://{host}/x.png", limit=100, deadline=time.monotonic() + 5)
+    assert attempts == []
+
+
 # -- item 7: jobs are isolated -------------------------------------------------------------
 
 
