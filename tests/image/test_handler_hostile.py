@@ -10,6 +10,7 @@ these tests allow exactly the ``(127.0.0.1, port)`` of a server they mean to rea
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -272,6 +273,38 @@ def test_a_slow_server_cannot_outlast_the_job_timeout(
     monkeypatch.setenv("JOB_TIMEOUT_S", "2")
     started = time.monotonic()
     result = handler(url_job(f"{slow.url}/slow.png"))
+    assert result["error_type"] == "validation", result
+    assert time.monotonic() - started < 4
+
+
+def test_a_server_dripping_its_headers_cannot_outlast_the_job_timeout(
+    worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each header byte arrives within the socket timeout, so only the deadline's watchdog
+    ends the request: at JOB_TIMEOUT_S, not after the 10 s per-read timeout or later."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        with contextlib.suppress(OSError):
+            client, _ = listener.accept()
+            with client:
+                client.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 600:
+                    if stop.is_set():
+                        return
+                    client.sendall(bytes([byte]))
+                    time.sleep(0.05)
+
+    threading.Thread(target=drip, daemon=True).start()
+    allow(monkeypatch, listener.getsockname()[1])
+    monkeypatch.setenv("JOB_TIMEOUT_S", "2")
+    started = time.monotonic()
+    try:
+        result = handler(url_job(f"http://127.0.0.1:{listener.getsockname()[1]}/slow.png"))
+    finally:
+        stop.set()
+        listener.close()
     assert result["error_type"] == "validation", result
     assert time.monotonic() - started < 4
 
