@@ -45,6 +45,11 @@ COMFY_PORT="${COMFY_PORT:-8188}"
 # Pods: ComfyUI listens here on 127.0.0.1; nginx publishes it on COMFY_PORT with a password.
 COMFY_INTERNAL_PORT="${COMFY_INTERNAL_PORT:-18188}"
 BAKED_MODELS_DIR="${BAKED_MODELS_DIR:-/opt/models}"
+# The proxy's password stays in this shell, unexported: no child (ComfyUI and its custom
+# nodes, downloads, sync, SSH, Jupyter) inherits it; only the config writer gets it.
+unset PROXY_PASSWORD # an inherited variable of that name would stay exported
+PROXY_PASSWORD="${COMFYUI_PASSWORD:-}"
+unset COMFYUI_PASSWORD
 export COMFY_PID_FILE="${COMFY_PID_FILE:-/tmp/comfyui.pid}"
 export COMFY_URL="${COMFY_URL:-http://127.0.0.1:${COMFY_PORT}}"
 export PYTHONPATH="${APP_DIR}${PYTHONPATH:+:${PYTHONPATH}}"
@@ -268,7 +273,7 @@ start_comfyui() {
 
 # --- pod proxy (issue 12): ComfyUI is published only behind HTTP basic auth -------------
 start_proxy() {
-  if [[ -z "${COMFYUI_PASSWORD:-}" ]]; then
+  if [[ -z "${PROXY_PASSWORD}" ]]; then
     log "WARNING: COMFYUI_PASSWORD unset: port ${COMFY_PORT} stays closed and ComfyUI answers" \
       "only on 127.0.0.1:${COMFY_INTERNAL_PORT} inside the pod. Set videoPod.comfyPassword" \
       "(pulumi config set --secret videoPod.comfyPassword <password> --stack <stack>)"
@@ -279,15 +284,14 @@ start_proxy() {
     return
   fi
   local dir="${PROXY_DIR:-/tmp/comfy-proxy}" config
-  if ! config="$("${PYTHON}" -m worker.proxy --out-dir "${dir}" \
-    --template "${APP_DIR}/proxy/nginx.conf.template" \
+  if ! config="$(COMFYUI_PASSWORD="${PROXY_PASSWORD}" "${PYTHON}" -m worker.proxy \
+    --out-dir "${dir}" --template "${APP_DIR}/proxy/nginx.conf.template" \
     --listen "0.0.0.0:${COMFY_PORT}" --upstream "127.0.0.1:${COMFY_INTERNAL_PORT}")"; then
     log "WARNING: the proxy config could not be written: port ${COMFY_PORT} stays closed"
     return
   fi
   log "publishing ComfyUI on port ${COMFY_PORT} behind a password (user ${COMFYUI_USER:-comfy})"
-  # The password is no longer needed by anything started after this point.
-  unset COMFYUI_PASSWORD
+  PROXY_PASSWORD=""
   "${NGINX:-nginx}" -e stderr -c "${config}" > >(prefix proxy) 2>&1 &
   PROXY_PID=$!
 }

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import certifi
+from requests.utils import requote_uri
 
 log = logging.getLogger("worker.fetch")
 
@@ -57,10 +58,17 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 def is_public(address: IPAddress) -> bool:
     """True for a global unicast address (and IPv6 forms of one); False for everything a
     worker must never be made to reach: loopback, private, link-local (cloud metadata),
-    shared (CGNAT), reserved, unspecified, multicast."""
+    shared (CGNAT), reserved (IPv4-compatible ``::a.b.c.d`` included), site-local,
+    unspecified, multicast."""
     inner = _embedded_ipv4(address)
     if inner is not None:
         return is_public(inner)
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address.is_reserved or address.is_site_local
+    ):
+        # ::/8 holds the IPv4-compatible ::a.b.c.d, which automatic 6in4 tunnels route to
+        # the embedded IPv4 host; Python counts it and deprecated fec0::/10 as global.
+        return False
     return address.is_global and not address.is_multicast
 
 
@@ -183,9 +191,16 @@ def _one_hop(
             context = ssl.create_default_context(cafile=certifi.where())
             sock = context.wrap_socket(sock, server_hostname=host)
             watchdog.watch(sock)
-        connection = http.client.HTTPConnection(host, port, timeout=STEP_TIMEOUT_S)
+        # The class sets the default port: https on 443 must send "Host: name", not
+        # "name:443", which a presigned URL's signature does not cover.
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = kind(host, port, timeout=STEP_TIMEOUT_S)
         connection.sock = sock
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Spaces and other bytes http.client refuses (quoting the query into its error) are
+        # percent-encoded, as requests does.
+        target = requote_uri((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
         connection.request(
             "GET",
             target,

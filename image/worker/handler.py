@@ -574,7 +574,9 @@ def check_file_inputs(graph: Mapping[str, Any], image_names: list[str]) -> None:
                     f"{where} is refused: file inputs must be plain relative names without "
                     "'..', a leading '/' or an [input]/[output]/[temp] annotation"
                 )
-            if name in _FILE_INPUTS and value not in image_names and value.startswith("jobs/"):
+            # Normalised as ComfyUI's os.path.join resolves it: "./jobs/x" is "jobs/x".
+            first = os.path.normpath(value).split("/", 1)[0]
+            if name in _FILE_INPUTS and value not in image_names and first == "jobs":
                 listing = ", ".join(image_names) or "none"
                 raise _fail(
                     f"{where} names another job's input; a job sees only its own images "

@@ -559,12 +559,24 @@ class ComfyUIDouble:
 
     def start(self) -> ComfyUIDouble:
         """Bind the port, start the stand-in process, and serve (after ``start_delay``)."""
-        self._process = subprocess.Popen(["sleep", "86400"])
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self.bind_port))  # bound, not listening: refused
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        # Only after the bind, and detached from the caller's stdio: a failed start leaves no
+        # process behind that would hold the caller's output pipe open.
+        self._process = subprocess.Popen(
+            ["sleep", "86400"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.pid_file.write_text(f"{self._process.pid}\n")
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", self.bind_port))  # bound, not listening: refused
-        host, port = self._sock.getsockname()[:2]
+        host, port = sock.getsockname()[:2]
         self._url = f"http://{host}:{port}"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
+import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -305,6 +309,39 @@ def test_late_start_refuses_connections_until_it_serves() -> None:
             requests.get(f"{double.url}/system_stats", timeout=2)
         double.wait_until_serving()
         assert requests.get(f"{double.url}/system_stats", timeout=2).status_code == 200
+
+
+def test_a_port_that_cannot_be_bound_leaves_no_process_behind() -> None:
+    """start() on a taken port fails at once: no stand-in process outlives the caller or
+    keeps its output pipe open (an orphaned ``sleep 86400`` hung whoever read that pipe)."""
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        script = (
+            "from tests.fakes.comfyui import ComfyUIDouble\n"
+            "double = ComfyUIDouble()\n"
+            f"double.bind_port = {taken.getsockname()[1]}\n"
+            "double.start()\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'image'}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group: whatever it leaves behind is killed below
+        )
+        try:
+            _, stderr = child.communicate(timeout=30)  # EOF only once no process holds the pipe
+        except subprocess.TimeoutExpired:
+            pytest.fail("a process the double started still holds the caller's output pipe")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode != 0
+    assert "Address already in use" in stderr
 
 
 def test_process_alive_tells_live_dead_zombie_and_unknown(tmp_path: Path) -> None:

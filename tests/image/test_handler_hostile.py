@@ -10,7 +10,13 @@ these tests allow exactly the ``(127.0.0.1, port)`` of a server they mean to rea
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime
+import ipaddress
 import json
+import logging
+import socket
+import ssl
 import struct
 import threading
 import time
@@ -226,6 +232,25 @@ def test_query_strings_never_appear_in_errors_or_logs(
     assert not any(secret in record.getMessage() for record in caplog.records)
 
 
+def test_a_url_with_spaces_is_fetched_and_its_query_never_logged(
+    comfy: ComfyUIDouble,
+    worker_env: R2Settings,
+    servers: list[Server],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Apps send URLs with spaces unencoded: they are percent-encoded (as requests did), not
+    refused by http.client with an error text that quoted the query into the worker log."""
+    server = serve(servers, png_answer())
+    allow(monkeypatch, server.port)
+    caplog.set_level(logging.INFO)
+    secret = "X-Amz-Signature=0123456789abcdef"
+    result = handler(url_job(f"{server.url}/in put.png?{secret} x"))
+    assert not any(secret in record.getMessage() for record in caplog.records)
+    assert "error" not in result, result
+    assert server.hits == ["/in%20put.png?X-Amz-Signature=0123456789abcdef%20x"]
+
+
 def test_a_slow_server_cannot_outlast_the_job_timeout(
     worker_env: R2Settings, servers: list[Server], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,6 +277,38 @@ def test_a_slow_server_cannot_outlast_the_job_timeout(
     assert time.monotonic() - started < 4
 
 
+def test_a_server_dripping_its_headers_cannot_outlast_the_job_timeout(
+    worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each header byte arrives within the socket timeout, so only the deadline's watchdog
+    ends the request: at JOB_TIMEOUT_S, not after the 10 s per-read timeout or later."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        with contextlib.suppress(OSError):
+            client, _ = listener.accept()
+            with client:
+                client.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 600:
+                    if stop.is_set():
+                        return
+                    client.sendall(bytes([byte]))
+                    time.sleep(0.05)
+
+    threading.Thread(target=drip, daemon=True).start()
+    allow(monkeypatch, listener.getsockname()[1])
+    monkeypatch.setenv("JOB_TIMEOUT_S", "2")
+    started = time.monotonic()
+    try:
+        result = handler(url_job(f"http://127.0.0.1:{listener.getsockname()[1]}/slow.png"))
+    finally:
+        stop.set()
+        listener.close()
+    assert result["error_type"] == "validation", result
+    assert time.monotonic() - started < 4
+
+
 def test_each_redirect_hop_is_checked_and_a_good_chain_still_works(
     comfy: ComfyUIDouble,
     worker_env: R2Settings,
@@ -271,6 +328,79 @@ def test_each_redirect_hop_is_checked_and_a_good_chain_still_works(
     assert len(loop.hits) == fetch.MAX_REDIRECTS + 1
 
 
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate (and key) for IP 127.0.0.1, in PEM files under ``folder``."""
+    # cryptography comes with moto (a test dependency that requires it).
+    from cryptography import x509  # noqa: PLC0415 - only this helper needs it
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_on_the_default_port_sends_the_host_a_presigned_url_was_signed_for(
+    comfy: ComfyUIDouble,
+    worker_env: R2Settings,
+    servers: list[Server],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``https://host/...`` is fetched with ``Host: host``, not ``host:443``: SigV4 presigned
+    URLs sign the host without the default port and S3-compatible stores compare it as sent."""
+    seen: list[tuple[str, str]] = []
+
+    def answer(request: BaseHTTPRequestHandler) -> None:
+        seen.append((request.headers.get("Host", ""), request.path))
+        png_answer()(request)
+
+    server = serve(servers, answer)
+    cert_file, key_file = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    monkeypatch.setattr(fetch.certifi, "where", lambda: str(cert_file))
+    allow(monkeypatch, 443)
+    connect = socket.create_connection
+
+    def to_test_server(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        if address == ("127.0.0.1", 443):  # the URL's default port, served by the test server
+            address = ("127.0.0.1", server.port)
+        return connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(fetch.socket, "create_connection", to_test_server)
+    result = handler(url_job("https://127.0.0.1/in.png?X-Amz-Signature=abcd"))
+    assert "error" not in result, result
+    assert seen == [("127.0.0.1", "/in.png?X-Amz-Signature=abcd")]
+
+
 def test_the_address_policy_cannot_be_loosened_from_the_environment() -> None:
     """Production policy is public-only; only code (a test) can add exact pairs."""
     assert fetch.ADDRESS_POLICY == fetch.PUBLIC_ONLY
@@ -283,6 +413,21 @@ def test_the_address_policy_cannot_be_loosened_from_the_environment() -> None:
     source = Path(fetch.__file__).read_text()
     assert "os.environ" not in source
     assert "getenv" not in source
+
+
+@pytest.mark.parametrize(
+    "host", ["[::127.0.0.1]", "[::a9fe:a9fe]", "[::10.0.0.1]", "[fec0::1]", "[5f00::1]"]
+)
+def test_ipv4_compatible_and_other_reserved_ipv6_forms_are_never_connected_to(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``::127.0.0.1`` (IPv4-compatible: automatic 6in4 tunnels route it to the embedded
+    IPv4 host), deprecated site-local and reserved IPv6 are refused before any connection."""
+    attempts: list[Any] = []
+    monkeypatch.setattr(fetch.socket, "create_connection", lambda *a, **k: attempts.append(a))
+    with pytest.raises(fetch.FetchError, match="refused address"):
+        fetch.fetch(f"https://{host}/x.png", limit=100, deadline=time.monotonic() + 5)
+    assert attempts == []
 
 
 # -- item 7: jobs are isolated -------------------------------------------------------------
@@ -313,6 +458,33 @@ def test_a_job_cannot_read_another_jobs_input(
     result = handler({"id": "thief", "input": {"workflow": graph}})
     assert result["error_type"] == "validation", result
     assert "another job" in result["error"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "jobs/victim-1234abcd/secret.png",
+        "./jobs/victim-1234abcd/secret.png",
+        ".//jobs/victim-1234abcd/secret.png",
+        "././jobs/victim-1234abcd/secret.png",
+    ],
+)
+def test_another_runs_input_cannot_be_named_in_any_spelling(
+    name: str, comfy: ComfyUIDouble, worker_env: R2Settings
+) -> None:
+    """A run still in progress (or kept on a remote input folder) has its inputs under
+    ``jobs/``; ComfyUI resolves ``./jobs/...`` to the same file, so every spelling is refused."""
+    victim = comfy.input_dir / "jobs" / "victim-1234abcd"
+    victim.mkdir(parents=True)
+    (victim / "secret.png").write_bytes(PNG)
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "o"}},
+    }
+    result = handler({"id": "thief", "input": {"workflow": graph}})
+    assert result["error_type"] == "validation", result
+    assert "another job" in result["error"]
+    assert comfy.prompts == []
 
 
 @pytest.mark.parametrize(

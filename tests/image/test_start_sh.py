@@ -24,6 +24,8 @@ calls="${STUB_DIR}/calls"
 if [[ "${2:-}" == main.py ]]; then
   trap 'echo comfyui-stopped >>"${calls}"; exit 0' TERM
   echo "comfyui $* cwd=${PWD}" >>"${calls}"
+  leak="${COMFYUI_PASSWORD:-}${PROXY_PASSWORD:-}"
+  [[ -z "${leak}" ]] || echo "env-leak comfyui" >>"${STUB_DIR}/calls"
   echo "ComfyUI booting"
   while true; do sleep 0.05; done
 elif [[ "${1:-} ${2:-}" == "-m worker.proxy" ]]; then
@@ -46,12 +48,16 @@ exit 9
 """
 
 JUPYTER_STUB = r"""#!/usr/bin/env bash
+leak="${COMFYUI_PASSWORD:-}${PROXY_PASSWORD:-}"
+[[ -z "${leak}" ]] || echo "env-leak jupyter" >>"${STUB_DIR}/calls"
 trap 'echo jupyter-stopped >>"${STUB_DIR}/calls"; exit 0' TERM
 echo "jupyter $* token=${JUPYTER_TOKEN:-<unset>}" >>"${STUB_DIR}/calls"
 while true; do sleep 0.05; done
 """
 
 NVIDIA_SMI_STUB = r"""#!/usr/bin/env bash
+leak="${COMFYUI_PASSWORD:-}${PROXY_PASSWORD:-}"
+[[ -z "${leak}" ]] || echo "env-leak nvidia-smi" >>"${STUB_DIR}/calls"
 if [[ -n "${STUB_GPU_FAIL:-}" ]]; then
   echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
   exit 9
@@ -63,6 +69,8 @@ DOWNLOAD_STUB = r"""#!/usr/bin/env bash
 # Stands in for download_models.sh: models count as verified in MODELS_DIR once
 # ${MODELS_DIR}/.verified/stub exists, which a successful download creates.
 echo "download $* MODELS_DIR=${MODELS_DIR} HF_TOKEN=${HF_TOKEN:-<unset>}" >>"${STUB_DIR}/calls"
+leak="${COMFYUI_PASSWORD:-}${PROXY_PASSWORD:-}"
+[[ -z "${leak}" ]] || echo "env-leak download_models.sh" >>"${STUB_DIR}/calls"
 if [[ "${1:-}" == --verify-only ]]; then
   echo "verifying"
   if [[ -f "${MODELS_DIR}/.verified/stub" ]]; then
@@ -86,6 +94,8 @@ echo "download-finished" >>"${STUB_DIR}/calls"
 """
 
 SSHD_STUB = r"""#!/usr/bin/env bash
+leak="${COMFYUI_PASSWORD:-}${PROXY_PASSWORD:-}"
+[[ -z "${leak}" ]] || echo "env-leak sshd" >>"${STUB_DIR}/calls"
 trap 'exit 0' TERM
 echo "sshd $*" >>"${STUB_DIR}/calls"
 while true; do sleep 0.05; done
@@ -97,6 +107,8 @@ echo "ssh-keygen $*" >>"${STUB_DIR}/calls"
 """
 
 SYNC_STUB = r"""#!/usr/bin/env bash
+leak="${COMFYUI_PASSWORD:-}${PROXY_PASSWORD:-}"
+[[ -z "${leak}" ]] || echo "env-leak r2_sync.sh" >>"${STUB_DIR}/calls"
 if [[ "${1:-}" == --once ]]; then
   echo "sync-once $*" >>"${STUB_DIR}/calls"
   exit 0
@@ -642,6 +654,27 @@ def test_pod_publishes_comfyui_only_behind_the_password_proxy(
     assert all(password not in p.read_text() for p in (rig.root / "proxy").iterdir())
     assert password not in rig.log
     assert not any(password in c for c in rig.calls)
+
+
+def test_the_password_reaches_no_child_but_the_proxy_config_writer(
+    rig: Rig, running: list[subprocess.Popen[str]]
+) -> None:
+    """ComfyUI (and the custom nodes it runs), the model download, the sync daemon, sshd,
+    JupyterLab and nvidia-smi never have COMFYUI_PASSWORD in their environment."""
+    password = "a-long-pod-password-123"
+    running.append(
+        rig.start(
+            MODE="pod",
+            COMFYUI_PASSWORD=password,
+            PROXY_PASSWORD="inherited",  # start.sh's own variable must not be exported either
+            ENABLE_R2_SYNC="true",
+            PUBLIC_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStub stub@test",
+        )
+    )
+    for name in ("nginx", "comfyui", "download", "sync-daemon", "jupyter", "sshd"):
+        _wait_for(lambda n=name: any(c.startswith(n) for c in rig.calls), f"{name} to start")
+    assert [c for c in rig.calls if c.startswith("env-leak")] == []
+    assert (rig.root / "proxy" / "htpasswd").read_text().startswith("comfy:{SSHA}")
 
 
 def test_pod_without_a_password_keeps_comfyui_off_the_network(

@@ -87,7 +87,8 @@ def test_a_taken_key_is_never_overwritten_even_by_the_same_volume(
 ) -> None:
     """A fresh journal on a volume whose names were reused: other bytes go to a new version.
 
-    Covers a single PUT and a multipart upload, both refused with 412 by the bucket.
+    Covers a single PUT and a multipart upload; the bucket listing at start finds the taken
+    keys (a key taken after the listing meets the bucket's 412: the next test).
     """
     caplog.set_level(logging.INFO, logger="worker.sync")
     small_old, big_old = os.urandom(3000), os.urandom(17 * 1024 * 1024)
@@ -118,6 +119,29 @@ def test_a_taken_key_is_never_overwritten_even_by_the_same_volume(
     assert object_bytes(sync_rig, sync_rig.key("ComfyUI_00001_~v2.png")) == small_new
     assert object_bytes(sync_rig, sync_rig.key("video/ComfyUI_00001_.mp4")) == big_old
     assert object_bytes(sync_rig, sync_rig.key("video/ComfyUI_00001_~v2.mp4")) == big_new
+
+
+def test_an_object_another_writer_created_meanwhile_is_never_replaced(
+    sync_rig: SyncRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer with this volume's sync id (a second pod on the volume, the shutdown
+    flush) creates a key after the daemon listed the bucket: the bucket's 412 keeps its bytes
+    and ours go to ~v2; the same bytes already there count as uploaded, with no second copy."""
+    caplog.set_level(logging.INFO, logger="worker.sync")
+    daemon = sync_rig.start()
+    theirs, ours, same = os.urandom(3000), os.urandom(3000), os.urandom(3000)
+    client = make_client(sync_rig.bucket)
+    for name, body in (("taken.png", theirs), ("same.png", same)):
+        client.put_object(Bucket=sync_rig.bucket.bucket, Key=sync_rig.key(name), Body=body)
+    write(sync_rig.sync_dir / "taken.png", ours)
+    write(sync_rig.sync_dir / "same.png", same)
+    wait_until(lambda: sync_rig.key("taken~v2.png") in sync_rig.stored_keys(), 20, "~v2")
+    wait_until(lambda: journaled(sync_rig.state_dir) == 2, 20, "both journaled")
+    assert object_bytes(sync_rig, sync_rig.key("taken.png")) == theirs
+    assert object_bytes(sync_rig, sync_rig.key("taken~v2.png")) == ours
+    assert sync_rig.key("same~v2.png") not in sync_rig.stored_keys()
+    assert logged(caplog, "taken.png", "already holds other bytes")
+    assert daemon.failures == 0
 
 
 def test_truncating_a_synced_file_never_replaces_the_good_copy(
