@@ -209,13 +209,24 @@ def canary(
     ] = None,
     min_success: Annotated[float, typer.Option(help="Gate: completed fraction.")] = 0.98,
     max_warm_p95: Annotated[
-        float, typer.Option(help="Gate: warm p95 latency, seconds (0 disables).")
+        float, typer.Option(help="Gate: warm p95 latency must be under this, s (0 disables).")
     ] = 10.0,
+    min_warm: Annotated[
+        int, typer.Option(min=1, help="Gate: warm requests needed to judge warm p95.")
+    ] = 20,
     max_cold_p95: Annotated[
         float, typer.Option(help="Gate: cold p95 latency, seconds (0 disables).")
     ] = 90.0,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(help="The endpoint's idle timeout, s: a worker idle longer starts cold."),
+    ] = 5.0,
     cold_threshold: Annotated[
-        float, typer.Option(help="delayTime (s) from which a request counts as a cold start.")
+        float,
+        typer.Option(
+            help="With workers warm before the run: delayTime (s) from which a worker's first "
+            "request counts as cold."
+        ),
     ] = 10.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each job.")] = 300.0,
     poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 1.0,
@@ -229,8 +240,11 @@ def canary(
 ) -> None:
     """The canary gate: N requests at concurrency C through /run + /status.
 
-    Gates on success rate and warm/cold p95 latency (defaults: the rollout plan's
-    success >= 98 %, warm p95 <= 10 s, cold p95 <= 90 s); backs off on 429.
+    Gates (the rollout plan's): success >= 98 %, warm p95 under 10 s over at least
+    --min-warm warm requests (fewer fails), cold p95 <= 90 s. A request is cold when its
+    worker started for it (not when it queued); without delayTime or workerId it is
+    neither. Backs off on 429. Keep --concurrency at most the endpoint's workersMax, or
+    warm latency includes queueing behind the canary's own requests.
     """
     target, _ = _target(
         "canary",
@@ -252,11 +266,14 @@ def canary(
     gates = canary_mod.Gates(
         min_success=min_success,
         max_warm_p95_s=max_warm_p95 or None,
+        min_warm=min_warm,
         max_cold_p95_s=max_cold_p95 or None,
+        idle_timeout_s=idle_timeout,
         cold_threshold_s=cold_threshold,
     )
     backoff = Backoff(max_retries=max_retries, base_s=backoff_base, max_s=max_backoff)
     client = _client(target, backoff=backoff, pool=concurrency)
+    warm_before = _warm_workers_before(client)
     started = time.monotonic()
     with _progress(progress) as bar:
         task = bar.add_task("canary", total=requests)
@@ -266,7 +283,7 @@ def canary(
             if not outcome.ok:
                 bar.console.print(f"[red]{outcome.job_id or '-'}[/] {outcome.reason()}")
 
-        outcomes = canary_mod.run_canary(
+        samples = canary_mod.run_canary(
             client,
             requests=requests,
             concurrency=concurrency,
@@ -275,14 +292,18 @@ def canary(
             make_input=make_input,
             on_done=done,
         )
-    summary = canary_mod.summarize(outcomes, gates=gates, wall_s=time.monotonic() - started)
+    summary = canary_mod.summarize(
+        samples, gates=gates, wall_s=time.monotonic() - started, warm_workers_before=warm_before
+    )
     checks = canary_mod.evaluate(summary, gates)
     if not as_json:
         stdout_console().print(metrics_table("canary figures", _canary_rows(summary)))
     gates_doc = {
         "minSuccess": gates.min_success,
         "maxWarmP95S": gates.max_warm_p95_s,
+        "minWarm": gates.min_warm,
         "maxColdP95S": gates.max_cold_p95_s,
+        "idleTimeoutS": gates.idle_timeout_s,
         "coldThresholdS": gates.cold_threshold_s,
     }
     _finish(
@@ -293,9 +314,17 @@ def canary(
     )
 
 
-def _canary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    def trio(block: dict[str, Any]) -> str:
-        return " / ".join(seconds(block[k]) for k in ("p50", "p95", "p99"))
+def _warm_workers_before(client: JobClient) -> int | None:
+    """Workers already up before the canary (None when /health cannot say)."""
+    try:
+        return canary_mod.warm_workers(client.health())
+    except JobApiError:
+        return None
+
+
+def _canary_rows(summary: canary_mod.CanarySummary) -> list[tuple[str, str]]:
+    def trio(block: canary_mod.Percentiles) -> str:
+        return " / ".join(seconds(v) for v in (block["p50"], block["p95"], block["p99"]))
 
     return [
         ("requests (completed / failed)", f"{summary['completed']} / {summary['failed']}"),
@@ -303,6 +332,7 @@ def _canary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("latency p50 / p95 / p99", trio(summary["latencyS"])),
         (f"warm ({summary['warm']['count']}) p50 / p95 / p99", trio(summary["warm"]["latencyS"])),
         (f"cold ({summary['cold']['count']}) p50 / p95 / p99", trio(summary["cold"]["latencyS"])),
+        ("untimed (no delayTime or workerId)", str(summary["untimed"])),
         ("cold start (estimated)", seconds(summary["cold"]["coldStartS"])),
         ("delayTime p50 / p95 / p99", trio(summary["delayS"])),
         ("executionTime p50 / p95 / p99", trio(summary["executionS"])),
