@@ -351,6 +351,31 @@ def health(
     interval: Annotated[float, typer.Option(help="Seconds between readings.")] = 10.0,
     min_success: Annotated[float, typer.Option(help="Alert below this success rate.")] = 0.95,
     max_error_rate: Annotated[float, typer.Option(help="Alert above this error rate.")] = 0.05,
+    min_jobs: Annotated[
+        int, typer.Option(min=1, help="Finished jobs needed before the rate alerts judge.")
+    ] = 20,
+    probes: Annotated[
+        int, typer.Option(min=0, help="Probe requests sent one by one to measure latency.")
+    ] = 0,
+    max_p95: Annotated[
+        float, typer.Option(help="Alert when the probes' p95 latency exceeds this, s (0: off).")
+    ] = 15.0,
+    min_latency_jobs: Annotated[
+        int, typer.Option(min=1, help="Completed probes needed before the p95 alert judges.")
+    ] = 5,
+    probe_timeout: Annotated[float, typer.Option(help="Seconds to wait for each probe.")] = 300.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 1.0,
+    workers_min: Annotated[
+        int | None,
+        typer.Option(help="Alert when fewer workers are up in every reading.", show_default=False),
+    ] = None,
+    stack_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read workersMin (serverless.workersMin) from this stack file.",
+            show_default=False,
+        ),
+    ] = None,
     max_queue: Annotated[
         int | None, typer.Option(help="Alert when more jobs wait.", show_default=False)
     ] = None,
@@ -359,10 +384,12 @@ def health(
     ] = 3,
     as_json: JsonOpt = False,
 ) -> None:
-    """Health alerts from /health: workers, queue, success and error rates.
+    """Health alerts: success and error rates, p95 latency, workers, queue.
 
-    Alerts (exit 1) when success < 95 %, error rate > 5 % or the queue does not drain
-    across the readings.
+    Alerts (exit 1) when success < 95 % or error rate > 5 % (each once --min-jobs jobs
+    finished in RunPod's window), when the p95 latency of --probes requests exceeds 15 s
+    (once --min-latency-jobs completed), when fewer workers than workersMin are up in every
+    reading, or when the queue does not drain.
     """
     target, _ = _target(
         "health",
@@ -371,6 +398,12 @@ def health(
         base_url=base_url,
         as_json=as_json,
     )
+    try:
+        minimum = workers_min
+        if minimum is None:
+            minimum = health_mod.workers_min_from_stack_file(stack_file) if stack_file else 0
+    except (OSError, ValueError) as exc:
+        _die("health", str(exc), as_json=as_json)
     client = _client(target, backoff=Backoff(max_retries=max_retries, base_s=0.5, max_s=5.0))
     try:
         readings = health_mod.collect(
@@ -380,9 +413,16 @@ def health(
         checks = [Check("reachability", "fail", f"/health unreachable: {exc}")]
         _finish("health", {"endpointId": target.endpoint_id}, checks, as_json=as_json)
         return
-    summary = health_mod.summarize(readings)
+    sent = health_mod.probe(client, count=probes, timeout_s=probe_timeout, poll_s=poll_interval)
+    summary = health_mod.summarize(readings, sent, workers_min=minimum)
     thresholds = health_mod.Thresholds(
-        min_success=min_success, max_error_rate=max_error_rate, max_queue=max_queue
+        min_success=min_success,
+        max_error_rate=max_error_rate,
+        max_p95_s=max_p95 or None,
+        min_jobs=min_jobs,
+        min_latency_jobs=min_latency_jobs,
+        workers_min=minimum,
+        max_queue=max_queue,
     )
     checks = health_mod.evaluate(summary, thresholds)
     _finish(
