@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ops import canary as canary_mod
 from ops import cost as cost_mod
 from ops import health as health_mod
+from ops import health_alert
 from ops import smoke as smoke_mod
 from ops.jobs import Backoff, JobApiError, JobClient, JobOutcome
 from ops.promote import PromoteError, extract_digest, pin_digest
@@ -428,6 +429,67 @@ def health(
     _finish(
         "health", {"endpointId": target.endpoint_id, "summary": summary}, checks, as_json=as_json
     )
+
+
+@app.command("health-alert")
+def health_alert_command(
+    *,
+    report: Annotated[
+        Path, typer.Option(help="The `ops health --json` document (a missing one is an alert).")
+    ] = Path("health.json"),
+    repository: Annotated[
+        str | None,
+        typer.Option(
+            help="owner/name of the repository (else GITHUB_REPOSITORY).", show_default=False
+        ),
+    ] = None,
+    label: Annotated[str, typer.Option(help="Label of the alert issue.")] = health_alert.LABEL,
+    run_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Link to this run (else built from GITHUB_* variables).", show_default=False
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keep one `health-alert` issue in step with `ops health`: open it on an alert, comment
+    only when the failing checks change, close it when healthy again.
+
+    GitHub token from GITHUB_TOKEN (or GH_TOKEN); API from GITHUB_API_URL (default
+    https://api.github.com); posts to HEALTH_WEBHOOK_URL, when set, on the same changes.
+    """
+    env = os.environ
+    token = env.get("GITHUB_TOKEN", "").strip() or env.get("GH_TOKEN", "").strip()
+    repo = repository or env.get("GITHUB_REPOSITORY", "").strip()
+    if not token or not repo:
+        _die(
+            "health-alert",
+            "set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repository)",
+            as_json=as_json,
+        )
+    api = env.get("GITHUB_API_URL", "").strip() or "https://api.github.com"
+    link = run_url or (
+        f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{repo}/actions/runs/"
+        f"{env.get('GITHUB_RUN_ID', '?')}"
+    )
+    state = health_alert.state_from_report(health_alert.read_report(report))
+    try:
+        outcome = health_alert.notify(
+            state,
+            health_alert.GitHubIssues(api_url=api.rstrip("/"), repository=repo, token=token),
+            run_url=link,
+            label=label,
+            webhook=env.get("HEALTH_WEBHOOK_URL", "").strip() or None,
+        )
+    except health_alert.AlertError as exc:
+        _die("health-alert", str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"command": "health-alert", "ok": True, **outcome.__dict__})
+    else:
+        where = f" #{outcome.issue}" if outcome.issue else ""
+        stdout_console().print(
+            f"health-alert: {outcome.action}{where} ({', '.join(outcome.failing) or 'healthy'})"
+        )
 
 
 @app.command()
