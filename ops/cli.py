@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -21,10 +22,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ops import canary as canary_mod
 from ops import cost as cost_mod
 from ops import health as health_mod
-from ops import health_alert
+from ops import health_alert, stack_secrets
+from ops import promote as promote_mod
 from ops import smoke as smoke_mod
 from ops.jobs import Backoff, JobApiError, JobClient, JobOutcome
+from ops.mainline import Mainline, MainlineError
 from ops.promote import PromoteError, extract_digest, pin_digest
+from ops.registry import Registry, RegistryError
 from ops.report import (
     Check,
     all_passed,
@@ -621,6 +625,58 @@ def _cost_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+@app.command("stack-secrets")
+def stack_secrets_command(
+    *,
+    stack: Annotated[str, typer.Option(help="The stack: Pulumi.<stack>.yaml.")],
+    check_only: Annotated[
+        bool, typer.Option("--check-only", help="Only validate offline; run no pulumi command.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the stack's secrets from the job's environment (CI), after checking them offline.
+
+    Each variable of docs/DEPLOYMENT.md's table (CLOUDFLARE_API_TOKEN, APP_GITHUB_TOKEN,
+    RUNPOD_API_KEY, ...) that is set becomes `pulumi config set --secret <key>`, the value
+    on stdin. First the stack file plus exactly those values must pass the program's own
+    validation; a missing secret names the variable to provide.
+    """
+    from components.config import project_root  # noqa: PLC0415 - keeps `ops --help` light
+
+    root = project_root()
+    found = stack_secrets.problems(root, stack, os.environ)
+    if found:
+        _die_checks("stack-secrets", stack, found, as_json=as_json)
+    keys: list[str] = []
+    if not check_only:
+        if shutil.which("pulumi") is None:
+            _die(
+                "stack-secrets",
+                "the Pulumi CLI is not on PATH (scripts/pulumi-cli install)",
+                as_json=as_json,
+            )
+        try:
+            keys = stack_secrets.apply(stack, os.environ)
+        except stack_secrets.SetError as exc:
+            _die_checks("stack-secrets", stack, [str(exc)], as_json=as_json)
+    if as_json:
+        emit_json({"command": "stack-secrets", "ok": True, "stack": stack, "set": keys})
+    else:
+        what = f"set {', '.join(keys) or 'nothing'}" if not check_only else "configuration is valid"
+        stdout_console().print(f"stack-secrets {stack}: {what}")
+
+
+def _die_checks(command: str, stack: str, problems: list[str], *, as_json: bool) -> NoReturn:
+    if as_json:
+        emit_json({"command": command, "ok": False, "stack": stack, "problems": problems})
+    else:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        stderr_console().print(
+            f"[bold red]ops {command}:[/] stack {stack!r}:\n{lines}", markup=True, highlight=False
+        )
+    raise typer.Exit(1)
+
+
 @app.command("pin-digest")
 def pin_digest_command(
     *,
@@ -634,19 +690,36 @@ def pin_digest_command(
     outputs: OutputsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Pin an image digest as image.digest in a stack file (the promote workflow).
+    """Pin the digest of a passing gate record as image.digest in a stack file.
 
-    The digest is given, or staging's from --outputs; the file's comments are kept.
+    By default the newest passing record in GHCR (what staging's smoke and canary wrote);
+    --digest or staging's --outputs (imageDigest) name one, which must have a passing
+    record too. Registry credentials: GHCR_TOKEN. The file's comments are kept.
     """
     try:
-        result = pin_digest(stack_file, _digest_to_pin(digest, outputs))
-    except (PromoteError, TargetError) as exc:
+        registry = Registry.from_env(promote_mod.image_repository(stack_file))
+        if digest is None and outputs is None:
+            record = promote_mod.latest_passing(registry)
+        else:
+            record = promote_mod.verify(registry, _digest_to_pin(digest, outputs))
+        result = pin_digest(stack_file, record.digest)
+    except (PromoteError, TargetError, RegistryError) as exc:
         _die("pin-digest", str(exc), as_json=as_json)
     if as_json:
-        emit_json({"command": "pin-digest", "ok": True, **result.__dict__})
+        emit_json(
+            {
+                "command": "pin-digest",
+                "ok": True,
+                **result.__dict__,
+                "runUrl": record.document.get("runUrl"),
+            }
+        )
     else:
         what = "pinned" if result.changed else "already pinned"
-        stdout_console().print(f"{result.file}: {result.key} {what} to {result.digest}")
+        stdout_console().print(
+            f"{result.file}: {result.key} {what} to {result.digest} "
+            f"(passed staging: {record.document.get('runUrl')})"
+        )
 
 
 def _digest_to_pin(digest: str | None, outputs: str | None) -> str:
@@ -659,6 +732,160 @@ def _digest_to_pin(digest: str | None, outputs: str | None) -> str:
             "into --outputs - (output imageDigest)"
         )
     return extract_digest(str(found))
+
+
+promote_app = typer.Typer(
+    no_args_is_help=True,
+    help="Promotion by gate record: record what staging passed, verify, open the PR.",
+)
+app.add_typer(promote_app, name="promote")
+
+
+@promote_app.command("record")
+def promote_record(
+    *,
+    outputs: Annotated[
+        Path, typer.Option(help="staging's `pulumi stack output --json` (imageRef, imageDigest).")
+    ],
+    smoke: Annotated[Path, typer.Option(help="`ops smoke --json` of this run.")],
+    canary: Annotated[Path, typer.Option(help="`ops canary --json` of this run.")],
+    run_url: Annotated[
+        str | None, typer.Option(help="This run's URL (else from GITHUB_*).", show_default=False)
+    ] = None,
+    commit: Annotated[
+        str | None, typer.Option(help="The commit tested (else GITHUB_SHA).", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the gate record of the digest staging just tested, if smoke and canary passed.
+
+    Stored in GHCR next to the image as the tag sha256-<hex>.gates (GHCR_TOKEN with
+    packages: write). Writing it again for the same digest is harmless.
+    """
+    env = os.environ
+    try:
+        stack_outputs = StackOutputs.load(str(outputs))
+        tested = extract_digest(str(stack_outputs.get("image_digest") or ""))
+        repository = _repository_of(str(stack_outputs.values.get("imageRef") or ""))
+        documents = [json.loads(path.read_text(encoding="utf-8")) for path in (smoke, canary)]
+        link = run_url or (
+            f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/"
+            f"{env.get('GITHUB_REPOSITORY', '?')}/actions/runs/{env.get('GITHUB_RUN_ID', '?')}"
+        )
+        record = promote_mod.build_record(
+            tested,
+            repository=repository,
+            smoke=documents[0],
+            canary=documents[1],
+            run_url=link,
+            commit=commit or env.get("GITHUB_SHA", ""),
+        )
+        registry = Registry.from_env(repository.split("/", 1)[1])
+        tag = promote_mod.write_record(registry, record)
+    except (PromoteError, TargetError, RegistryError, OSError, ValueError) as exc:
+        _die("promote record", str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"command": "promote record", "ok": True, "digest": tested, "tag": tag})
+    else:
+        stdout_console().print(f"gate record {registry.host}/{registry.repository}:{tag} written")
+
+
+def _repository_of(image_ref: str) -> str:
+    """``host/owner/name`` of ``host/owner/name@sha256:...``."""
+    name = image_ref.split("@", 1)[0]
+    if name.count("/") < 2:
+        raise PromoteError(
+            f"imageRef {image_ref!r} is not <registry>/<owner>/<name>@sha256:<hex>: pass "
+            "staging's `pulumi stack output --json`"
+        )
+    return name
+
+
+@promote_app.command("verify")
+def promote_verify(
+    *,
+    stack_file: Annotated[
+        Path, typer.Option(help="The stack file whose image.digest is checked.")
+    ] = Path("Pulumi.prod.yaml"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Refuse a pinned digest that has no passing gate record or that GHCR does not have.
+
+    The prod deploy runs this before `pulumi up`; exit 1 says which is missing.
+    """
+    try:
+        pinned = promote_mod.pinned_digest(stack_file)
+        registry = Registry.from_env(promote_mod.image_repository(stack_file))
+        record = promote_mod.verify(registry, pinned)
+    except promote_mod.PromotionRefusedError as exc:
+        _die_checks("promote verify", stack_file.name, [str(exc)], as_json=as_json)
+    except (PromoteError, RegistryError, OSError) as exc:
+        _die("promote verify", str(exc), as_json=as_json)
+    document = {"digest": record.digest, "runUrl": record.document.get("runUrl")}
+    if as_json:
+        emit_json({"command": "promote verify", "ok": True, **document})
+    else:
+        stdout_console().print(
+            f"{record.digest}: in {registry.host}/{registry.repository}, passed staging "
+            f"({record.document.get('runUrl')})"
+        )
+
+
+@promote_app.command("open-pr")
+def promote_open_pr(
+    *,
+    stack_file: Annotated[Path, typer.Option(help="Stack file to pin the digest in.")] = Path(
+        "Pulumi.prod.yaml"
+    ),
+    digest: Annotated[
+        str | None,
+        typer.Option(help="A digest with a passing record (else the newest).", show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open (or update) the pull request pinning a passing digest in the stack file.
+
+    Built from origin/main, never from the working tree; re-running for the same digest
+    updates the same branch and opens no second pull request (gh, GH_TOKEN).
+    """
+    try:
+        registry = Registry.from_env(promote_mod.image_repository(stack_file))
+        record = (
+            promote_mod.verify(registry, digest) if digest else promote_mod.latest_passing(registry)
+        )
+        key = f"{promote_mod.project_name(stack_file)}:{promote_mod.CONFIG_KEY}"
+        short = record.digest.removeprefix("sha256:")[:12]
+        proposal = Mainline(Path.cwd()).propose(
+            str(stack_file),
+            lambda text: promote_mod.set_key(text, key, record.digest)[0],
+            message=f"Promote image {record.digest} to prod",
+            mode="pr",
+            branch=f"promote/{short}",
+            title=f"Promote image {short} to prod",
+            body=(
+                f"Pins `image.digest` in `{stack_file}` to `{record.digest}`, which passed "
+                f"staging's `ops smoke` and `ops canary` ({record.document.get('runUrl')}); "
+                "its gate record is the GHCR tag "
+                f"`{promote_mod.record_tag(record.digest)}`. Merging deploys prod after the "
+                "`production` environment's reviewers approve. Roll back by reverting this "
+                "PR. See docs/rollout.md."
+            ),
+        )
+    except (PromoteError, RegistryError, MainlineError) as exc:
+        _die("promote open-pr", str(exc), as_json=as_json)
+    document = {
+        "digest": record.digest,
+        "changed": proposal.changed,
+        "url": proposal.url,
+        "existing": proposal.existing,
+    }
+    if as_json:
+        emit_json({"command": "promote open-pr", "ok": True, **document})
+    elif not proposal.changed:
+        stdout_console().print(f"main already pins {record.digest}: nothing to promote")
+    else:
+        verb = "updated" if proposal.existing else "opened"
+        stdout_console().print(f"{verb} {proposal.url} pinning {record.digest}")
 
 
 def main() -> None:
