@@ -19,10 +19,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ops import backend, deploy_plan, health_alert, stack_secrets
 from ops import canary as canary_mod
 from ops import cost as cost_mod
 from ops import health as health_mod
-from ops import health_alert, stack_secrets
 from ops import promote as promote_mod
 from ops import smoke as smoke_mod
 from ops.jobs import Backoff, JobApiError, JobClient, JobOutcome
@@ -675,6 +675,53 @@ def _die_checks(command: str, stack: str, problems: list[str], *, as_json: bool)
             f"[bold red]ops {command}:[/] stack {stack!r}:\n{lines}", markup=True, highlight=False
         )
     raise typer.Exit(1)
+
+
+@app.command("deploy-plan")
+def deploy_plan_command(
+    *,
+    before: Annotated[str, typer.Option(help="The commit before the push (github.event.before).")],
+    after: Annotated[str, typer.Option(help="The pushed commit (GITHUB_SHA).")],
+    repo: Annotated[Path, typer.Option(help="The git repository.")] = Path(),
+) -> None:
+    """What a push to main deploys: `staging=`, `prod=`, `rollout_only=` lines for $GITHUB_OUTPUT.
+
+    rollout_only: the push changed only rollout.* keys of Pulumi.prod.yaml (a rollback or
+    a percentage step), which deploys prod at once without waiting for staging.
+    """
+    try:
+        result = deploy_plan.plan(repo, before, after)
+    except deploy_plan.GitError as exc:
+        _die("deploy-plan", str(exc), as_json=False)
+    stderr_console().print(f"deploy-plan: {result.reason}", highlight=False)
+    sys.stdout.write(result.github_output())
+
+
+@app.command("backend")
+def backend_command(
+    *,
+    require_team: Annotated[
+        bool,
+        typer.Option(
+            "--require-team", help="Fail on the local file backend (CI needs a shared one)."
+        ),
+    ] = False,
+) -> None:
+    """Print the state backend this checkout uses: PULUMI_BACKEND_URL, else Pulumi.yaml's
+    backend.url (the team's, declared once), else the local file backend (one person)."""
+    from components.config import project_root  # noqa: PLC0415
+
+    found = backend.declared(project_root())
+    if require_team and found.local:
+        _die(
+            "backend",
+            "Pulumi.yaml declares no team backend (backend.url) and PULUMI_BACKEND_URL is "
+            "unset: CI cannot keep state on a runner's disk; declare the shared backend once "
+            "in Pulumi.yaml (docs/DEPLOYMENT.md#3-state-backend-and-secrets-provider)",
+            as_json=False,
+        )
+    sys.stdout.write(f"{found.url}\n")
+    stderr_console().print(f"state backend: {found.url} ({found.source})", highlight=False)
 
 
 @app.command("pin-digest")

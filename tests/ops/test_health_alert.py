@@ -46,9 +46,7 @@ def alert(github: IssuesDouble, path: Path, **env: str) -> tuple[int, dict[str, 
 
 def writes(github: IssuesDouble) -> list[tuple[str, str]]:
     """Writes to the GitHub API (webhook posts are in ``github.hooks``)."""
-    return [
-        (m, p.split("?")[0]) for m, p in github.requests if m != "GET" and "/hooks/" not in p
-    ]
+    return [(m, p.split("?")[0]) for m, p in github.requests if m != "GET" and "/hooks/" not in p]
 
 
 ERRORS = ("error rate", "30.0 % (> 5.0 %): 3 failed, 0 retried")
