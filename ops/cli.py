@@ -23,6 +23,7 @@ from ops import backend, deploy_plan, health_alert, stack_secrets
 from ops import canary as canary_mod
 from ops import cost as cost_mod
 from ops import health as health_mod
+from ops import models_seed as models_seed_mod
 from ops import promote as promote_mod
 from ops import smoke as smoke_mod
 from ops.jobs import Backoff, JobApiError, JobClient, JobOutcome
@@ -156,6 +157,13 @@ def smoke(
         str | None,
         typer.Option(help="Stack named in the rollback command (else the outputs' `stack`)."),
     ] = None,
+    expect_provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Fail unless the rollout flag names this provider (a rollback drill).",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for each job (cold starts included).")
     ] = 600.0,
@@ -195,7 +203,13 @@ def smoke(
     state, problem = read_state(stack_outputs)
     stack_name = stack or str(stack_outputs.get("stack") or "prod")
     checks.append(
-        rollout_check(state, problem, tested_endpoint=target.endpoint_id, stack=stack_name)
+        rollout_check(
+            state,
+            problem,
+            tested_endpoint=target.endpoint_id,
+            stack=stack_name,
+            expected_provider=expect_provider,
+        )
     )
     _finish("smoke", {"endpointId": target.endpoint_id}, checks, as_json=as_json)
 
@@ -933,6 +947,63 @@ def promote_open_pr(
     else:
         verb = "updated" if proposal.existing else "opened"
         stdout_console().print(f"{verb} {proposal.url} pinning {record.digest}")
+
+
+models_app = typer.Typer(no_args_is_help=True, help="The endpoint's models on its network volume.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("seed")
+def models_seed(
+    *,
+    endpoint_id: EndpointOpt = None,
+    outputs: OutputsOpt = None,
+    base_url: BaseUrlOpt = None,
+    volume_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The models volume (else the comfyuiNetworkVolumeId output).", show_default=False
+        ),
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option("--input", help="JSON file with the job `input` (default: a small txt2img)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait: a first fill downloads every model.")
+    ] = 3600.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 5.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fill the endpoint's network volume before traffic: one job whose worker verifies (and
+    on an empty volume downloads) the models of MODEL_GROUPS onto the volume.
+
+    Run right after `pulumi up`; a filled volume makes it an ordinary generation. No volume:
+    a skip.
+    """
+    target, stack_outputs = _target(
+        "models seed",
+        endpoint_id=endpoint_id,
+        outputs_source=outputs,
+        base_url=base_url,
+        as_json=as_json,
+    )
+    job_input: Any = canary_mod.default_input(0)
+    if input_file is not None:
+        try:
+            job_input = json.loads(input_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _die("models seed", f"--input {input_file}: {exc}", as_json=as_json)
+    volume = volume_id or models_seed_mod.volume_id(stack_outputs)
+    summary, check = models_seed_mod.seed(
+        _client(target), volume, job_input=job_input, timeout_s=timeout, poll_s=poll_interval
+    )
+    _finish(
+        "models seed",
+        {"endpointId": target.endpoint_id, "summary": summary},
+        [check],
+        as_json=as_json,
+    )
 
 
 def main() -> None:
