@@ -735,7 +735,7 @@ def backend_command(
             as_json=False,
         )
     sys.stdout.write(f"{found.url}\n")
-    stderr_console().print(f"state backend: {found.url} ({found.source})", highlight=False)
+    sys.stderr.write(f"state backend: {found.url} ({found.source})\n")
 
 
 @app.command("pin-digest")

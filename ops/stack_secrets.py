@@ -81,10 +81,20 @@ def problems(root: Path, stack: str, env: Mapping[str, str]) -> list[str]:
         for key in sorted(values)
         if is_secret_key(key) and key not in secure
     ]
+    merged = {**values, **provided(env)}
     try:
-        validate({**values, **provided(env)}, stack=stack, root=root, env=env)
+        config = validate(merged, stack=stack, root=root, env=env)
     except ConfigError as error:
-        found += [_with_ci_hint(problem) for problem in error.problems]
+        return found + [_with_ci_hint(problem) for problem in error.problems]
+    manages_runpod = config.serverless.endpoint_id is None or config.video_pod.enabled
+    if manages_runpod and RUNPOD_API_KEY not in merged:
+        # The program's check lets the provider fall back to $RUNPOD_API_KEY, which a CI job
+        # hands only to its secrets step: pulumi up needs the key in the stack's config.
+        found.append(
+            f"{RUNPOD_API_KEY} is not set, and the stack manages RunPod objects (the endpoint"
+            f"{' and the video pod' if config.video_pod.enabled else ''}): in CI the job's "
+            f"environment must provide {ENV_BY_KEY[RUNPOD_API_KEY]} (docs/DEPLOYMENT.md)"
+        )
     return found
 
 
