@@ -180,15 +180,18 @@ PULUMI_JOBS = sorted({(n, j, s, c) for n, j, _, _, s, c in pulumi_jobs()})
 
 def test_the_jobs_that_deploy_or_preview_are_the_ones_expected() -> None:
     """A new preview/deploy job must be added here (and so to the checks below)."""
-    assert PULUMI_JOBS == sorted(
-        [
-            ("preview.yml", "preview", "staging", "preview"),
-            ("preview.yml", "preview", "prod", "preview"),
-            ("deploy.yml", "staging", "staging", "up"),
-            ("deploy.yml", "production", "prod", "up"),
-            ("deploy.yml", "production-rollout", "prod", "up"),
-            ("deploy.yml", "rollback-drill", "staging", "rollback"),
-        ]
+    assert (
+        sorted(
+            [
+                ("preview.yml", "preview", "staging", "preview"),
+                ("preview.yml", "preview", "prod", "preview"),
+                ("deploy.yml", "staging", "staging", "up"),
+                ("deploy.yml", "production", "prod", "up"),
+                ("deploy.yml", "production-rollout", "prod", "up"),
+                ("deploy.yml", "rollback-drill", "staging", "rollback"),
+            ]
+        )
+        == PULUMI_JOBS
     )
 
 
@@ -441,7 +444,8 @@ def test_one_state_backend_declared_in_pulumi_yaml() -> None:
     pulumi first checks that Pulumi.yaml declares the team's backend."""
     for name, job_id, job in all_jobs():
         text = yaml.safe_dump(job)
-        assert "cloud-url" not in text and "PULUMI_BACKEND_URL" not in text, f"{name}:{job_id}"
+        assert "cloud-url" not in text, f"{name}:{job_id}"
+        assert "PULUMI_BACKEND_URL" not in text, f"{name}:{job_id}"
     for name, job_id, job, _, _, _ in pulumi_jobs():
         runs = [str(s.get("run", "")) for s in steps(job)]
         assert any("python -m ops backend --require-team" in r for r in runs), f"{name}:{job_id}"
