@@ -78,3 +78,46 @@ def test_smoke_expect_provider_fails_on_the_other_provider(
     assert "expected 'scenario'" in check(doc, "rollback state")["detail"]
     code, doc = invoke_json([*base, "--expect-provider", "comfyui"], ops_env(emu), stdin=outputs)
     assert code == 0, doc["checks"]
+
+
+REPO = Path(__file__).resolve().parents[2]
+GB = 1e9
+
+
+def test_the_cold_start_numbers_in_the_runbook_follow_the_manifest() -> None:
+    """docs/rollout.md's cold-start table uses the sizes of image/models.toml for staging's
+    model groups, and its sums add up; staging's volume holds those models."""
+    import tomllib  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+
+    from components.config import SCHEMA_BY_NAME  # noqa: PLC0415
+
+    manifest = tomllib.loads((REPO / "image" / "models.toml").read_text(encoding="utf-8"))
+    stack = yaml.safe_load((REPO / "Pulumi.staging.yaml").read_text(encoding="utf-8"))["config"]
+    groups = str(
+        stack.get(
+            "comfyui-runpod:serverless.modelGroups",
+            SCHEMA_BY_NAME["serverless.modelGroups"].default,
+        )
+    ).split(",")
+    sizes = {
+        entry["name"]: entry["size"]
+        for entry in manifest["model"]
+        if set(entry["groups"]) & set(groups)
+    }
+    flux, total = sizes["flux1-dev-fp8"], sum(sizes.values())
+    runbook = (REPO / "docs" / "rollout.md").read_text(encoding="utf-8")
+    section = runbook[runbook.index("### Cold starts on paper") :]
+    section = " ".join(section[: section.index("\n## ")].split())
+    assert f"FLUX.1-dev fp8 {flux / GB:.2f} GB" in section
+    assert f"{total / GB:.2f} GB in all" in section
+    other_steps = 5 + 2 + 15 + 5
+    loads = [round(flux / (mb * 1e6)) for mb in (400, 300, 200)]
+    assert f"| {' / '.join(map(str, loads))} |" in section
+    assert f"**{' / '.join(str(other_steps + load) for load in loads)}**" in section
+    assert f"the other steps take {other_steps} s" in section
+    breakeven = flux / (90 - other_steps) / 1e6
+    assert f"about {round(breakeven / 5) * 5} MB/s" in section
+    assert stack["comfyui-runpod:serverless.networkVolumeGb"] * GB >= 2 * total
+    assert stack["comfyui-runpod:serverless.networkVolumeDataCenterId"]
