@@ -1,4 +1,4 @@
-"""The ``python -m ops`` command line: smoke, canary, health, cost and pin-digest.
+"""The ``python -m ops`` command line: the rollout gates and the CI plumbing around them.
 
 Every command prints a table for people, or exactly one JSON document on stdout with
 ``--json``; progress and messages go to stderr. Exit codes: 0 every gate passed, 1 a gate
@@ -48,7 +48,8 @@ from ops.target import StackOutputs, Target, TargetError, resolve_target
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Rollout gates for the ComfyUI serverless endpoint: smoke, canary, health, cost.",
+    help="Rollout gates for the ComfyUI serverless endpoint (smoke, canary, health, cost) and "
+    "the CI steps around them (models seed, promote, pin-digest, health-alert, stack-secrets).",
 )
 
 EndpointOpt = Annotated[
@@ -470,8 +471,10 @@ def health_alert_command(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Keep one `health-alert` issue in step with `ops health`: open it on an alert, comment
-    only when the failing checks change, close it when healthy again.
+    """Keep one `health-alert` issue in step with `ops health` (open, comment on change, close).
+
+    Opens it on an alert, comments only when the failing checks change, closes it when
+    healthy again.
 
     GitHub token from GITHUB_TOKEN (or GH_TOKEN); API from GITHUB_API_URL (default
     https://api.github.com); posts to HEALTH_WEBHOOK_URL, when set, on the same changes.
@@ -721,8 +724,11 @@ def backend_command(
         ),
     ] = False,
 ) -> None:
-    """Print the state backend this checkout uses: PULUMI_BACKEND_URL, else Pulumi.yaml's
-    backend.url (the team's, declared once), else the local file backend (one person)."""
+    """Print the state backend this checkout uses, as the Pulumi CLI picks it.
+
+    PULUMI_BACKEND_URL, else Pulumi.yaml's backend.url (the team's, declared once), else the
+    local file backend (one person).
+    """
     from components.config import project_root  # noqa: PLC0415
 
     found = backend.declared(project_root())
