@@ -973,18 +973,24 @@ def _stack_file_lines(stack_file: Path | None) -> dict[str, int]:
 
 
 def validate(
-    values: Mapping[str, str], *, stack: str, project: str = PROJECT, root: Path | None = None
+    values: Mapping[str, str],
+    *,
+    stack: str,
+    project: str = PROJECT,
+    root: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> StackConfig:
     """:func:`parse`, and refuse the shipped example values unless the test suite allows them.
 
-    ``root`` is the folder holding ``Pulumi.<stack>.yaml``, for the line numbers in messages.
+    ``root`` is the folder holding ``Pulumi.<stack>.yaml``, for the line numbers in messages;
+    ``env`` is passed on to :func:`parse` (a CI job's environment, for ``GHCR_PUSH_TOKEN``).
     """
     examples = []
     if not os.environ.get(ALLOW_EXAMPLE_VALUES_ENV):
         stack_file = root / f"Pulumi.{stack}.yaml" if root is not None else None
         examples = example_value_problems(values, stack=stack, stack_file=stack_file)
     try:
-        config = parse(values, stack=stack, project=project)
+        config = parse(values, stack=stack, project=project, env=env)
     except ConfigError as error:
         raise ConfigError(stack, [*examples, *error.problems]) from None
     if examples:

@@ -1,4 +1,5 @@
-"""The ``python -m ops`` command line: smoke, canary, health, cost, pin-digest, job and lora.
+"""The ``python -m ops`` command line: the rollout gates, the CI plumbing around them, jobs
+and LoRAs.
 
 Every command prints a table for people, or exactly one JSON document on stdout with
 ``--json``; progress and messages go to stderr. Exit codes: 0 every gate passed, 1 a gate
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -19,14 +21,19 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ops import backend, deploy_plan, health_alert, stack_secrets
 from ops import canary as canary_mod
 from ops import cost as cost_mod
 from ops import health as health_mod
 from ops import lora as lora_mod
+from ops import models_seed as models_seed_mod
 from ops import progress as progress_mod
+from ops import promote as promote_mod
 from ops import smoke as smoke_mod
 from ops.jobs import Backoff, JobApiError, JobClient, JobOutcome
+from ops.mainline import Mainline, MainlineError
 from ops.promote import PromoteError, extract_digest, pin_digest
+from ops.registry import Registry, RegistryError
 from ops.report import (
     Check,
     all_passed,
@@ -45,7 +52,8 @@ from ops.target import StackOutputs, Target, TargetError, resolve_target
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Rollout gates for the ComfyUI serverless endpoint: smoke, canary, health, cost.",
+    help="Rollout gates for the ComfyUI serverless endpoint (smoke, canary, health, cost) and "
+    "the CI steps around them (models seed, promote, pin-digest, health-alert, stack-secrets).",
 )
 
 EndpointOpt = Annotated[
@@ -154,6 +162,13 @@ def smoke(
         str | None,
         typer.Option(help="Stack named in the rollback command (else the outputs' `stack`)."),
     ] = None,
+    expect_provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Fail unless the rollout flag names this provider (a rollback drill).",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for each job (cold starts included).")
     ] = 600.0,
@@ -193,7 +208,13 @@ def smoke(
     state, problem = read_state(stack_outputs)
     stack_name = stack or str(stack_outputs.get("stack") or "prod")
     checks.append(
-        rollout_check(state, problem, tested_endpoint=target.endpoint_id, stack=stack_name)
+        rollout_check(
+            state,
+            problem,
+            tested_endpoint=target.endpoint_id,
+            stack=stack_name,
+            expected_provider=expect_provider,
+        )
     )
     _finish("smoke", {"endpointId": target.endpoint_id}, checks, as_json=as_json)
 
@@ -212,13 +233,24 @@ def canary(
     ] = None,
     min_success: Annotated[float, typer.Option(help="Gate: completed fraction.")] = 0.98,
     max_warm_p95: Annotated[
-        float, typer.Option(help="Gate: warm p95 latency, seconds (0 disables).")
+        float, typer.Option(help="Gate: warm p95 latency must be under this, s (0 disables).")
     ] = 10.0,
+    min_warm: Annotated[
+        int, typer.Option(min=1, help="Gate: warm requests needed to judge warm p95.")
+    ] = 20,
     max_cold_p95: Annotated[
         float, typer.Option(help="Gate: cold p95 latency, seconds (0 disables).")
     ] = 90.0,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(help="The endpoint's idle timeout, s: a worker idle longer starts cold."),
+    ] = 5.0,
     cold_threshold: Annotated[
-        float, typer.Option(help="delayTime (s) from which a request counts as a cold start.")
+        float,
+        typer.Option(
+            help="With workers warm before the run: delayTime (s) from which a worker's first "
+            "request counts as cold."
+        ),
     ] = 10.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each job.")] = 300.0,
     poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 1.0,
@@ -232,8 +264,11 @@ def canary(
 ) -> None:
     """The canary gate: N requests at concurrency C through /run + /status.
 
-    Gates on success rate and warm/cold p95 latency (defaults: the rollout plan's
-    success >= 98 %, warm p95 <= 10 s, cold p95 <= 90 s); backs off on 429.
+    Gates (the rollout plan's): success >= 98 %, warm p95 under 10 s over at least
+    --min-warm warm requests (fewer fails), cold p95 <= 90 s. A request is cold when its
+    worker started for it (not when it queued); without delayTime or workerId it is
+    neither. Backs off on 429. Keep --concurrency at most the endpoint's workersMax, or
+    warm latency includes queueing behind the canary's own requests.
     """
     target, _ = _target(
         "canary",
@@ -255,11 +290,14 @@ def canary(
     gates = canary_mod.Gates(
         min_success=min_success,
         max_warm_p95_s=max_warm_p95 or None,
+        min_warm=min_warm,
         max_cold_p95_s=max_cold_p95 or None,
+        idle_timeout_s=idle_timeout,
         cold_threshold_s=cold_threshold,
     )
     backoff = Backoff(max_retries=max_retries, base_s=backoff_base, max_s=max_backoff)
     client = _client(target, backoff=backoff, pool=concurrency)
+    warm_before = _warm_workers_before(client)
     started = time.monotonic()
     with _progress(progress) as bar:
         task = bar.add_task("canary", total=requests)
@@ -269,7 +307,7 @@ def canary(
             if not outcome.ok:
                 bar.console.print(f"[red]{outcome.job_id or '-'}[/] {outcome.reason()}")
 
-        outcomes = canary_mod.run_canary(
+        samples = canary_mod.run_canary(
             client,
             requests=requests,
             concurrency=concurrency,
@@ -278,14 +316,18 @@ def canary(
             make_input=make_input,
             on_done=done,
         )
-    summary = canary_mod.summarize(outcomes, gates=gates, wall_s=time.monotonic() - started)
+    summary = canary_mod.summarize(
+        samples, gates=gates, wall_s=time.monotonic() - started, warm_workers_before=warm_before
+    )
     checks = canary_mod.evaluate(summary, gates)
     if not as_json:
         stdout_console().print(metrics_table("canary figures", _canary_rows(summary)))
     gates_doc = {
         "minSuccess": gates.min_success,
         "maxWarmP95S": gates.max_warm_p95_s,
+        "minWarm": gates.min_warm,
         "maxColdP95S": gates.max_cold_p95_s,
+        "idleTimeoutS": gates.idle_timeout_s,
         "coldThresholdS": gates.cold_threshold_s,
     }
     _finish(
@@ -296,9 +338,17 @@ def canary(
     )
 
 
-def _canary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    def trio(block: dict[str, Any]) -> str:
-        return " / ".join(seconds(block[k]) for k in ("p50", "p95", "p99"))
+def _warm_workers_before(client: JobClient) -> int | None:
+    """Workers already up before the canary (None when /health cannot say)."""
+    try:
+        return canary_mod.warm_workers(client.health())
+    except JobApiError:
+        return None
+
+
+def _canary_rows(summary: canary_mod.CanarySummary) -> list[tuple[str, str]]:
+    def trio(block: canary_mod.Percentiles) -> str:
+        return " / ".join(seconds(v) for v in (block["p50"], block["p95"], block["p99"]))
 
     return [
         ("requests (completed / failed)", f"{summary['completed']} / {summary['failed']}"),
@@ -306,6 +356,7 @@ def _canary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("latency p50 / p95 / p99", trio(summary["latencyS"])),
         (f"warm ({summary['warm']['count']}) p50 / p95 / p99", trio(summary["warm"]["latencyS"])),
         (f"cold ({summary['cold']['count']}) p50 / p95 / p99", trio(summary["cold"]["latencyS"])),
+        ("untimed (no delayTime or workerId)", str(summary["untimed"])),
         ("cold start (estimated)", seconds(summary["cold"]["coldStartS"])),
         ("delayTime p50 / p95 / p99", trio(summary["delayS"])),
         ("executionTime p50 / p95 / p99", trio(summary["executionS"])),
@@ -324,6 +375,31 @@ def health(
     interval: Annotated[float, typer.Option(help="Seconds between readings.")] = 10.0,
     min_success: Annotated[float, typer.Option(help="Alert below this success rate.")] = 0.95,
     max_error_rate: Annotated[float, typer.Option(help="Alert above this error rate.")] = 0.05,
+    min_jobs: Annotated[
+        int, typer.Option(min=1, help="Finished jobs needed before the rate alerts judge.")
+    ] = 20,
+    probes: Annotated[
+        int, typer.Option(min=0, help="Probe requests sent one by one to measure latency.")
+    ] = 0,
+    max_p95: Annotated[
+        float, typer.Option(help="Alert when the probes' p95 latency exceeds this, s (0: off).")
+    ] = 15.0,
+    min_latency_jobs: Annotated[
+        int, typer.Option(min=1, help="Completed probes needed before the p95 alert judges.")
+    ] = 5,
+    probe_timeout: Annotated[float, typer.Option(help="Seconds to wait for each probe.")] = 300.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 1.0,
+    workers_min: Annotated[
+        int | None,
+        typer.Option(help="Alert when fewer workers are up in every reading.", show_default=False),
+    ] = None,
+    stack_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read workersMin (serverless.workersMin) from this stack file.",
+            show_default=False,
+        ),
+    ] = None,
     max_queue: Annotated[
         int | None, typer.Option(help="Alert when more jobs wait.", show_default=False)
     ] = None,
@@ -332,10 +408,12 @@ def health(
     ] = 3,
     as_json: JsonOpt = False,
 ) -> None:
-    """Health alerts from /health: workers, queue, success and error rates.
+    """Health alerts: success and error rates, p95 latency, workers, queue.
 
-    Alerts (exit 1) when success < 95 %, error rate > 5 % or the queue does not drain
-    across the readings.
+    Alerts (exit 1) when success < 95 % or error rate > 5 % (each once --min-jobs jobs
+    finished in RunPod's window), when the p95 latency of --probes requests exceeds 15 s
+    (once --min-latency-jobs completed), when fewer workers than workersMin are up in every
+    reading, or when the queue does not drain.
     """
     target, _ = _target(
         "health",
@@ -344,6 +422,12 @@ def health(
         base_url=base_url,
         as_json=as_json,
     )
+    try:
+        minimum = workers_min
+        if minimum is None:
+            minimum = health_mod.workers_min_from_stack_file(stack_file) if stack_file else 0
+    except (OSError, ValueError) as exc:
+        _die("health", str(exc), as_json=as_json)
     client = _client(target, backoff=Backoff(max_retries=max_retries, base_s=0.5, max_s=5.0))
     try:
         readings = health_mod.collect(
@@ -353,14 +437,84 @@ def health(
         checks = [Check("reachability", "fail", f"/health unreachable: {exc}")]
         _finish("health", {"endpointId": target.endpoint_id}, checks, as_json=as_json)
         return
-    summary = health_mod.summarize(readings)
+    sent = health_mod.probe(client, count=probes, timeout_s=probe_timeout, poll_s=poll_interval)
+    summary = health_mod.summarize(readings, sent, workers_min=minimum)
     thresholds = health_mod.Thresholds(
-        min_success=min_success, max_error_rate=max_error_rate, max_queue=max_queue
+        min_success=min_success,
+        max_error_rate=max_error_rate,
+        max_p95_s=max_p95 or None,
+        min_jobs=min_jobs,
+        min_latency_jobs=min_latency_jobs,
+        workers_min=minimum,
+        max_queue=max_queue,
     )
     checks = health_mod.evaluate(summary, thresholds)
     _finish(
         "health", {"endpointId": target.endpoint_id, "summary": summary}, checks, as_json=as_json
     )
+
+
+@app.command("health-alert")
+def health_alert_command(
+    *,
+    report: Annotated[
+        Path, typer.Option(help="The `ops health --json` document (a missing one is an alert).")
+    ] = Path("health.json"),
+    repository: Annotated[
+        str | None,
+        typer.Option(
+            help="owner/name of the repository (else GITHUB_REPOSITORY).", show_default=False
+        ),
+    ] = None,
+    label: Annotated[str, typer.Option(help="Label of the alert issue.")] = health_alert.LABEL,
+    run_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Link to this run (else built from GITHUB_* variables).", show_default=False
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keep one `health-alert` issue in step with `ops health` (open, comment on change, close).
+
+    Opens it on an alert, comments only when the failing checks change, closes it when
+    healthy again.
+
+    GitHub token from GITHUB_TOKEN (or GH_TOKEN); API from GITHUB_API_URL (default
+    https://api.github.com); posts to HEALTH_WEBHOOK_URL, when set, on the same changes.
+    """
+    env = os.environ
+    token = env.get("GITHUB_TOKEN", "").strip() or env.get("GH_TOKEN", "").strip()
+    repo = repository or env.get("GITHUB_REPOSITORY", "").strip()
+    if not token or not repo:
+        _die(
+            "health-alert",
+            "set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repository)",
+            as_json=as_json,
+        )
+    api = env.get("GITHUB_API_URL", "").strip() or "https://api.github.com"
+    link = run_url or (
+        f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{repo}/actions/runs/"
+        f"{env.get('GITHUB_RUN_ID', '?')}"
+    )
+    state = health_alert.state_from_report(health_alert.read_report(report))
+    try:
+        outcome = health_alert.notify(
+            state,
+            health_alert.GitHubIssues(api_url=api.rstrip("/"), repository=repo, token=token),
+            run_url=link,
+            label=label,
+            webhook=env.get("HEALTH_WEBHOOK_URL", "").strip() or None,
+        )
+    except health_alert.AlertError as exc:
+        _die("health-alert", str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"command": "health-alert", "ok": True, **outcome.__dict__})
+    else:
+        where = f" #{outcome.issue}" if outcome.issue else ""
+        stdout_console().print(
+            f"health-alert: {outcome.action}{where} ({', '.join(outcome.failing) or 'healthy'})"
+        )
 
 
 @app.command()
@@ -492,6 +646,108 @@ def _cost_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+@app.command("stack-secrets")
+def stack_secrets_command(
+    *,
+    stack: Annotated[str, typer.Option(help="The stack: Pulumi.<stack>.yaml.")],
+    check_only: Annotated[
+        bool, typer.Option("--check-only", help="Only validate offline; run no pulumi command.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the stack's secrets from the job's environment (CI), after checking them offline.
+
+    Each variable of docs/DEPLOYMENT.md's table (CLOUDFLARE_API_TOKEN, APP_GITHUB_TOKEN,
+    RUNPOD_API_KEY, ...) that is set becomes `pulumi config set --secret <key>`, the value
+    on stdin. First the stack file plus exactly those values must pass the program's own
+    validation; a missing secret names the variable to provide.
+    """
+    from components.config import project_root  # noqa: PLC0415 - keeps `ops --help` light
+
+    root = project_root()
+    found = stack_secrets.problems(root, stack, os.environ)
+    if found:
+        _die_checks("stack-secrets", stack, found, as_json=as_json)
+    keys: list[str] = []
+    if not check_only:
+        if shutil.which("pulumi") is None:
+            _die(
+                "stack-secrets",
+                "the Pulumi CLI is not on PATH (scripts/pulumi-cli install)",
+                as_json=as_json,
+            )
+        try:
+            keys = stack_secrets.apply(stack, os.environ)
+        except stack_secrets.SetError as exc:
+            _die_checks("stack-secrets", stack, [str(exc)], as_json=as_json)
+    if as_json:
+        emit_json({"command": "stack-secrets", "ok": True, "stack": stack, "set": keys})
+    else:
+        what = f"set {', '.join(keys) or 'nothing'}" if not check_only else "configuration is valid"
+        stdout_console().print(f"stack-secrets {stack}: {what}")
+
+
+def _die_checks(command: str, stack: str, problems: list[str], *, as_json: bool) -> NoReturn:
+    if as_json:
+        emit_json({"command": command, "ok": False, "stack": stack, "problems": problems})
+    else:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        stderr_console().print(
+            f"[bold red]ops {command}:[/] stack {stack!r}:\n{lines}", markup=True, highlight=False
+        )
+    raise typer.Exit(1)
+
+
+@app.command("deploy-plan")
+def deploy_plan_command(
+    *,
+    before: Annotated[str, typer.Option(help="The commit before the push (github.event.before).")],
+    after: Annotated[str, typer.Option(help="The pushed commit (GITHUB_SHA).")],
+    repo: Annotated[Path, typer.Option(help="The git repository.")] = Path(),
+) -> None:
+    """What a push to main deploys: `staging=`, `prod=`, `rollout_only=` lines for $GITHUB_OUTPUT.
+
+    rollout_only: the push changed only rollout.* keys of Pulumi.prod.yaml (a rollback or
+    a percentage step), which deploys prod at once without waiting for staging.
+    """
+    try:
+        result = deploy_plan.plan(repo, before, after)
+    except deploy_plan.GitError as exc:
+        _die("deploy-plan", str(exc), as_json=False)
+    stderr_console().print(f"deploy-plan: {result.reason}", highlight=False)
+    sys.stdout.write(result.github_output())
+
+
+@app.command("backend")
+def backend_command(
+    *,
+    require_team: Annotated[
+        bool,
+        typer.Option(
+            "--require-team", help="Fail on the local file backend (CI needs a shared one)."
+        ),
+    ] = False,
+) -> None:
+    """Print the state backend this checkout uses, as the Pulumi CLI picks it.
+
+    PULUMI_BACKEND_URL, else Pulumi.yaml's backend.url (the team's, declared once), else the
+    local file backend (one person).
+    """
+    from components.config import project_root  # noqa: PLC0415
+
+    found = backend.declared(project_root())
+    if require_team and found.local:
+        _die(
+            "backend",
+            "Pulumi.yaml declares no team backend (backend.url) and PULUMI_BACKEND_URL is "
+            "unset: CI cannot keep state on a runner's disk; declare the shared backend once "
+            "in Pulumi.yaml (docs/DEPLOYMENT.md#3-state-backend-and-secrets-provider)",
+            as_json=False,
+        )
+    sys.stdout.write(f"{found.url}\n")
+    sys.stderr.write(f"state backend: {found.url} ({found.source})\n")
+
+
 @app.command("pin-digest")
 def pin_digest_command(
     *,
@@ -505,19 +761,36 @@ def pin_digest_command(
     outputs: OutputsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Pin an image digest as image.digest in a stack file (the promote workflow).
+    """Pin the digest of a passing gate record as image.digest in a stack file.
 
-    The digest is given, or staging's from --outputs; the file's comments are kept.
+    By default the newest passing record in GHCR (what staging's smoke and canary wrote);
+    --digest or staging's --outputs (imageDigest) name one, which must have a passing
+    record too. Registry credentials: GHCR_TOKEN. The file's comments are kept.
     """
     try:
-        result = pin_digest(stack_file, _digest_to_pin(digest, outputs))
-    except (PromoteError, TargetError) as exc:
+        registry = Registry.from_env(promote_mod.image_repository(stack_file))
+        if digest is None and outputs is None:
+            record = promote_mod.latest_passing(registry)
+        else:
+            record = promote_mod.verify(registry, _digest_to_pin(digest, outputs))
+        result = pin_digest(stack_file, record.digest)
+    except (PromoteError, TargetError, RegistryError) as exc:
         _die("pin-digest", str(exc), as_json=as_json)
     if as_json:
-        emit_json({"command": "pin-digest", "ok": True, **result.__dict__})
+        emit_json(
+            {
+                "command": "pin-digest",
+                "ok": True,
+                **result.__dict__,
+                "runUrl": record.document.get("runUrl"),
+            }
+        )
     else:
         what = "pinned" if result.changed else "already pinned"
-        stdout_console().print(f"{result.file}: {result.key} {what} to {result.digest}")
+        stdout_console().print(
+            f"{result.file}: {result.key} {what} to {result.digest} "
+            f"(passed staging: {record.document.get('runUrl')})"
+        )
 
 
 def _digest_to_pin(digest: str | None, outputs: str | None) -> str:
@@ -719,6 +992,217 @@ def lora_list(*, outputs: OutputsOpt = None, as_json: JsonOpt = False) -> None:
         for entry in found
     ]
     stdout_console().print(metrics_table(f"LoRAs in {bucket} ({len(found)})", rows))
+
+
+promote_app = typer.Typer(
+    no_args_is_help=True,
+    help="Promotion by gate record: record what staging passed, verify, open the PR.",
+)
+app.add_typer(promote_app, name="promote")
+
+
+@promote_app.command("record")
+def promote_record(
+    *,
+    outputs: Annotated[
+        Path, typer.Option(help="staging's `pulumi stack output --json` (imageRef, imageDigest).")
+    ],
+    smoke: Annotated[Path, typer.Option(help="`ops smoke --json` of this run.")],
+    canary: Annotated[Path, typer.Option(help="`ops canary --json` of this run.")],
+    run_url: Annotated[
+        str | None, typer.Option(help="This run's URL (else from GITHUB_*).", show_default=False)
+    ] = None,
+    commit: Annotated[
+        str | None, typer.Option(help="The commit tested (else GITHUB_SHA).", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the gate record of the digest staging just tested, if smoke and canary passed.
+
+    Stored in GHCR next to the image as the tag sha256-<hex>.gates (GHCR_TOKEN with
+    packages: write). Writing it again for the same digest is harmless.
+    """
+    env = os.environ
+    try:
+        stack_outputs = StackOutputs.load(str(outputs))
+        tested = extract_digest(str(stack_outputs.get("image_digest") or ""))
+        repository = _repository_of(str(stack_outputs.values.get("imageRef") or ""))
+        documents = [json.loads(path.read_text(encoding="utf-8")) for path in (smoke, canary)]
+        link = run_url or (
+            f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/"
+            f"{env.get('GITHUB_REPOSITORY', '?')}/actions/runs/{env.get('GITHUB_RUN_ID', '?')}"
+        )
+        record = promote_mod.build_record(
+            tested,
+            repository=repository,
+            smoke=documents[0],
+            canary=documents[1],
+            run_url=link,
+            commit=commit or env.get("GITHUB_SHA", ""),
+        )
+        registry = Registry.from_env(repository.split("/", 1)[1])
+        tag = promote_mod.write_record(registry, record)
+    except (PromoteError, TargetError, RegistryError, OSError, ValueError) as exc:
+        _die("promote record", str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"command": "promote record", "ok": True, "digest": tested, "tag": tag})
+    else:
+        stdout_console().print(f"gate record {registry.host}/{registry.repository}:{tag} written")
+
+
+def _repository_of(image_ref: str) -> str:
+    """``host/owner/name`` of ``host/owner/name@sha256:...``."""
+    name = image_ref.split("@", 1)[0]
+    if name.count("/") < 2:
+        raise PromoteError(
+            f"imageRef {image_ref!r} is not <registry>/<owner>/<name>@sha256:<hex>: pass "
+            "staging's `pulumi stack output --json`"
+        )
+    return name
+
+
+@promote_app.command("verify")
+def promote_verify(
+    *,
+    stack_file: Annotated[
+        Path, typer.Option(help="The stack file whose image.digest is checked.")
+    ] = Path("Pulumi.prod.yaml"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Refuse a pinned digest that has no passing gate record or that GHCR does not have.
+
+    The prod deploy runs this before `pulumi up`; exit 1 says which is missing.
+    """
+    try:
+        pinned = promote_mod.pinned_digest(stack_file)
+        registry = Registry.from_env(promote_mod.image_repository(stack_file))
+        record = promote_mod.verify(registry, pinned)
+    except promote_mod.PromotionRefusedError as exc:
+        _die_checks("promote verify", stack_file.name, [str(exc)], as_json=as_json)
+    except (PromoteError, RegistryError, OSError) as exc:
+        _die("promote verify", str(exc), as_json=as_json)
+    document = {"digest": record.digest, "runUrl": record.document.get("runUrl")}
+    if as_json:
+        emit_json({"command": "promote verify", "ok": True, **document})
+    else:
+        stdout_console().print(
+            f"{record.digest}: in {registry.host}/{registry.repository}, passed staging "
+            f"({record.document.get('runUrl')})"
+        )
+
+
+@promote_app.command("open-pr")
+def promote_open_pr(
+    *,
+    stack_file: Annotated[Path, typer.Option(help="Stack file to pin the digest in.")] = Path(
+        "Pulumi.prod.yaml"
+    ),
+    digest: Annotated[
+        str | None,
+        typer.Option(help="A digest with a passing record (else the newest).", show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open (or update) the pull request pinning a passing digest in the stack file.
+
+    Built from origin/main, never from the working tree; re-running for the same digest
+    updates the same branch and opens no second pull request (gh, GH_TOKEN).
+    """
+    try:
+        registry = Registry.from_env(promote_mod.image_repository(stack_file))
+        record = (
+            promote_mod.verify(registry, digest) if digest else promote_mod.latest_passing(registry)
+        )
+        key = f"{promote_mod.project_name(stack_file)}:{promote_mod.CONFIG_KEY}"
+        short = record.digest.removeprefix("sha256:")[:12]
+        proposal = Mainline(Path.cwd()).propose(
+            str(stack_file),
+            lambda text: promote_mod.set_key(text, key, record.digest)[0],
+            message=f"Promote image {record.digest} to prod",
+            mode="pr",
+            branch=f"promote/{short}",
+            title=f"Promote image {short} to prod",
+            body=(
+                f"Pins `image.digest` in `{stack_file}` to `{record.digest}`, which passed "
+                f"staging's `ops smoke` and `ops canary` ({record.document.get('runUrl')}); "
+                "its gate record is the GHCR tag "
+                f"`{promote_mod.record_tag(record.digest)}`. Merging deploys prod after the "
+                "`production` environment's reviewers approve. Roll back by reverting this "
+                "PR. See docs/rollout.md."
+            ),
+        )
+    except (PromoteError, RegistryError, MainlineError) as exc:
+        _die("promote open-pr", str(exc), as_json=as_json)
+    document = {
+        "digest": record.digest,
+        "changed": proposal.changed,
+        "url": proposal.url,
+        "existing": proposal.existing,
+    }
+    if as_json:
+        emit_json({"command": "promote open-pr", "ok": True, **document})
+    elif not proposal.changed:
+        stdout_console().print(f"main already pins {record.digest}: nothing to promote")
+    else:
+        verb = "updated" if proposal.existing else "opened"
+        stdout_console().print(f"{verb} {proposal.url} pinning {record.digest}")
+
+
+models_app = typer.Typer(no_args_is_help=True, help="The endpoint's models on its network volume.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("seed")
+def models_seed(
+    *,
+    endpoint_id: EndpointOpt = None,
+    outputs: OutputsOpt = None,
+    base_url: BaseUrlOpt = None,
+    volume_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The models volume (else the comfyuiNetworkVolumeId output).", show_default=False
+        ),
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option("--input", help="JSON file with the job `input` (default: a small txt2img)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait: a first fill downloads every model.")
+    ] = 3600.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 5.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fill the endpoint's network volume before traffic: one job whose worker verifies (and
+    on an empty volume downloads) the models of MODEL_GROUPS onto the volume.
+
+    Run right after `pulumi up`; a filled volume makes it an ordinary generation. No volume:
+    a skip.
+    """
+    target, stack_outputs = _target(
+        "models seed",
+        endpoint_id=endpoint_id,
+        outputs_source=outputs,
+        base_url=base_url,
+        as_json=as_json,
+    )
+    job_input: Any = canary_mod.default_input(0)
+    if input_file is not None:
+        try:
+            job_input = json.loads(input_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _die("models seed", f"--input {input_file}: {exc}", as_json=as_json)
+    volume = volume_id or models_seed_mod.volume_id(stack_outputs)
+    summary, check = models_seed_mod.seed(
+        _client(target), volume, job_input=job_input, timeout_s=timeout, poll_s=poll_interval
+    )
+    _finish(
+        "models seed",
+        {"endpointId": target.endpoint_id, "summary": summary},
+        [check],
+        as_json=as_json,
+    )
 
 
 def main() -> None:

@@ -1,20 +1,34 @@
-"""Health alerts from ``/health``: workers, queue, success and error rates.
+"""Health alerts as the rollout plan sets them: success rate, error rate, p95 latency, workers.
 
-Owns: sampling ``/health`` a few times, and the plan's alerts: success rate below 95 %,
-error rate above 5 %, and a queue that does not drain. Success rate is
-``completed / (completed + failed)``; error rate also counts attempts that failed and were
-retried, ``(failed + retried) / (completed + failed + retried)``. The counters are whatever
-window RunPod's ``/health`` reports (recent jobs); with no finished jobs there is nothing to
-judge and the rate alerts are skipped.
+Owns: sampling ``/health`` a few times, sending a few probe requests to measure latency (the
+job API reports no latency of past jobs), and the alerts, each judged only on enough data:
+
+- success rate below 95 % and error rate above 5 %, from RunPod's ``/health`` counters
+  (whatever recent window RunPod keeps), once at least ``min_jobs`` jobs finished there (one
+  failure out of one job is not an alert). Success rate is ``completed / (completed +
+  failed)``; error rate also counts attempts that failed and were retried,
+  ``(failed + retried) / (completed + failed + retried)``;
+- p95 end-to-end latency of the probes above 15 s, once ``min_latency_jobs`` probes completed;
+- fewer workers up (idle or running) than the endpoint's ``workersMin`` in every reading;
+- a queue that does not drain (or above ``max_queue``).
+
+The figures are typed data (:class:`HealthSummary`) that the JSON document, the alert
+notifier (:mod:`ops.health_alert`) and a step-summary renderer read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypedDict
 
-from ops.report import Check, percent
+from ops.canary import Percentiles, Sample, default_input, run_canary
+from ops.jobs import JobClient
+from ops.report import Check, percent, seconds
+from ops.stats import percentile
+
+_COUNTERS = ("completed", "failed", "inProgress", "inQueue", "retried")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,22 +36,77 @@ class Thresholds:
     """When ``ops health`` alerts."""
 
     min_success: float = 0.95
+    """Alert below this success rate."""
     max_error_rate: float = 0.05
+    """Alert above this error rate."""
+    max_p95_s: float | None = 15.0
+    """Alert when the probes' p95 latency exceeds this, seconds (None: no latency alert)."""
+    min_jobs: int = 20
+    """Finished jobs in RunPod's window needed before the rate alerts judge anything."""
+    min_latency_jobs: int = 5
+    """Completed probes needed before the latency alert judges anything."""
+    workers_min: int = 0
+    """The endpoint's ``workersMin``: alert when fewer workers are up in every reading."""
     max_queue: int | None = None
     """Alert when more jobs than this wait in the queue (None: no limit)."""
 
 
-def _jobs(sample: dict[str, Any]) -> dict[str, int]:
+class JobCounters(TypedDict):
+    """``/health`` job counters."""
+
+    completed: int
+    failed: int
+    inProgress: int
+    inQueue: int
+    retried: int
+
+
+class ProbeBlock(TypedDict):
+    """The probe requests health sent to measure latency."""
+
+    requested: int
+    completed: int
+    latencyS: Percentiles
+    latencies: list[float]
+    failures: list[str]
+
+
+class HealthSummary(TypedDict):
+    """The last reading's figures, the trends across readings and the probes."""
+
+    jobs: JobCounters
+    workers: dict[str, int]
+    finished: int
+    successRate: float | None
+    errorRate: float | None
+    queueSamples: list[int]
+    finishedSamples: list[int]
+    upSamples: list[int]
+    samples: int
+    workersMin: int
+    probes: ProbeBlock
+
+
+def _jobs(sample: dict[str, Any]) -> JobCounters:
     jobs = sample.get("jobs") or {}
-    return {
-        key: int(jobs.get(key) or 0)
-        for key in ("completed", "failed", "inProgress", "inQueue", "retried")
-    }
+    counts = {key: int(jobs.get(key) or 0) for key in _COUNTERS}
+    return JobCounters(
+        completed=counts["completed"],
+        failed=counts["failed"],
+        inProgress=counts["inProgress"],
+        inQueue=counts["inQueue"],
+        retried=counts["retried"],
+    )
 
 
 def _workers(sample: dict[str, Any]) -> dict[str, int]:
     workers = sample.get("workers") or {}
     return {str(key): int(value or 0) for key, value in workers.items() if isinstance(value, int)}
+
+
+def up(workers: dict[str, int]) -> int:
+    """Workers that can take a job now: idle or running (``ready`` repeats ``idle``)."""
+    return workers.get("idle", 0) + workers.get("running", 0)
 
 
 def collect(
@@ -56,76 +125,142 @@ def collect(
     return readings
 
 
-def summarize(readings: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The last reading's figures plus the queue's trend across readings."""
+def probe(client: JobClient, *, count: int, timeout_s: float, poll_s: float) -> list[Sample]:
+    """``count`` small requests one after another (so none waits for another)."""
+    if count <= 0:
+        return []
+    return run_canary(
+        client,
+        requests=count,
+        concurrency=1,
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+        make_input=default_input,
+    )
+
+
+def summarize(
+    readings: Sequence[dict[str, Any]],
+    probes: Sequence[Sample] = (),
+    *,
+    workers_min: int = 0,
+) -> HealthSummary:
+    """The last reading's figures, the queue's trend across readings and the probes."""
     last = readings[-1]
     jobs = _jobs(last)
-    workers = _workers(last)
     finished = jobs["completed"] + jobs["failed"]
     attempts = finished + jobs["retried"]
-    queues = [_jobs(r)["inQueue"] for r in readings]
-    progress = [_jobs(r)["completed"] + _jobs(r)["failed"] for r in readings]
-    return {
-        "jobs": jobs,
-        "workers": workers,
-        "successRate": (jobs["completed"] / finished) if finished else None,
-        "errorRate": ((jobs["failed"] + jobs["retried"]) / attempts) if attempts else None,
-        "queueSamples": queues,
-        "finishedSamples": progress,
-        "samples": len(readings),
-    }
-
-
-def evaluate(summary: dict[str, Any], thresholds: Thresholds) -> list[Check]:
-    """The alerts, each with its reason."""
-    checks = []
-    jobs, workers = summary["jobs"], summary["workers"]
-    rate = summary["successRate"]
-    if rate is None:
-        checks.append(Check("success rate", "skip", "no finished jobs in RunPod's window"))
-    else:
-        ok = rate >= thresholds.min_success
-        checks.append(
-            Check(
-                "success rate",
-                "pass" if ok else "fail",
-                f"{percent(rate)} ({'>=' if ok else '<'} {thresholds.min_success * 100:.1f} %): "
-                f"{jobs['completed']} completed, {jobs['failed']} failed",
-                {"value": rate},
-            )
-        )
-    error_rate = summary["errorRate"]
-    if error_rate is None:
-        checks.append(Check("error rate", "skip", "no finished jobs in RunPod's window"))
-    else:
-        ok = error_rate <= thresholds.max_error_rate
-        checks.append(
-            Check(
-                "error rate",
-                "pass" if ok else "fail",
-                f"{percent(error_rate)} ({'<=' if ok else '>'} "
-                f"{thresholds.max_error_rate * 100:.1f} %): {jobs['failed']} failed, "
-                f"{jobs['retried']} retried",
-                {"value": error_rate},
-            )
-        )
-    checks.append(_queue_check(summary, thresholds))
-    serving = sum(workers.get(k, 0) for k in ("idle", "running", "initializing"))
-    checks.append(
-        Check(
-            "workers",
-            "pass",
-            ", ".join(f"{k} {v}" for k, v in workers.items()) or "none reported",
-            {"serving": serving, **workers},
-        )
+    latencies = [s.latency_s for s in probes if s.outcome.ok]
+    return HealthSummary(
+        jobs=jobs,
+        workers=_workers(last),
+        finished=finished,
+        successRate=(jobs["completed"] / finished) if finished else None,
+        errorRate=((jobs["failed"] + jobs["retried"]) / attempts) if attempts else None,
+        queueSamples=[_jobs(r)["inQueue"] for r in readings],
+        finishedSamples=[_jobs(r)["completed"] + _jobs(r)["failed"] for r in readings],
+        upSamples=[up(_workers(r)) for r in readings],
+        samples=len(readings),
+        workersMin=workers_min,
+        probes=ProbeBlock(
+            requested=len(probes),
+            completed=len(latencies),
+            latencyS=Percentiles(
+                p50=_round(percentile(latencies, 50)),
+                p95=_round(percentile(latencies, 95)),
+                p99=_round(percentile(latencies, 99)),
+            ),
+            latencies=[round(value, 3) for value in latencies],
+            failures=[s.outcome.reason() for s in probes if not s.outcome.ok],
+        ),
     )
-    return checks
 
 
-def _queue_check(summary: dict[str, Any], thresholds: Thresholds) -> Check:
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def evaluate(summary: HealthSummary, thresholds: Thresholds) -> list[Check]:
+    """The alerts, each with its reason."""
+    return [
+        _success_check(summary, thresholds),
+        _error_check(summary, thresholds),
+        _latency_check(summary, thresholds),
+        _queue_check(summary, thresholds),
+        _workers_check(summary, thresholds),
+    ]
+
+
+def _too_few(summary: HealthSummary, thresholds: Thresholds) -> str | None:
+    finished = summary["finished"]
+    if finished >= thresholds.min_jobs:
+        return None
+    return (
+        f"{finished} finished job(s) in RunPod's window, at least {thresholds.min_jobs} needed "
+        "to judge (--min-jobs)"
+    )
+
+
+def _success_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
+    jobs, rate = summary["jobs"], summary["successRate"]
+    too_few = _too_few(summary, thresholds)
+    if rate is None or too_few:
+        return Check("success rate", "skip", too_few or "no finished jobs in RunPod's window")
+    ok = rate >= thresholds.min_success
+    return Check(
+        "success rate",
+        "pass" if ok else "fail",
+        f"{percent(rate)} ({'>=' if ok else '<'} {thresholds.min_success * 100:.1f} %): "
+        f"{jobs['completed']} completed, {jobs['failed']} failed",
+        {"value": rate},
+    )
+
+
+def _error_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
+    jobs, rate = summary["jobs"], summary["errorRate"]
+    too_few = _too_few(summary, thresholds)
+    if rate is None or too_few:
+        return Check("error rate", "skip", too_few or "no finished jobs in RunPod's window")
+    ok = rate <= thresholds.max_error_rate
+    return Check(
+        "error rate",
+        "pass" if ok else "fail",
+        f"{percent(rate)} ({'<=' if ok else '>'} {thresholds.max_error_rate * 100:.1f} %): "
+        f"{jobs['failed']} failed, {jobs['retried']} retried",
+        {"value": rate},
+    )
+
+
+def _latency_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
+    probes = summary["probes"]
+    value, completed = probes["latencyS"]["p95"], probes["completed"]
+    data = {"value": value, "limit": thresholds.max_p95_s, "probes": completed}
+    failed = f"; {len(probes['failures'])} probe(s) failed" if probes["failures"] else ""
+    if thresholds.max_p95_s is None:
+        return Check("p95 latency", "skip", f"{seconds(value)}; alert disabled", data)
+    if probes["requested"] == 0:
+        return Check("p95 latency", "skip", "no probes sent (--probes N measures latency)", data)
+    if value is None or completed < thresholds.min_latency_jobs:
+        return Check(
+            "p95 latency",
+            "skip",
+            f"{completed} probe(s) completed, at least {thresholds.min_latency_jobs} needed to "
+            f"judge (--min-latency-jobs){failed}",
+            data,
+        )
+    ok = value <= thresholds.max_p95_s
+    return Check(
+        "p95 latency",
+        "pass" if ok else "fail",
+        f"{seconds(value)} {'<=' if ok else '>'} {thresholds.max_p95_s:g} s over {completed} "
+        f"probe(s){failed}",
+        data,
+    )
+
+
+def _queue_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
     queues, finished = summary["queueSamples"], summary["finishedSamples"]
-    workers = summary["workers"]
-    serving = sum(workers.get(k, 0) for k in ("idle", "running", "initializing"))
+    serving = up(summary["workers"]) + summary["workers"].get("initializing", 0)
     data = {"inQueue": queues, "finished": finished, "servingWorkers": serving}
     current = queues[-1]
     if thresholds.max_queue is not None and current > thresholds.max_queue:
@@ -153,3 +288,36 @@ def _queue_check(summary: dict[str, Any], thresholds: Thresholds) -> Check:
             data,
         )
     return Check("queue", "pass", f"draining: {' -> '.join(map(str, queues))} waiting", data)
+
+
+def _workers_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
+    workers, minimum, ups = summary["workers"], thresholds.workers_min, summary["upSamples"]
+    shown = ", ".join(f"{k} {v}" for k, v in workers.items()) or "none reported"
+    data: dict[str, Any] = {"up": ups, "workersMin": minimum, **workers}
+    if minimum and all(count < minimum for count in ups):
+        return Check(
+            "workers",
+            "fail",
+            f"{' -> '.join(map(str, ups))} worker(s) up (idle or running) over {len(ups)} "
+            f"sample(s), below workersMin {minimum} in every one ({shown}): RunPod is not "
+            "keeping the always-on workers; check the endpoint's workers and GPU availability",
+            data,
+        )
+    target = f" (workersMin {minimum})" if minimum else ""
+    return Check("workers", "pass", f"{shown}{target}", data)
+
+
+def workers_min_from_stack_file(path: Path) -> int:
+    """``serverless.workersMin`` of a stack file (its Pulumi.yaml default when unset)."""
+    from components.config import SCHEMA_BY_NAME, stack_file_values  # noqa: PLC0415
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--stack-file {path}: no such stack file")
+    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    values, _ = stack_file_values(path.parent, stack)
+    key = "serverless.workersMin"
+    raw = values.get(key, str(SCHEMA_BY_NAME[key].default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {key} is {raw!r}, not an integer") from exc

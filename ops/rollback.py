@@ -10,13 +10,22 @@ edge caches). It refuses to send traffic to Scenario while Scenario's credential
 configured for the stack. ``--dry-run`` changes nothing: it sets the value in a copy of the
 stack file and previews the targeted update against that copy.
 
-A rollback is a plan of steps (:func:`plan`) run in order (:func:`execute`); a later change
-(putting the config change on ``main`` as a pull request) adds steps without touching the
-rest. Deliberately does not own: deciding to roll back (``ops health`` / ``ops canary``
-gates, people), or the image (an image rollback pins ``image.digest``: docs/rollout.md).
+Then it puts the same one-line change on ``main`` (:mod:`ops.mainline`: built from the
+remote's ``main``, never from the working tree): a pull request by default (``--push``
+commits to ``main`` directly where that is allowed; ``--no-main`` skips it), so the next
+deploy from ``main`` keeps the rollback instead of undoing it. CI recognises a prod change
+that touches only ``rollout.*`` and deploys it at once through the ``production``
+environment, without waiting for staging (``ops.deploy_plan``). ``--main-only`` does only
+that part, for an operator without prod credentials: the flag changes when CI deploys it
+(minutes), not here (seconds). If the local update fails, the change still goes to ``main``,
+so CI can apply it.
 
-Exit codes: 0 done, 1 a pulumi step failed, 2 usage, 3 refused (missing Scenario
-credentials, no Pulumi CLI, no stack file).
+A rollback is a plan of steps (:func:`plan`) run in order (:func:`execute`). Deliberately
+does not own: deciding to roll back (``ops health`` / ``ops canary`` gates, people), or the
+image (an image rollback pins ``image.digest``: docs/rollout.md).
+
+Exit codes: 0 done, 1 a pulumi step or the change on main failed, 2 usage, 3 refused
+(missing Scenario credentials, no Pulumi CLI, no stack file).
 """
 
 from __future__ import annotations
@@ -31,9 +40,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+from ops.mainline import Mainline, MainlineError
+from ops.promote import PromoteError, set_key
 
 #: Component and child names __main__.py gives the two resources (a test holds these
 #: against the URNs the program registers).
@@ -79,6 +91,10 @@ class Request:
     undo: bool = False
     dry_run: bool = False
     yes: bool = False
+    main: Literal["pr", "push", "none"] = "pr"
+    """How the change reaches ``main``: a pull request, a direct push, or not at all."""
+    main_only: bool = False
+    """Only put the change on ``main`` (CI applies it); change nothing here."""
 
     @property
     def provider(self) -> str:
@@ -231,20 +247,85 @@ def rollback(
     run: Runner = run_inheriting,
     read: Reader = read_output,
     log: Callable[[str], None] | None = None,
+    mainline: Mainline | None = None,
 ) -> int:
-    """Check, plan and run (or dry-run) one rollback; returns the exit code."""
+    """Check, plan and run (or dry-run) one rollback, then put it on main; the exit code."""
     say = log or _stderr
-    config = stack_config(request, read)
-    current = check(request, project, config)
-    if current == request.provider:
-        say(f"stack {request.stack!r} already names {current}; re-applying the flag")
-    if not request.dry_run:
-        return execute(plan(request, project), run, say)
-    say("dry run: a real run would execute:")
-    for step in plan(request, project):
-        say(f"  {' '.join(step.argv)}")
-    with stack_file_copy(project, request.stack) as copy:
-        return execute(plan(request, project, config_file=copy), run, say)
+    code = 0
+    if request.main_only:
+        say(
+            "--main-only: nothing changes here; the flag changes when CI deploys the change "
+            "(check that CI's production environment holds Scenario's credentials)"
+        )
+    else:
+        config = stack_config(request, read)
+        current = check(request, project, config)
+        if current == request.provider:
+            say(f"stack {request.stack!r} already names {current}; re-applying the flag")
+        if request.dry_run:
+            say("dry run: a real run would execute:")
+            for step in plan(request, project):
+                say(f"  {' '.join(step.argv)}")
+            with stack_file_copy(project, request.stack) as copy:
+                code = execute(plan(request, project, config_file=copy), run, say)
+        else:
+            code = execute(plan(request, project), run, say)
+            if code != 0 and request.main != "none":
+                say("the flag did not change here; putting the change on main so CI applies it")
+    if request.main == "none":
+        return code
+    if request.dry_run:
+        how = (
+            "push to main"
+            if request.main == "push"
+            else f"open a pull request ({_branch(request)})"
+        )
+        say(
+            f"  then: {how} setting {PROVIDER_KEY}={request.provider} in "
+            f"Pulumi.{request.stack}.yaml"
+        )
+        return code
+    return _on_main(request, project, mainline or Mainline(project.root), say) or code
+
+
+def _branch(request: Request) -> str:
+    return f"rollback/{request.stack}-{request.provider}"
+
+
+def _on_main(
+    request: Request, project: Project, mainline: Mainline, say: Callable[[str], None]
+) -> int:
+    """Put ``rollout.provider`` on main; 0, or :data:`EXIT_FAILED` with the reason said."""
+    key, path = project.key(PROVIDER_KEY), project.stack_file(request.stack).name
+    applied = (
+        "" if request.main_only else " It is already applied to the stack by scripts/rollback."
+    )
+    try:
+        proposal = mainline.propose(
+            path,
+            lambda text: set_key(text, key, request.provider)[0],
+            message=f"Roll {request.stack} to {request.provider} ({PROVIDER_KEY})",
+            mode="push" if request.main == "push" else "pr",
+            branch=_branch(request),
+            title=f"{request.stack}: {PROVIDER_KEY}={request.provider}",
+            body=(
+                f"Sets `{PROVIDER_KEY}: {request.provider}` in `{path}` and nothing else, so the "
+                f"next deploy from main keeps it.{applied} A change to `rollout.*` only deploys "
+                "at once through the `production` environment, without waiting for staging "
+                "(docs/rollout.md#emergency-rollback-checklist)."
+            ),
+        )
+    except (MainlineError, PromoteError) as error:
+        say(f"could not put the change on main: {error}")
+        return EXIT_FAILED
+    if not proposal.changed:
+        say(f"main already has {PROVIDER_KEY}={request.provider}")
+    elif request.main == "push":
+        say(f"pushed {proposal.commit} to main: CI deploys it (rollout-only change)")
+    else:
+        verb = "updated" if proposal.existing else "opened"
+        say(f"{verb} {proposal.url}: merging it deploys the change (rollout-only, no staging wait)")
+    return 0
 
 
 def _require_pulumi() -> None:
@@ -277,6 +358,27 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument(
         "--yes", action="store_true", help="do not ask before updating (pulumi up --yes)"
     )
+    where = cli.add_mutually_exclusive_group()
+    where.add_argument(
+        "--push",
+        action="store_const",
+        const="push",
+        dest="main",
+        default="pr",
+        help="commit the change to main directly instead of opening a pull request",
+    )
+    where.add_argument(
+        "--no-main",
+        action="store_const",
+        const="none",
+        dest="main",
+        help="do not put the change on main (drills; the next deploy from main undoes it)",
+    )
+    cli.add_argument(
+        "--main-only",
+        action="store_true",
+        help="change nothing here: only put the change on main, for CI to deploy",
+    )
     return cli
 
 
@@ -286,9 +388,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else 0
-    request = Request(stack=args.stack, undo=args.undo, dry_run=args.dry_run, yes=args.yes)
+    if args.main_only and args.main == "none":
+        _stderr("--main-only and --no-main together would do nothing")
+        return EXIT_USAGE
+    request = Request(
+        stack=args.stack,
+        undo=args.undo,
+        dry_run=args.dry_run,
+        yes=args.yes,
+        main=args.main,
+        main_only=args.main_only,
+    )
     try:
-        _require_pulumi()
+        if not request.main_only:
+            _require_pulumi()
         return rollback(request, Project(Path.cwd()))
     except RefusedError as refused:
         _stderr(f"refused: {refused}")

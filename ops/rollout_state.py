@@ -104,14 +104,28 @@ def _kv_url(outputs: StackOutputs, env: Mapping[str, str]) -> str:
 
 
 def rollout_check(
-    state: RolloutState | None, problem: str | None, *, tested_endpoint: str, stack: str
+    state: RolloutState | None,
+    problem: str | None,
+    *,
+    tested_endpoint: str,
+    stack: str,
+    expected_provider: str | None = None,
 ) -> Check:
-    """Judge the rollback state; absence is a skip, nonsense is a failure."""
+    """Judge the rollback state; absence is a skip (a failure when a provider is expected),
+    nonsense or another provider than ``expected_provider`` is a failure."""
     command = rollback_command(stack)
     if state is None:
+        if expected_provider:
+            return Check(
+                "rollback state",
+                "fail",
+                f"{problem}: cannot confirm provider={expected_provider}",
+            )
         return Check("rollback state", "skip", f"{problem}; rollback would be: {command}")
     issues = []
     provider = str(state.provider).lower() if state.provider is not None else None
+    if expected_provider and provider != expected_provider:
+        issues.append(f"the flag names {state.provider!r}, expected {expected_provider!r}")
     if provider not in PROVIDERS:
         issues.append(f"provider {state.provider!r} is not one of {', '.join(PROVIDERS)}")
     percent = state.comfyui_percent

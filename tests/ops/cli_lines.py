@@ -25,17 +25,14 @@ def ops_invocations(text: str) -> list[list[str]]:
 
 def unknown_options(argv: list[str]) -> list[str]:
     """Options in ``argv`` the CLI does not define (empty when the command line is valid)."""
-    group: Any = typer.main.get_command(app)
-    command = group.commands.get(argv[0])
-    if command is None:
-        return [f"no command {argv[0]!r}"]
-    if isinstance(command, typer.core.TyperGroup):  # e.g. `lora upload`: one level down
-        if len(argv) < 2 or argv[1] not in command.commands:
-            return [f"no command {' '.join(argv[:2])!r}"]
-        command, argv = command.commands[argv[1]], argv[1:]
+    command: Any = typer.main.get_command(app)
+    rest = list(argv)
+    # Walk sub-command groups (`ops promote verify`, `ops models seed`).
+    while hasattr(command, "commands"):
+        if not rest or rest[0] not in command.commands:
+            return [f"no command {' '.join(argv[: len(argv) - len(rest) + 1])!r}"]
+        command = command.commands[rest.pop(0)]
     known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
     return [
-        arg.split("=")[0]
-        for arg in argv[1:]
-        if arg.startswith("--") and arg.split("=")[0] not in known
+        arg.split("=")[0] for arg in rest if arg.startswith("--") and arg.split("=")[0] not in known
     ]

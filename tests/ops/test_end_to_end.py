@@ -34,7 +34,7 @@ MODELS: dict[str, list[str]] = {
         "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors",
     ],
 }
-CANARY = ["canary", "--requests", "8", "--concurrency", "2", *FAST]
+CANARY = ["canary", "--requests", "8", "--concurrency", "2", "--min-warm", "1", *FAST]
 
 
 def start_comfy(models: Mapping[str, Sequence[str]]) -> Iterator[ComfyUIDouble]:

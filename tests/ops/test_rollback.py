@@ -94,7 +94,7 @@ def test_rollback_sets_the_flag_then_updates_exactly_the_kv_value_and_the_variab
     pulumi: StandIn,
 ) -> None:
     """Checks credentials, sets rollout.provider=scenario, then `pulumi up` on two URNs."""
-    assert main(["prod", "--yes"]) == 0
+    assert main(["prod", "--no-main", "--yes"]) == 0
     assert pulumi.argvs() == [
         ["config", "--stack", "prod", "--json"],
         ["config", "set", "rollout.provider", "scenario", "--stack", "prod"],
@@ -114,7 +114,7 @@ def test_rollback_sets_the_flag_then_updates_exactly_the_kv_value_and_the_variab
 
 def test_without_yes_pulumi_shows_its_preview_and_asks(pulumi: StandIn) -> None:
     """The default leaves the confirmation to pulumi up."""
-    assert main(["prod"]) == 0
+    assert main(["prod", "--no-main"]) == 0
     up = pulumi.argvs()[-1]
     assert up[0] == "up"
     assert targets(up) == [FLAG_URN, VARIABLE_URN]
@@ -126,7 +126,7 @@ def test_dry_run_changes_nothing_and_previews_the_same_two_targets(pulumi: Stand
     """The flag is set in a copy of the stack file; the preview reads that copy."""
     stack_file = pulumi.project / "Pulumi.prod.yaml"
     before = stack_file.read_text()
-    assert main(["prod", "--dry-run"]) == 0
+    assert main(["prod", "--no-main", "--dry-run"]) == 0
     calls = pulumi.calls()
     assert [call["argv"][0] for call in calls] == ["config", "config", "preview"]
     set_flag, preview = calls[1], calls[2]
@@ -144,7 +144,7 @@ def test_dry_run_changes_nothing_and_previews_the_same_two_targets(pulumi: Stand
 
 def test_undo_walks_back_to_comfyui(pulumi: StandIn) -> None:
     """--undo sets rollout.provider=comfyui and targets the same two resources."""
-    assert main(["prod", "--undo", "--yes"]) == 0
+    assert main(["prod", "--no-main", "--undo", "--yes"]) == 0
     argvs = pulumi.argvs()
     assert argvs[1] == ["config", "set", "rollout.provider", "comfyui", "--stack", "prod"]
     assert targets(argvs[2]) == [FLAG_URN, VARIABLE_URN]
@@ -160,7 +160,7 @@ def test_refuses_when_scenario_credentials_are_not_configured(
     """No Scenario key, no rollback to Scenario: exit 3, nothing changed, the fix named."""
     config = {k: v for k, v in WITH_SCENARIO.items() if k != f"{PROJECT}:{missing}"}
     pulumi.config(config, monkeypatch)
-    assert main(["prod", "--yes"]) == 3
+    assert main(["prod", "--no-main", "--yes"]) == 3
     assert pulumi.argvs() == [["config", "--stack", "prod", "--json"]]
     message = capsys.readouterr().err
     assert f"pulumi config set --secret {missing} <value> --stack prod" in message
@@ -173,7 +173,7 @@ def test_an_empty_plain_value_does_not_count_as_a_credential(
     config = dict(WITH_SCENARIO)
     config[f"{PROJECT}:app.scenarioApiKey"] = {"value": "", "secret": False}
     pulumi.config(config, monkeypatch)
-    assert main(["prod", "--yes"]) == 3
+    assert main(["prod", "--no-main", "--yes"]) == 3
 
 
 def test_undo_needs_no_scenario_credentials(
@@ -181,7 +181,7 @@ def test_undo_needs_no_scenario_credentials(
 ) -> None:
     """Going back to ComfyUI does not call Scenario (pulumi up still validates the stack)."""
     pulumi.config({}, monkeypatch)
-    assert main(["prod", "--undo", "--yes"]) == 0
+    assert main(["prod", "--no-main", "--undo", "--yes"]) == 0
 
 
 def test_a_failed_config_change_applies_nothing(
@@ -189,7 +189,7 @@ def test_a_failed_config_change_applies_nothing(
 ) -> None:
     """If setting the config fails, nothing is applied: exit 1 and no `pulumi up`."""
     monkeypatch.setenv("STANDIN_FAIL_CONFIG_SET", "1")
-    assert main(["prod", "--yes"]) == 1
+    assert main(["prod", "--no-main", "--yes"]) == 1
     assert [argv[0] for argv in pulumi.argvs()] == ["config", "config"]
 
 
@@ -198,14 +198,14 @@ def test_a_failed_update_is_reported_as_a_failure(
 ) -> None:
     """`pulumi up` failing makes the rollback exit 1, naming the command."""
     monkeypatch.setenv("STANDIN_FAIL_UP", "255")
-    assert main(["prod", "--yes"]) == 1
+    assert main(["prod", "--no-main", "--yes"]) == 1
     assert "failed (exit 255): pulumi up --stack prod" in capsys.readouterr().err
 
 
 def test_unreadable_config_is_a_refusal(pulumi: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     """`pulumi config --json` failing (wrong stack, no passphrase) stops before any change."""
     monkeypatch.setenv("STANDIN_FAIL_CONFIG", "1")
-    assert main(["prod", "--yes"]) == 3
+    assert main(["prod", "--no-main", "--yes"]) == 3
     assert len(pulumi.argvs()) == 1
 
 
@@ -216,7 +216,7 @@ def test_usage_errors_and_a_missing_cli_have_their_own_exit_codes(
     assert main([]) == 2
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.chdir(ROOT)
-    assert main(["prod"]) == 3
+    assert main(["prod", "--no-main"]) == 3
 
 
 def test_the_targets_are_the_urns_the_program_registers() -> None:

@@ -96,6 +96,7 @@ def clone(tmp_path: Path) -> Path:
         tmp_path / "repo",
         "scripts",
         "components",
+        "ops",
         "Pulumi.yaml",
         "Pulumi.staging.yaml",
         "Pulumi.prod.yaml",
