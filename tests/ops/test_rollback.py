@@ -287,7 +287,7 @@ def test_a_fully_qualified_stack_name_targets_the_same_urns(pulumi: StandIn) -> 
     """`<org>/<project>/prod` is passed to pulumi as given; URNs and the stack file use the
     stack's own name, `prod`, as the engine does."""
     qualified = f"acme/{PROJECT}/prod"
-    assert main([qualified, "--yes"]) == 0
+    assert main([qualified, "--yes", "--no-main"]) == 0
     up = pulumi.argvs()[-1]
     assert up[:3] == ["up", "--stack", qualified]
     assert targets(up) == [FLAG_URN, VARIABLE_URN]
