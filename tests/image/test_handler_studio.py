@@ -292,6 +292,51 @@ def test_parallel_jobs_asking_for_one_lora_download_it_once(studio: Studio) -> N
     assert sorted(r.downloaded for r in results) == [False] * 7 + [True]
 
 
+def test_a_lora_a_running_job_uses_is_shared_at_once_with_the_next_job(studio: Studio) -> None:
+    """A job holding a cached LoRA (ComfyUI may still load it) does not make the next job on
+    this worker (or another worker on the volume) wait for it to end: both use the file."""
+    studio.put("loras/s/shared.safetensors", safetensors_bytes(12))
+    cache = _cache(studio)
+    client = _client(studio)
+    with cache.session() as running:
+        held = running.fetch(client, studio.bucket.bucket, "loras/s/shared.safetensors",
+                             deadline=time.monotonic() + 30)  # fmt: skip
+        assert held.downloaded
+        started = time.monotonic()
+        with cache.session() as next_job:
+            again = next_job.fetch(client, studio.bucket.bucket, "loras/s/shared.safetensors",
+                                   deadline=time.monotonic() + 2)  # fmt: skip
+        assert time.monotonic() - started < 1.5
+    assert (again.path, again.downloaded) == (held.path, False)
+    assert studio.gets("loras/s/shared.safetensors") == 1
+
+
+def test_one_job_may_name_the_same_lora_twice(
+    studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same key for WAN's high and low expert (two strengths): one download, two
+    LoRA nodes on the one cached file, and no wait on the job's own lock."""
+    monkeypatch.setenv("JOB_TIMEOUT_S", "5")
+    key = studio.upload(tmp_path, "both.safetensors", safetensors_bytes(13))
+    job = {
+        "template": "wan22_t2v",
+        "params": {"prompt": "a fox", "fast": False, "frames": 5, "width": 256, "height": 256},
+        "loras": [
+            {"key": key, "strength": 1.0, "expert": "high"},
+            {"key": key, "strength": 0.5, "expert": "low"},
+        ],
+    }
+    started = time.monotonic()
+    out = handler({"id": "twice", "input": job})
+    assert "error" not in out, out
+    assert time.monotonic() - started < 4
+    graph = studio.comfy.prompts[-1]["prompt"]
+    (high,), (low,) = _chain(graph, "5"), _chain(graph, "6")
+    assert high[0] == low[0]
+    assert (high[1], low[1]) == (1.0, 0.5)
+    assert studio.gets(key) == 1
+
+
 def test_the_cache_evicts_least_recently_used_files_but_never_one_in_use(studio: Studio) -> None:
     """Past max_bytes the oldest-used file goes; a file a running job holds stays."""
     blobs = {name: safetensors_bytes(n, floats=250) for n, name in enumerate("abcd")}
