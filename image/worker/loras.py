@@ -549,7 +549,7 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         return "header runs past the end of the file"
     try:
         parsed = json.loads(header)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past Python's limit
         return "header is not JSON"
     if not isinstance(parsed, dict):
         return "header is not a JSON object"
@@ -559,6 +559,8 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         offsets = info.get("data_offsets") if isinstance(info, Mapping) else None
         if not (isinstance(offsets, list) and len(offsets) == 2):
             return f"tensor {name!r} has no data_offsets"
+        if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+            return f"tensor {name!r} has data_offsets that are not integers"  # usize upstream
         if not 0 <= offsets[0] <= offsets[1] <= body:
             return f"tensor {name!r} lies outside the file (truncated?)"
     return None

@@ -237,6 +237,34 @@ def test_a_damaged_or_foreign_lora_is_never_published(studio: Studio) -> None:
     assert studio.comfy.prompts == []
 
 
+def _with_header(header: bytes, body: bytes = b"\0" * 8) -> bytes:
+    return len(header).to_bytes(8, "little") + header + body
+
+
+def test_a_crafted_safetensors_header_is_a_validation_error_not_a_crash(
+    studio: Studio, tmp_path: Path
+) -> None:
+    """Offsets that are not integers, or a header nested past Python's recursion limit, are
+    'not a safetensors file' (validation) for the worker and refused by `ops lora upload`."""
+    crafted = {
+        "strings": _with_header(b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": ["0", 8]}}'),
+        "floats": _with_header(b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0.5, 8]}}'),
+        "bools": _with_header(b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [false, 8]}}'),
+        "nested": _with_header(b"[" * 100_000 + b"]" * 100_000),
+    }
+    for name, data in crafted.items():
+        key = f"loras/crafted/{name}.safetensors"
+        studio.put(key, data)
+        out = handler({"id": f"c-{name}", "input": _flux("x", {"key": key})})
+        assert out.get("error_type") == "validation", (name, out)
+        assert "not a safetensors file" in out["error"], (name, out["error"])
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(data)
+        with pytest.raises(ops_lora.LoraCommandError, match="not a valid safetensors file"):
+            ops_lora.check_file(path)
+    assert studio.comfy.prompts == []
+
+
 def test_a_worker_without_a_models_folder_says_so(
     studio: Studio, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
