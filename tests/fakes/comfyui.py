@@ -408,7 +408,7 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         return "HeaderTooLarge"
     try:
         header = json.loads(data[8 : 8 + length])
-    except ValueError:
+    except (ValueError, RecursionError):
         return "InvalidHeaderDeserialization"
     if not isinstance(header, dict):
         return "InvalidHeaderDeserialization"
@@ -417,7 +417,12 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         if name == "__metadata__":
             continue
         offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(o) is int for o in offsets)  # usize: no strings, floats or bools
+            and 0 <= offsets[0] <= offsets[1]
+        ):
             return "InvalidHeaderDeserialization"
         if offsets[1] > body:
             return "MetadataIncompleteBuffer"

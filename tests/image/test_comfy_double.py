@@ -21,7 +21,7 @@ import requests
 import websocket
 from worker.comfy import ComfyClient, process_alive
 
-from tests.fakes.comfyui import ComfyUIDouble, Fault, tiny_png
+from tests.fakes.comfyui import ComfyUIDouble, Fault, safetensors_problem, tiny_png
 from tests.image.lora_support import safetensors_bytes
 
 GRAPH = {
@@ -535,6 +535,20 @@ def test_models_on_disk_are_listed_and_new_files_seen_at_the_next_prompt(
         failure = next(e for e in events if e["type"] == "execution_error")
         assert failure["data"]["node_id"] == "3"
         assert "HeaderTooLarge" in failure["data"]["exception_message"]
+
+
+def test_the_doubles_loader_refuses_crafted_headers_as_safe_open_does(tmp_path: Path) -> None:
+    """Offsets that are not unsigned integers and JSON nested past Python's limit are
+    InvalidHeaderDeserialization (safetensors parses offsets as usize), never a crash."""
+    for name, header in {
+        "strings": b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": ["0", 8]}}',
+        "floats": b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0.5, 8]}}',
+        "bools": b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [false, 8]}}',
+        "nested": b"[" * 100_000 + b"]" * 100_000,
+    }.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+        assert safetensors_problem(path) == "InvalidHeaderDeserialization", name
 
 
 def test_upscale_reports_progress_per_tile_and_latent_from_batch_picks_images(
