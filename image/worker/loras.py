@@ -373,7 +373,10 @@ class LoraSession:
         file_name = f"{ident}-{_SAFE.sub('_', key.rsplit('/', 1)[-1])}"
         final = self.cache.folder / file_name
         lock_path = self.cache.folder / ".locks" / f"{file_name}.lock"
-        handle = lock_path.open("a+b")
+        try:
+            handle = lock_path.open("a+b")
+        except OSError as exc:
+            raise self._unwritable(where, exc) from exc
         try:
             downloaded = not _claim(handle, final, remote.size, deadline=deadline, what=where)
             if downloaded:
@@ -381,6 +384,12 @@ class LoraSession:
                 os.utime(final)  # fresh before the lock is shared: not an eviction candidate
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # in use until the job ends
             os.utime(final)  # the LRU clock
+        except (TimeoutError, ConnectionError) as exc:  # the network, mid-download
+            handle.close()
+            raise _unavailable(where, bucket, type(exc).__name__, None) from exc
+        except OSError as exc:  # disk full, volume gone: the job's error, not a traceback
+            handle.close()
+            raise self._unwritable(where, exc) from exc
         except BaseException:
             handle.close()
             raise
@@ -395,6 +404,14 @@ class LoraSession:
             size=remote.size,
             sha256=remote.sha256,
             downloaded=downloaded,
+        )
+
+    def _unwritable(self, where: str, exc: OSError) -> LoraError:
+        return LoraError(
+            "missing_model",
+            f"{where}: the LoRA cache {self.cache.folder} could not store it "
+            f"({exc.strerror or exc}); free space on the models volume, make it larger, or "
+            "lower LORA_CACHE_MAX_BYTES",
         )
 
 

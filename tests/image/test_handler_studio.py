@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import hashlib
 import os
 import struct
@@ -262,6 +263,31 @@ def test_a_crafted_safetensors_header_is_a_validation_error_not_a_crash(
         path.write_bytes(data)
         with pytest.raises(ops_lora.LoraCommandError, match="not a valid safetensors file"):
             ops_lora.check_file(path)
+    assert studio.comfy.prompts == []
+
+
+def test_a_full_models_volume_fails_the_lora_as_missing_model_naming_the_cache(
+    studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while a LoRA downloads (every other file of the cache in use, or the
+    volume too small): missing_model naming the folder and the fix; nothing is published."""
+    key = studio.upload(tmp_path, "big.safetensors", safetensors_bytes(14))
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if ".partial" in str(Path(f"/proc/self/fd/{fd}").readlink()):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = handler({"id": "full", "input": _flux("x", {"key": key})})
+    assert out.get("error_type") == "missing_model", out
+    assert "No space left on device" in out["error"]
+    assert str(studio.loras_dir / loras.CACHE_SUBDIR) in out["error"]
+    assert "LORA_CACHE_MAX_BYTES" in out["error"]
+    cache = studio.loras_dir / loras.CACHE_SUBDIR
+    assert [p.name for p in cache.iterdir() if p.is_file()] == []
+    assert list((cache / ".partial").iterdir()) == []
     assert studio.comfy.prompts == []
 
 
