@@ -403,6 +403,30 @@ def test_a_changed_save_prefix_reruns_only_the_save_node() -> None:
     assert written == ["x_00001_.png", "x_00002_.png"]
 
 
+def test_a_linked_save_prefix_names_the_files_and_undeclared_inputs_only_change_the_key() -> None:
+    """filename_prefix linked from PrimitiveString saves under that string; the same prompt
+    again is all cached, but an input SaveImage does not declare (ignored by validation and
+    execution) changes its cache key, so it alone runs again."""
+    graph = json.loads(json.dumps(RUNNABLE))
+    graph["4"] = {"class_type": "PrimitiveString", "inputs": {"value": "linked/y"}}
+    graph["3"]["inputs"]["filename_prefix"] = ["4", 0]
+    with ComfyUIDouble() as double:
+        _run(double, graph)
+        _, again = _run(double, graph)
+        graph["3"]["inputs"]["not_an_input_of_saveimage"] = "run-2"
+        _, marked = _run(double, graph)
+        written = sorted(p.name for p in (double.output_dir / "linked").iterdir())
+    assert sorted(next(e for e in again if e["type"] == "execution_cached")["data"]["nodes"]) == [
+        "1",
+        "3",
+        "4",
+    ]
+    assert "execution_success" in [e["type"] for e in marked]
+    cached = next(e for e in marked if e["type"] == "execution_cached")["data"]["nodes"]
+    assert sorted(cached) == ["1", "4"]
+    assert written == [f"y_0000{n}_.png" for n in range(1, 5)]  # two runs of a batch of 2
+
+
 def test_a_changed_input_file_invalidates_its_loader(tmp_path: Path) -> None:
     """LoadImage's IS_CHANGED is the file's hash: new bytes under the same name run again."""
     with ComfyUIDouble() as double:
