@@ -19,8 +19,9 @@ progress events (node, step/total) go to RunPod as progress updates (``progress_
 no I/O happens at import.
 
 Isolation: each run gets its own folder ``jobs/<job id>-<run>/`` in ComfyUI's input and
-output folders (inputs are uploaded there, every ``filename_prefix`` is moved under it), so
-a repeated job never meets ComfyUI's cached outputs of an earlier one and fresh files are
+output folders (inputs are uploaded there, every literal ``filename_prefix`` is moved under
+it; a save node whose prefix is linked gets the folder in an extra input instead), so a
+repeated job never meets ComfyUI's cached outputs of an earlier one and fresh files are
 always written; the run's inputs and outputs are deleted when it ends (success or not) where
 the folders are local. File inputs of loader nodes must be plain relative names, and input
 loaders (``LoadImage`` and friends) may only name this job's own images.
@@ -758,18 +759,28 @@ class Run:
         return f"{subfolder}/{item.filename}" if subfolder else item.filename
 
 
+#: An input no node declares, set on save nodes whose ``filename_prefix`` is linked.
+RUN_INPUT = "worker_run"
+
+
 def isolate_outputs(graph: dict[str, Any], run: Run) -> None:
     """Move every ``filename_prefix`` under the run folder.
 
     A repeated prompt would otherwise be answered from ComfyUI's execution cache with the
     file names of the earlier run (already uploaded and deleted); a new prefix changes the
-    save node's cache key, so it runs again and writes fresh files.
+    save node's cache key, so it runs again and writes fresh files. A prefix linked from
+    another node is computed inside ComfyUI and cannot be moved: such a save node gets the
+    run folder in an input it does not declare (:data:`RUN_INPUT`). ComfyUI's cache key
+    holds every input of a node (``comfy_execution/caching.py``), while validation and
+    execution pass only declared inputs (``execution.py``), so the node runs again, unchanged.
     """
     for node in graph.values():
         inputs = node.get("inputs", {})
         prefix = inputs.get("filename_prefix")
         if isinstance(prefix, str):
             inputs["filename_prefix"] = f"{run.folder}/{prefix.strip().lstrip('/')}"
+        elif prefix is not None:
+            inputs[RUN_INPUT] = run.folder
 
 
 def _upload_one(

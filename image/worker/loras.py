@@ -14,10 +14,11 @@ ETag of uniform 16 MiB parts) and the safetensors header, and only then is renam
 place: a partial or unverified file is never published. Per file, an exclusive ``flock``
 makes parallel jobs on one worker wait for one download instead of each fetching it; a
 shared lock held until the job ends keeps the file from being evicted while ComfyUI may
-still load it. The atomic rename keeps workers on other hosts sharing the volume safe too
-(same name, same bytes). Every use updates the file's mtime; when the cache grows past its
-size limit the least recently used files go first, never one in use here or used in the last
-``grace_s`` seconds (another host may be loading it).
+still load it, and never delays another job that uses the same present file. The atomic
+rename keeps workers on other hosts sharing the volume safe too (same name, same bytes).
+Every use updates the file's mtime; when the cache grows past its size limit the least
+recently used files go first, never one in use here or used in the last ``grace_s`` seconds
+(another host may be loading it).
 
 Errors are :class:`LoraError` with the contract's ``error_type``: ``validation`` for a bad
 entry, an unknown key or name, an oversized or non-safetensors file; ``missing_model`` when
@@ -222,26 +223,30 @@ class _Remote:
     sha256: str | None
 
 
-def _lock(path: Path, operation: int, *, deadline: float, what: str) -> IO[bytes]:
-    """Open ``path`` and ``flock`` it, waiting until ``deadline`` (``time.monotonic``)."""
-    handle = path.open("a+b")
-    try:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), operation | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LoraError(
-                        "missing_model",
-                        f"{what}: another job on this worker was still downloading it when "
-                        "this job's time (JOB_TIMEOUT_S) ran out",
-                    ) from None
-                time.sleep(0.05)
-            else:
-                return handle
-    except BaseException:
-        handle.close()
-        raise
+def _claim(handle: IO[bytes], final: Path, size: int, *, deadline: float, what: str) -> bool:
+    """Lock ``final``'s lock file: shared when the file is present (True), exclusive when it
+    must be downloaded (False). Waits (until ``deadline``, ``time.monotonic``) only while a
+    download or an eviction holds it exclusively: jobs using a present file never wait for
+    each other, nor a job for its own entries naming the same key."""
+    fd = handle.fileno()
+    while True:
+        with contextlib.suppress(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            if _present(final, size):
+                return True
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _present(final, size):
+                return False
+            fcntl.flock(fd, fcntl.LOCK_SH)  # a parallel job fetched it meanwhile
+            return True
+        if time.monotonic() >= deadline:
+            raise LoraError(
+                "missing_model",
+                f"{what}: another job on this worker (or the volume) was still downloading "
+                "it when this job's time (JOB_TIMEOUT_S) ran out",
+            )
+        time.sleep(0.05)
 
 
 @dataclass
@@ -368,14 +373,23 @@ class LoraSession:
         file_name = f"{ident}-{_SAFE.sub('_', key.rsplit('/', 1)[-1])}"
         final = self.cache.folder / file_name
         lock_path = self.cache.folder / ".locks" / f"{file_name}.lock"
-        handle = _lock(lock_path, fcntl.LOCK_EX, deadline=deadline, what=where)
         try:
-            downloaded = False
-            if not (final.is_file() and final.stat().st_size == remote.size):
+            handle = lock_path.open("a+b")
+        except OSError as exc:
+            raise self._unwritable(where, exc) from exc
+        try:
+            downloaded = not _claim(handle, final, remote.size, deadline=deadline, what=where)
+            if downloaded:
                 _download(client, bucket, key, remote, final, where=where, deadline=deadline)
-                downloaded = True
+                os.utime(final)  # fresh before the lock is shared: not an eviction candidate
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # in use until the job ends
             os.utime(final)  # the LRU clock
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # in use until the job ends
+        except (TimeoutError, ConnectionError) as exc:  # the network, mid-download
+            handle.close()
+            raise _unavailable(where, bucket, type(exc).__name__, None) from exc
+        except OSError as exc:  # disk full, volume gone: the job's error, not a traceback
+            handle.close()
+            raise self._unwritable(where, exc) from exc
         except BaseException:
             handle.close()
             raise
@@ -391,6 +405,21 @@ class LoraSession:
             sha256=remote.sha256,
             downloaded=downloaded,
         )
+
+    def _unwritable(self, where: str, exc: OSError) -> LoraError:
+        return LoraError(
+            "missing_model",
+            f"{where}: the LoRA cache {self.cache.folder} could not store it "
+            f"({exc.strerror or exc}); free space on the models volume, make it larger, or "
+            "lower LORA_CACHE_MAX_BYTES",
+        )
+
+
+def _present(final: Path, size: int) -> bool:
+    try:
+        return final.stat().st_size == size and final.is_file()
+    except OSError:
+        return False
 
 
 def _hex(etag: str) -> str:
@@ -537,7 +566,7 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         return "header runs past the end of the file"
     try:
         parsed = json.loads(header)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past Python's limit
         return "header is not JSON"
     if not isinstance(parsed, dict):
         return "header is not a JSON object"
@@ -547,6 +576,8 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         offsets = info.get("data_offsets") if isinstance(info, Mapping) else None
         if not (isinstance(offsets, list) and len(offsets) == 2):
             return f"tensor {name!r} has no data_offsets"
+        if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+            return f"tensor {name!r} has data_offsets that are not integers"  # usize upstream
         if not 0 <= offsets[0] <= offsets[1] <= body:
             return f"tensor {name!r} lies outside the file (truncated?)"
     return None

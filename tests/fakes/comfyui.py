@@ -21,13 +21,15 @@ tell "still booting" from "dead".
 The execution cache works as ComfyUI's default ("classic") cache in
 ``comfy_execution/caching.py``: a node's key is its class, its ``IS_CHANGED`` value (for
 ``LoadImage``/``LoadAudio`` the file's sha256) and its inputs with links replaced by the keys of
-the nodes they come from; entries the next prompt does not use are dropped. A prompt
+the nodes they come from (an input the class does not declare counts too, and is otherwise
+ignored, as in ``execution.py``); entries the next prompt does not use are dropped. A prompt
 identical to an earlier one lists its nodes in ``execution_cached``, runs none of them
 (``executed`` carries the cached UI output) and its history names the files the earlier run
 wrote. File inputs resolve as ComfyUI's annotated-path helpers do (absolute paths, ``..`` and
 `` [input]``/`` [output]``/`` [temp]`` are accepted if the file exists), and a save node's
 ``filename_prefix`` that leaves the output folder fails the node with ComfyUI's "Saving
-image outside the output folder is not allowed." execution error.
+image outside the output folder is not allowed." execution error. A save node's
+``filename_prefix`` may be linked from a ``PrimitiveString``.
 
 Model folders: loader lists are the ``models`` given plus, with ``models_dir``, the files on
 disk under ``<models_dir>/<folder>/`` (subfolders and ComfyUI's model extensions, re-read at
@@ -301,6 +303,14 @@ NODE_CLASSES: dict[str, NodeClass] = {
         category="image/upscaling",
         v3=True,
     ),
+    # comfy_extras/nodes_primitive.py (V3, read from the pinned source): returns its value;
+    # lets a graph link a string widget such as a save node's filename_prefix.
+    "PrimitiveString": NodeClass(
+        {"value": Inp("STRING", default="")},
+        ("STRING",),
+        category="utilities/primitive",
+        v3=True,
+    ),
     "SaveImage": NodeClass(
         {"images": Inp("IMAGE"), "filename_prefix": Inp("STRING", default="ComfyUI")},
         output_node=True,
@@ -408,7 +418,7 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         return "HeaderTooLarge"
     try:
         header = json.loads(data[8 : 8 + length])
-    except ValueError:
+    except (ValueError, RecursionError):
         return "InvalidHeaderDeserialization"
     if not isinstance(header, dict):
         return "InvalidHeaderDeserialization"
@@ -417,7 +427,12 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         if name == "__metadata__":
             continue
         offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(o) is int for o in offsets)  # usize: no strings, floats or bools
+            and 0 <= offsets[0] <= offsets[1]
+        ):
             return "InvalidHeaderDeserialization"
         if offsets[1] > body:
             return "MetadataIncompleteBuffer"
@@ -1558,6 +1573,18 @@ class ComfyUIDouble:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._interrupt.wait(), self.node_seconds)
 
+    @staticmethod
+    def _linked_value(graph: dict[str, Any], value: Any) -> Any:
+        """A widget's value as the node receives it: a link to a ``PrimitiveString`` is the
+        string it returns (other links stay as they are: the double computes no tensors)."""
+        seen = 0
+        while isinstance(value, list) and len(value) == 2 and seen < len(graph):
+            source = graph.get(str(value[0])) or {}
+            if source.get("class_type") != "PrimitiveString":
+                break
+            value, seen = source.get("inputs", {}).get("value"), seen + 1
+        return value
+
     def _save_path(self, prefix: str, extension: str) -> tuple[str, str, Path]:
         # folder_paths.get_save_image_path: normpath, then refuse a folder outside output.
         output_dir = os.path.abspath(self.output_dir)  # noqa: PTH100 - ComfyUI's own calls
@@ -1580,9 +1607,11 @@ class ComfyUIDouble:
     def _write_outputs(
         self, prompt: _Prompt, node_id: str, node: dict[str, Any], batches: dict[str, int]
     ) -> dict[str, Any] | None:
-        del prompt
         class_type = node["class_type"]
-        inputs = node.get("inputs", {})
+        inputs = {
+            name: self._linked_value(prompt.graph, value)
+            for name, value in node.get("inputs", {}).items()
+        }
         size = self.output_bytes
         if class_type in {"SaveImage", "PreviewImage"}:
             images = []

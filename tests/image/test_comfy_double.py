@@ -21,7 +21,7 @@ import requests
 import websocket
 from worker.comfy import ComfyClient, process_alive
 
-from tests.fakes.comfyui import ComfyUIDouble, Fault, tiny_png
+from tests.fakes.comfyui import ComfyUIDouble, Fault, safetensors_problem, tiny_png
 from tests.image.lora_support import safetensors_bytes
 
 GRAPH = {
@@ -403,6 +403,30 @@ def test_a_changed_save_prefix_reruns_only_the_save_node() -> None:
     assert written == ["x_00001_.png", "x_00002_.png"]
 
 
+def test_a_linked_save_prefix_names_the_files_and_undeclared_inputs_only_change_the_key() -> None:
+    """filename_prefix linked from PrimitiveString saves under that string; the same prompt
+    again is all cached, but an input SaveImage does not declare (ignored by validation and
+    execution) changes its cache key, so it alone runs again."""
+    graph = json.loads(json.dumps(RUNNABLE))
+    graph["4"] = {"class_type": "PrimitiveString", "inputs": {"value": "linked/y"}}
+    graph["3"]["inputs"]["filename_prefix"] = ["4", 0]
+    with ComfyUIDouble() as double:
+        _run(double, graph)
+        _, again = _run(double, graph)
+        graph["3"]["inputs"]["not_an_input_of_saveimage"] = "run-2"
+        _, marked = _run(double, graph)
+        written = sorted(p.name for p in (double.output_dir / "linked").iterdir())
+    assert sorted(next(e for e in again if e["type"] == "execution_cached")["data"]["nodes"]) == [
+        "1",
+        "3",
+        "4",
+    ]
+    assert "execution_success" in [e["type"] for e in marked]
+    cached = next(e for e in marked if e["type"] == "execution_cached")["data"]["nodes"]
+    assert sorted(cached) == ["1", "4"]
+    assert written == [f"y_0000{n}_.png" for n in range(1, 5)]  # two runs of a batch of 2
+
+
 def test_a_changed_input_file_invalidates_its_loader(tmp_path: Path) -> None:
     """LoadImage's IS_CHANGED is the file's hash: new bytes under the same name run again."""
     with ComfyUIDouble() as double:
@@ -535,6 +559,20 @@ def test_models_on_disk_are_listed_and_new_files_seen_at_the_next_prompt(
         failure = next(e for e in events if e["type"] == "execution_error")
         assert failure["data"]["node_id"] == "3"
         assert "HeaderTooLarge" in failure["data"]["exception_message"]
+
+
+def test_the_doubles_loader_refuses_crafted_headers_as_safe_open_does(tmp_path: Path) -> None:
+    """Offsets that are not unsigned integers and JSON nested past Python's limit are
+    InvalidHeaderDeserialization (safetensors parses offsets as usize), never a crash."""
+    for name, header in {
+        "strings": b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": ["0", 8]}}',
+        "floats": b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0.5, 8]}}',
+        "bools": b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [false, 8]}}',
+        "nested": b"[" * 100_000 + b"]" * 100_000,
+    }.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+        assert safetensors_problem(path) == "InvalidHeaderDeserialization", name
 
 
 def test_upscale_reports_progress_per_tile_and_latent_from_batch_picks_images(

@@ -608,6 +608,38 @@ def test_the_same_job_twice_on_a_warm_worker_succeeds_twice(
     assert cached_nodes  # the sampler and everything before it came from the cache
 
 
+def test_the_same_job_twice_succeeds_when_its_save_prefix_is_linked(
+    comfy: ComfyUIDouble, worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filename_prefix that comes from another node cannot be moved under the run folder;
+    the save node still runs again on the repeat (no cache hit naming deleted files)."""
+    monkeypatch.setenv("COMFY_OUTPUT_DIR", str(comfy.output_dir))
+    workflow = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        },
+        "2": {"class_type": "PrimitiveString", "inputs": {"value": "sprites/hero"}},
+        "3": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": ["2", 0]},
+        },
+    }
+    first = handler({"id": "linked-1", "input": {"workflow": workflow}})
+    second = handler({"id": "linked-2", "input": {"workflow": workflow}})
+    assert "error" not in first, first
+    assert "error" not in second, second
+    (one,), (two,) = first["outputs"], second["outputs"]
+    assert one["key"] == "test/jobs/linked-1/sprites/hero_00001_.png"
+    assert two["key"] == "test/jobs/linked-2/sprites/hero_00001_.png"
+    assert {one["key"], two["key"]} <= set(list_objects(worker_env))
+    messages = comfy.history()[second["prompt_id"]]["status"]["messages"]
+    cached_nodes = next(data["nodes"] for kind, data in messages if kind == "execution_cached")
+    assert "3" not in cached_nodes  # the save node ran again ...
+    assert {"1", "2"} <= set(cached_nodes)  # ... and only it: its inputs still come from cache
+    assert workflow["3"]["inputs"] == {"images": ["1", 0], "filename_prefix": ["2", 0]}
+
+
 def test_the_same_job_id_run_twice_never_overwrites_its_first_outputs(
     comfy: ComfyUIDouble, worker_env: R2Settings
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import hashlib
 import os
 import struct
@@ -237,6 +238,59 @@ def test_a_damaged_or_foreign_lora_is_never_published(studio: Studio) -> None:
     assert studio.comfy.prompts == []
 
 
+def _with_header(header: bytes, body: bytes = b"\0" * 8) -> bytes:
+    return len(header).to_bytes(8, "little") + header + body
+
+
+def test_a_crafted_safetensors_header_is_a_validation_error_not_a_crash(
+    studio: Studio, tmp_path: Path
+) -> None:
+    """Offsets that are not integers, or a header nested past Python's recursion limit, are
+    'not a safetensors file' (validation) for the worker and refused by `ops lora upload`."""
+    crafted = {
+        "strings": _with_header(b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": ["0", 8]}}'),
+        "floats": _with_header(b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0.5, 8]}}'),
+        "bools": _with_header(b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [false, 8]}}'),
+        "nested": _with_header(b"[" * 100_000 + b"]" * 100_000),
+    }
+    for name, data in crafted.items():
+        key = f"loras/crafted/{name}.safetensors"
+        studio.put(key, data)
+        out = handler({"id": f"c-{name}", "input": _flux("x", {"key": key})})
+        assert out.get("error_type") == "validation", (name, out)
+        assert "not a safetensors file" in out["error"], (name, out["error"])
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(data)
+        with pytest.raises(ops_lora.LoraCommandError, match="not a valid safetensors file"):
+            ops_lora.check_file(path)
+    assert studio.comfy.prompts == []
+
+
+def test_a_full_models_volume_fails_the_lora_as_missing_model_naming_the_cache(
+    studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while a LoRA downloads (every other file of the cache in use, or the
+    volume too small): missing_model naming the folder and the fix; nothing is published."""
+    key = studio.upload(tmp_path, "big.safetensors", safetensors_bytes(14))
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if ".partial" in str(Path(f"/proc/self/fd/{fd}").readlink()):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = handler({"id": "full", "input": _flux("x", {"key": key})})
+    assert out.get("error_type") == "missing_model", out
+    assert "No space left on device" in out["error"]
+    assert str(studio.loras_dir / loras.CACHE_SUBDIR) in out["error"]
+    assert "LORA_CACHE_MAX_BYTES" in out["error"]
+    cache = studio.loras_dir / loras.CACHE_SUBDIR
+    assert [p.name for p in cache.iterdir() if p.is_file()] == []
+    assert list((cache / ".partial").iterdir()) == []
+    assert studio.comfy.prompts == []
+
+
 def test_a_worker_without_a_models_folder_says_so(
     studio: Studio, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -290,6 +344,51 @@ def test_parallel_jobs_asking_for_one_lora_download_it_once(studio: Studio) -> N
     assert studio.gets("loras/p/shared.safetensors") == 1
     assert len({r.path for r in results}) == 1
     assert sorted(r.downloaded for r in results) == [False] * 7 + [True]
+
+
+def test_a_lora_a_running_job_uses_is_shared_at_once_with_the_next_job(studio: Studio) -> None:
+    """A job holding a cached LoRA (ComfyUI may still load it) does not make the next job on
+    this worker (or another worker on the volume) wait for it to end: both use the file."""
+    studio.put("loras/s/shared.safetensors", safetensors_bytes(12))
+    cache = _cache(studio)
+    client = _client(studio)
+    with cache.session() as running:
+        held = running.fetch(client, studio.bucket.bucket, "loras/s/shared.safetensors",
+                             deadline=time.monotonic() + 30)  # fmt: skip
+        assert held.downloaded
+        started = time.monotonic()
+        with cache.session() as next_job:
+            again = next_job.fetch(client, studio.bucket.bucket, "loras/s/shared.safetensors",
+                                   deadline=time.monotonic() + 2)  # fmt: skip
+        assert time.monotonic() - started < 1.5
+    assert (again.path, again.downloaded) == (held.path, False)
+    assert studio.gets("loras/s/shared.safetensors") == 1
+
+
+def test_one_job_may_name_the_same_lora_twice(
+    studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same key for WAN's high and low expert (two strengths): one download, two
+    LoRA nodes on the one cached file, and no wait on the job's own lock."""
+    monkeypatch.setenv("JOB_TIMEOUT_S", "5")
+    key = studio.upload(tmp_path, "both.safetensors", safetensors_bytes(13))
+    job = {
+        "template": "wan22_t2v",
+        "params": {"prompt": "a fox", "fast": False, "frames": 5, "width": 256, "height": 256},
+        "loras": [
+            {"key": key, "strength": 1.0, "expert": "high"},
+            {"key": key, "strength": 0.5, "expert": "low"},
+        ],
+    }
+    started = time.monotonic()
+    out = handler({"id": "twice", "input": job})
+    assert "error" not in out, out
+    assert time.monotonic() - started < 4
+    graph = studio.comfy.prompts[-1]["prompt"]
+    (high,), (low,) = _chain(graph, "5"), _chain(graph, "6")
+    assert high[0] == low[0]
+    assert (high[1], low[1]) == (1.0, 0.5)
+    assert studio.gets(key) == 1
 
 
 def test_the_cache_evicts_least_recently_used_files_but_never_one_in_use(studio: Studio) -> None:

@@ -134,6 +134,47 @@ def test_the_turbo_templates_use_the_turbodiffusion_package() -> None:
         assert any(template in reason for reason in by_name["Comfyui_turbodiffusion"].needed_by)
 
 
+#: Third-party modules Comfyui_turbodiffusion imports on its load and run paths, with the pip
+#: package of each, read at the locked commit (b109d08): its vendored imaginaire code imports
+#: einops, loguru, omegaconf, pandas and pynvml, and easy_io's handler registry imports
+#: imageio_video_handler.py, whose `import imageio` is unconditional. It has no requirements
+#: file (imageio is only an optional `video` extra of its pyproject).
+TURBO_LOAD_IMPORTS = {
+    "einops": "einops",
+    "loguru": "loguru",
+    "omegaconf": "omegaconf",
+    "pandas": "pandas",
+    "pynvml": "nvidia-ml-py",
+    "imageio": "imageio",
+}
+
+
+def _held_versions() -> dict[str, str]:
+    held: dict[str, str] = {}
+    for line in (IMAGE / "constraints.txt").read_text().splitlines():
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            held[name.lower()] = version
+    return held
+
+
+def test_every_extra_is_held_at_one_version_by_constraints_txt() -> None:
+    """A package the lock installs as `extra` never floats: constraints.txt pins it."""
+    held = _held_versions()
+    for package in install_nodes.load_lock(LOCK):
+        for name in package.extra:
+            assert name.lower() in held, f"{package.name}: extra {name} is not in constraints.txt"
+
+
+def test_turbodiffusions_load_time_imports_are_its_own_extras() -> None:
+    """Every module the TurboDiffusion node imports at load time is installed for it, not by
+    chance through another node's requirements (imageio came only via KJNodes' deps)."""
+    by_name = {p.name: p for p in install_nodes.load_lock(LOCK)}
+    extra = set(by_name["Comfyui_turbodiffusion"].extra)
+    missing = {pip for pip in TURBO_LOAD_IMPORTS.values() if pip not in extra}
+    assert not missing, f"Comfyui_turbodiffusion's extra lacks {sorted(missing)}"
+
+
 # -- the installer against local git repositories ------------------------------------------
 
 
