@@ -707,8 +707,9 @@ def deploy_plan_command(
 ) -> None:
     """What a push to main deploys: `staging=`, `prod=`, `rollout_only=` lines for $GITHUB_OUTPUT.
 
-    rollout_only: the push changed only rollout.* keys of Pulumi.prod.yaml (a rollback or
-    a percentage step), which deploys prod at once without waiting for staging.
+    rollout_only: the push changed only rollout.provider / rollout.comfyuiPercent in
+    Pulumi.prod.yaml (a rollback or a percentage step), which updates prod's flag at once
+    (targeted at the flag's resources) without waiting for staging.
     """
     try:
         result = deploy_plan.plan(repo, before, after)

@@ -5,9 +5,12 @@ Owns: reading the pushed range with git and deciding, for ``.github/workflows/de
 - ``staging``: something besides ``Pulumi.prod.yaml`` changed (code, image, staging's file);
 - ``prod``: ``Pulumi.prod.yaml`` changed (a promotion, a percentage step, a rollback);
 - ``rollout_only``: the push changed nothing but ``Pulumi.prod.yaml``, and in it nothing but
-  keys ``<project>:rollout.*`` (comments and order aside). Such a change (a rollback, a
-  percentage step) deploys prod at once, through the ``production`` environment, without
-  waiting for staging: it touches no image and nothing on RunPod.
+  ``rollout.provider`` and ``rollout.comfyuiPercent`` (comments and order aside). Such a
+  change (a rollback, a percentage step) deploys prod at once, through the ``production``
+  environment, without waiting for staging, and applies to the resources those two keys
+  feed only (``pulumi up --target``, :func:`ops.rollback.rollout_urns`): whatever else
+  ``main`` holds that prod has not run yet stays out. ``rollout.kvKey`` is not a flag flip
+  (it moves the flag) and takes the normal way.
 
 An unknown ``before`` (a new branch, a force push that dropped it, all zeros) counts as
 everything changed and never as rollout-only.
@@ -76,8 +79,12 @@ def _config(repo: Path, rev: str) -> dict[str, Any] | None:
     return dict(config) if isinstance(config, dict) else {}
 
 
+#: The keys a rollout-only change may touch: the flag's provider and share.
+ROLLOUT_KEYS = frozenset({"rollout.provider", "rollout.comfyuiPercent"})
+
+
 def _is_rollout_key(key: str) -> bool:
-    return str(key).partition(":")[2].startswith("rollout.")
+    return str(key).partition(":")[2] in ROLLOUT_KEYS
 
 
 def plan(repo: Path, before: str, after: str) -> DeployPlan:

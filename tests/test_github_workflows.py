@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from components.config import PUSH_TOKEN_ENV
+from ops.rollback import rollout_urns
 from ops.stack_secrets import SECRETS, problems
 from tests.ops.cli_lines import ops_invocations, unknown_options
 
@@ -499,6 +500,20 @@ def test_deploy_gates_staging_records_the_digest_and_prod_checks_it() -> None:
     assert "inputs.action == 'promote'" in promote["if"]
     assert "python -m ops promote open-pr --stack-file Pulumi.prod.yaml" in run_text(promote)
     assert "gh pr create" not in run_text(promote)
+
+
+def test_a_rollout_only_deploy_updates_only_the_flag_resources() -> None:
+    """production-rollout runs one `pulumi up` of prod targeted at exactly the resources a
+    rollout.* change feeds (ops.rollback.rollout_urns, held against the program's URNs in
+    tests/ops/test_rollback.py): whatever else main holds stays out of an emergency rollback."""
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text(encoding="utf-8"))["name"]
+    job = load("deploy.yml")["jobs"]["production-rollout"]
+    (up,) = [s for s in pulumi_steps(job) if s["with"].get("command")]
+    assert up["with"]["command"] == "up"
+    assert up["with"]["stack-name"] == "prod"
+    targets = str(up["with"].get("target", "")).split()
+    assert targets == list(rollout_urns(project, "prod"))
+    assert str(up["with"].get("target-dependents", "false")).lower() == "false"
 
 
 def test_the_rollback_drill_flips_staging_and_back_checking_the_flag() -> None:

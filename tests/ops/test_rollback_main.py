@@ -201,6 +201,15 @@ def test_only_rollout_keys_make_a_rollout_only_change(
     assert (result.staging, result.prod, result.rollout_only) == (False, True, rollout_only)
 
 
+def test_moving_the_flag_to_another_kv_key_is_not_a_rollout_only_change(setup: Setup) -> None:
+    """rollout.kvKey is under rollout.* but moves the flag (a new KV entry the app must be
+    told about): it takes the normal prod deploy, not the targeted flag update."""
+    text = (setup.work / "Pulumi.prod.yaml").read_text() + "  comfyui-runpod:rollout.kvKey: v2\n"
+    before, after = commit_change(setup, {"Pulumi.prod.yaml": text})
+    result = plan(setup.work, before, after)
+    assert (result.staging, result.prod, result.rollout_only) == (False, True, False)
+
+
 def test_a_rollout_change_with_other_files_waits_for_staging(setup: Setup) -> None:
     """The same flag flip plus a code change: staging runs and prod is a normal deploy."""
     edits = {
