@@ -14,10 +14,16 @@ Owns: reading the pushed range with git and deciding, for ``.github/workflows/de
 
 An unknown ``before`` (a new branch, a force push that dropped it, all zeros) counts as
 everything changed and never as rollout-only.
+
+The same question decides a pull request's previews (``.github/workflows/preview.yml``,
+``before`` = the merge commit's first parent): ``stacks`` lists what merging it would deploy,
+so prod is previewed (and prod's passphrase handed to a job) only when the pull request
+changes ``Pulumi.prod.yaml``.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +32,8 @@ from typing import Any
 import yaml
 
 PROD_FILE = "Pulumi.prod.yaml"
+#: Every stack a plan can name, in deploy order.
+STACKS = ("staging", "prod")
 
 
 @dataclass(frozen=True)
@@ -37,12 +45,19 @@ class DeployPlan:
     rollout_only: bool
     reason: str
 
+    @property
+    def stacks(self) -> list[str]:
+        """The stacks this change deploys, in deploy order (a preview matrix)."""
+        deployed = {"staging": self.staging, "prod": self.prod}
+        return [stack for stack in STACKS if deployed[stack]]
+
     def github_output(self) -> str:
         """``key=value`` lines for ``$GITHUB_OUTPUT``."""
         return (
             f"staging={str(self.staging).lower()}\n"
             f"prod={str(self.prod).lower()}\n"
             f"rollout_only={str(self.rollout_only).lower()}\n"
+            f"stacks={json.dumps(self.stacks, separators=(',', ':'))}\n"
         )
 
 
