@@ -553,6 +553,24 @@ def test_a_rollout_only_deploy_updates_only_the_flag_resources() -> None:
     assert str(up["with"].get("target-dependents", "false")).lower() == "false"
 
 
+def test_the_gate_commands_append_their_charts_to_the_job_summary() -> None:
+    """Staging's canary, prod's post-deploy health and the scheduled health each write their
+    Markdown summary with charts to $GITHUB_STEP_SUMMARY in the same step (so a failing gate
+    still shows its charts); the PR tests install the Mermaid that checks those charts."""
+    deploy = load("deploy.yml")["jobs"]
+    places = [
+        (deploy["staging"], "python -m ops canary"),
+        (deploy["production"], "python -m ops health"),
+        (load("health.yml")["jobs"]["health"], "python -m ops health"),
+    ]
+    for job, command in places:
+        step = steps(job)[index_of(job, command)]
+        assert '--summary-md "$GITHUB_STEP_SUMMARY"' in step["run"], command
+    test_job = load("preview.yml")["jobs"]["test"]
+    install = index_of(test_job, "npm ci --prefix tests/mermaid")
+    assert install < index_of(test_job, "scripts/test")
+
+
 def test_the_rollback_drill_flips_staging_and_back_checking_the_flag() -> None:
     """workflow_dispatch rollback-drill: Scenario, smoke expects it, undo (always), smoke again."""
     workflow = load("deploy.yml")
