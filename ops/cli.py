@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ops import backend, deploy_plan, health_alert, stack_secrets
+from ops import backend, deploy_plan, health_alert, stack_secrets, step_summary
 from ops import canary as canary_mod
 from ops import cost as cost_mod
 from ops import health as health_mod
@@ -84,6 +84,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 ProgressOpt = Annotated[
     bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr (TTY only).")
 ]
+SummaryMdOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--summary-md",
+        help="Append a Markdown summary with charts to this file (e.g. $GITHUB_STEP_SUMMARY).",
+        show_default=False,
+    ),
+]
 
 
 def _die(command: str, message: str, *, as_json: bool) -> NoReturn:
@@ -135,10 +143,26 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _finish(command: str, document: dict[str, Any], checks: list[Check], *, as_json: bool) -> None:
+def _finish(
+    command: str,
+    document: dict[str, Any],
+    checks: list[Check],
+    *,
+    as_json: bool,
+    markdown: Callable[[dict[str, Any]], str] | None = None,
+    summary_md: Path | None = None,
+) -> None:
     ok = all_passed(checks)
+    full = {"command": command, "ok": ok, **document, "checks": check_dicts(checks)}
+    if summary_md is not None and markdown is not None:
+        # Written before the verdict's exit code, so a failed gate still gets its charts.
+        try:
+            with summary_md.open("a", encoding="utf-8") as out:
+                out.write(markdown(json.loads(json.dumps(full, default=str))) + "\n")
+        except OSError as exc:
+            stderr_console().print(f"[yellow]ops {command}: --summary-md {summary_md}: {exc}[/]")
     if as_json:
-        emit_json({"command": command, "ok": ok, **document, "checks": check_dicts(checks)})
+        emit_json(full)
     else:
         console = stdout_console()
         console.print(checks_table(f"ops {command}", checks))
@@ -259,6 +283,10 @@ def canary(
         float, typer.Option(help="First 429 backoff (s) without Retry-After; doubles.")
     ] = 0.5,
     max_backoff: Annotated[float, typer.Option(help="Cap for one 429 wait, seconds.")] = 30.0,
+    gpu_pool: Annotated[
+        str, typer.Option(help="GPU pool whose price the --summary-md cost chart uses.")
+    ] = "ADA_24",
+    summary_md: SummaryMdOpt = None,
     as_json: JsonOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -277,6 +305,10 @@ def canary(
         base_url=base_url,
         as_json=as_json,
     )
+    if gpu_pool not in cost_mod.PRICES:
+        _die(
+            "canary", f"--gpu-pool {gpu_pool}: known {', '.join(cost_mod.PRICES)}", as_json=as_json
+        )
     make_input: Callable[[int], Any] = canary_mod.default_input
     if input_file is not None:
         try:
@@ -335,6 +367,8 @@ def canary(
         {"endpointId": target.endpoint_id, "gates": gates_doc, "summary": summary},
         checks,
         as_json=as_json,
+        markdown=lambda doc: step_summary.canary_markdown(doc, gpu_pool=gpu_pool),
+        summary_md=summary_md,
     )
 
 
@@ -406,6 +440,7 @@ def health(
     max_retries: Annotated[
         int, typer.Option(help="Retries of /health on 429, 5xx or connection errors.")
     ] = 3,
+    summary_md: SummaryMdOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Health alerts: success and error rates, p95 latency, workers, queue.
@@ -435,7 +470,14 @@ def health(
         )
     except JobApiError as exc:
         checks = [Check("reachability", "fail", f"/health unreachable: {exc}")]
-        _finish("health", {"endpointId": target.endpoint_id}, checks, as_json=as_json)
+        _finish(
+            "health",
+            {"endpointId": target.endpoint_id},
+            checks,
+            as_json=as_json,
+            markdown=step_summary.health_markdown,
+            summary_md=summary_md,
+        )
         return
     sent = health_mod.probe(client, count=probes, timeout_s=probe_timeout, poll_s=poll_interval)
     summary = health_mod.summarize(readings, sent, workers_min=minimum)
@@ -450,7 +492,12 @@ def health(
     )
     checks = health_mod.evaluate(summary, thresholds)
     _finish(
-        "health", {"endpointId": target.endpoint_id, "summary": summary}, checks, as_json=as_json
+        "health",
+        {"endpointId": target.endpoint_id, "summary": summary},
+        checks,
+        as_json=as_json,
+        markdown=lambda doc: step_summary.health_markdown(doc, max_p95_s=thresholds.max_p95_s),
+        summary_md=summary_md,
     )
 
 
@@ -707,8 +754,9 @@ def deploy_plan_command(
 ) -> None:
     """What a push to main deploys: `staging=`, `prod=`, `rollout_only=` lines for $GITHUB_OUTPUT.
 
-    rollout_only: the push changed only rollout.* keys of Pulumi.prod.yaml (a rollback or
-    a percentage step), which deploys prod at once without waiting for staging.
+    rollout_only: the push changed only rollout.provider / rollout.comfyuiPercent in
+    Pulumi.prod.yaml (a rollback or a percentage step), which updates prod's flag at once
+    (targeted at the flag's resources) without waiting for staging.
     """
     try:
         result = deploy_plan.plan(repo, before, after)

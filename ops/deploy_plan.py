@@ -5,16 +5,25 @@ Owns: reading the pushed range with git and deciding, for ``.github/workflows/de
 - ``staging``: something besides ``Pulumi.prod.yaml`` changed (code, image, staging's file);
 - ``prod``: ``Pulumi.prod.yaml`` changed (a promotion, a percentage step, a rollback);
 - ``rollout_only``: the push changed nothing but ``Pulumi.prod.yaml``, and in it nothing but
-  keys ``<project>:rollout.*`` (comments and order aside). Such a change (a rollback, a
-  percentage step) deploys prod at once, through the ``production`` environment, without
-  waiting for staging: it touches no image and nothing on RunPod.
+  ``rollout.provider`` and ``rollout.comfyuiPercent`` (comments and order aside). Such a
+  change (a rollback, a percentage step) deploys prod at once, through the ``production``
+  environment, without waiting for staging, and applies to the resources those two keys
+  feed only (``pulumi up --target``, :func:`ops.rollback.rollout_urns`): whatever else
+  ``main`` holds that prod has not run yet stays out. ``rollout.kvKey`` is not a flag flip
+  (it moves the flag) and takes the normal way.
 
 An unknown ``before`` (a new branch, a force push that dropped it, all zeros) counts as
 everything changed and never as rollout-only.
+
+The same question decides a pull request's previews (``.github/workflows/preview.yml``,
+``before`` = the merge commit's first parent): ``stacks`` lists what merging it would deploy,
+so prod is previewed (and prod's passphrase handed to a job) only when the pull request
+changes ``Pulumi.prod.yaml``.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +32,8 @@ from typing import Any
 import yaml
 
 PROD_FILE = "Pulumi.prod.yaml"
+#: Every stack a plan can name, in deploy order.
+STACKS = ("staging", "prod")
 
 
 @dataclass(frozen=True)
@@ -34,12 +45,19 @@ class DeployPlan:
     rollout_only: bool
     reason: str
 
+    @property
+    def stacks(self) -> list[str]:
+        """The stacks this change deploys, in deploy order (a preview matrix)."""
+        deployed = {"staging": self.staging, "prod": self.prod}
+        return [stack for stack in STACKS if deployed[stack]]
+
     def github_output(self) -> str:
         """``key=value`` lines for ``$GITHUB_OUTPUT``."""
         return (
             f"staging={str(self.staging).lower()}\n"
             f"prod={str(self.prod).lower()}\n"
             f"rollout_only={str(self.rollout_only).lower()}\n"
+            f"stacks={json.dumps(self.stacks, separators=(',', ':'))}\n"
         )
 
 
@@ -76,8 +94,12 @@ def _config(repo: Path, rev: str) -> dict[str, Any] | None:
     return dict(config) if isinstance(config, dict) else {}
 
 
+#: The keys a rollout-only change may touch: the flag's provider and share.
+ROLLOUT_KEYS = frozenset({"rollout.provider", "rollout.comfyuiPercent"})
+
+
 def _is_rollout_key(key: str) -> bool:
-    return str(key).partition(":")[2].startswith("rollout.")
+    return str(key).partition(":")[2] in ROLLOUT_KEYS
 
 
 def plan(repo: Path, before: str, after: str) -> DeployPlan:

@@ -15,9 +15,11 @@ Owns:
   ``Pulumi.<stack>.yaml`` as text, so the PR diff is exactly one line and every comment
   survives; the project name comes from the ``Pulumi.yaml`` beside the stack file.
 
-The record is not signed: anyone who can run a workflow with ``packages: write`` on the
-package could write one. The ``production`` environment's reviewers stay the authority; the
-record stops mistakes (a digest that failed, or was never tested), not a hostile committer.
+The record is not signed: anything that can write to the package can write one, which
+includes a same-repository pull request whose (edited) workflow asks for ``packages: write``.
+The ``production`` environment's reviewers stay the authority; the record stops mistakes (a
+digest that failed, or was never tested), not a hostile committer. docs/rollout.md ("Who can
+forge a record") gives the two ways to close that.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ Then it puts the same one-line change on ``main`` (:mod:`ops.mainline`: built fr
 remote's ``main``, never from the working tree): a pull request by default (``--push``
 commits to ``main`` directly where that is allowed; ``--no-main`` skips it), so the next
 deploy from ``main`` keeps the rollback instead of undoing it. CI recognises a prod change
-that touches only ``rollout.*`` and deploys it at once through the ``production``
-environment, without waiting for staging (``ops.deploy_plan``). ``--main-only`` does only
+that touches only the flag's keys and applies it at once, to the flag's resources only
+(:func:`rollout_urns`), through the ``production`` environment, without waiting for staging
+(``ops.deploy_plan``). ``--main-only`` does only
 that part, for an operator without prod credentials: the flag changes when CI deploys it
 (minutes), not here (seconds). If the local update fails, the change still goes to ``main``,
 so CI can apply it.
@@ -58,6 +59,11 @@ VARIABLE_PATH = (
     "$github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable",
     "app-image-generation-provider",
 )
+PERCENT_VARIABLE_PATH = (
+    "comfyui-runpod:index:AppDeployment"
+    "$github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable",
+    "app-comfyui-traffic-percent",
+)
 PROVIDER_KEY = "rollout.provider"
 SCENARIO_KEYS = ("app.scenarioApiKey", "app.scenarioSecretApiKey")
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
@@ -81,6 +87,16 @@ def target_urns(project: str, stack: str) -> tuple[str, str]:
         return f"urn:pulumi:{short_name(stack)}::{project}::{qualified_type}::{name}"
 
     return urn(*FLAG_PATH), urn(*VARIABLE_PATH)
+
+
+def rollout_urns(project: str, stack: str) -> tuple[str, str, str]:
+    """URNs of every resource a ``rollout.*`` change (provider or percentage) updates: the KV
+    flag value and the ``IMAGE_GENERATION_PROVIDER`` and ``COMFYUI_TRAFFIC_PERCENT`` variables.
+    CI's rollout-only prod deploy targets exactly these (``.github/workflows/deploy.yml``), so
+    anything else merged to ``main`` but not yet promoted stays out of prod."""
+    flag, provider = target_urns(project, stack)
+    qualified_type, name = PERCENT_VARIABLE_PATH
+    return flag, provider, f"urn:pulumi:{short_name(stack)}::{project}::{qualified_type}::{name}"
 
 
 @dataclass(frozen=True)
@@ -310,8 +326,9 @@ def _on_main(
             title=f"{request.stack}: {PROVIDER_KEY}={request.provider}",
             body=(
                 f"Sets `{PROVIDER_KEY}: {request.provider}` in `{path}` and nothing else, so the "
-                f"next deploy from main keeps it.{applied} A change to `rollout.*` only deploys "
-                "at once through the `production` environment, without waiting for staging "
+                f"next deploy from main keeps it.{applied} A change to `rollout.provider` only "
+                "deploys at once through the `production` environment, without waiting for "
+                "staging, and updates nothing but the flag "
                 "(docs/rollout.md#emergency-rollback-checklist)."
             ),
         )

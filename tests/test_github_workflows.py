@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from components.config import PUSH_TOKEN_ENV
+from ops.deploy_plan import STACKS
+from ops.rollback import rollout_urns
 from ops.stack_secrets import SECRETS, problems
 from tests.ops.cli_lines import ops_invocations, unknown_options
 
@@ -30,6 +32,8 @@ WORKFLOWS = REPO / ".github" / "workflows"
 NAMES = ("preview.yml", "deploy.yml", "health.yml")
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+#: The preview matrix: the stacks `ops deploy-plan` says merging the PR deploys.
+PLANNED_STACKS = "${{ fromJSON(needs.test.outputs.stacks) }}"
 #: The write scopes each job may hold; everything else is read-only or absent.
 ALLOWED_WRITES = {
     ("preview.yml", "preview"): {"pull-requests"},
@@ -88,10 +92,15 @@ def all_jobs() -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 
 def matrix_values(job: dict[str, Any]) -> list[dict[str, str]]:
-    """Every combination of the job's matrix (one empty combination without a matrix)."""
+    """Every combination the job's matrix can take (one empty combination without a matrix);
+    the planned-stacks expression can name any stack a deploy plan names."""
     matrix = (job.get("strategy") or {}).get("matrix") or {}
     combos: list[dict[str, str]] = [{}]
-    for key, values in matrix.items():
+    for key, declared in matrix.items():
+        values = declared
+        if isinstance(declared, str):
+            assert declared == PLANNED_STACKS, f"unknown matrix expression {declared!r}"
+            values = list(STACKS)
         combos = [{**combo, key: str(value)} for combo in combos for value in values]
     return combos
 
@@ -271,13 +280,13 @@ def test_every_stack_secret_has_one_variable_and_the_deploy_docs_list_them() -> 
 
 
 def test_nothing_at_workflow_level_exposes_a_secret() -> None:
-    """No workflow-level env; every job that reads a secret (other than a PR token) runs in
-    a GitHub environment."""
+    """No workflow-level env; every job that reads a secret runs in a GitHub environment (a
+    repository secret is readable by any same-repository pull request's edited workflow)."""
     for name in NAMES:
         workflow = load(name)
         assert "env" not in workflow, name
         for job_id, job in workflow["jobs"].items():
-            used = secrets_referenced(job) - {"GITHUB_TOKEN", "PROMOTE_TOKEN"}
+            used = secrets_referenced(job) - {"GITHUB_TOKEN"}
             if used:
                 assert job.get("environment"), (
                     f"{name}:{job_id} reads {used} outside an environment"
@@ -436,7 +445,7 @@ def test_pulumi_runs_are_serialised_per_stack_and_promotion_shares_stagings_grou
         assert deploy[job_id]["concurrency"] == prod, job_id
     preview = load("preview.yml")["jobs"]["preview"]
     assert "${{ matrix.stack }}" in preview["concurrency"]["group"]
-    assert preview["strategy"]["matrix"]["stack"] == ["staging", "prod"]
+    assert preview["strategy"]["matrix"]["stack"] == PLANNED_STACKS
 
 
 def test_one_state_backend_declared_in_pulumi_yaml() -> None:
@@ -456,7 +465,10 @@ def test_preview_comments_both_stacks_and_skips_forks() -> None:
     touches no secret; the prod preview checks the pinned digest's gate record."""
     jobs = load("preview.yml")["jobs"]
     preview = jobs["preview"]
-    assert preview["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    condition = " ".join(preview["if"].split())
+    assert condition.startswith(
+        "github.event.pull_request.head.repo.full_name == github.repository && "
+    )
     (step,) = [s for s in pulumi_steps(preview) if s["with"].get("command")]
     assert step["with"]["command"] == "preview"
     assert step["with"]["comment-on-pr"] is True
@@ -467,6 +479,32 @@ def test_preview_comments_both_stacks_and_skips_forks() -> None:
     assert "secrets." not in yaml.safe_dump(test_job)
     assert "scripts/test" in run_text(test_job)
     assert load("preview.yml")["on"] == {"pull_request": {"branches": ["main"]}}
+
+
+def test_prod_is_previewed_only_when_the_pull_request_changes_prod() -> None:
+    """Prod's passphrase reaches a pull request's job only when merging it would deploy prod:
+    the preview matrix is the stack list `ops deploy-plan` prints for the merge commit against
+    its first parent (main), so a PR that leaves Pulumi.prod.yaml alone asks no `prod-preview`
+    approval and gets no prod secret (tests/ops/test_rollback_main.py runs the plan itself)."""
+    jobs = load("preview.yml")["jobs"]
+    test_job, preview = jobs["test"], jobs["preview"]
+    assert preview["strategy"]["matrix"] == {"stack": PLANNED_STACKS}
+    assert "needs.test.outputs.stacks != '[]'" in preview["if"]
+    assert test_job["outputs"] == {"stacks": "${{ steps.plan.outputs.stacks }}"}
+    (plan_step,) = [s for s in steps(test_job) if s.get("id") == "plan"]
+    assert plan_step["run"] == (
+        'uv run --frozen python -m ops deploy-plan --before "$(git rev-parse HEAD^1)" '
+        '--after HEAD >> "$GITHUB_OUTPUT"'
+    )
+    # HEAD^1 must be in the clone, or the plan falls back to "everything" (prod included).
+    checkout = steps(test_job)[0]
+    assert str(checkout["uses"]).startswith("actions/checkout@")
+    assert checkout["with"]["fetch-depth"] in (0, 2)
+    assert steps(test_job).index(plan_step) < index_of(test_job, "scripts/test")
+    # The approval is the gate a PR cannot edit away: the setup docs make it mandatory.
+    deployment = (REPO / "docs" / "DEPLOYMENT.md").read_text(encoding="utf-8")
+    (row,) = [line for line in deployment.splitlines() if line.startswith("| `prod-preview` |")]
+    assert "**required reviewers** (mandatory" in row
 
 
 def index_of(job: dict[str, Any], needle: str) -> int:
@@ -499,6 +537,38 @@ def test_deploy_gates_staging_records_the_digest_and_prod_checks_it() -> None:
     assert "inputs.action == 'promote'" in promote["if"]
     assert "python -m ops promote open-pr --stack-file Pulumi.prod.yaml" in run_text(promote)
     assert "gh pr create" not in run_text(promote)
+
+
+def test_a_rollout_only_deploy_updates_only_the_flag_resources() -> None:
+    """production-rollout runs one `pulumi up` of prod targeted at exactly the resources a
+    rollout.* change feeds (ops.rollback.rollout_urns, held against the program's URNs in
+    tests/ops/test_rollback.py): whatever else main holds stays out of an emergency rollback."""
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text(encoding="utf-8"))["name"]
+    job = load("deploy.yml")["jobs"]["production-rollout"]
+    (up,) = [s for s in pulumi_steps(job) if s["with"].get("command")]
+    assert up["with"]["command"] == "up"
+    assert up["with"]["stack-name"] == "prod"
+    targets = str(up["with"].get("target", "")).split()
+    assert targets == list(rollout_urns(project, "prod"))
+    assert str(up["with"].get("target-dependents", "false")).lower() == "false"
+
+
+def test_the_gate_commands_append_their_charts_to_the_job_summary() -> None:
+    """Staging's canary, prod's post-deploy health and the scheduled health each write their
+    Markdown summary with charts to $GITHUB_STEP_SUMMARY in the same step (so a failing gate
+    still shows its charts); the PR tests install the Mermaid that checks those charts."""
+    deploy = load("deploy.yml")["jobs"]
+    places = [
+        (deploy["staging"], "python -m ops canary"),
+        (deploy["production"], "python -m ops health"),
+        (load("health.yml")["jobs"]["health"], "python -m ops health"),
+    ]
+    for job, command in places:
+        step = steps(job)[index_of(job, command)]
+        assert '--summary-md "$GITHUB_STEP_SUMMARY"' in step["run"], command
+    test_job = load("preview.yml")["jobs"]["test"]
+    install = index_of(test_job, "npm ci --prefix tests/mermaid")
+    assert install < index_of(test_job, "scripts/test")
 
 
 def test_the_rollback_drill_flips_staging_and_back_checking_the_flag() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ops import rollback
-from ops.rollback import main, target_urns
+from ops.rollback import main, rollout_urns, target_urns
 from tests.fakes.stack_values import ROOT
 from tests.stacks.test_stacks import GH_VARIABLE, KV, deploy
 
@@ -230,6 +230,17 @@ def test_the_targets_are_the_urns_the_program_registers() -> None:
     ]
     assert (flag.urn, variable.urn) == target_urns(PROJECT, "prod")
     assert rollback.Project(ROOT).name == PROJECT
+
+
+def test_a_rollout_change_updates_exactly_the_resources_ci_targets() -> None:
+    """A provider flip plus a percentage step on prod changes the inputs of exactly the
+    resources CI's rollout-only deploy targets (rollout_urns), and of nothing else."""
+    before = {r.urn: r.inputs for r in deploy("prod").mocks.resources}
+    after_run = deploy("prod", {"rollout.provider": "scenario", "rollout.comfyuiPercent": "50"})
+    after = {r.urn: r.inputs for r in after_run.mocks.resources}
+    assert set(before) == set(after)
+    changed = {urn for urn in before if before[urn] != after[urn]}
+    assert changed == set(rollout_urns(PROJECT, "prod"))
 
 
 @pytest.mark.skipif(shutil.which("uv") is None, reason="scripts/rollback runs through uv")

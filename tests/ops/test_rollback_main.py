@@ -201,6 +201,15 @@ def test_only_rollout_keys_make_a_rollout_only_change(
     assert (result.staging, result.prod, result.rollout_only) == (False, True, rollout_only)
 
 
+def test_moving_the_flag_to_another_kv_key_is_not_a_rollout_only_change(setup: Setup) -> None:
+    """rollout.kvKey is under rollout.* but moves the flag (a new KV entry the app must be
+    told about): it takes the normal prod deploy, not the targeted flag update."""
+    text = (setup.work / "Pulumi.prod.yaml").read_text() + "  comfyui-runpod:rollout.kvKey: v2\n"
+    before, after = commit_change(setup, {"Pulumi.prod.yaml": text})
+    result = plan(setup.work, before, after)
+    assert (result.staging, result.prod, result.rollout_only) == (False, True, False)
+
+
 def test_a_rollout_change_with_other_files_waits_for_staging(setup: Setup) -> None:
     """The same flag flip plus a code change: staging runs and prod is a normal deploy."""
     edits = {
@@ -212,6 +221,35 @@ def test_a_rollout_change_with_other_files_waits_for_staging(setup: Setup) -> No
     before, after = commit_change(setup, edits)
     result = plan(setup.work, before, after)
     assert (result.staging, result.prod, result.rollout_only) == (True, True, False)
+
+
+@pytest.mark.parametrize(
+    ("files", "stacks"),
+    [
+        (("Pulumi.staging.yaml",), ["staging"]),
+        (("Pulumi.prod.yaml",), ["prod"]),
+        (("Pulumi.staging.yaml", "Pulumi.prod.yaml"), ["staging", "prod"]),
+    ],
+)
+def test_a_pull_request_previews_the_stacks_its_merge_deploys(
+    setup: Setup, files: tuple[str, ...], stacks: list[str]
+) -> None:
+    """The preview workflow's question, asked as it asks it: the PR's merge commit against
+    its first parent. Only the PR's own changes count (main moved meanwhile, touching prod's
+    file), and prod is previewed only when the PR changes Pulumi.prod.yaml."""
+    git(setup.work, "checkout", "--quiet", "-b", "feature")
+    for name in files:
+        path = setup.work / name
+        path.write_text(path.read_text() + "# the PR's change\n")
+    git(setup.work, "commit", "--quiet", "-am", "the PR")
+    git(setup.work, "checkout", "--quiet", "main")
+    other = setup.work / "Pulumi.prod.yaml"
+    other.write_text("# main moved meanwhile\n" + other.read_text())
+    git(setup.work, "commit", "--quiet", "-am", "main moves")
+    git(setup.work, "merge", "--quiet", "--no-ff", "--no-edit", "feature")
+    result = plan(setup.work, git(setup.work, "rev-parse", "HEAD^1"), "HEAD")
+    assert result.stacks == stacks
+    assert f"stacks={json.dumps(stacks, separators=(',', ':'))}\n" in result.github_output()
 
 
 def test_an_unknown_base_deploys_everything(setup: Setup) -> None:
@@ -229,4 +267,4 @@ def test_the_command_prints_github_output_lines(setup: Setup) -> None:
     )
     result = invoke(["deploy-plan", "--before", before, "--after", after], {})
     assert result.exit_code == 0
-    assert result.stdout == "staging=false\nprod=true\nrollout_only=true\n"
+    assert result.stdout == 'staging=false\nprod=true\nrollout_only=true\nstacks=["prod"]\n'

@@ -57,6 +57,16 @@ def test_config_keys_in_the_docs_are_declared_in_pulumi_yaml(name: str) -> None:
         assert key in declared or key.startswith("runpod:"), key
 
 
+def test_runbook_says_who_can_forge_a_gate_record_and_how_to_stop_it() -> None:
+    """The gate record is unsigned: the runbook names the non-obvious writer (a pull request
+    from a branch of this repository) and both ways to close it."""
+    runbook = " ".join(text("rollout.md").split())
+    assert "**Who can forge a record.**" in runbook
+    assert "a **same-repository pull request** can ask" in runbook
+    assert "Manage Actions access → this repository, role **Read**" in runbook
+    assert "`gh attestation verify`" in runbook
+
+
 def test_runbook_gives_the_rollback_command_the_code_prints() -> None:
     """The emergency rollback in the runbook is exactly what `ops smoke` tells operators."""
     assert rollback_command("prod") in text("rollout.md")

@@ -1,0 +1,436 @@
+"""Markdown summaries with charts, for people reading a CI run (``$GITHUB_STEP_SUMMARY``).
+
+Owns: turning the JSON documents ``ops canary --json`` and ``ops health --json`` print (their
+typed :class:`~ops.canary.CanarySummary` / :class:`~ops.health.HealthSummary` and checks) into
+Markdown: the verdict, the checks as a table, and Mermaid ``xychart-beta`` charts, which
+GitHub renders in Markdown, each followed by the same figures as a table (so the numbers are
+there even where Mermaid is not rendered):
+
+- canary: latency percentiles (all, warm, cold) against the warm p95 gate; cold versus warm
+  (how many, and every request's latency in send order); success rate against the canary
+  gate and the health alert; cost per 1,000 images against Scenario's price (``ops.cost``'s
+  model at one GPU pool's flex price);
+- health: the probes' latency percentiles and each probe against the p95 alert; success and
+  error rates against their alerts; workers up in each reading against ``workersMin``.
+
+Charts are built by :class:`XYChart`, which writes only what Mermaid's xychart grammar
+accepts (mermaid-js/mermaid ``packages/mermaid/src/diagrams/xychart/parser/xychart.jison``):
+labels in double quotes with no double quote inside, plain decimal numbers (the grammar has
+no exponent and no NaN), one value per category. ``tests/ops/test_step_summary.py`` parses
+every chart with Mermaid's own parser. Deliberately not here: deciding anything (the gates
+live in :mod:`ops.canary` and :mod:`ops.health`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from ops import cost as cost_mod
+from ops.canary import CanarySummary, Percentiles
+from ops.health import HealthSummary
+
+#: Above this many requests the per-request chart is left out (labels would not fit).
+MAX_POINTS = 100
+
+
+class ChartError(ValueError):
+    """A chart was asked to show something Mermaid's xychart cannot draw."""
+
+
+def _label(text: str) -> str:
+    """A double-quoted xychart string: no double quote or line break inside."""
+    clean = " ".join(str(text).replace('"', "'").split())
+    return f'"{clean}"'
+
+
+def _number(value: float) -> str:
+    """A plain decimal xychart number (never ``1e-05``, never ``nan``)."""
+    if not math.isfinite(value):
+        raise ChartError(f"xychart cannot draw {value!r}")
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _axis_max(values: Sequence[float]) -> float:
+    """A y-axis top a little above the highest value, on a round number."""
+    top = max([0.0, *values])
+    if top <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(top))
+    for step in (1, 2, 2.5, 5, 10):
+        candidate = math.ceil(top * 1.1 / (step * magnitude)) * step * magnitude
+        if candidate / (step * magnitude) <= 10:
+            return float(candidate)
+    return top * 1.1  # pragma: no cover - the loop always returns by step 10
+
+
+@dataclass(frozen=True)
+class XYChart:
+    """One bar chart with an optional line (a limit), categories along the x axis."""
+
+    title: str
+    categories: Sequence[str]
+    bars: Sequence[float]
+    y_label: str
+    line: Sequence[float] | None = None
+    """Drawn over the bars, e.g. a gate or an alert threshold at every category."""
+    y_top: float | None = None
+    """The y axis's top (e.g. 100 for percentages); default: a round number above the data."""
+
+    def __post_init__(self) -> None:
+        if not self.categories:
+            raise ChartError(f"{self.title}: no categories")
+        for name, series in (("bar", self.bars), ("line", self.line)):
+            if series is not None and len(series) != len(self.categories):
+                raise ChartError(
+                    f"{self.title}: {len(series)} {name} value(s) for "
+                    f"{len(self.categories)} categories"
+                )
+            for value in series or ():
+                if not math.isfinite(value) or value < 0:
+                    raise ChartError(f"{self.title}: {name} value {value!r} is not a number >= 0")
+        if self.y_top is not None and self.y_top < max([*self.bars, *(self.line or ())]):
+            raise ChartError(f"{self.title}: y axis top {self.y_top} is below the data")
+
+    def mermaid(self) -> str:
+        """The chart as a fenced ``mermaid`` block."""
+        values = [*self.bars, *(self.line or ())]
+        lines = [
+            "```mermaid",
+            "xychart-beta",
+            f"  title {_label(self.title)}",
+            f"  x-axis [{', '.join(_label(c) for c in self.categories)}]",
+            f"  y-axis {_label(self.y_label)} 0 --> {_number(self.y_top or _axis_max(values))}",
+            f"  bar [{', '.join(_number(v) for v in self.bars)}]",
+        ]
+        if self.line is not None:
+            lines.append(f"  line [{', '.join(_number(v) for v in self.line)}]")
+        lines.append("```")
+        return "\n".join(lines)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    out = [
+        "| " + " | ".join(cell(h) for h in header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def _checks_table(checks: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        (str(c.get("name", "")), str(c.get("status", "")).upper(), str(c.get("detail", "")))
+        for c in checks
+    ]
+    return _table(("check", "result", "detail"), rows)
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _section(title: str, chart: XYChart | None, table: str, note: str = "") -> list[str]:
+    parts = [f"#### {title}", ""]
+    if chart is not None:
+        parts += [chart.mermaid(), ""]
+    if note:
+        parts += [note, ""]
+    parts += [table, ""]
+    return parts
+
+
+def _verdict(command: str, document: Mapping[str, Any]) -> list[str]:
+    ok = document.get("ok") is True
+    verdict = "all gates passed" if ok else "a gate failed"
+    if command == "health":
+        verdict = "healthy" if ok else "alerting"
+    endpoint = document.get("endpointId")
+    lines = [f"### ops {command}: {verdict}", ""]
+    if endpoint:
+        lines += [f"Endpoint `{endpoint}`.", ""]
+    return lines
+
+
+# --------------------------------------------------------------------------- canary
+
+
+def _percentile_groups(
+    groups: Sequence[tuple[str, Percentiles]],
+) -> tuple[list[str], list[float], list[tuple[str, str, str, str]]]:
+    categories: list[str] = []
+    values: list[float] = []
+    rows = []
+    for name, block in groups:
+        trio = {"p50": block["p50"], "p95": block["p95"], "p99": block["p99"]}
+        rows.append((name, _s(trio["p50"]), _s(trio["p95"]), _s(trio["p99"])))
+        for key, value in trio.items():
+            if value is not None:
+                categories.append(f"{name} {key}")
+                values.append(float(value))
+    return categories, values, rows
+
+
+def canary_markdown(document: Mapping[str, Any], *, gpu_pool: str = "ADA_24") -> str:
+    """The step summary of one ``ops canary --json`` document."""
+    parts = _verdict("canary", document)
+    checks = list(document.get("checks") or [])
+    parts += [_checks_table(checks), ""]
+    raw = document.get("summary")
+    if not isinstance(raw, Mapping):
+        return "\n".join(parts)
+    summary = cast(CanarySummary, raw)
+    gates = document.get("gates") or {}
+    warm_limit = gates.get("maxWarmP95S")
+
+    groups: list[tuple[str, Percentiles]] = [
+        ("all", summary["latencyS"]),
+        ("warm", summary["warm"]["latencyS"]),
+        ("cold", summary["cold"]["latencyS"]),
+    ]
+    categories, values, rows = _percentile_groups(groups)
+    chart = None
+    if categories:
+        title = "End-to-end latency percentiles, s"
+        line = None
+        if warm_limit:
+            title += f" (line: warm p95 gate, under {float(warm_limit):g} s)"
+            line = [float(warm_limit)] * len(categories)
+        chart = XYChart(title, categories, values, "seconds", line)
+    parts += _section(
+        "Latency percentiles",
+        chart,
+        _table(("requests", "p50", "p95", "p99"), rows),
+        "" if chart else "No request completed: nothing to chart.",
+    )
+
+    kinds = {"warm": summary["warm"]["count"], "cold": summary["cold"]["count"]}
+    counts = {**kinds, "untimed": summary["untimed"], "failed": summary["failed"]}
+    chart = XYChart(
+        f"Requests by kind ({summary['requests']} sent)",
+        list(counts),
+        [float(v) for v in counts.values()],
+        "requests",
+    )
+    parts += _section(
+        "Cold vs warm",
+        chart,
+        _table(
+            ("warm", "cold", "untimed", "failed", "cold start (estimated)", "warm workers before"),
+            [
+                (
+                    str(counts["warm"]),
+                    str(counts["cold"]),
+                    str(counts["untimed"]),
+                    str(counts["failed"]),
+                    _s(summary["cold"]["coldStartS"]),
+                    "-"
+                    if summary["warmWorkersBefore"] is None
+                    else str(summary["warmWorkersBefore"]),
+                )
+            ],
+        ),
+        "A request is cold when its worker started for it, not when it queued; untimed "
+        "requests carried no `delayTime` or `workerId`.",
+    )
+    points = summary["latencies"]
+    if points and len(points) <= MAX_POINTS:
+        kinds_row = " ".join(
+            "F" if not p["ok"] else {"cold": "C", "warm": "w"}.get(p["kind"], "?") for p in points
+        )
+        line = [float(warm_limit)] * len(points) if warm_limit else None
+        chart = XYChart(
+            "Each request's latency in send order, s"
+            + (f" (line: warm gate {float(warm_limit):g} s)" if warm_limit else ""),
+            [str(i) for i in range(1, len(points) + 1)],
+            [float(p["latencyS"]) for p in points],
+            "seconds",
+            line,
+        )
+        parts += _section(
+            "Each request",
+            chart,
+            f"Kinds in send order (C cold, w warm, ? untimed, F failed): `{kinds_row}`",
+        )
+
+    rate = summary["successRate"]
+    gate = float(gates.get("minSuccess", 0.98))
+    if rate is not None:
+        chart = XYChart(
+            "Success rate, %",
+            ["measured", "canary gate", "health alert below"],
+            [rate * 100, gate * 100, 95.0],
+            "percent",
+            y_top=100,
+        )
+        parts += _section(
+            "Success rate",
+            chart,
+            _table(
+                ("measured", "canary gate (at least)", "completed", "failed"),
+                [(_pct(rate), _pct(gate), str(summary["completed"]), str(summary["failed"]))],
+            ),
+        )
+    parts += _cost_section(document, gpu_pool=gpu_pool)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _cost_section(document: Mapping[str, Any], *, gpu_pool: str) -> list[str]:
+    try:
+        measured = cost_mod.Measured.from_canary(dict(document))
+    except cost_mod.CostInputError as exc:
+        return ["#### Cost per image", "", f"Not priced: {exc}.", ""]
+    flex, active, _ = cost_mod.PRICES[gpu_pool]
+    idle = float((document.get("gates") or {}).get("idleTimeoutS", 5.0))
+    report = cost_mod.estimate(
+        cost_mod.CostInputs(
+            measured=measured,
+            pool=gpu_pool,
+            flex_per_s=flex,
+            active_per_s=active,
+            idle_timeout_s=idle,
+        )
+    )
+    per = report["perGeneration"]
+    low, high = cost_mod.SCENARIO_PER_IMAGE
+    thousand = {
+        "RunPod warm": per["warm"] * 1000,
+        "RunPod blended": per["blended"] * 1000,
+        "Scenario low": low * 1000,
+        "Scenario high": high * 1000,
+    }
+    chart = XYChart(
+        f"Cost per 1,000 images, US$ (RunPod: {gpu_pool} flex price)",
+        list(thousand),
+        list(thousand.values()),
+        "US$",
+    )
+    m = report["measured"]
+    return _section(
+        "Cost per image against Scenario",
+        chart,
+        _table(
+            ("", "per image", "per 1,000 images"),
+            [(name, f"${v / 1000:.5f}", f"${v:.2f}") for name, v in thousand.items()],
+        ),
+        f"`ops cost`'s model: {gpu_pool} at ${flex}/s, execution p50 {m['executionS']:.2f} s, "
+        f"{m['coldFraction'] * 100:.1f} % cold with a {m['coldStartS']:.2f} s start plus the "
+        f"{idle:g} s idle timeout. Scenario charges $0.05-0.10 per image.",
+    )
+
+
+# --------------------------------------------------------------------------- health
+
+
+def health_markdown(document: Mapping[str, Any], *, max_p95_s: float | None = 15.0) -> str:
+    """The step summary of one ``ops health --json`` document."""
+    parts = _verdict("health", document)
+    parts += [_checks_table(list(document.get("checks") or [])), ""]
+    raw = document.get("summary")
+    if not isinstance(raw, Mapping):
+        return "\n".join(parts).rstrip() + "\n"
+    summary = cast(HealthSummary, raw)
+    probes = summary["probes"]
+    if probes["requested"]:
+        categories, values, rows = _percentile_groups([("probes", probes["latencyS"])])
+        title = "Probe latency percentiles, s"
+        line = None
+        if max_p95_s:
+            title += f" (line: alert above {max_p95_s:g} s)"
+            line = [max_p95_s] * len(categories)
+        parts += _section(
+            "Latency (probes)",
+            XYChart(title, categories, values, "seconds", line) if categories else None,
+            _table(("", "p50", "p95", "p99"), rows),
+            f"{probes['completed']} of {probes['requested']} probe(s) completed."
+            + (f" Failures: {'; '.join(probes['failures'])}" if probes["failures"] else ""),
+        )
+        latencies = probes["latencies"]
+        if latencies and len(latencies) <= MAX_POINTS:
+            parts += [
+                XYChart(
+                    "Each completed probe's latency, s"
+                    + (f" (line: alert above {max_p95_s:g} s)" if max_p95_s else ""),
+                    [str(i) for i in range(1, len(latencies) + 1)],
+                    [float(v) for v in latencies],
+                    "seconds",
+                    [max_p95_s] * len(latencies) if max_p95_s else None,
+                ).mermaid(),
+                "",
+            ]
+    success, error = summary["successRate"], summary["errorRate"]
+    if success is not None and error is not None:
+        chart = XYChart(
+            f"Success and error rate, % ({summary['finished']} finished jobs in RunPod's window)",
+            ["success", "success alert below", "errors", "error alert above"],
+            [success * 100, 95.0, error * 100, 5.0],
+            "percent",
+            y_top=100,
+        )
+        jobs = summary["jobs"]
+        parts += _section(
+            "Success and error rate",
+            chart,
+            _table(
+                ("success", "error rate", "completed", "failed", "retried"),
+                [
+                    (
+                        _pct(success),
+                        _pct(error),
+                        str(jobs["completed"]),
+                        str(jobs["failed"]),
+                        str(jobs["retried"]),
+                    )
+                ],
+            ),
+        )
+    ups = summary["upSamples"]
+    if ups:
+        minimum = summary["workersMin"]
+        parts += _section(
+            "Workers",
+            XYChart(
+                f"Workers up (idle or running) per reading (line: workersMin {minimum})",
+                [f"reading {i}" for i in range(1, len(ups) + 1)],
+                [float(v) for v in ups],
+                "workers",
+                [float(minimum)] * len(ups),
+            ),
+            _table(
+                ("reading", "workers up", "jobs waiting"),
+                [
+                    (str(i), str(up), str(queue))
+                    for i, (up, queue) in enumerate(
+                        zip(ups, summary["queueSamples"], strict=False), start=1
+                    )
+                ],
+            ),
+        )
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def mermaid_blocks(markdown: str) -> list[str]:
+    """The body of every fenced ``mermaid`` block in ``markdown``, in order."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in markdown.splitlines():
+        if current is None and line.strip() == "```mermaid":
+            current = []
+        elif current is not None and line.strip() == "```":
+            blocks.append("\n".join(current) + "\n")
+            current = None
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        raise ChartError("an unterminated mermaid block")
+    return blocks
