@@ -25,27 +25,13 @@ from typing import Literal
 import pulumi
 import yaml
 
+from components.runpod import limits
+
 PROJECT = "comfyui-runpod"
 
 #: The RunPod provider's API key (the dynamic provider reads it in ``configure``).
 RUNPOD_API_KEY = "runpod:apiKey"
 
-#: RunPod serverless GPU pools (``gpu.pools`` of REST v2), see shared/reference/runpod-api.md.
-KNOWN_GPU_POOLS = frozenset(
-    {
-        "AMPERE_16",
-        "AMPERE_24",
-        "ADA_24",
-        "ADA_32_PRO",
-        "AMPERE_48",
-        "ADA_48_PRO",
-        "AMPERE_80",
-        "ADA_80_PRO",
-        "HOPPER_141",
-        "BLACKWELL_96",
-        "BLACKWELL_180",
-    }
-)
 #: R2 location hints; empty means "let Cloudflare choose".
 R2_LOCATIONS = frozenset({"apac", "eeur", "enam", "weur", "wnam", "oc"})
 #: R2 jurisdictions and the host label each adds to the S3 endpoint (Cloudflare's "Data
@@ -54,8 +40,6 @@ R2_LOCATIONS = frozenset({"apac", "eeur", "enam", "weur", "wnam", "oc"})
 R2_JURISDICTIONS = {"default": "", "eu": ".eu", "fedramp": ".fedramp", "us": ".us"}
 PROVIDERS = ("scenario", "comfyui")
 PROVIDER_ALIASES = {"runpod": "comfyui"}
-SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
-FLASHBOOT_MODES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 PRODUCTION_ENVIRONMENT = "production"
 #: ``MODEL_GROUPS`` names the worker image's manifest (``image/models.toml``) defines. Kept
 #: here so validation reads no file; a test keeps it equal to the manifest's groups.
@@ -71,8 +55,6 @@ KNOWN_MODEL_GROUPS = (
 #: Environment variable that, when set, is the GHCR push token instead of
 #: ``image.registryToken``: CI passes the workflow's short-lived ``GITHUB_TOKEN`` here.
 PUSH_TOKEN_ENV = "GHCR_PUSH_TOKEN"  # noqa: S105 (a variable name, not a token)
-#: Network volume sizes RunPod accepts, in GB (0 in config means "no volume").
-VOLUME_GB = (10, 4096)
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
@@ -628,8 +610,8 @@ def _image(r: _Reader, *, stack: str, env: Mapping[str, str]) -> ImageSettings:
 
 def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
     pools = r.words("serverless.gpuPools", _TOKEN_LIST, "pool")
-    unknown = [pool for pool in pools if pool not in KNOWN_GPU_POOLS]
-    known = ",".join(sorted(KNOWN_GPU_POOLS))
+    unknown = [pool for pool in pools if pool not in limits.GPU_POOLS]
+    known = ",".join(sorted(limits.GPU_POOLS))
     if unknown or not pools:
         r.problem(
             "serverless.gpuPools",
@@ -651,13 +633,13 @@ def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
         or None,
         name=r.raw("serverless.name") or f"{project}-{stack}-comfyui",
         gpu_pools=pools,
-        gpu_count=r.integer("serverless.gpuCount", 1, 8),
+        gpu_count=r.integer("serverless.gpuCount", *limits.GPU_COUNT),
         workers_min=workers_min,
         workers_max=workers_max,
-        idle_timeout=r.integer("serverless.idleTimeout", 1, 3600),
-        scaler_type=r.choice("serverless.scalerType", SCALER_TYPES),
+        idle_timeout=r.integer("serverless.idleTimeout", *limits.IDLE_TIMEOUT_S),
+        scaler_type=r.choice("serverless.scalerType", limits.SCALER_TYPES),
         scaler_value=r.integer("serverless.scalerValue", 1, 1000),
-        flashboot=r.choice("serverless.flashboot", FLASHBOOT_MODES),
+        flashboot=r.choice("serverless.flashboot", limits.FLASHBOOT_MODES),
         container_disk_gb=r.integer("serverless.containerDiskGb", 10, 1000),
         job_timeout_seconds=r.integer("serverless.jobTimeoutSeconds", 10, 86400),
         model_groups=r.groups("serverless.modelGroups"),
@@ -675,7 +657,7 @@ def _serverless_volume(
 ) -> tuple[int | None, str | None]:
     """The optional models volume: a size (0 = none) and the data center it lives in."""
     size_key, dc_key = "serverless.networkVolumeGb", "serverless.networkVolumeDataCenterId"
-    low, high = VOLUME_GB
+    low, high = limits.VOLUME_GB
     text = r.raw(size_key)
     try:
         size = int(text)
@@ -720,7 +702,7 @@ def _video_pod(r: _Reader) -> VideoPodSettings:
         data_center_id=r.string(
             "videoPod.dataCenterId", _TOKEN_LIST, "a data center id", empty=False
         ),
-        volume_gb=r.integer("videoPod.volumeGb", 10, 4096),
+        volume_gb=r.integer("videoPod.volumeGb", *limits.VOLUME_GB),
         container_disk_gb=r.integer("videoPod.containerDiskGb", 10, 1000),
         model_groups=r.groups("videoPod.modelGroups"),
         jupyter=r.boolean("videoPod.jupyter"),

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import pulumi
 
 from components.runpod import Endpoint, EndpointRollout, NetworkVolume
-from components.runpod.providers import FLASHBOOT_MODES, GPU_POOLS
 from components.runpod.resources import runpod_name_prefix
 from components.worker_wiring import WorkerWiring, declare_worker_credentials, worker_env
 
@@ -33,7 +32,8 @@ SERVERLESS_VOLUME_MOUNT = "/runpod-volume"
 
 @dataclass(frozen=True, kw_only=True)
 class ComfyServerlessArgs:
-    """Inputs of `ComfyServerless`; plain values are validated when constructed."""
+    """Inputs of `ComfyServerless`; plain values are validated by the stack config (and
+    again by the RunPod provider's `check`), not here."""
 
     worker: WorkerWiring
     """Image, R2 target and credentials, and the GHCR pull credential (shared with `VideoPod`)."""
@@ -82,70 +82,6 @@ class ComfyServerlessArgs:
     an object fails the `up`, naming it)."""
     allow_volume_deletion: bool = False
     """`data.allowDeletion`: unless true, the models volume is registered protected."""
-
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise ValueError("invalid ComfyServerlessArgs: " + "; ".join(problems))
-
-    def problems(self) -> list[str]:
-        """Every rule a plain value breaks, each with what to change."""
-        found: list[str] = []
-        unknown = [pool for pool in self.gpu_pools if pool not in GPU_POOLS]
-        if not self.gpu_pools or unknown:
-            found.append(f"gpu_pools needs known pools (got {list(self.gpu_pools)})")
-        if not 1 <= self.gpu_count <= 8:
-            found.append(f"gpu_count must be 1..8, got {self.gpu_count}")
-        if self.flashboot not in FLASHBOOT_MODES:
-            modes = ", ".join(FLASHBOOT_MODES)
-            found.append(f"flashboot must be one of {modes}, got {self.flashboot!r}")
-        if self.job_timeout_s * 1000 >= self.execution_timeout_ms:
-            found.append(
-                f"execution_timeout_ms ({self.execution_timeout_ms}) must exceed job_timeout_s "
-                f"({self.job_timeout_s} s) so the handler reports a timeout before RunPod kills it"
-            )
-        if not self.model_groups:
-            found.append("model_groups must name at least one group")
-        return found + self._scaling_problems() + self._volume_problems()
-
-    def _scaling_problems(self) -> list[str]:
-        found: list[str] = []
-        if not 0 <= self.workers_min <= self.workers_max:
-            found.append(
-                f"workers must satisfy 0 <= min <= max, got {self.workers_min}..{self.workers_max}"
-            )
-        if not 1 <= self.idle_timeout_s <= 3600:
-            found.append(f"idle_timeout_s must be 1..3600, got {self.idle_timeout_s}")
-        value = self.scaling_value
-        if self.scaling_type == "QUEUE_DELAY":
-            if value < 0.5:
-                found.append(f"a QUEUE_DELAY scaling_value must be >= 0.5 s, got {value}")
-        elif self.scaling_type == "REQUEST_COUNT":
-            if value < 1 or not float(value).is_integer():
-                found.append(f"a REQUEST_COUNT scaling_value must be an integer >= 1, got {value}")
-        else:
-            found.append(
-                f"scaling_type must be QUEUE_DELAY or REQUEST_COUNT, got {self.scaling_type!r}"
-            )
-        return found
-
-    def _volume_problems(self) -> list[str]:
-        size, data_center = self.network_volume_size_gb, self.network_volume_data_center_id
-        if (size is None) != (data_center is None):
-            return ["network_volume_size_gb and network_volume_data_center_id go together"]
-        found: list[str] = []
-        if size is not None and not 10 <= size <= 4096:
-            found.append(f"network_volume_size_gb must be 10..4096, got {size}")
-        if (
-            data_center is not None
-            and self.data_center_ids
-            and data_center not in self.data_center_ids
-        ):
-            found.append(
-                f"data_center_ids {list(self.data_center_ids)} must include the volume's "
-                f"data center {data_center}"
-            )
-        return found
 
 
 class ComfyServerless(pulumi.ComponentResource):

@@ -45,7 +45,8 @@ def pod_ports(*, jupyter: bool) -> tuple[str, ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class VideoPodArgs:
-    """Inputs of `VideoPod`; plain values are validated when constructed."""
+    """Inputs of `VideoPod`; plain values are validated by the stack config (and again by
+    the RunPod provider's `check`), not here."""
 
     worker: WorkerWiring
     """Image, R2 target and credentials (for the sync daemon), and the GHCR pull credential
@@ -75,19 +76,6 @@ class VideoPodArgs:
     adopt_existing: bool = False
     """Take over RunPod objects that already carry this component's names (otherwise such
     an object fails the `up`, naming it)."""
-
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not 10 <= self.volume_size_gb <= 4096:
-            problems.append(f"volume_size_gb must be 10..4096, got {self.volume_size_gb}")
-        if not 1 <= self.container_disk_gb <= 4096:
-            problems.append(f"container_disk_gb must be 1..4096, got {self.container_disk_gb}")
-        if not self.model_groups:
-            problems.append("model_groups must name at least one group")
-        if not self.data_center_id:
-            problems.append("data_center_id is required (e.g. EU-RO-1)")
-        if problems:
-            raise ValueError("invalid VideoPodArgs: " + "; ".join(problems))
 
 
 class VideoPod(pulumi.ComponentResource):

@@ -11,7 +11,7 @@ provider process: `configure()` reads the key, the first API call builds the cli
 
 Semantics shared by every kind:
 - `check` validates offline (no network) and returns one `CheckFailure` per bad property;
-  enums and bounds come from `schema.py`, the project's description of the v2 bodies;
+  enums and bounds come from `limits.py` (shared with the stack config) and `schema.py`;
   values still unknown in preview are skipped.
 - `diff` compares the declared input keys only (old *outputs* against new *inputs*),
   never calls the network, treats unknown values as changes, and lists `replaces`. Lists
@@ -72,7 +72,7 @@ from pulumi.dynamic import (
 )
 from pulumi.output import Unknown
 
-from components.runpod import schema
+from components.runpod import limits, schema
 from components.runpod.api import MissingApiKeyError, RunPodApiError, RunPodClient
 
 __all__ = [
@@ -94,27 +94,14 @@ LOG = logging.getLogger("components.runpod.providers")
 UNKNOWN: Final = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 """`pulumi.runtime.rpc.UNKNOWN`, the wire form of a value not known yet."""
 
-GPU_POOLS: Final = frozenset(
-    {
-        "AMPERE_16",
-        "AMPERE_24",
-        "ADA_24",
-        "ADA_32_PRO",
-        "AMPERE_48",
-        "ADA_48_PRO",
-        "AMPERE_80",
-        "ADA_80_PRO",
-        "HOPPER_141",
-        "BLACKWELL_96",
-        "BLACKWELL_180",
-    }
-)
-# Enums and patterns come from the project's description of the v2 bodies (schema.py), so
-# check refuses offline what RunPod would refuse.
-FLASHBOOT_MODES: Final = schema.enum_of(schema.FLASHBOOT)
-ENDPOINT_TYPES: Final = schema.enum_of(schema.ENDPOINT_TYPE)
-TEMPLATE_CATEGORIES: Final = schema.enum_of(schema.TEMPLATE_CATEGORY)
-VOLUME_TYPES: Final = schema.enum_of(schema.VOLUME_TYPE)
+# Enums, bounds and patterns come from `limits.py` (RunPod's limits, shared with the stack
+# config) and `schema.py` (the project's description of the v2 bodies), so check refuses
+# offline what RunPod would refuse.
+GPU_POOLS: Final = limits.GPU_POOLS
+FLASHBOOT_MODES: Final = limits.FLASHBOOT_MODES
+ENDPOINT_TYPES: Final = limits.ENDPOINT_TYPES
+TEMPLATE_CATEGORIES: Final = limits.TEMPLATE_CATEGORIES
+VOLUME_TYPES: Final = limits.VOLUME_TYPES
 SECRET_NAME: Final = re.compile(schema.SECRET_NAME_PATTERN)
 SECRET_REFERENCE: Final = re.compile(r"^\{\{\s*RUNPOD_SECRET_([a-zA-Z_][a-zA-Z0-9_.\-/]*)\s*\}\}$")
 ENV_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -232,12 +219,6 @@ class _Failures:
         elif pattern is not None and not pattern.match(value):
             self.add(key, f"{key} {value!r} is invalid{': ' + hint if hint else ''}")
 
-    def within(
-        self, value: Any, prop: str, bounds: schema.Integer, *, cap: int | None = None
-    ) -> None:
-        """`int_range` with the bounds RunPod's description gives (`cap`: our own limit)."""
-        self.int_range(value, prop, bounds.minimum or 0, bounds.maximum or cap)
-
     def int_range(self, value: Any, prop: str, low: int, high: int | None = None) -> None:
         if value is None or _unknown(value):
             return
@@ -278,8 +259,8 @@ def _check_container(failures: _Failures, news: Mapping[str, Any]) -> None:
         hint="use a fully qualified reference pinned by digest, "
         "e.g. ghcr.io/<owner>/<image>@sha256:<64 hex>",
     )
-    failures.within(
-        news.get("container_disk_gb"), "container_disk_gb", schema.CONTAINER_DISK, cap=4096
+    failures.int_range(
+        news.get("container_disk_gb"), "container_disk_gb", *limits.CONTAINER_DISK_GB
     )
     ports = news.get("ports")
     if ports is not None and not _unknown(ports):
@@ -827,7 +808,7 @@ class NetworkVolumeProvider(_RunPodProvider):
         failures = _Failures()
         failures.require_str(news, "name")
         failures.require_str(news, "data_center_id")
-        failures.within(news.get("size_gb"), "size_gb", schema.VOLUME_SIZE)
+        failures.int_range(news.get("size_gb"), "size_gb", *limits.VOLUME_GB)
         volume_type = news.get("volume_type")
         if (
             volume_type is not None
@@ -1104,7 +1085,7 @@ class EndpointProvider(_ContainerProvider):
         _check_container(failures, news)
         self._check_compute(failures, news.get("gpu"), news.get("cpu"))
         self._check_scaling(failures, news)
-        failures.int_range(news.get("timeout_ms"), "timeout_ms", 1_000, 24 * 3_600_000)
+        failures.int_range(news.get("timeout_ms"), "timeout_ms", *limits.EXECUTION_TIMEOUT_MS)
         flashboot = news.get("flashboot")
         if flashboot is not None and not _unknown(flashboot) and flashboot not in FLASHBOOT_MODES:
             failures.add(
@@ -1133,7 +1114,7 @@ class EndpointProvider(_ContainerProvider):
                         "gpu",
                         f"gpu pool {pool!r} is unknown; choose from {', '.join(sorted(GPU_POOLS))}",
                     )
-        failures.int_range(gpu.get("count"), "gpu.count", 1, 8)
+        failures.int_range(gpu.get("count"), "gpu.count", *limits.GPU_COUNT)
         allowed, minimum = gpu.get("allowedCudaVersions"), gpu.get("minCudaVersion")
         if allowed and minimum:
             failures.add(
@@ -1167,7 +1148,9 @@ class EndpointProvider(_ContainerProvider):
         if isinstance(workers, Mapping):
             failures.int_range(workers.get("min"), "workers.min", 0)
             failures.int_range(workers.get("max"), "workers.max", 0)
-            failures.within(workers.get("idleTimeout"), "workers.idleTimeout", schema.IDLE_TIMEOUT)
+            failures.int_range(
+                workers.get("idleTimeout"), "workers.idleTimeout", *limits.IDLE_TIMEOUT_S
+            )
             low, high = workers.get("min"), workers.get("max")
             if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
                 failures.add(
@@ -1186,13 +1169,18 @@ class EndpointProvider(_ContainerProvider):
         kind = scaling.get("type")
         if kind == "QUEUE_DELAY":
             delay = scaling.get("queueDelay")
-            if not _unknown(delay) and (not isinstance(delay, int | float) or delay < 0.5):
-                failures.add("scaling", f"scaling.queueDelay must be >= 0.5 seconds, got {delay!r}")
+            least = limits.QUEUE_DELAY_MIN_S
+            if not _unknown(delay) and (not isinstance(delay, int | float) or delay < least):
+                failures.add(
+                    "scaling", f"scaling.queueDelay must be >= {least:g} seconds, got {delay!r}"
+                )
             if news.get("type") == "LOAD_BALANCER":
                 failures.add("scaling", "LOAD_BALANCER endpoints scale on REQUEST_COUNT only")
             extra = set(scaling) - {"type", "queueDelay"}
         elif kind == "REQUEST_COUNT":
-            failures.int_range(scaling.get("requestCount"), "scaling.requestCount", 1)
+            failures.int_range(
+                scaling.get("requestCount"), "scaling.requestCount", limits.REQUEST_COUNT_MIN
+            )
             if (
                 news.get("type") == "QUEUE"
                 and isinstance(workers, Mapping)

@@ -217,19 +217,24 @@ _POD_MOUNTS: Final = _obj(
     closed=True,
 )
 
+QUEUE_DELAY: Final = Number(minimum=0.5)
+"""`scaling.queueDelay` in seconds."""
+REQUEST_COUNT: Final = Integer(minimum=1)
+"""`scaling.requestCount`: requests per worker."""
 _QUEUE_DELAY_SCALING: Final = _obj(
-    {"type": String(enum=("QUEUE_DELAY",)), "queueDelay": Number(minimum=0.5)},
+    {"type": String(enum=("QUEUE_DELAY",)), "queueDelay": QUEUE_DELAY},
     required=("type", "queueDelay"),
     closed=True,
 )
 _REQUEST_COUNT_SCALING: Final = _obj(
-    {"type": String(enum=("REQUEST_COUNT",)), "requestCount": Integer(minimum=1)},
+    {"type": String(enum=("REQUEST_COUNT",)), "requestCount": REQUEST_COUNT},
     required=("type", "requestCount"),
     closed=True,
 )
-_SCALING: Final = OneOf(
+SCALING: Final = OneOf(
     variants=(_QUEUE_DELAY_SCALING, _REQUEST_COUNT_SCALING), discriminator="type"
 )
+"""`scaling`: one variant per scaler type, told apart by `type`."""
 _WORKERS: Final[dict[str, Schema]] = {
     "min": Integer(minimum=0),
     "max": Integer(minimum=0),
@@ -382,7 +387,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
             ),
             "cpu": Array(items=_CPU, min_items=1),
             "workers": _obj(_WORKERS, required=("min", "max"), closed=True),
-            "scaling": _SCALING,
+            "scaling": SCALING,
             "dataCenterIds": _STRINGS,
             "networkVolumes": _STRINGS,
             "timeout": Integer(),
@@ -414,7 +419,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
                 closed=True,
             ),
             "name": String(min_length=1),
-            "scaling": _SCALING,
+            "scaling": SCALING,
             "type": ENDPOINT_TYPE,
             "cpu": _CPU_SELECTION,
             "dataCenterIds": _STRINGS,
@@ -448,7 +453,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
             ),
             "name": String(min_length=1),
             "networkVolumes": _STRINGS,
-            "scaling": _SCALING,
+            "scaling": SCALING,
             "templateId": String(),
             "timeout": Integer(),
             "workers": _obj(_WORKERS, closed=True),

@@ -16,8 +16,11 @@ from components.config import (
     stack_file_values,
 )
 from components.config import _main as config_main
+from components.runpod import limits
+from components.runpod.providers import EndpointProvider
 from tests.fakes.pulumi_mocks import pulumi_loop
 from tests.fakes.stack_values import MINIMAL, ROOT
+from tests.provider.support import endpoint_inputs
 
 pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
@@ -105,6 +108,37 @@ def test_unknown_gpu_pool_is_rejected_with_the_known_list() -> None:
     assert "got ['RTX_9090']" in message
     assert "HOPPER_141" in message
     assert "pulumi config set serverless.gpuPools ADA_24,AMPERE_24 --stack staging" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "prop", "value", "declared"),
+    [
+        ("serverless_gpuCount", "gpu.count", limits.GPU_COUNT.high + 1, "gpu"),
+        (
+            "serverless_idleTimeout",
+            "workers.idleTimeout",
+            limits.IDLE_TIMEOUT_S.high + 1,
+            "workers",
+        ),
+        ("serverless_gpuPools", "gpu", "RTX_9090", "gpu"),
+        ("serverless_flashboot", "flashboot", "TURBO", "flashboot"),
+    ],
+)
+def test_config_and_the_provider_refuse_the_same_runpod_values(
+    key: str, prop: str, value: object, declared: str
+) -> None:
+    """One definition of each RunPod limit: what the config refuses, `check` refuses too."""
+    assert f"{key.replace('_', '.', 1)} " in problems(**{key: str(value)})
+    bag = endpoint_inputs()
+    if declared == "gpu":
+        field = "pools" if prop == "gpu" else "count"
+        bag["gpu"] = {**bag["gpu"], field: [value] if field == "pools" else value}
+    elif declared == "workers":
+        bag["workers"] = {**bag["workers"], "idleTimeout": value}
+    else:
+        bag[declared] = value
+    failures = EndpointProvider().check({}, bag).failures
+    assert [f.property for f in failures] == [prop]
 
 
 @pytest.mark.parametrize(

@@ -160,31 +160,6 @@ def test_children_are_named_after_the_component_and_parented() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "fragment"),
-    [
-        ({"workers_min": 3, "workers_max": 1}, "min <= max"),
-        ({"gpu_pools": ("RTX_9090",)}, "gpu_pools"),
-        ({"scaling_type": "QUEUE_DELAY", "scaling_value": 0.1}, ">= 0.5"),
-        ({"job_timeout_s": 900, "execution_timeout_ms": 600_000}, "must exceed job_timeout_s"),
-        ({"network_volume_size_gb": 50}, "go together"),
-        (
-            {
-                "network_volume_size_gb": 50,
-                "network_volume_data_center_id": "EU-RO-1",
-                "data_center_ids": ("US-KS-2",),
-            },
-            "must include the volume",
-        ),
-        ({"idle_timeout_s": 0}, "1..3600"),
-    ],
-)
-def test_invalid_plain_args_fail_at_construction(overrides: dict[str, Any], fragment: str) -> None:
-    """Plain values are validated once, with what to change."""
-    with pytest.raises(ValueError, match=fragment):
-        args(outputs=False, **overrides)
-
-
-@pytest.mark.parametrize(
     ("project", "stack", "prefix"),
     [
         ("comfyui-runpod", "staging", "comfyui_runpod_staging"),

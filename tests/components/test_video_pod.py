@@ -123,24 +123,6 @@ def test_pod_request_is_a_valid_v2_create_pod_body() -> None:
         assert schema_errors("CreatePodRequest", body) == []
 
 
-def test_invalid_sizes_fail_at_construction() -> None:
-    """A volume below RunPod's 10 GB floor is refused before any resource exists."""
-    with pytest.raises(ValueError, match=r"volume_size_gb must be 10\.\.4096"):
-        VideoPodArgs(
-            worker=WorkerWiring(
-                image=IMAGE,
-                r2_endpoint="e",
-                r2_bucket="b",
-                r2_prefix="p/",
-                r2_access_key_id="k",
-                r2_secret_access_key="s",
-                registry_username="u",
-                registry_token="t",
-            ),
-            volume_size_gb=5,
-        )
-
-
 def test_template_keeps_pods_on_hosts_with_the_images_cuda_or_newer() -> None:
     """Templates take only an exact set in v2: the image's version and every newer one."""
     with mocked() as mocks:
