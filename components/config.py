@@ -2,10 +2,15 @@
 
 Owns: the list of configuration keys the program understands (``SCHEMA``, mirrored key for
 key by the ``config:`` block of ``Pulumi.yaml``), parsing the raw strings Pulumi hands the
-program into frozen, typed sections, and every rule a value must satisfy. All problems are
-reported at once, each naming the key, the bad value and the ``pulumi config set`` command
-that fixes it. Secrets become ``pulumi.Output`` values marked secret the moment they are read
-and are never echoed in a message.
+program into frozen, typed sections, and every rule a value must satisfy (RunPod's own
+limits come from ``components/runpod/limits.py``). All problems are reported at once, each
+naming the key, the bad value and the ``pulumi config set`` command that fixes it. Secrets
+become ``pulumi.Output`` values marked secret the moment they are read and are never echoed
+in a message.
+
+Each section is the settings of one component (``settings=cfg.serverless``), its fields
+named as the keys are, so a new key touches ``Pulumi.yaml``, this module, the component
+that uses it and ``docs/configuration.md``: ``__main__.py`` only wires components together.
 
 Deliberately does not create resources or talk to any network: validation runs the same way
 under ``pulumi up``, under unit tests and from ``python -m components.config check``.
@@ -204,6 +209,8 @@ class BucketSettings:
     """Browser origins of the app allowed to GET/HEAD objects."""
     public_base_url: str | None
     """Public URL (custom domain or r2.dev) objects are served from, if any."""
+    allow_deletion: bool
+    """``data.allowDeletion``: unless true, the bucket is registered protected."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,7 +265,7 @@ class ImageSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class ServerlessSettings:
-    """The RunPod serverless ComfyUI endpoint (built by the RunPod components)."""
+    """The RunPod serverless ComfyUI endpoint: the settings `ComfyServerless` is built from."""
 
     endpoint_id: str | None
     """Use this existing endpoint instead of managing one (the seam until it is managed)."""
@@ -298,11 +305,14 @@ class ServerlessSettings:
     """How long that wait may take before ``pulumi up`` fails."""
     adopt_existing: bool
     """Take over same-named RunPod objects that predate the stack (``runpod.adoptExisting``)."""
+    allow_deletion: bool
+    """``data.allowDeletion``: unless true, the models volume is registered protected."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class VideoPodSettings:
-    """The WAN 2.2 video pod: network volume and pod template."""
+    """The WAN 2.2 video pod's network volume and template: the settings `VideoPod` is built
+    from."""
 
     enabled: bool
     """Whether the stack declares the video pod at all."""
@@ -320,6 +330,8 @@ class VideoPodSettings:
     """Take over same-named RunPod objects that predate the stack (``runpod.adoptExisting``)."""
     comfy_password: pulumi.Output[str] | None
     """Password of the proxy in front of ComfyUI on 8188 (secret); required when enabled."""
+    allow_deletion: bool
+    """``data.allowDeletion``: unless true, the network volume is registered protected."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -511,11 +523,11 @@ def parse(
     """
     r = _Reader(values, stack)
     cloudflare = _cloudflare(r)
-    bucket = _bucket(r, project=project, stack=stack)
     data = DataSettings(allow_deletion=r.boolean("data.allowDeletion"))
+    bucket = _bucket(r, project=project, stack=stack, data=data)
     image = _image(r, stack=stack, env=os.environ if env is None else env)
-    serverless = _serverless(r, project=project, stack=stack)
-    video_pod = _video_pod(r)
+    serverless = _serverless(r, project=project, stack=stack, data=data)
+    video_pod = _video_pod(r, data=data)
     rollout = _rollout(r)
     runpod_api_key = r.secret(RUNPOD_API_KEY)
     app = _app(r, stack=stack, runpod_api_key=runpod_api_key)
@@ -545,7 +557,7 @@ def _cloudflare(r: _Reader) -> CloudflareSettings:
     return CloudflareSettings(account_id=account_id, api_token=token or _missing())
 
 
-def _bucket(r: _Reader, *, project: str, stack: str) -> BucketSettings:
+def _bucket(r: _Reader, *, project: str, stack: str, data: DataSettings) -> BucketSettings:
     hint = "3-63 of a-z 0-9 -, starting and ending with a letter or digit"
     name = r.string("bucket.name", _BUCKET, hint, empty=True) or f"{project}-{stack}"
     if not _BUCKET.fullmatch(name):
@@ -569,6 +581,7 @@ def _bucket(r: _Reader, *, project: str, stack: str) -> BucketSettings:
         abort_multipart_days=r.integer("bucket.abortMultipartDays", 1, 365),
         cors_origins=r.words("bucket.corsOrigins", _ORIGIN, "https://host[:port]"),
         public_base_url=public or None,
+        allow_deletion=data.allow_deletion,
     )
 
 
@@ -608,7 +621,7 @@ def _image(r: _Reader, *, stack: str, env: Mapping[str, str]) -> ImageSettings:
     )
 
 
-def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
+def _serverless(r: _Reader, *, project: str, stack: str, data: DataSettings) -> ServerlessSettings:
     pools = r.words("serverless.gpuPools", _TOKEN_LIST, "pool")
     unknown = [pool for pool in pools if pool not in limits.GPU_POOLS]
     known = ",".join(sorted(limits.GPU_POOLS))
@@ -649,6 +662,7 @@ def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
         wait_for_rollout=r.boolean("serverless.waitForRollout"),
         rollout_timeout_seconds=r.integer("serverless.rolloutTimeoutSeconds", 60, 7200),
         adopt_existing=r.boolean("runpod.adoptExisting"),
+        allow_deletion=data.allow_deletion,
     )
 
 
@@ -696,7 +710,7 @@ def _serverless_volume(
     return size, data_center
 
 
-def _video_pod(r: _Reader) -> VideoPodSettings:
+def _video_pod(r: _Reader, *, data: DataSettings) -> VideoPodSettings:
     return VideoPodSettings(
         enabled=r.boolean("videoPod.enabled"),
         data_center_id=r.string(
@@ -708,6 +722,7 @@ def _video_pod(r: _Reader) -> VideoPodSettings:
         jupyter=r.boolean("videoPod.jupyter"),
         adopt_existing=r.boolean("runpod.adoptExisting"),
         comfy_password=_comfy_password(r),
+        allow_deletion=data.allow_deletion,
     )
 
 

@@ -93,7 +93,6 @@ class OutputBucket(pulumi.ComponentResource):
         *,
         account_id: str,
         settings: BucketSettings,
-        allow_deletion: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("comfyui-runpod:index:OutputBucket", name, None, opts)
@@ -111,7 +110,7 @@ class OutputBucket(pulumi.ComponentResource):
             # leaves the old bucket and its objects in place, to copy and delete by hand.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                protect=not allow_deletion,
+                protect=not settings.allow_deletion,
                 retain_on_delete=True,
                 replace_on_changes=["jurisdiction"],
             ),
