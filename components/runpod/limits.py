@@ -2,7 +2,7 @@
 
 Owns: every bound and allowed set of a RunPod value that more than one layer checks. The
 stack config (`components/config.py`) checks them first, with the operator's message and
-the `pulumi config set` fix; the providers' `check` (`components/runpod/providers.py`) checks
+the `pulumi config set` fix; the providers' `check` (`components/runpod/checks.py`) checks
 them again as the last line of defence before a request. Values RunPod's v2 spec states
 are taken from `schema.py` (held against the spec by a conformance test); the others are
 recorded here with where they come from.

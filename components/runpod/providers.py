@@ -10,9 +10,9 @@ provider process: `configure()` reads the key, the first API call builds the cli
 `__getstate__` keeps both out of any pickle.
 
 Semantics shared by every kind:
-- `check` validates offline (no network) and returns one `CheckFailure` per bad property;
-  enums and bounds come from `limits.py` (shared with the stack config) and `schema.py`;
-  values still unknown in preview are skipped.
+- `check` validates offline (no network) and returns one `CheckFailure` per bad property:
+  the pure checks live in `checks.py`, with bounds and enums from `limits.py` (shared
+  with the stack config); values still unknown in preview are skipped.
 - `diff` compares the declared input keys only (old *outputs* against new *inputs*),
   never calls the network, treats unknown values as changes, and lists `replaces`. Lists
   RunPod treats as sets (GPU pools, excluded GPU types, CUDA versions, data centers,
@@ -61,7 +61,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
 from pulumi.dynamic import (
-    CheckFailure,
     CheckResult,
     ConfigureRequest,
     CreateResult,
@@ -70,14 +69,24 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pulumi.output import Unknown
 
-from components.runpod import limits, schema
+from components.runpod import checks, limits
 from components.runpod.api import MissingApiKeyError, RunPodApiError, RunPodClient
+from components.runpod.checks import (
+    SECRET_LOOKING_KEY,
+    SECRET_NAME,
+    UNKNOWN,
+    is_secret_reference,
+    is_unknown,
+    plain,
+    secret_reference,
+)
 
 __all__ = [
     "ENV_WITHHELD",
     "GPU_POOLS",
+    "SECRET_NAME",
+    "UNKNOWN",
     "EndpointProvider",
     "EndpointRolloutProvider",
     "NetworkVolumeProvider",
@@ -91,68 +100,13 @@ __all__ = [
 
 LOG = logging.getLogger("components.runpod.providers")
 
-UNKNOWN: Final = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-"""`pulumi.runtime.rpc.UNKNOWN`, the wire form of a value not known yet."""
-
-# Enums, bounds and patterns come from `limits.py` (RunPod's limits, shared with the stack
-# config) and `schema.py` (the project's description of the v2 bodies), so check refuses
-# offline what RunPod would refuse.
+# The checks live in `checks.py`, RunPod's limits in `limits.py`; the names tests and the
+# package import from here are re-exported.
 GPU_POOLS: Final = limits.GPU_POOLS
-FLASHBOOT_MODES: Final = limits.FLASHBOOT_MODES
-ENDPOINT_TYPES: Final = limits.ENDPOINT_TYPES
-TEMPLATE_CATEGORIES: Final = limits.TEMPLATE_CATEGORIES
-VOLUME_TYPES: Final = limits.VOLUME_TYPES
-SECRET_NAME: Final = re.compile(schema.SECRET_NAME_PATTERN)
-SECRET_REFERENCE: Final = re.compile(r"^\{\{\s*RUNPOD_SECRET_([a-zA-Z_][a-zA-Z0-9_.\-/]*)\s*\}\}$")
-ENV_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECRET_LOOKING_KEY: Final = re.compile(
-    r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.IGNORECASE
-)
-PORT: Final = re.compile(r"^\d{1,5}/(http|tcp|udp)$")
-DIGEST_PINNED: Final = re.compile(r"^[a-z0-9.\-]+(:\d+)?/[^@\s]+@sha256:[0-9a-f]{64}$")
-CUDA_VERSION: Final = re.compile(schema.CUDA_VERSION_PATTERN)
 CONTAINER_KEYS: Final = ("image", "args", "container_disk_gb", "ports", "env", "registry_id")
 
 
-def secret_reference(name: str) -> str:
-    """The env value RunPod replaces with the secret `name` when a worker or pod boots."""
-    return "{{ RUNPOD_SECRET_" + name + " }}"
-
-
-def is_secret_reference(value: str) -> bool:
-    """True if `value` is exactly one `{{ RUNPOD_SECRET_<name> }}` reference."""
-    return bool(SECRET_REFERENCE.match(value))
-
-
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _unknown(value: Any) -> bool:
-    # Check and Diff deserialize with keep_unknowns, so an unknown arrives as a
-    # `pulumi.output.Unknown` instance; other paths may still see the wire string.
-    if isinstance(value, Unknown):
-        return True
-    if isinstance(value, str):
-        return value == UNKNOWN
-    if isinstance(value, Mapping):
-        return any(_unknown(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_unknown(v) for v in value)
-    return False
-
-
-def _plain(value: Any) -> Any:
-    """JSON-shaped copy with integral floats back to ints (gRPC carries numbers as doubles;
-    RunPod's Go handlers reject `300000.0` for an integer) and None members dropped."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _project(live: Any, declared: Any) -> Any:
@@ -162,7 +116,7 @@ def _project(live: Any, declared: Any) -> Any:
         return {k: _project(live.get(k), v) for k, v in declared.items()}
     if isinstance(declared, list | tuple) and isinstance(live, list) and len(declared) == len(live):
         return [_project(item, want) for item, want in zip(live, declared, strict=True)]
-    return _plain(live)
+    return plain(live)
 
 
 ENV_WITHHELD: Final = "<set outside Pulumi; value withheld>"
@@ -194,80 +148,6 @@ def _live_env(live: Any, declared: Any) -> dict[str, str] | None:
 
 def _salted_hash(salt: str, value: str) -> str:
     return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()
-
-
-class _Failures:
-    def __init__(self) -> None:
-        self.items: list[CheckFailure] = []
-
-    def add(self, prop: str, reason: str) -> None:
-        self.items.append(CheckFailure(prop, reason))
-
-    def require_str(
-        self,
-        news: Mapping[str, Any],
-        key: str,
-        *,
-        pattern: re.Pattern[str] | None = None,
-        hint: str = "",
-    ) -> None:
-        value = news.get(key)
-        if _unknown(value):
-            return
-        if not isinstance(value, str) or not value:
-            self.add(key, f"{key} is required and must be a non-empty string")
-        elif pattern is not None and not pattern.match(value):
-            self.add(key, f"{key} {value!r} is invalid{': ' + hint if hint else ''}")
-
-    def int_range(self, value: Any, prop: str, low: int, high: int | None = None) -> None:
-        if value is None or _unknown(value):
-            return
-        number = _plain(value)
-        if isinstance(number, bool) or not isinstance(number, int):
-            self.add(prop, f"{prop} must be an integer, got {value!r}")
-        elif number < low or (high is not None and number > high):
-            bound = f"{low}..{high}" if high is not None else f">= {low}"
-            self.add(prop, f"{prop} must be {bound}, got {number}")
-
-
-def _check_env(failures: _Failures, env: Any) -> None:
-    if env is None or (_unknown(env) and not isinstance(env, Mapping)):
-        return
-    if not isinstance(env, Mapping):
-        failures.add("env", "env must be a mapping of names to strings")
-        return
-    for key, value in env.items():
-        if not ENV_KEY.match(str(key)):
-            failures.add("env", f"env key {key!r} is not a valid variable name")
-        if _unknown(value):
-            continue
-        if not isinstance(value, str):
-            failures.add("env", f"env {key} must be a string, got {type(value).__name__}")
-        elif SECRET_LOOKING_KEY.search(str(key)) and not is_secret_reference(value):
-            failures.add(
-                "env",
-                f"env {key} looks like a credential: set it to a RunPod secret reference "
-                f"such as {secret_reference(str(key).lower())!r}, never a literal value",
-            )
-
-
-def _check_container(failures: _Failures, news: Mapping[str, Any]) -> None:
-    failures.require_str(
-        news,
-        "image",
-        pattern=DIGEST_PINNED,
-        hint="use a fully qualified reference pinned by digest, "
-        "e.g. ghcr.io/<owner>/<image>@sha256:<64 hex>",
-    )
-    failures.int_range(
-        news.get("container_disk_gb"), "container_disk_gb", *limits.CONTAINER_DISK_GB
-    )
-    ports = news.get("ports")
-    if ports is not None and not _unknown(ports):
-        for port in ports:
-            if not isinstance(port, str) or not PORT.match(port):
-                failures.add("ports", f"port {port!r} must look like 8188/http or 22/tcp")
-    _check_env(failures, news.get("env"))
 
 
 # -- base provider --------------------------------------------------------------------------
@@ -354,16 +234,18 @@ class _RunPodProvider(ResourceProvider):
 
     def _comparable(self, key: str, value: Any) -> Any:
         """The value as RunPod compares it: lists it treats as sets are sorted."""
-        plain = _plain(value)
-        if key in self.set_keys and isinstance(plain, list):
-            return sorted(plain, key=repr)
-        return plain
+        value = plain(value)
+        if key in self.set_keys and isinstance(value, list):
+            return sorted(value, key=repr)
+        return value
 
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         changed = []
         for key in self.input_keys:
             new = news.get(key)
-            if _unknown(new) or self._comparable(key, olds.get(key)) != self._comparable(key, new):
+            if is_unknown(new) or self._comparable(key, olds.get(key)) != self._comparable(
+                key, new
+            ):
                 changed.append(key)
         return changed
 
@@ -523,37 +405,14 @@ class SecretProvider(_RunPodProvider):
     replace_keys = frozenset({"name"})
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(
-            news, "name", pattern=SECRET_NAME, hint=f"must match {SECRET_NAME.pattern}"
-        )
-        name = news.get("name")
-        if isinstance(name, str) and not _unknown(name):
-            longest = schema.SECRET_NAME.max_length or 0
-            if len(name) > longest:
-                failures.add(
-                    "name", f"secret name must be at most {longest} characters, got {len(name)}"
-                )
-            if name.upper().startswith("RUNPOD"):
-                failures.add("name", f"secret name {name!r} must not start with RUNPOD (reserved)")
-        value = news.get("value")
-        if not _unknown(value) and (not isinstance(value, str) or not value):
-            failures.add("value", "value is required and must be a non-empty string")
-        description = news.get("description")
-        if (
-            description is not None
-            and not _unknown(description)
-            and not isinstance(description, str)
-        ):
-            failures.add("description", "description must be a string")
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.secret(news))
 
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         changed = [k for k in super()._changed_keys(olds, news) if k != "value"]
         value = news.get("value")
         salt = olds.get("salt")
         if (
-            _unknown(value)
+            is_unknown(value)
             or not isinstance(salt, str)
             or not isinstance(value, str)
             or _salted_hash(salt, value) != olds.get("value_hash")
@@ -664,16 +523,13 @@ class RegistryProvider(_RunPodProvider):
     """A pod holds a credential for as long as it runs: retry briefly, then leave it."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        for key in ("name", "username", "password"):
-            failures.require_str(news, key)
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.registry(news))
 
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         changed = [k for k in super()._changed_keys(olds, news) if k != "password"]
         password, salt = news.get("password"), olds.get("salt")
         if (
-            _unknown(password)
+            is_unknown(password)
             or not isinstance(salt, str)
             or _salted_hash(salt, str(password)) != olds.get("password_hash")
         ):
@@ -805,36 +661,10 @@ class NetworkVolumeProvider(_RunPodProvider):
     }
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(news, "name")
-        failures.require_str(news, "data_center_id")
-        failures.int_range(news.get("size_gb"), "size_gb", *limits.VOLUME_GB)
-        volume_type = news.get("volume_type")
-        if (
-            volume_type is not None
-            and not _unknown(volume_type)
-            and volume_type not in VOLUME_TYPES
-        ):
-            failures.add(
-                "volume_type",
-                f"volume_type must be STANDARD or HIGH_PERFORMANCE, got {volume_type!r}",
-            )
-        old_size, new_size = olds.get("size_gb"), news.get("size_gb")
-        if (
-            isinstance(old_size, int | float)
-            and isinstance(new_size, int | float)
-            and new_size < old_size
-            and olds.get("data_center_id") == news.get("data_center_id")
-        ):
-            failures.add(
-                "size_gb",
-                f"network volumes only grow: size_gb {int(new_size)} < current {int(old_size)}; "
-                "keep the size, or move to a new volume by changing data_center_id",
-            )
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.network_volume(olds, news))
 
     def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-        return {self._api_names[k]: _plain(news[k]) for k in keys if news.get(k) is not None}
+        return {self._api_names[k]: plain(news[k]) for k in keys if news.get(k) is not None}
 
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         changed = [k for k in super()._changed_keys(olds, news) if k != "volume_type"]
@@ -842,7 +672,7 @@ class NetworkVolumeProvider(_RunPodProvider):
         provisioned = olds.get("actual_volume_type") or olds.get("volume_type")
         # No tier declared accepts whatever RunPod provisioned; a declared tier is a change
         # (a replacement) only when it differs from the tier the volume really has.
-        if _unknown(declared) or (declared is not None and declared != provisioned):
+        if is_unknown(declared) or (declared is not None and declared != provisioned):
             changed.append("volume_type")
         return changed
 
@@ -865,7 +695,7 @@ class NetworkVolumeProvider(_RunPodProvider):
             ) from None
 
     def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
-        outs = {key: _plain(live.get(api)) for key, api in self._api_names.items()}
+        outs = {key: plain(live.get(api)) for key, api in self._api_names.items()}
         if news.get("volume_type") is None:
             outs["volume_type"] = None
         outs["adopt_existing"] = bool(news.get("adopt_existing"))
@@ -935,7 +765,7 @@ class _ContainerProvider(_RunPodProvider):
                 if key == "registry_id":
                     body["registry"] = None  # detach a credential explicitly
                 continue
-            body[api] = _plain(value)
+            body[api] = plain(value)
         return body
 
     def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
@@ -944,16 +774,16 @@ class _ContainerProvider(_RunPodProvider):
             api = self.api_names.get(key)
             declared = news.get(key)
             if api is None:
-                outs[key] = _plain(declared)
+                outs[key] = plain(declared)
             elif declared is None:
                 outs[key] = None
             elif key == "env":
                 outs[key] = _live_env(live.get(api), declared)
             else:
-                projected = _project(live.get(api), _plain(declared))
+                projected = _project(live.get(api), plain(declared))
                 # A list RunPod reads back in its own order is stored in the declared one.
                 same = self._comparable(key, projected) == self._comparable(key, declared)
-                outs[key] = _plain(declared) if same else projected
+                outs[key] = plain(declared) if same else projected
         outs["adopt_existing"] = bool(news.get("adopt_existing"))
         return outs
 
@@ -972,7 +802,7 @@ class _ContainerProvider(_RunPodProvider):
                 and live.get(api) not in (None, "", [], {})
             ):
                 value = live.get(api)
-                outs[key] = _live_env(value, None) if key == "env" else _plain(value)
+                outs[key] = _live_env(value, None) if key == "env" else plain(value)
         return ReadResult(id_, outs, self._read_inputs(outs))
 
     def _extra_outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
@@ -1005,18 +835,7 @@ class TemplateProvider(_ContainerProvider):
     }
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(news, "name")
-        _check_container(failures, news)
-        category = news.get("category")
-        if category is not None and not _unknown(category) and category not in TEMPLATE_CATEGORIES:
-            failures.add("category", f"category must be NVIDIA, AMD or CPU, got {category!r}")
-        for version in news.get("allowed_cuda_versions") or ():
-            if not _unknown(version) and not CUDA_VERSION.match(str(version)):
-                failures.add(
-                    "allowed_cuda_versions", f"CUDA version {version!r} must look like 12.8"
-                )
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.template(news))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         live = self._create(props, self._body(props, self.input_keys))
@@ -1077,128 +896,7 @@ class EndpointProvider(_ContainerProvider):
     """Inputs whose change makes RunPod start a new release (workers roll over)."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(news, "name")
-        endpoint_type = news.get("type")
-        if not _unknown(endpoint_type) and endpoint_type not in ENDPOINT_TYPES:
-            failures.add("type", f"type must be QUEUE or LOAD_BALANCER, got {endpoint_type!r}")
-        _check_container(failures, news)
-        self._check_compute(failures, news.get("gpu"), news.get("cpu"))
-        self._check_scaling(failures, news)
-        failures.int_range(news.get("timeout_ms"), "timeout_ms", *limits.EXECUTION_TIMEOUT_MS)
-        flashboot = news.get("flashboot")
-        if flashboot is not None and not _unknown(flashboot) and flashboot not in FLASHBOOT_MODES:
-            failures.add(
-                "flashboot",
-                f"flashboot must be one of {', '.join(FLASHBOOT_MODES)}, got {flashboot!r}",
-            )
-        return CheckResult(news, failures.items)
-
-    @staticmethod
-    def _check_compute(failures: _Failures, gpu: Any, cpu: Any) -> None:
-        if (gpu is None) == (cpu is None):
-            failures.add("gpu", "set exactly one of gpu or cpu")
-            return
-        if gpu is None:
-            EndpointProvider._check_cpu(failures, cpu)
-            return
-        if _unknown(gpu) and not isinstance(gpu, Mapping):
-            return
-        pools = gpu.get("pools")
-        if not _unknown(pools):
-            if not pools:
-                failures.add("gpu", "gpu.pools needs at least one pool, e.g. ['ADA_24']")
-            for pool in pools or ():
-                if not _unknown(pool) and pool not in GPU_POOLS:
-                    failures.add(
-                        "gpu",
-                        f"gpu pool {pool!r} is unknown; choose from {', '.join(sorted(GPU_POOLS))}",
-                    )
-        failures.int_range(gpu.get("count"), "gpu.count", *limits.GPU_COUNT)
-        allowed, minimum = gpu.get("allowedCudaVersions"), gpu.get("minCudaVersion")
-        if allowed and minimum:
-            failures.add(
-                "gpu", "gpu.allowedCudaVersions and gpu.minCudaVersion are mutually exclusive"
-            )
-        versions = [*(allowed or ()), *([minimum] if minimum else [])]
-        for version in versions:
-            if not _unknown(version) and not CUDA_VERSION.match(str(version)):
-                failures.add("gpu", f"CUDA version {version!r} must look like 12.8 (major.minor)")
-
-    @staticmethod
-    def _check_cpu(failures: _Failures, cpu: Any) -> None:
-        if _unknown(cpu) and not isinstance(cpu, list | tuple):
-            return
-        if not isinstance(cpu, list | tuple) or not cpu:
-            failures.add("cpu", "cpu needs at least one {id, vcpuCount} flavor, e.g. cpu5c x 4")
-            return
-        for flavor in cpu:
-            if not isinstance(flavor, Mapping) or not flavor.get("id"):
-                failures.add("cpu", f"cpu flavor {flavor!r} needs an id such as 'cpu5c'")
-                continue
-            count = _plain(flavor.get("vcpuCount"))
-            if not _unknown(count) and (
-                not isinstance(count, int) or count < 2 or count & (count - 1)
-            ):
-                failures.add("cpu", f"cpu vcpuCount must be a power of two >= 2, got {count!r}")
-
-    @staticmethod
-    def _check_scaling(failures: _Failures, news: Mapping[str, Any]) -> None:
-        workers = news.get("workers")
-        if isinstance(workers, Mapping):
-            failures.int_range(workers.get("min"), "workers.min", 0)
-            failures.int_range(workers.get("max"), "workers.max", 0)
-            failures.int_range(
-                workers.get("idleTimeout"), "workers.idleTimeout", *limits.IDLE_TIMEOUT_S
-            )
-            low, high = workers.get("min"), workers.get("max")
-            if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
-                failures.add(
-                    "workers", f"workers.min ({int(low)}) must not exceed workers.max ({int(high)})"
-                )
-        scaling = news.get("scaling")
-        if scaling is None:
-            failures.add(
-                "scaling",
-                "scaling is required: {type: QUEUE_DELAY, queueDelay} or "
-                "{type: REQUEST_COUNT, requestCount}",
-            )
-            return
-        if _unknown(scaling) and not isinstance(scaling, Mapping):
-            return
-        kind = scaling.get("type")
-        if kind == "QUEUE_DELAY":
-            delay = scaling.get("queueDelay")
-            least = limits.QUEUE_DELAY_MIN_S
-            if not _unknown(delay) and (not isinstance(delay, int | float) or delay < least):
-                failures.add(
-                    "scaling", f"scaling.queueDelay must be >= {least:g} seconds, got {delay!r}"
-                )
-            if news.get("type") == "LOAD_BALANCER":
-                failures.add("scaling", "LOAD_BALANCER endpoints scale on REQUEST_COUNT only")
-            extra = set(scaling) - {"type", "queueDelay"}
-        elif kind == "REQUEST_COUNT":
-            failures.int_range(
-                scaling.get("requestCount"), "scaling.requestCount", limits.REQUEST_COUNT_MIN
-            )
-            if (
-                news.get("type") == "QUEUE"
-                and isinstance(workers, Mapping)
-                and "idleTimeout" in workers
-            ):
-                failures.add(
-                    "workers",
-                    "workers.idleTimeout does not apply to a QUEUE endpoint scaling on "
-                    "REQUEST_COUNT; remove it",
-                )
-            extra = set(scaling) - {"type", "requestCount"}
-        else:
-            failures.add(
-                "scaling", f"scaling.type must be QUEUE_DELAY or REQUEST_COUNT, got {kind!r}"
-            )
-            return
-        if extra:
-            failures.add("scaling", f"scaling has fields of the other variant: {sorted(extra)}")
+        return CheckResult(news, checks.endpoint(news))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = self._changed_keys(olds, news)
@@ -1206,7 +904,7 @@ class EndpointProvider(_ContainerProvider):
         old_family = "gpu" if olds.get("gpu") is not None else "cpu"
         new_gpu = news.get("gpu")
         new_family = "gpu" if new_gpu is not None else "cpu"
-        if not _unknown(new_gpu) and old_family != new_family:
+        if not is_unknown(new_gpu) and old_family != new_family:
             replaces.append(new_family)
         return DiffResult(changes=bool(changed), replaces=replaces)
 
@@ -1312,10 +1010,7 @@ class EndpointRolloutProvider(_RunPodProvider):
     poll_s: ClassVar[float] = 5.0
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(news, "endpoint_id")
-        failures.int_range(news.get("timeout_s"), "timeout_s", 1, 7_200)
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.endpoint_rollout(news))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         endpoint_id = str(props["endpoint_id"])
@@ -1332,7 +1027,7 @@ class EndpointRolloutProvider(_RunPodProvider):
 
     def _wait(self, props: Mapping[str, Any]) -> dict[str, Any]:
         endpoint_id = str(props["endpoint_id"])
-        budget = int(_plain(props.get("timeout_s") or 0))
+        budget = int(plain(props.get("timeout_s") or 0))
         deadline = time.monotonic() + budget
         path = f"{self._path(endpoint_id)}/releases"
         while True:

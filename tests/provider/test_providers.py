@@ -446,3 +446,31 @@ def test_unknown_objects_from_keep_unknowns_are_tolerated(emulator: RunPodEmulat
     assert provider.diff(created.id, created.outs, previewed).changes is True
     assert SecretProvider().check({}, secret_inputs(name=Unknown(), value=Unknown())).failures == []
     assert emulator.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "bag", "prop", "choices"),
+    [
+        (EndpointProvider, endpoint_inputs(type="BATCH"), "type", "QUEUE or LOAD_BALANCER"),
+        (EndpointProvider, endpoint_inputs(type=None), "type", "QUEUE or LOAD_BALANCER"),
+        (EndpointProvider, endpoint_inputs(flashboot="TURBO"), "flashboot", "OFF, FLASHBOOT"),
+        (TemplateProvider, template_inputs(category="TPU"), "category", "CPU, NVIDIA or AMD"),
+        (
+            NetworkVolumeProvider,
+            volume_inputs(volume_type="FAST"),
+            "volume_type",
+            "STANDARD or HIGH_PERFORMANCE",
+        ),
+    ],
+)
+def test_a_value_outside_an_allowed_set_is_refused_naming_the_choices(
+    provider: type[EndpointProvider | TemplateProvider | NetworkVolumeProvider],
+    bag: dict[str, object],
+    prop: str,
+    choices: str,
+) -> None:
+    """Every enumerated property is checked the same way: the value and what RunPod takes."""
+    failures = provider().check({}, bag).failures
+    assert [f.property for f in failures] == [prop]
+    assert choices in failures[0].reason
+    assert repr(bag[prop]) in failures[0].reason
