@@ -186,7 +186,11 @@ class _RunPodProvider(ResourceProvider):
     set_keys: ClassVar[frozenset[str]] = frozenset()
     """Inputs holding lists RunPod treats as sets (and reads back in its own order)."""
     replace_keys: ClassVar[frozenset[str]] = frozenset()
+    """Inputs whose change replaces the object (every other change is PATCHed)."""
     delete_before_replace: ClassVar[bool] = False
+    hashed_key: ClassVar[str | None] = None
+    """The write-only input (a secret's value, a password): state keeps only `salt` and
+    `<key>_hash`, a salted SHA-256 that still shows a new value as a change."""
     unique_names: ClassVar[bool] = True
     fresh_names: ClassVar[bool] = False
     """The RunPod name is new at every create (a random generation suffix): nothing can
@@ -240,23 +244,93 @@ class _RunPodProvider(ResourceProvider):
         return value
 
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        """Declared inputs whose new value differs from the stored output (an unknown one
+        always does; the hashed key is compared through its salted hash)."""
         changed = []
         for key in self.input_keys:
             new = news.get(key)
-            if is_unknown(new) or self._comparable(key, olds.get(key)) != self._comparable(
-                key, new
-            ):
+            if key == self.hashed_key:
+                same = self._hash_matches(olds, new)
+            else:
+                old = olds.get(key)
+                same = not is_unknown(new) and self._comparable(key, old) == self._comparable(
+                    key, new
+                )
+            if not same:
                 changed.append(key)
         return changed
 
+    def _replaces(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], changed: list[str]
+    ) -> list[str]:
+        """The changes that replace the object: `replace_keys`; kinds add their own."""
+        return [key for key in changed if key in self.replace_keys]
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = self._changed_keys(olds, news)
-        replaces = [key for key in changed if key in self.replace_keys]
+        replaces = self._replaces(olds, news, changed)
         return DiffResult(
             changes=bool(changed),
             replaces=replaces,
             delete_before_replace=self.delete_before_replace if replaces else None,
         )
+
+    # -- the hashed input ----------------------------------------------------------------
+
+    def _hash_matches(self, olds: Mapping[str, Any], value: Any) -> bool:
+        salt = olds.get("salt")
+        return (
+            not is_unknown(value)
+            and isinstance(salt, str)
+            and isinstance(value, str)
+            and _salted_hash(salt, value) == olds.get(f"{self.hashed_key}_hash")
+        )
+
+    def _hash_outputs(self, news: Mapping[str, Any], olds: Mapping[str, Any]) -> dict[str, Any]:
+        """`salt` (kept from `olds`, else new) and the hash of the declared value."""
+        key, salt = str(self.hashed_key), olds.get("salt")
+        if not isinstance(salt, str):
+            salt = secrets.token_hex(16)
+        return {"salt": salt, f"{key}_hash": _salted_hash(salt, str(news[key]))}
+
+    def _redacted(self, news: Mapping[str, Any]) -> list[str]:
+        """Values no error message may show: the hashed input's."""
+        return [str(news[self.hashed_key])] if self.hashed_key else []
+
+    # -- bodies and state ----------------------------------------------------------------
+
+    def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+        """The API body writing `keys` of `news`: every input key to create, the changed
+        ones to update."""
+        raise NotImplementedError
+
+    def _update_body(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]
+    ) -> dict[str, Any]:
+        """The PATCH body for the changed `keys`; kinds restate what a partial update needs."""
+        return self._body(news, keys)
+
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """State after a write: the declared inputs as `live` (RunPod's object) holds them
+        and the computed outputs; `olds` is the state before (`{}` on create)."""
+        raise NotImplementedError
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        body = self._body(props, self.input_keys)
+        live = self._create(props, body, redact=self._redacted(props))
+        return CreateResult(str(live["id"]), self._outputs(props, live, {}))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """PATCH what changed (replacing changes never reach an update), else read back."""
+        changed = [k for k in self._changed_keys(olds, news) if k not in self.replace_keys]
+        body = self._update_body(olds, news, changed)
+        if body:
+            live = self._client().patch(self._path(_id), body, redact=self._redacted(news))
+        else:
+            live = self._client().get(self._path(_id)) or {}
+        return UpdateResult(self._outputs(news, live, olds))
 
     # -- lookup -----------------------------------------------------------------------
 
@@ -403,40 +477,36 @@ class SecretProvider(_RunPodProvider):
     kind = "secret"
     input_keys = ("name", "description", "value")
     replace_keys = frozenset({"name"})
+    hashed_key = "value"
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(news, checks.secret(news))
 
-    def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-        changed = [k for k in super()._changed_keys(olds, news) if k != "value"]
-        value = news.get("value")
-        salt = olds.get("salt")
-        if (
-            is_unknown(value)
-            or not isinstance(salt, str)
-            or not isinstance(value, str)
-            or _salted_hash(salt, value) != olds.get("value_hash")
-        ):
-            changed.append("value")
-        return changed
-
     def _outputs(
-        self, news: Mapping[str, Any], live: Mapping[str, Any], salt: str
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
     ) -> dict[str, Any]:
         return {
             "name": live.get("name", news.get("name")),
             "description": live.get("description") or news.get("description") or "",
             "adopt_existing": bool(news.get("adopt_existing")),
-            "salt": salt,
-            "value_hash": _salted_hash(salt, str(news["value"])),
+            **self._hash_outputs(news, olds),
             "secret_id": live.get("id"),
             "value_last_updated_at": live.get("valueLastUpdatedAt"),
         }
 
-    def _body(self, news: Mapping[str, Any]) -> dict[str, Any]:
-        body = {"name": news["name"], "value": news["value"]}
-        if news.get("description"):
+    def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+        wanted = set(keys)
+        body: dict[str, Any] = {key: news[key] for key in ("name", "value") if key in wanted}
+        if "description" in wanted and news.get("description"):
             body["description"] = news["description"]
+        return body
+
+    def _update_body(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]
+    ) -> dict[str, Any]:
+        body = self._body(news, keys)
+        if "description" in keys:
+            body["description"] = news.get("description") or ""  # an empty one clears it
         return body
 
     def _adopt(
@@ -444,7 +514,7 @@ class SecretProvider(_RunPodProvider):
     ) -> dict[str, Any]:
         patch = {k: v for k, v in body.items() if k != "name"}
         return self._client().patch(
-            self._path(str(existing["id"])), patch, redact=[str(props["value"])]
+            self._path(str(existing["id"])), patch, redact=self._redacted(props)
         )
 
     def _named(self, name: str) -> list[dict[str, Any]]:
@@ -452,18 +522,11 @@ class SecretProvider(_RunPodProvider):
         found = self._client().list(self.collection, self.list_key, params={"name": name})
         return [item for item in found if item.get("name") == name]
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        value = str(props["value"])
-        live = self._create(props, self._body(props), redact=[value])
-        return CreateResult(str(live["id"]), self._outputs(props, live, secrets.token_hex(16)))
-
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        changed = self._changed_keys(olds, news)
-        patch: dict[str, Any] = {}
-        if "value" in changed:
-            patch["value"] = news["value"]
-        if "description" in changed:
-            patch["description"] = news.get("description") or ""
+        # The answer of a PATCH is the secret; without one, state needs no GET: the
+        # stored outputs still describe it.
+        changed = [k for k in self._changed_keys(olds, news) if k not in self.replace_keys]
+        patch = self._update_body(olds, news, changed)
         live = {
             "id": _id,
             "name": olds.get("name"),
@@ -471,11 +534,8 @@ class SecretProvider(_RunPodProvider):
             "valueLastUpdatedAt": olds.get("value_last_updated_at"),
         }
         if patch:
-            live |= self._client().patch(self._path(_id), patch, redact=[str(news["value"])])
-        salt = olds.get("salt")
-        return UpdateResult(
-            self._outputs(news, live, salt if isinstance(salt, str) else secrets.token_hex(16))
-        )
+            live |= self._client().patch(self._path(_id), patch, redact=self._redacted(news))
+        return UpdateResult(self._outputs(news, live, olds))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         live = self._client().get(self._path(id_))
@@ -517,6 +577,7 @@ class RegistryProvider(_RunPodProvider):
     kind = "registry credential"
     input_keys = ("name", "username", "password")
     replace_keys = frozenset(input_keys)
+    hashed_key = "password"
     delete_before_replace = False
     fresh_names = True
     in_use_budget_s: ClassVar[float] = 30.0
@@ -525,26 +586,21 @@ class RegistryProvider(_RunPodProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(news, checks.registry(news))
 
-    def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-        changed = [k for k in super()._changed_keys(olds, news) if k != "password"]
-        password, salt = news.get("password"), olds.get("salt")
-        if (
-            is_unknown(password)
-            or not isinstance(salt, str)
-            or _salted_hash(salt, str(password)) != olds.get("password_hash")
-        ):
-            changed.append("password")
-        return changed
+    def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+        body = {key: news[key] for key in keys}
+        if "name" in body:
+            body["name"] = f"{body['name']}-{secrets.token_hex(4)}"  # a new generation
+        return body
 
-    def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
-        salt = secrets.token_hex(16)
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
         return {
             "name": news["name"],
             "registry_name": live.get("name"),
             "username": news["username"],
             "adopt_existing": bool(news.get("adopt_existing")),
-            "salt": salt,
-            "password_hash": _salted_hash(salt, str(news["password"])),
+            **self._hash_outputs(news, olds),
         }
 
     def _family(self, name: str) -> list[dict[str, Any]]:
@@ -559,12 +615,7 @@ class RegistryProvider(_RunPodProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         name = str(props["name"])
         earlier = self._family(name) if props.get("adopt_existing") else []
-        body = {
-            "name": f"{name}-{secrets.token_hex(4)}",
-            "username": props["username"],
-            "password": props["password"],
-        }
-        live = self._create(props, body, redact=[str(props["password"])])
+        created = super().create(props)
         # Adopting: ours now holds the declared token, so the older generations go, except
         # one something still references. That is the credential this create replaces
         # (with adopt left on, every rotation passes here): the engine repoints the
@@ -584,7 +635,7 @@ class RegistryProvider(_RunPodProvider):
                 continue
             LOG.info("replacing adopted registry credential %s (%s)", item["id"], item["name"])
             self.delete(str(item["id"]), {})
-        return CreateResult(str(live["id"]), self._outputs(props, live))
+        return created
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         # Every declared key replaces; only adopt_existing can change in place.
@@ -694,7 +745,9 @@ class NetworkVolumeProvider(_RunPodProvider):
                 users=held.users,
             ) from None
 
-    def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
         outs = {key: plain(live.get(api)) for key, api in self._api_names.items()}
         if news.get("volume_type") is None:
             outs["volume_type"] = None
@@ -716,25 +769,11 @@ class NetworkVolumeProvider(_RunPodProvider):
             )
         return existing
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        live = self._create(props, self._body(props, self.input_keys))
-        return CreateResult(str(live["id"]), self._outputs(props, live))
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        changed = [k for k in self._changed_keys(olds, news) if k in ("name", "size_gb")]
-        body = self._body(news, changed)
-        live = (
-            self._client().patch(self._path(_id), body)
-            if body
-            else self._client().get(self._path(_id)) or {}
-        )
-        return UpdateResult(self._outputs(news, live))
-
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         live = self._client().get(self._path(id_))
         if live is None:
             return ReadResult("", {})
-        outs = self._outputs(props, live)
+        outs = self._outputs(props, live, props)
         return ReadResult(id_, outs, self._read_inputs(outs))
 
 
@@ -768,7 +807,9 @@ class _ContainerProvider(_RunPodProvider):
             body[api] = plain(value)
         return body
 
-    def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
         outs: dict[str, Any] = {}
         for key in self.input_keys:
             api = self.api_names.get(key)
@@ -791,7 +832,7 @@ class _ContainerProvider(_RunPodProvider):
         live = self._client().get(self._path(id_))
         if live is None:
             return ReadResult("", {})
-        outs = {**props, **self._outputs(props, live), **self._extra_outputs(live)}
+        outs = {**props, **self._outputs(props, live, props)}
         # Keys the stack leaves unset but RunPod now holds (e.g. a registry attached in
         # the console) show as drift too.
         for key in self.input_keys:
@@ -804,9 +845,6 @@ class _ContainerProvider(_RunPodProvider):
                 value = live.get(api)
                 outs[key] = _live_env(value, None) if key == "env" else plain(value)
         return ReadResult(id_, outs, self._read_inputs(outs))
-
-    def _extra_outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
-        return {}
 
 
 class TemplateProvider(_ContainerProvider):
@@ -837,19 +875,6 @@ class TemplateProvider(_ContainerProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(news, checks.template(news))
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        live = self._create(props, self._body(props, self.input_keys))
-        return CreateResult(str(live["id"]), self._outputs(props, live))
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        body = self._body(news, self._changed_keys(olds, news))
-        live = (
-            self._client().patch(self._path(_id), body)
-            if body
-            else self._client().get(self._path(_id)) or {}
-        )
-        return UpdateResult(self._outputs(news, live))
-
 
 class EndpointProvider(_ContainerProvider):
     """A serverless endpoint (`/v2/serverless`) with its container config inline.
@@ -857,13 +882,17 @@ class EndpointProvider(_ContainerProvider):
     Replaced when `type` or the compute family (gpu vs cpu) changes; everything else is
     PATCHed. GPU pools, excluded types, CUDA versions, data centers and network volumes
     compare as sets: RunPod reads them back in its own order, and a reorder is no change.
-    Waiting for a release to reach the workers is `EndpointRolloutProvider`'s job.
+    Waiting for a release to reach the workers is `EndpointRolloutProvider`'s job, so a
+    failed wait never loses a new endpoint's id. Delete is one DELETE, as v2 documents it:
+    RunPod terminates the workers and cancels the queued and running jobs itself (the
+    scale-to-zero PATCH first was a GraphQL-era rule).
     """
 
     collection = "/v2/serverless"
     list_key = "endpoints"
     kind = "endpoint"
     set_keys = frozenset({"data_center_ids", "network_volume_ids"})
+    replace_keys = frozenset({"type"})
     unique_names = False
     input_keys = (
         "name",
@@ -898,31 +927,35 @@ class EndpointProvider(_ContainerProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(news, checks.endpoint(news))
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = self._changed_keys(olds, news)
-        replaces = [k for k in changed if k == "type"]
+    def _replaces(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], changed: list[str]
+    ) -> list[str]:
+        """`type`, and a move between the compute families (gpu and cpu)."""
+        replaces = super()._replaces(olds, news, changed)
         old_family = "gpu" if olds.get("gpu") is not None else "cpu"
         new_gpu = news.get("gpu")
         new_family = "gpu" if new_gpu is not None else "cpu"
         if not is_unknown(new_gpu) and old_family != new_family:
             replaces.append(new_family)
-        return DiffResult(changes=bool(changed), replaces=replaces)
+        return replaces
 
     def _comparable(self, key: str, value: Any) -> Any:
-        plain = super()._comparable(key, value)
-        if key == "gpu" and isinstance(plain, dict):
+        value = super()._comparable(key, value)
+        if key == "gpu" and isinstance(value, dict):
             # Pools and exclusions are one selection RunPod stores as a string and reads
             # back in its own order; CUDA versions are a set as well.
             return {
                 sub: sorted(item, key=repr)
                 if sub in _GPU_SET_KEYS and isinstance(item, list)
                 else item
-                for sub, item in plain.items()
+                for sub, item in value.items()
             }
-        return plain
+        return value
 
-    def _extra_outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
-        return {"created_at": live.get("createdAt")}
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {**super()._outputs(news, live, olds), "created_at": live.get("createdAt")}
 
     def _adopt(
         self, existing: dict[str, Any], props: Mapping[str, Any], body: dict[str, Any]
@@ -939,23 +972,13 @@ class EndpointProvider(_ContainerProvider):
             patch["gpu"] = self._gpu_patch(existing.get("gpu"), patch["gpu"])
         return self._client().patch(self._path(str(existing["id"])), patch)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        # Never waits for the release: a failed wait must not lose the new endpoint's id
-        # (the wait is `EndpointRollout`, a resource of its own).
-        live = self._create(props, self._body(props, self.input_keys))
-        outs = {**self._outputs(props, live), **self._extra_outputs(live)}
-        return CreateResult(str(live["id"]), outs)
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        changed = self._changed_keys(olds, news)
-        body = self._body(news, changed)
+    def _update_body(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]
+    ) -> dict[str, Any]:
+        body = super()._update_body(olds, news, keys)
         if "gpu" in body:
             body["gpu"] = self._gpu_patch(olds.get("gpu"), body["gpu"])
-        if body:
-            live = self._client().patch(self._path(_id), body)
-        else:
-            live = self._client().get(self._path(_id)) or {}
-        return UpdateResult({**self._outputs(news, live), **self._extra_outputs(live)})
+        return body
 
     @staticmethod
     def _gpu_patch(old: Any, new: dict[str, Any]) -> dict[str, Any]:
@@ -966,11 +989,6 @@ class EndpointProvider(_ContainerProvider):
         if isinstance(old, Mapping) and old.get("minCudaVersion") and "minCudaVersion" not in new:
             patch["minCudaVersion"] = ""
         return patch
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        # One DELETE, as v2 documents it: RunPod terminates the workers and cancels the
-        # queued and running jobs itself (the scale-to-zero PATCH was a GraphQL-era rule).
-        self._delete_when_free(_id)
 
 
 _GPU_SET_KEYS: Final = frozenset({"pools", "excludedTypes", "allowedCudaVersions"})
