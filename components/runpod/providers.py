@@ -36,7 +36,9 @@ Semantics shared by every kind:
 - `delete` of an object that is already gone succeeds. A delete RunPod refuses because
   the object is still in use is retried within a bound (`in_use_budget_s`); then a
   template or a volume fails naming its users, and a registry credential is left in
-  place with a warning naming the pods (a rotation never fails the `up`).
+  place with a warning naming the pods (a rotation never fails the `up`). That retry and
+  the rollout wait are one policy, `_polling` (tenacity); the HTTP-level retries are
+  the client's (`api.py` says why those differ).
 - Secret values and registry passwords never appear in outputs: a salted SHA-256 marker
   stands in for them so that rotation still shows as a diff.
 
@@ -60,6 +62,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
+import tenacity
 from pulumi.dynamic import (
     CheckResult,
     ConfigureRequest,
@@ -161,10 +164,28 @@ class ObjectInUseError(RuntimeError):
         self.users = users
 
 
-def _in_use(exc: RunPodApiError) -> bool:
+def _in_use(exc: BaseException) -> bool:
     """A refusal because something still uses the object (400/409 with that reason)."""
+    if not isinstance(exc, RunPodApiError):
+        return False
     reason = str(exc).lower()
     return exc.status in (400, 409) and ("in use" in reason or "attached" in reason)
+
+
+def _polling(poll_s: float, budget_s: float, **policy: Any) -> tenacity.Retrying:
+    """The policy of both waits here (a delete refused while in use, a release rolling
+    out): attempts `poll_s` apart, and none that would start after `budget_s` from now.
+    `policy` says what calls for another attempt. Clock and sleep are this module's `time`,
+    read when the wait starts, so one clock drives the wait and its bound (a test's fake
+    one included)."""
+    deadline = time.monotonic() + budget_s
+    return tenacity.Retrying(
+        wait=tenacity.wait_fixed(poll_s),
+        stop=lambda _state: time.monotonic() + poll_s > deadline,
+        sleep=time.sleep,
+        reraise=True,
+        **policy,
+    )
 
 
 ADOPT_HINT: Final = (
@@ -426,27 +447,28 @@ class _RunPodProvider(ResourceProvider):
         Raises `ObjectInUseError` naming the users (when they can be listed) and RunPod's
         reason once the bound is spent.
         """
-        deadline = time.monotonic() + self.in_use_budget_s
-        while True:
-            try:
-                deleted = self._client().delete(self._path(object_id))
-            except RunPodApiError as exc:
-                if not _in_use(exc):
-                    raise
-                if time.monotonic() + self.in_use_poll_s > deadline:
-                    users = self._users(object_id)
-                    held = f" by {', '.join(users)}" if users else ""
-                    raise ObjectInUseError(
-                        f"RunPod {self.kind} {object_id} is still in use{held} after "
-                        f"{self.in_use_budget_s:g} s of retries ({exc})",
-                        users=users,
-                    ) from None
-                LOG.info("RunPod %s %s still in use; retrying the delete", self.kind, object_id)
-                time.sleep(self.in_use_poll_s)
-            else:
-                if not deleted:
-                    LOG.info("RunPod %s %s was already gone", self.kind, object_id)
-                return
+        retrying = _polling(
+            self.in_use_poll_s,
+            self.in_use_budget_s,
+            retry=tenacity.retry_if_exception(_in_use),
+            before_sleep=lambda _state: LOG.info(
+                "RunPod %s %s still in use; retrying the delete", self.kind, object_id
+            ),
+        )
+        try:
+            deleted = retrying(self._client().delete, self._path(object_id))
+        except RunPodApiError as exc:
+            if not _in_use(exc):
+                raise
+            users = self._users(object_id)
+            held = f" by {', '.join(users)}" if users else ""
+            raise ObjectInUseError(
+                f"RunPod {self.kind} {object_id} is still in use{held} after "
+                f"{self.in_use_budget_s:g} s of retries ({exc})",
+                users=users,
+            ) from None
+        if not deleted:
+            LOG.info("RunPod %s %s was already gone", self.kind, object_id)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         self._delete_when_free(_id)
@@ -997,6 +1019,13 @@ _GPU_SET_KEYS: Final = frozenset({"pools", "excludedTypes", "allowedCudaVersions
 # -- EndpointRollout ---------------------------------------------------------------------------
 
 
+def _rolled_out(body: Mapping[str, Any]) -> bool:
+    """Whether a `/releases` answer shows the newest release on every worker."""
+    rollout = body.get("rollout") or {}
+    on_latest, total = rollout.get("workersOnLatest", 0), rollout.get("workersTotal", 0)
+    return not rollout.get("inProgress") and on_latest >= total
+
+
 def release_fingerprint(settings: Mapping[str, Any]) -> str:
     """A digest of the endpoint settings whose change starts a new release.
 
@@ -1046,22 +1075,22 @@ class EndpointRolloutProvider(_RunPodProvider):
     def _wait(self, props: Mapping[str, Any]) -> dict[str, Any]:
         endpoint_id = str(props["endpoint_id"])
         budget = int(plain(props.get("timeout_s") or 0))
-        deadline = time.monotonic() + budget
         path = f"{self._path(endpoint_id)}/releases"
-        while True:
-            body = self._client().request("GET", path) or {}
-            rollout = body.get("rollout") or {}
-            on_latest, total = rollout.get("workersOnLatest", 0), rollout.get("workersTotal", 0)
-            if not rollout.get("inProgress") and on_latest >= total:
-                return {
-                    "endpoint_id": endpoint_id,
-                    "release": props.get("release"),
-                    "timeout_s": budget,
-                    "endpoint_version": body.get("endpointVersion"),
-                }
-            if time.monotonic() + self.poll_s > deadline:
-                raise RuntimeError(self._stuck(endpoint_id, body, budget))
-            time.sleep(self.poll_s)
+        retrying = _polling(
+            self.poll_s,
+            budget,
+            retry=tenacity.retry_if_not_result(_rolled_out),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else {},
+        )
+        body = retrying(lambda: self._client().request("GET", path) or {})
+        if not _rolled_out(body):
+            raise RuntimeError(self._stuck(endpoint_id, body, budget))
+        return {
+            "endpoint_id": endpoint_id,
+            "release": props.get("release"),
+            "timeout_s": budget,
+            "endpoint_version": body.get("endpointVersion"),
+        }
 
     def _stuck(self, endpoint_id: str, body: Mapping[str, Any], budget: int) -> str:
         rollout = body.get("rollout") or {}
