@@ -18,6 +18,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_github as github
 
+from components import Options
 from components.config import AppSettings, RolloutSettings
 
 
@@ -43,7 +44,7 @@ class AppDeployment(pulumi.ComponentResource):
         r2_access_key_id: pulumi.Input[str],
         r2_secret_access_key: pulumi.Input[str],
         r2_public_base_url: str | None = None,
-        opts: pulumi.ResourceOptions | None = None,
+        opts: Options = None,
     ) -> None:
         """The environment named by `settings`, publishing `rollout` (provider choice and
         ComfyUI share), `comfyui_endpoint_id` (no variable while it is `None`), the output
@@ -77,17 +78,6 @@ class AppDeployment(pulumi.ComponentResource):
             "SCENARIO_API_KEY": settings.scenario_api_key,
             "SCENARIO_SECRET_API_KEY": settings.scenario_secret_api_key,
         }
-        managed = {key: value for key, value in secrets.items() if value is not None}
-        for secret_name, value in managed.items():
-            github.ActionsEnvironmentSecret(
-                f"{name}-{secret_name.lower().replace('_', '-')}",
-                repository=repository,
-                environment=environment.environment,
-                secret_name=secret_name,
-                value=pulumi.Output.secret(value),
-                opts=child,
-            )
-
         candidates: dict[str, pulumi.Input[str] | None] = {
             "IMAGE_GENERATION_PROVIDER": rollout.provider,
             "COMFYUI_TRAFFIC_PERCENT": str(rollout.comfyui_percent),
@@ -96,14 +86,27 @@ class AppDeployment(pulumi.ComponentResource):
             "R2_BUCKET": r2_bucket,
             "R2_PUBLIC_BASE_URL": r2_public_base_url,
         }
+        managed = {key: value for key, value in secrets.items() if value is not None}
         variables = {key: value for key, value in candidates.items() if value is not None}
-        for variable_name, text in variables.items():
+        # Secrets and variables live side by side in the environment, named after the key.
+        in_environment: dict[str, pulumi.Input[str]] = {
+            "repository": repository,
+            "environment": environment.environment,
+        }
+        for key, value in managed.items():
+            github.ActionsEnvironmentSecret(
+                _child_name(name, key),
+                github.ActionsEnvironmentSecretArgs(
+                    **in_environment, secret_name=key, value=pulumi.Output.secret(value)
+                ),
+                opts=child,
+            )
+        for key, text in variables.items():
             github.ActionsEnvironmentVariable(
-                f"{name}-{variable_name.lower().replace('_', '-')}",
-                repository=repository,
-                environment=environment.environment,
-                variable_name=variable_name,
-                value=text,
+                _child_name(name, key),
+                github.ActionsEnvironmentVariableArgs(
+                    **in_environment, variable_name=key, value=text
+                ),
                 opts=child,
             )
 
@@ -117,3 +120,8 @@ class AppDeployment(pulumi.ComponentResource):
                 "variable_names": list(self.variable_names),
             }
         )
+
+
+def _child_name(name: str, key: str) -> str:
+    """`app-r2-bucket` for `R2_BUCKET`: the child resource of one secret or variable."""
+    return f"{name}-{key.lower().replace('_', '-')}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import pulumi
 
+from components import Options
 from components.config import ServerlessSettings
 from components.runpod import Endpoint, EndpointRollout, NetworkVolume
 from components.runpod.resources import runpod_name_prefix
@@ -53,12 +54,7 @@ class ComfyServerless(pulumi.ComponentResource):
     """Id of the models volume, or empty without one."""
 
     def __init__(
-        self,
-        name: str,
-        *,
-        settings: ServerlessSettings,
-        worker: WorkerWiring,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, *, settings: ServerlessSettings, worker: WorkerWiring, opts: Options = None
     ) -> None:
         super().__init__("comfyui-runpod:index:ComfyServerless", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)

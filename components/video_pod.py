@@ -24,6 +24,7 @@ from typing import Any
 
 import pulumi
 
+from components import Options
 from components.config import VideoPodSettings
 from components.runpod import NetworkVolume, Template
 from components.runpod.resources import runpod_name_prefix
@@ -61,12 +62,7 @@ class VideoPod(pulumi.ComponentResource):
     """Pod env variable -> RunPod secret name it references."""
 
     def __init__(
-        self,
-        name: str,
-        *,
-        settings: VideoPodSettings,
-        worker: WorkerWiring,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, *, settings: VideoPodSettings, worker: WorkerWiring, opts: Options = None
     ) -> None:
         super().__init__("comfyui-runpod:index:VideoPod", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)

@@ -426,6 +426,14 @@ class _RunPodProvider(ResourceProvider):
                     raise self._taken(name, raced) from None
             raise
 
+    def _adoptable(self, existing: Mapping[str, Any], what: str, live: Any, declared: Any) -> None:
+        """Refuse to adopt an object whose `what` (a field no update can change) differs."""
+        if live != declared:
+            raise RuntimeError(
+                f"cannot adopt {self.kind} {existing.get('id')}: its {what} is {live}, "
+                f"the stack declares {declared}"
+            )
+
     def _adopt(
         self, existing: dict[str, Any], props: Mapping[str, Any], body: dict[str, Any]
     ) -> dict[str, Any]:
@@ -780,11 +788,9 @@ class NetworkVolumeProvider(_RunPodProvider):
     def _adopt(
         self, existing: dict[str, Any], props: Mapping[str, Any], body: dict[str, Any]
     ) -> dict[str, Any]:
-        if existing.get("dataCenter") != props.get("data_center_id"):
-            raise RuntimeError(
-                f"cannot adopt network volume {existing.get('id')}: it lives in "
-                f"{existing.get('dataCenter')}, not {props.get('data_center_id')}"
-            )
+        self._adoptable(
+            existing, "data center", existing.get("dataCenter"), props.get("data_center_id")
+        )
         if int(existing.get("size", 0)) < int(props["size_gb"]):
             return self._client().patch(
                 self._path(str(existing["id"])), {"size": int(props["size_gb"])}
@@ -982,11 +988,7 @@ class EndpointProvider(_ContainerProvider):
     def _adopt(
         self, existing: dict[str, Any], props: Mapping[str, Any], body: dict[str, Any]
     ) -> dict[str, Any]:
-        if existing.get("type") != props.get("type"):
-            raise RuntimeError(
-                f"cannot adopt endpoint {existing.get('id')}: its type is {existing.get('type')}, "
-                f"the stack declares {props.get('type')}"
-            )
+        self._adoptable(existing, "type", existing.get("type"), props.get("type"))
         patch = {k: v for k, v in body.items() if k not in ("name", "type")}
         if "gpu" in patch:
             # Clear a CUDA constraint of the other kind the adopted endpoint carries (RunPod

@@ -205,6 +205,9 @@ _CONTAINER: Final[dict[str, Schema]] = {
     "registry": String(nullable=True),
 }
 
+_CONTAINER_READ: Final = ("image", "args", "disk", "mounts", "ports", "env", "registry")
+"""The container fields a template and a pod always read back."""
+
 _PERSISTENT_MOUNT: Final = _obj(
     {"size": Integer(minimum=10), "path": String()}, required=("size", "path"), closed=True
 )
@@ -324,13 +327,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         required=(
             "id",
             "name",
-            "image",
-            "args",
-            "disk",
-            "mounts",
-            "ports",
-            "env",
-            "registry",
+            *_CONTAINER_READ,
             "serverless",
             "public",
             "category",
@@ -617,13 +614,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "name",
             "status",
             "actions",
-            "image",
-            "args",
-            "disk",
-            "mounts",
-            "ports",
-            "env",
-            "registry",
+            *_CONTAINER_READ,
             "cloud",
             "dataCenterId",
             "cudaVersion",
