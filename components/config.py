@@ -72,6 +72,7 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?")
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _KV_KEY = re.compile(r"[A-Za-z0-9._:/-]{1,512}")
 _TOKEN_LIST = re.compile(r"[A-Za-z0-9_-]+")
+_GPU_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")
 
 ValueType = Literal["string", "integer", "boolean"]
 
@@ -128,6 +129,7 @@ SCHEMA: tuple[Key, ...] = (
     _k("serverless.endpointId", default=""),
     _k("serverless.name", default=""),
     _k("serverless.gpuPools", default="ADA_24,AMPERE_24"),
+    _k("serverless.excludedGpuTypes", default=""),
     _k("serverless.gpuCount", "integer", 1),
     _k("serverless.workersMin", "integer", 0),
     _k("serverless.workersMax", "integer", 3),
@@ -273,6 +275,9 @@ class ServerlessSettings:
     """Endpoint name."""
     gpu_pools: tuple[str, ...]
     """GPU pools workers may run on (a set: RunPod keeps no order of preference)."""
+    excluded_gpu_types: tuple[str, ...]
+    """GPU types (RunPod type ids such as ``NVIDIA L4``) taken out of those pools; empty
+    uses the whole pools. A set, like the pools."""
     gpu_count: int
     """GPUs per worker."""
     workers_min: int
@@ -646,6 +651,7 @@ def _serverless(r: _Reader, *, project: str, stack: str, data: DataSettings) -> 
         or None,
         name=r.raw("serverless.name") or f"{project}-{stack}-comfyui",
         gpu_pools=pools,
+        excluded_gpu_types=_excluded_gpu_types(r),
         gpu_count=r.integer("serverless.gpuCount", *limits.GPU_COUNT),
         workers_min=workers_min,
         workers_max=workers_max,
@@ -664,6 +670,22 @@ def _serverless(r: _Reader, *, project: str, stack: str, data: DataSettings) -> 
         adopt_existing=r.boolean("runpod.adoptExisting"),
         allow_deletion=data.allow_deletion,
     )
+
+
+def _excluded_gpu_types(r: _Reader) -> tuple[str, ...]:
+    """GPU type ids taken out of the pools, each named once (RunPod refuses repeats)."""
+    name = "serverless.excludedGpuTypes"
+    types = tuple(item.strip() for item in r.raw(name).split(",") if item.strip())
+    bad = [gpu_type for gpu_type in types if not _GPU_TYPE.fullmatch(gpu_type)]
+    repeated = sorted({gpu_type for gpu_type in types if types.count(gpu_type) > 1})
+    if bad or repeated:
+        what = f"has invalid entries {bad}" if bad else f"names {repeated} more than once"
+        r.problem(
+            name,
+            f"{what} (want RunPod GPU type ids such as 'NVIDIA L4', each once)",
+            "'NVIDIA L4,NVIDIA RTX A4000'",
+        )
+    return types
 
 
 def _serverless_volume(

@@ -103,6 +103,7 @@ class ComfyServerless(pulumi.ComponentResource):
             env=env,
             registry_id=credentials.registry.id,
             gpu_pools=settings.gpu_pools,
+            excluded_gpu_types=settings.excluded_gpu_types,
             gpu_count=settings.gpu_count,
             min_cuda_version=worker.cuda_version,
             workers_min=settings.workers_min,

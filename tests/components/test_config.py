@@ -609,3 +609,24 @@ def test_the_video_pod_needs_a_comfyui_password() -> None:
     cfg = stack_config(videoPod_enabled="true", videoPod_comfyPassword="long-enough-password")
     assert cfg.video_pod.comfy_password is not None
     assert stack_config().video_pod.comfy_password is None
+
+
+def test_excluded_gpu_types_are_a_typed_tuple_empty_by_default() -> None:
+    """serverless.excludedGpuTypes: RunPod GPU type ids, spaces kept, none by default."""
+    assert stack_config().serverless.excluded_gpu_types == ()
+    cfg = stack_config(serverless_excludedGpuTypes="NVIDIA L4, NVIDIA GeForce RTX 4090")
+    assert cfg.serverless.excluded_gpu_types == ("NVIDIA L4", "NVIDIA GeForce RTX 4090")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("NVIDIA L4,-NVIDIA L40", "has invalid entries ['-NVIDIA L40']"),
+        ("NVIDIA L4,NVIDIA L4", "names ['NVIDIA L4'] more than once"),
+    ],
+)
+def test_excluded_gpu_types_must_be_type_ids_named_once(value: str, fragment: str) -> None:
+    """A malformed or repeated type is refused before anything is planned, with the fix."""
+    message = problems(serverless_excludedGpuTypes=value)
+    assert f"serverless.excludedGpuTypes {fragment}" in message
+    assert "pulumi config set serverless.excludedGpuTypes 'NVIDIA L4,NVIDIA RTX A4000'" in message

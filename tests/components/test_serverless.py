@@ -217,3 +217,16 @@ def test_the_rollout_wait_follows_the_stack_config(wait: bool) -> None:
         )
         rollouts = mocks.of_type(ROLLOUT)
         assert [r.inputs["timeout_s"] for r in rollouts] == ([120] if wait else [])
+
+
+def test_excluded_gpu_types_narrow_the_pools_of_the_endpoint() -> None:
+    """serverless.excludedGpuTypes reaches gpu.excludedTypes beside the pools; unset, the
+    endpoint carries no exclusion at all."""
+    with mocked() as mocks:
+        build(mocks, serverless_excludedGpuTypes="NVIDIA L4,NVIDIA RTX A4000")
+        gpu = mocks.one(ENDPOINT).inputs["gpu"]
+        assert gpu["pools"] == ["ADA_24", "AMPERE_24"]
+        assert gpu["excludedTypes"] == ["NVIDIA L4", "NVIDIA RTX A4000"]
+    with mocked() as mocks:
+        build(mocks)
+        assert "excludedTypes" not in mocks.one(ENDPOINT).inputs["gpu"]
