@@ -1,7 +1,9 @@
 """comfyui-runpod: ComfyUI on RunPod with every output in Cloudflare R2.
 
 The composition root. It loads the stack configuration once (validated before any resource
-exists), builds one component per concern, and exports what operators and the app need:
+exists), builds one component per concern from its section of the config
+(``settings=cfg.<section>``) and the outputs of the others, and exports what operators and
+the app need:
 
 - ``OutputBucket``   the R2 bucket, its lifecycle and CORS, bucket-scoped tokens
 - ``WorkerImage``    the worker image on GHCR, pinned by digest
@@ -21,11 +23,11 @@ import pulumi_cloudflare as cloudflare
 import pulumi_github as github
 
 from components import config
-from components.app_deployment import AppDeployment, AppDeploymentArgs
+from components.app_deployment import AppDeployment
 from components.rollout import ProviderSwitch
-from components.serverless import ComfyServerless, ComfyServerlessArgs
+from components.serverless import ComfyServerless
 from components.storage import OutputBucket
-from components.video_pod import VideoPod, VideoPodArgs
+from components.video_pod import VideoPod
 from components.worker_image import WorkerImage
 from components.worker_wiring import WorkerWiring, image_cuda_version
 
@@ -38,11 +40,7 @@ github_provider = github.Provider(
 on_cloudflare = pulumi.ResourceOptions(providers={"cloudflare": cloudflare_provider})
 
 bucket = OutputBucket(
-    "outputs",
-    account_id=cfg.cloudflare.account_id,
-    settings=cfg.bucket,
-    allow_deletion=cfg.data.allow_deletion,
-    opts=on_cloudflare,
+    "outputs", account_id=cfg.cloudflare.account_id, settings=cfg.bucket, opts=on_cloudflare
 )
 
 image = WorkerImage("worker", settings=cfg.image, hf_token=cfg.models.hf_token)
@@ -80,51 +78,12 @@ serverless: ComfyServerless | None = None
 if cfg.serverless.endpoint_id is not None:
     comfyui_endpoint_id = cfg.serverless.endpoint_id
 else:
-    serverless = ComfyServerless(
-        "comfyui",
-        ComfyServerlessArgs(
-            worker=worker_wiring(),
-            endpoint_name=cfg.serverless.name,
-            gpu_pools=cfg.serverless.gpu_pools,
-            gpu_count=cfg.serverless.gpu_count,
-            workers_min=cfg.serverless.workers_min,
-            workers_max=cfg.serverless.workers_max,
-            idle_timeout_s=cfg.serverless.idle_timeout,
-            scaling_type=cfg.serverless.scaler_type,
-            scaling_value=cfg.serverless.scaler_value,
-            flashboot=cfg.serverless.flashboot,
-            container_disk_gb=cfg.serverless.container_disk_gb,
-            job_timeout_s=cfg.serverless.job_timeout_seconds,
-            # RunPod's own limit sits a minute above the handler's, so the handler reports.
-            execution_timeout_ms=(cfg.serverless.job_timeout_seconds + 60) * 1000,
-            model_groups=cfg.serverless.model_groups,
-            data_center_ids=cfg.serverless.data_center_ids,
-            network_volume_size_gb=cfg.serverless.network_volume_gb,
-            network_volume_data_center_id=cfg.serverless.network_volume_data_center_id,
-            wait_for_rollout=cfg.serverless.wait_for_rollout,
-            rollout_timeout_s=cfg.serverless.rollout_timeout_seconds,
-            adopt_existing=cfg.serverless.adopt_existing,
-            allow_volume_deletion=cfg.data.allow_deletion,
-        ),
-    )
+    serverless = ComfyServerless("comfyui", settings=cfg.serverless, worker=worker_wiring())
     comfyui_endpoint_id = serverless.endpoint_id
 
 video: VideoPod | None = None
 if cfg.video_pod.enabled:
-    video = VideoPod(
-        "video",
-        VideoPodArgs(
-            worker=worker_wiring(),
-            data_center_id=cfg.video_pod.data_center_id,
-            volume_size_gb=cfg.video_pod.volume_gb,
-            container_disk_gb=cfg.video_pod.container_disk_gb,
-            model_groups=cfg.video_pod.model_groups,
-            start_jupyter=cfg.video_pod.jupyter,
-            adopt_existing=cfg.video_pod.adopt_existing,
-            allow_volume_deletion=cfg.data.allow_deletion,
-            comfy_password=cfg.video_pod.comfy_password,
-        ),
-    )
+    video = VideoPod("video", settings=cfg.video_pod, worker=worker_wiring())
 
 switch = ProviderSwitch(
     "rollout",
@@ -138,16 +97,14 @@ switch = ProviderSwitch(
 
 app = AppDeployment(
     "app",
-    AppDeploymentArgs(
-        settings=cfg.app,
-        rollout=cfg.rollout,
-        comfyui_endpoint_id=comfyui_endpoint_id,
-        r2_endpoint=bucket.s3_endpoint,
-        r2_bucket=bucket.bucket_name,
-        r2_public_base_url=cfg.bucket.public_base_url,
-        r2_access_key_id=bucket.app_access_key_id,
-        r2_secret_access_key=bucket.app_secret_access_key,
-    ),
+    settings=cfg.app,
+    rollout=cfg.rollout,
+    comfyui_endpoint_id=comfyui_endpoint_id,
+    r2_endpoint=bucket.s3_endpoint,
+    r2_bucket=bucket.bucket_name,
+    r2_public_base_url=cfg.bucket.public_base_url,
+    r2_access_key_id=bucket.app_access_key_id,
+    r2_secret_access_key=bucket.app_secret_access_key,
     opts=pulumi.ResourceOptions(providers={"github": github_provider}),
 )
 

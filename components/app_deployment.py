@@ -15,34 +15,11 @@ holds it encrypted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 import pulumi_github as github
 
+from components import Options
 from components.config import AppSettings, RolloutSettings
-
-
-@dataclass(frozen=True, kw_only=True)
-class AppDeploymentArgs:
-    """What the app needs to know, gathered from the other components."""
-
-    settings: AppSettings
-    """Repository, environment, reviewers and the app's own credentials."""
-    rollout: RolloutSettings
-    """Provider choice and ComfyUI share, published as variables."""
-    comfyui_endpoint_id: pulumi.Input[str] | None
-    """The serverless endpoint the app calls; ``None`` until one exists (no variable is set)."""
-    r2_endpoint: pulumi.Input[str]
-    """S3 endpoint of the output bucket."""
-    r2_bucket: pulumi.Input[str]
-    """Name of the output bucket."""
-    r2_access_key_id: pulumi.Input[str]
-    """The app's read-only access key id."""
-    r2_secret_access_key: pulumi.Input[str]
-    """The app's read-only secret access key."""
-    r2_public_base_url: str | None = None
-    """Public URL objects are served from (``bucket.publicBaseUrl``), if any."""
 
 
 class AppDeployment(pulumi.ComponentResource):
@@ -56,11 +33,25 @@ class AppDeployment(pulumi.ComponentResource):
     """Names of the environment variables this stack manages."""
 
     def __init__(
-        self, name: str, args: AppDeploymentArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        *,
+        settings: AppSettings,
+        rollout: RolloutSettings,
+        comfyui_endpoint_id: pulumi.Input[str] | None,
+        r2_endpoint: pulumi.Input[str],
+        r2_bucket: pulumi.Input[str],
+        r2_access_key_id: pulumi.Input[str],
+        r2_secret_access_key: pulumi.Input[str],
+        r2_public_base_url: str | None = None,
+        opts: Options = None,
     ) -> None:
+        """The environment named by `settings`, publishing `rollout` (provider choice and
+        ComfyUI share), `comfyui_endpoint_id` (no variable while it is `None`), the output
+        bucket's endpoint and name, its public URL (`bucket.publicBaseUrl`) when set, and
+        the app's read-only R2 key pair as secrets."""
         super().__init__("comfyui-runpod:index:AppDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        settings = args.settings
         repository = settings.repository_name
         reviewers = (
             [
@@ -82,38 +73,40 @@ class AppDeployment(pulumi.ComponentResource):
 
         secrets: dict[str, pulumi.Input[str] | None] = {
             "RUNPOD_API_KEY": settings.runpod_api_key,
-            "R2_ACCESS_KEY_ID": args.r2_access_key_id,
-            "R2_SECRET_ACCESS_KEY": args.r2_secret_access_key,
+            "R2_ACCESS_KEY_ID": r2_access_key_id,
+            "R2_SECRET_ACCESS_KEY": r2_secret_access_key,
             "SCENARIO_API_KEY": settings.scenario_api_key,
             "SCENARIO_SECRET_API_KEY": settings.scenario_secret_api_key,
         }
+        candidates: dict[str, pulumi.Input[str] | None] = {
+            "IMAGE_GENERATION_PROVIDER": rollout.provider,
+            "COMFYUI_TRAFFIC_PERCENT": str(rollout.comfyui_percent),
+            "RUNPOD_COMFYUI_ENDPOINT_ID": comfyui_endpoint_id,
+            "R2_ENDPOINT": r2_endpoint,
+            "R2_BUCKET": r2_bucket,
+            "R2_PUBLIC_BASE_URL": r2_public_base_url,
+        }
         managed = {key: value for key, value in secrets.items() if value is not None}
-        for secret_name, value in managed.items():
+        variables = {key: value for key, value in candidates.items() if value is not None}
+        # Secrets and variables live side by side in the environment, named after the key.
+        in_environment: dict[str, pulumi.Input[str]] = {
+            "repository": repository,
+            "environment": environment.environment,
+        }
+        for key, value in managed.items():
             github.ActionsEnvironmentSecret(
-                f"{name}-{secret_name.lower().replace('_', '-')}",
-                repository=repository,
-                environment=environment.environment,
-                secret_name=secret_name,
-                value=pulumi.Output.secret(value),
+                _child_name(name, key),
+                github.ActionsEnvironmentSecretArgs(
+                    **in_environment, secret_name=key, value=pulumi.Output.secret(value)
+                ),
                 opts=child,
             )
-
-        candidates: dict[str, pulumi.Input[str] | None] = {
-            "IMAGE_GENERATION_PROVIDER": args.rollout.provider,
-            "COMFYUI_TRAFFIC_PERCENT": str(args.rollout.comfyui_percent),
-            "RUNPOD_COMFYUI_ENDPOINT_ID": args.comfyui_endpoint_id,
-            "R2_ENDPOINT": args.r2_endpoint,
-            "R2_BUCKET": args.r2_bucket,
-            "R2_PUBLIC_BASE_URL": args.r2_public_base_url,
-        }
-        variables = {key: value for key, value in candidates.items() if value is not None}
-        for variable_name, text in variables.items():
+        for key, text in variables.items():
             github.ActionsEnvironmentVariable(
-                f"{name}-{variable_name.lower().replace('_', '-')}",
-                repository=repository,
-                environment=environment.environment,
-                variable_name=variable_name,
-                value=text,
+                _child_name(name, key),
+                github.ActionsEnvironmentVariableArgs(
+                    **in_environment, variable_name=key, value=text
+                ),
                 opts=child,
             )
 
@@ -127,3 +120,8 @@ class AppDeployment(pulumi.ComponentResource):
                 "variable_names": list(self.variable_names),
             }
         )
+
+
+def _child_name(name: str, key: str) -> str:
+    """`app-r2-bucket` for `R2_BUCKET`: the child resource of one secret or variable."""
+    return f"{name}-{key.lower().replace('_', '-')}"

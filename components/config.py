@@ -2,10 +2,15 @@
 
 Owns: the list of configuration keys the program understands (``SCHEMA``, mirrored key for
 key by the ``config:`` block of ``Pulumi.yaml``), parsing the raw strings Pulumi hands the
-program into frozen, typed sections, and every rule a value must satisfy. All problems are
-reported at once, each naming the key, the bad value and the ``pulumi config set`` command
-that fixes it. Secrets become ``pulumi.Output`` values marked secret the moment they are read
-and are never echoed in a message.
+program into frozen, typed sections, and every rule a value must satisfy (RunPod's own
+limits come from ``components/runpod/limits.py``). All problems are reported at once, each
+naming the key, the bad value and the ``pulumi config set`` command that fixes it. Secrets
+become ``pulumi.Output`` values marked secret the moment they are read and are never echoed
+in a message.
+
+Each section is the settings of one component (``settings=cfg.serverless``), its fields
+named as the keys are, so a new key touches ``Pulumi.yaml``, this module, the component
+that uses it and ``docs/configuration.md``: ``__main__.py`` only wires components together.
 
 Deliberately does not create resources or talk to any network: validation runs the same way
 under ``pulumi up``, under unit tests and from ``python -m components.config check``.
@@ -25,27 +30,13 @@ from typing import Literal
 import pulumi
 import yaml
 
+from components.runpod import limits
+
 PROJECT = "comfyui-runpod"
 
 #: The RunPod provider's API key (the dynamic provider reads it in ``configure``).
 RUNPOD_API_KEY = "runpod:apiKey"
 
-#: RunPod serverless GPU pools (``gpu.pools`` of REST v2), see shared/reference/runpod-api.md.
-KNOWN_GPU_POOLS = frozenset(
-    {
-        "AMPERE_16",
-        "AMPERE_24",
-        "ADA_24",
-        "ADA_32_PRO",
-        "AMPERE_48",
-        "ADA_48_PRO",
-        "AMPERE_80",
-        "ADA_80_PRO",
-        "HOPPER_141",
-        "BLACKWELL_96",
-        "BLACKWELL_180",
-    }
-)
 #: R2 location hints; empty means "let Cloudflare choose".
 R2_LOCATIONS = frozenset({"apac", "eeur", "enam", "weur", "wnam", "oc"})
 #: R2 jurisdictions and the host label each adds to the S3 endpoint (Cloudflare's "Data
@@ -54,8 +45,6 @@ R2_LOCATIONS = frozenset({"apac", "eeur", "enam", "weur", "wnam", "oc"})
 R2_JURISDICTIONS = {"default": "", "eu": ".eu", "fedramp": ".fedramp", "us": ".us"}
 PROVIDERS = ("scenario", "comfyui")
 PROVIDER_ALIASES = {"runpod": "comfyui"}
-SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
-FLASHBOOT_MODES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 PRODUCTION_ENVIRONMENT = "production"
 #: ``MODEL_GROUPS`` names the worker image's manifest (``image/models.toml``) defines. Kept
 #: here so validation reads no file; a test keeps it equal to the manifest's groups.
@@ -71,8 +60,6 @@ KNOWN_MODEL_GROUPS = (
 #: Environment variable that, when set, is the GHCR push token instead of
 #: ``image.registryToken``: CI passes the workflow's short-lived ``GITHUB_TOKEN`` here.
 PUSH_TOKEN_ENV = "GHCR_PUSH_TOKEN"  # noqa: S105 (a variable name, not a token)
-#: Network volume sizes RunPod accepts, in GB (0 in config means "no volume").
-VOLUME_GB = (10, 4096)
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
@@ -85,6 +72,7 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?")
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _KV_KEY = re.compile(r"[A-Za-z0-9._:/-]{1,512}")
 _TOKEN_LIST = re.compile(r"[A-Za-z0-9_-]+")
+_GPU_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")
 
 ValueType = Literal["string", "integer", "boolean"]
 
@@ -141,6 +129,7 @@ SCHEMA: tuple[Key, ...] = (
     _k("serverless.endpointId", default=""),
     _k("serverless.name", default=""),
     _k("serverless.gpuPools", default="ADA_24,AMPERE_24"),
+    _k("serverless.excludedGpuTypes", default=""),
     _k("serverless.gpuCount", "integer", 1),
     _k("serverless.workersMin", "integer", 0),
     _k("serverless.workersMax", "integer", 3),
@@ -222,6 +211,8 @@ class BucketSettings:
     """Browser origins of the app allowed to GET/HEAD objects."""
     public_base_url: str | None
     """Public URL (custom domain or r2.dev) objects are served from, if any."""
+    allow_deletion: bool
+    """``data.allowDeletion``: unless true, the bucket is registered protected."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,7 +267,7 @@ class ImageSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class ServerlessSettings:
-    """The RunPod serverless ComfyUI endpoint (built by the RunPod components)."""
+    """The RunPod serverless ComfyUI endpoint: the settings `ComfyServerless` is built from."""
 
     endpoint_id: str | None
     """Use this existing endpoint instead of managing one (the seam until it is managed)."""
@@ -284,6 +275,9 @@ class ServerlessSettings:
     """Endpoint name."""
     gpu_pools: tuple[str, ...]
     """GPU pools workers may run on (a set: RunPod keeps no order of preference)."""
+    excluded_gpu_types: tuple[str, ...]
+    """GPU types (RunPod type ids such as ``NVIDIA L4``) taken out of those pools; empty
+    uses the whole pools. A set, like the pools."""
     gpu_count: int
     """GPUs per worker."""
     workers_min: int
@@ -316,11 +310,14 @@ class ServerlessSettings:
     """How long that wait may take before ``pulumi up`` fails."""
     adopt_existing: bool
     """Take over same-named RunPod objects that predate the stack (``runpod.adoptExisting``)."""
+    allow_deletion: bool
+    """``data.allowDeletion``: unless true, the models volume is registered protected."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class VideoPodSettings:
-    """The WAN 2.2 video pod: network volume and pod template."""
+    """The WAN 2.2 video pod's network volume and template: the settings `VideoPod` is built
+    from."""
 
     enabled: bool
     """Whether the stack declares the video pod at all."""
@@ -338,6 +335,8 @@ class VideoPodSettings:
     """Take over same-named RunPod objects that predate the stack (``runpod.adoptExisting``)."""
     comfy_password: pulumi.Output[str] | None
     """Password of the proxy in front of ComfyUI on 8188 (secret); required when enabled."""
+    allow_deletion: bool
+    """``data.allowDeletion``: unless true, the network volume is registered protected."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -529,11 +528,11 @@ def parse(
     """
     r = _Reader(values, stack)
     cloudflare = _cloudflare(r)
-    bucket = _bucket(r, project=project, stack=stack)
     data = DataSettings(allow_deletion=r.boolean("data.allowDeletion"))
+    bucket = _bucket(r, project=project, stack=stack, data=data)
     image = _image(r, stack=stack, env=os.environ if env is None else env)
-    serverless = _serverless(r, project=project, stack=stack)
-    video_pod = _video_pod(r)
+    serverless = _serverless(r, project=project, stack=stack, data=data)
+    video_pod = _video_pod(r, data=data)
     rollout = _rollout(r)
     runpod_api_key = r.secret(RUNPOD_API_KEY)
     app = _app(r, stack=stack, runpod_api_key=runpod_api_key)
@@ -563,7 +562,7 @@ def _cloudflare(r: _Reader) -> CloudflareSettings:
     return CloudflareSettings(account_id=account_id, api_token=token or _missing())
 
 
-def _bucket(r: _Reader, *, project: str, stack: str) -> BucketSettings:
+def _bucket(r: _Reader, *, project: str, stack: str, data: DataSettings) -> BucketSettings:
     hint = "3-63 of a-z 0-9 -, starting and ending with a letter or digit"
     name = r.string("bucket.name", _BUCKET, hint, empty=True) or f"{project}-{stack}"
     if not _BUCKET.fullmatch(name):
@@ -587,6 +586,7 @@ def _bucket(r: _Reader, *, project: str, stack: str) -> BucketSettings:
         abort_multipart_days=r.integer("bucket.abortMultipartDays", 1, 365),
         cors_origins=r.words("bucket.corsOrigins", _ORIGIN, "https://host[:port]"),
         public_base_url=public or None,
+        allow_deletion=data.allow_deletion,
     )
 
 
@@ -626,10 +626,10 @@ def _image(r: _Reader, *, stack: str, env: Mapping[str, str]) -> ImageSettings:
     )
 
 
-def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
+def _serverless(r: _Reader, *, project: str, stack: str, data: DataSettings) -> ServerlessSettings:
     pools = r.words("serverless.gpuPools", _TOKEN_LIST, "pool")
-    unknown = [pool for pool in pools if pool not in KNOWN_GPU_POOLS]
-    known = ",".join(sorted(KNOWN_GPU_POOLS))
+    unknown = [pool for pool in pools if pool not in limits.GPU_POOLS]
+    known = ",".join(sorted(limits.GPU_POOLS))
     if unknown or not pools:
         r.problem(
             "serverless.gpuPools",
@@ -651,13 +651,14 @@ def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
         or None,
         name=r.raw("serverless.name") or f"{project}-{stack}-comfyui",
         gpu_pools=pools,
-        gpu_count=r.integer("serverless.gpuCount", 1, 8),
+        excluded_gpu_types=_excluded_gpu_types(r),
+        gpu_count=r.integer("serverless.gpuCount", *limits.GPU_COUNT),
         workers_min=workers_min,
         workers_max=workers_max,
-        idle_timeout=r.integer("serverless.idleTimeout", 1, 3600),
-        scaler_type=r.choice("serverless.scalerType", SCALER_TYPES),
+        idle_timeout=r.integer("serverless.idleTimeout", *limits.IDLE_TIMEOUT_S),
+        scaler_type=r.choice("serverless.scalerType", limits.SCALER_TYPES),
         scaler_value=r.integer("serverless.scalerValue", 1, 1000),
-        flashboot=r.choice("serverless.flashboot", FLASHBOOT_MODES),
+        flashboot=r.choice("serverless.flashboot", limits.FLASHBOOT_MODES),
         container_disk_gb=r.integer("serverless.containerDiskGb", 10, 1000),
         job_timeout_seconds=r.integer("serverless.jobTimeoutSeconds", 10, 86400),
         model_groups=r.groups("serverless.modelGroups"),
@@ -667,7 +668,24 @@ def _serverless(r: _Reader, *, project: str, stack: str) -> ServerlessSettings:
         wait_for_rollout=r.boolean("serverless.waitForRollout"),
         rollout_timeout_seconds=r.integer("serverless.rolloutTimeoutSeconds", 60, 7200),
         adopt_existing=r.boolean("runpod.adoptExisting"),
+        allow_deletion=data.allow_deletion,
     )
+
+
+def _excluded_gpu_types(r: _Reader) -> tuple[str, ...]:
+    """GPU type ids taken out of the pools, each named once (RunPod refuses repeats)."""
+    name = "serverless.excludedGpuTypes"
+    types = tuple(item.strip() for item in r.raw(name).split(",") if item.strip())
+    bad = [gpu_type for gpu_type in types if not _GPU_TYPE.fullmatch(gpu_type)]
+    repeated = sorted({gpu_type for gpu_type in types if types.count(gpu_type) > 1})
+    if bad or repeated:
+        what = f"has invalid entries {bad}" if bad else f"names {repeated} more than once"
+        r.problem(
+            name,
+            f"{what} (want RunPod GPU type ids such as 'NVIDIA L4', each once)",
+            "'NVIDIA L4,NVIDIA RTX A4000'",
+        )
+    return types
 
 
 def _serverless_volume(
@@ -675,7 +693,7 @@ def _serverless_volume(
 ) -> tuple[int | None, str | None]:
     """The optional models volume: a size (0 = none) and the data center it lives in."""
     size_key, dc_key = "serverless.networkVolumeGb", "serverless.networkVolumeDataCenterId"
-    low, high = VOLUME_GB
+    low, high = limits.VOLUME_GB
     text = r.raw(size_key)
     try:
         size = int(text)
@@ -714,18 +732,19 @@ def _serverless_volume(
     return size, data_center
 
 
-def _video_pod(r: _Reader) -> VideoPodSettings:
+def _video_pod(r: _Reader, *, data: DataSettings) -> VideoPodSettings:
     return VideoPodSettings(
         enabled=r.boolean("videoPod.enabled"),
         data_center_id=r.string(
             "videoPod.dataCenterId", _TOKEN_LIST, "a data center id", empty=False
         ),
-        volume_gb=r.integer("videoPod.volumeGb", 10, 4096),
+        volume_gb=r.integer("videoPod.volumeGb", *limits.VOLUME_GB),
         container_disk_gb=r.integer("videoPod.containerDiskGb", 10, 1000),
         model_groups=r.groups("videoPod.modelGroups"),
         jupyter=r.boolean("videoPod.jupyter"),
         adopt_existing=r.boolean("runpod.adoptExisting"),
         comfy_password=_comfy_password(r),
+        allow_deletion=data.allow_deletion,
     )
 
 

@@ -19,6 +19,7 @@ import json
 import pulumi
 import pulumi_cloudflare as cloudflare
 
+from components import Options
 from components.config import RolloutSettings
 
 
@@ -55,7 +56,7 @@ class ProviderSwitch(pulumi.ComponentResource):
         endpoint_id: pulumi.Input[str],
         namespace_title: str,
         stack: str,
-        opts: pulumi.ResourceOptions | None = None,
+        opts: Options = None,
     ) -> None:
         super().__init__("comfyui-runpod:index:ProviderSwitch", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)

@@ -8,8 +8,8 @@ pinned by digest, hosts restricted to the image's CUDA version or newer, and the
 environment of the architecture's contract, in which credentials appear only as
 `{{ RUNPOD_SECRET_<name> }}` references (plus `WORKER_ENV_REVISION`, so a rotated secret
 starts a new release and reaches warm workers); and, when asked, the wait for a new
-release (`EndpointRollout`). Scaling comes from the caller (stack config): staging
-scales to zero, prod keeps a warm worker.
+release (`EndpointRollout`). Its settings are the stack config's `serverless.*` keys
+(`ServerlessSettings`): staging scales to zero, prod keeps a warm worker.
 
 Deliberately does not own: the R2 bucket and its tokens (`OutputBucket`), the image build
 (`WorkerImage`), the RunPod API key (read by the provider's `configure()`, never an
@@ -18,134 +18,23 @@ input), or who calls the endpoint (`AppDeployment`, `ProviderSwitch`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 
+from components import Options
+from components.config import ServerlessSettings
 from components.runpod import Endpoint, EndpointRollout, NetworkVolume
-from components.runpod.providers import FLASHBOOT_MODES, GPU_POOLS
 from components.runpod.resources import runpod_name_prefix
 from components.worker_wiring import WorkerWiring, declare_worker_credentials, worker_env
 
 JOB_API_BASE = "https://api.runpod.ai/v2"
 SERVERLESS_VOLUME_MOUNT = "/runpod-volume"
+HANDLER_MARGIN_S = 60
+"""Seconds RunPod's execution timeout sits above the handler's ``JOB_TIMEOUT_S``."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class ComfyServerlessArgs:
-    """Inputs of `ComfyServerless`; plain values are validated when constructed."""
-
-    worker: WorkerWiring
-    """Image, R2 target and credentials, and the GHCR pull credential (shared with `VideoPod`)."""
-    endpoint_name: str | None = None
-    """Endpoint name; default `<project>-<stack>-comfyui`."""
-    name_prefix: str | None = None
-    """Prefix of account-unique RunPod names (secrets, registry); default from project and
-    stack, e.g. `comfyui_runpod_staging`."""
-    gpu_pools: tuple[str, ...] = ("ADA_24", "AMPERE_24")
-    """GPU pools workers may run on, a set (FLUX fp8 needs >= 24 GB)."""
-    gpu_count: int = 1
-    """GPUs per worker."""
-    workers_min: int = 0
-    """Always-on workers: 0 scales to zero (staging), 1 removes cold starts (prod)."""
-    workers_max: int = 3
-    """Upper bound of workers."""
-    idle_timeout_s: int = 5
-    """Seconds an idle worker stays up, 1..3600."""
-    scaling_type: str = "QUEUE_DELAY"
-    """`QUEUE_DELAY` (seconds waited) or `REQUEST_COUNT` (requests per worker)."""
-    scaling_value: float = 4
-    """Queue delay in seconds (>= 0.5) or requests per worker (>= 1)."""
-    flashboot: str = "FLASHBOOT"
-    """`OFF`, `FLASHBOOT` or `PRIORITY_FLASHBOOT`."""
-    execution_timeout_ms: int = 660_000
-    """RunPod's per-job execution timeout; must exceed `job_timeout_s`."""
-    container_disk_gb: int = 40
-    """Container disk per worker in GB."""
-    model_groups: tuple[str, ...] = ("flux_dev_fp8", "background_removal")
-    """`MODEL_GROUPS` the worker verifies or downloads at boot."""
-    data_center_ids: tuple[str, ...] = ()
-    """Restrict workers to these data centers; empty means anywhere."""
-    network_volume_size_gb: int | None = None
-    """Attach a network volume of this size for models (None: models in the image)."""
-    network_volume_data_center_id: str | None = None
-    """Data center of that volume (required with a size; workers then run there)."""
-    job_timeout_s: int = 600
-    """Handler-side job timeout (`JOB_TIMEOUT_S`)."""
-    wait_for_rollout: bool = False
-    """Make `pulumi up` wait until a new release runs on every worker (an
-    `EndpointRollout` beside the endpoint)."""
-    rollout_timeout_s: int = 900
-    """How long that wait may take before `pulumi up` fails."""
-    adopt_existing: bool = False
-    """Take over RunPod objects that already carry this component's names (otherwise such
-    an object fails the `up`, naming it)."""
-    allow_volume_deletion: bool = False
-    """`data.allowDeletion`: unless true, the models volume is registered protected."""
-
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise ValueError("invalid ComfyServerlessArgs: " + "; ".join(problems))
-
-    def problems(self) -> list[str]:
-        """Every rule a plain value breaks, each with what to change."""
-        found: list[str] = []
-        unknown = [pool for pool in self.gpu_pools if pool not in GPU_POOLS]
-        if not self.gpu_pools or unknown:
-            found.append(f"gpu_pools needs known pools (got {list(self.gpu_pools)})")
-        if not 1 <= self.gpu_count <= 8:
-            found.append(f"gpu_count must be 1..8, got {self.gpu_count}")
-        if self.flashboot not in FLASHBOOT_MODES:
-            modes = ", ".join(FLASHBOOT_MODES)
-            found.append(f"flashboot must be one of {modes}, got {self.flashboot!r}")
-        if self.job_timeout_s * 1000 >= self.execution_timeout_ms:
-            found.append(
-                f"execution_timeout_ms ({self.execution_timeout_ms}) must exceed job_timeout_s "
-                f"({self.job_timeout_s} s) so the handler reports a timeout before RunPod kills it"
-            )
-        if not self.model_groups:
-            found.append("model_groups must name at least one group")
-        return found + self._scaling_problems() + self._volume_problems()
-
-    def _scaling_problems(self) -> list[str]:
-        found: list[str] = []
-        if not 0 <= self.workers_min <= self.workers_max:
-            found.append(
-                f"workers must satisfy 0 <= min <= max, got {self.workers_min}..{self.workers_max}"
-            )
-        if not 1 <= self.idle_timeout_s <= 3600:
-            found.append(f"idle_timeout_s must be 1..3600, got {self.idle_timeout_s}")
-        value = self.scaling_value
-        if self.scaling_type == "QUEUE_DELAY":
-            if value < 0.5:
-                found.append(f"a QUEUE_DELAY scaling_value must be >= 0.5 s, got {value}")
-        elif self.scaling_type == "REQUEST_COUNT":
-            if value < 1 or not float(value).is_integer():
-                found.append(f"a REQUEST_COUNT scaling_value must be an integer >= 1, got {value}")
-        else:
-            found.append(
-                f"scaling_type must be QUEUE_DELAY or REQUEST_COUNT, got {self.scaling_type!r}"
-            )
-        return found
-
-    def _volume_problems(self) -> list[str]:
-        size, data_center = self.network_volume_size_gb, self.network_volume_data_center_id
-        if (size is None) != (data_center is None):
-            return ["network_volume_size_gb and network_volume_data_center_id go together"]
-        found: list[str] = []
-        if size is not None and not 10 <= size <= 4096:
-            found.append(f"network_volume_size_gb must be 10..4096, got {size}")
-        if (
-            data_center is not None
-            and self.data_center_ids
-            and data_center not in self.data_center_ids
-        ):
-            found.append(
-                f"data_center_ids {list(self.data_center_ids)} must include the volume's "
-                f"data center {data_center}"
-            )
-        return found
+def execution_timeout_ms(job_timeout_seconds: int) -> int:
+    """RunPod's per-job limit: a minute above the handler's, so the handler reports first."""
+    return (job_timeout_seconds + HANDLER_MARGIN_S) * 1000
 
 
 class ComfyServerless(pulumi.ComponentResource):
@@ -165,77 +54,78 @@ class ComfyServerless(pulumi.ComponentResource):
     """Id of the models volume, or empty without one."""
 
     def __init__(
-        self, name: str, args: ComfyServerlessArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, *, settings: ServerlessSettings, worker: WorkerWiring, opts: Options = None
     ) -> None:
         super().__init__("comfyui-runpod:index:ComfyServerless", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        prefix = args.name_prefix or runpod_name_prefix(pulumi.get_project(), pulumi.get_stack())
-        endpoint_name = args.endpoint_name or f"{pulumi.get_project()}-{pulumi.get_stack()}-comfyui"
+        prefix = runpod_name_prefix(pulumi.get_project(), pulumi.get_stack())
+        endpoint_name = settings.name
 
         credentials = declare_worker_credentials(
             name,
-            args.worker,
+            worker,
             parent=self,
             secret_name_prefix=prefix,
             registry_name=f"{prefix}_ghcr_serverless",
             described_as=f"the {endpoint_name} workers",
-            adopt_existing=args.adopt_existing,
+            adopt_existing=settings.adopt_existing,
         )
 
         volume_ids: list[pulumi.Input[str]] = []
-        data_centers = args.data_center_ids
+        data_centers = settings.data_center_ids
         env = worker_env(
-            args.worker,
+            worker,
             mode="serverless",
-            model_groups=args.model_groups,
-            mode_env={"JOB_TIMEOUT_S": str(args.job_timeout_s)},
+            model_groups=settings.model_groups,
+            mode_env={"JOB_TIMEOUT_S": str(settings.job_timeout_seconds)},
             references=credentials.references,
             revision=credentials.revision,
         )
         volume_id: pulumi.Output[str] = pulumi.Output.from_input("")
-        if args.network_volume_size_gb is not None and args.network_volume_data_center_id:
+        if settings.network_volume_gb is not None and settings.network_volume_data_center_id:
             volume = NetworkVolume(
                 f"{name}-models",
                 name=f"{endpoint_name}-models",
-                size_gb=args.network_volume_size_gb,
-                data_center_id=args.network_volume_data_center_id,
-                adopt_existing=args.adopt_existing,
-                opts=pulumi.ResourceOptions(parent=self, protect=not args.allow_volume_deletion),
+                size_gb=settings.network_volume_gb,
+                data_center_id=settings.network_volume_data_center_id,
+                adopt_existing=settings.adopt_existing,
+                opts=pulumi.ResourceOptions(parent=self, protect=not settings.allow_deletion),
             )
             volume_ids.append(volume.id)
-            data_centers = data_centers or (args.network_volume_data_center_id,)
+            data_centers = data_centers or (settings.network_volume_data_center_id,)
             env["MODELS_DIR"] = f"{SERVERLESS_VOLUME_MOUNT}/models"
             volume_id = volume.id
 
         endpoint = Endpoint(
             f"{name}-endpoint",
             name=endpoint_name,
-            image=args.worker.image,
+            image=worker.image,
             env=env,
             registry_id=credentials.registry.id,
-            gpu_pools=args.gpu_pools,
-            gpu_count=args.gpu_count,
-            min_cuda_version=args.worker.cuda_version,
-            workers_min=args.workers_min,
-            workers_max=args.workers_max,
-            idle_timeout_s=args.idle_timeout_s,
-            scaling_type=args.scaling_type,
-            scaling_value=args.scaling_value,
-            container_disk_gb=args.container_disk_gb,
+            gpu_pools=settings.gpu_pools,
+            excluded_gpu_types=settings.excluded_gpu_types,
+            gpu_count=settings.gpu_count,
+            min_cuda_version=worker.cuda_version,
+            workers_min=settings.workers_min,
+            workers_max=settings.workers_max,
+            idle_timeout_s=settings.idle_timeout,
+            scaling_type=settings.scaler_type,
+            scaling_value=settings.scaler_value,
+            container_disk_gb=settings.container_disk_gb,
             data_center_ids=data_centers,
             network_volume_ids=volume_ids,
-            timeout_ms=args.execution_timeout_ms,
-            flashboot=args.flashboot,
-            adopt_existing=args.adopt_existing,
+            timeout_ms=execution_timeout_ms(settings.job_timeout_seconds),
+            flashboot=settings.flashboot,
+            adopt_existing=settings.adopt_existing,
             opts=child,
         )
-        if args.wait_for_rollout:
+        if settings.wait_for_rollout:
             # A resource of its own: a wait that times out fails only the wait, and the
             # endpoint stays in state with its id (the next `up` waits again).
             EndpointRollout(
                 f"{name}-rollout",
                 endpoint=endpoint,
-                timeout_s=args.rollout_timeout_s,
+                timeout_s=settings.rollout_timeout_seconds,
                 opts=child,
             )
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_cloudflare as cloudflare
 
+from components import Options
 from components.config import R2_JURISDICTIONS, BucketSettings
 
 #: Cloudflare permission groups, looked up by name (ids differ per account and change).
@@ -88,13 +89,7 @@ class OutputBucket(pulumi.ComponentResource):
     """App's S3 secret access key (read only), secret."""
 
     def __init__(
-        self,
-        name: str,
-        *,
-        account_id: str,
-        settings: BucketSettings,
-        allow_deletion: bool = False,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, *, account_id: str, settings: BucketSettings, opts: Options = None
     ) -> None:
         super().__init__("comfyui-runpod:index:OutputBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -111,7 +106,7 @@ class OutputBucket(pulumi.ComponentResource):
             # leaves the old bucket and its objects in place, to copy and delete by hand.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                protect=not allow_deletion,
+                protect=not settings.allow_deletion,
                 retain_on_delete=True,
                 replace_on_changes=["jurisdiction"],
             ),

@@ -4,12 +4,13 @@ Owns: a network volume (models and outputs survive the pod; mounted at `/workspa
 RunPod secrets with the pod's R2 credentials (and a Hugging Face token when given) and a
 GHCR registry credential, declared through `components.worker_wiring` under this
 component's own names; and a pod template in the hearmeman-extended style: ComfyUI on
-8188/http, JupyterLab on 8888/http (only when `start_jupyter`; `ENABLE_JUPYTER` tells
+8188/http, JupyterLab on 8888/http (only when `videoPod.jupyter`; `ENABLE_JUPYTER` tells
 `start.sh` the same), SSH on 22/tcp, `MODE=pod`, `ENABLE_R2_SYNC=true` so the sync daemon
 lands every output in R2, and `MODEL_GROUPS` (WAN 2.2 720p T2V by default). ComfyUI's port
-answers only with a password: a RunPod secret holding `comfy_password`, referenced as
+answers only with a password: a RunPod secret holding `videoPod.comfyPassword`, referenced as
 `COMFYUI_PASSWORD` (start.sh's nginx proxy checks it; without it 8188 stays closed). It exports
 the exact `POST /v2/pods` body that starts a pod from the template with the volume attached.
+Its settings are the stack config's `videoPod.*` keys (`VideoPodSettings`).
 
 Deliberately does not own: running pods. A pod bills by the hour and is started by a
 person for a session (console or `POST /v2/pods` with `pod_request`), so the stack never
@@ -19,11 +20,12 @@ serverless endpoint's so each component stands alone (RunPod names are account-u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
+from components import Options
+from components.config import VideoPodSettings
 from components.runpod import NetworkVolume, Template
 from components.runpod.resources import runpod_name_prefix
 from components.worker_wiring import (
@@ -36,58 +38,13 @@ from components.worker_wiring import (
 POD_VOLUME_MOUNT = "/workspace"
 POD_PORTS = ("8188/http", "8888/http", "22/tcp")
 JUPYTER_PORT = "8888/http"
+POD_GPU_TYPE = "NVIDIA A100 80GB PCIe"
+"""GPU type written into `pod_request` (WAN 2.2 720p wants 48-80 GB)."""
 
 
 def pod_ports(*, jupyter: bool) -> tuple[str, ...]:
     """The template's ports: ComfyUI, JupyterLab (only when it runs) and SSH."""
     return tuple(port for port in POD_PORTS if jupyter or port != JUPYTER_PORT)
-
-
-@dataclass(frozen=True, kw_only=True)
-class VideoPodArgs:
-    """Inputs of `VideoPod`; plain values are validated when constructed."""
-
-    worker: WorkerWiring
-    """Image, R2 target and credentials (for the sync daemon), and the GHCR pull credential
-    (shared with `ComfyServerless`)."""
-    template_name: str | None = None
-    """Template name; default `<project>-<stack>-video-pod`."""
-    name_prefix: str | None = None
-    """Prefix of account-unique RunPod names; default from project and stack."""
-    data_center_id: str = "EU-RO-1"
-    """Data center of the network volume (immutable; pods must run there)."""
-    volume_size_gb: int = 200
-    """Network volume size, 10..4096 GB (grow only)."""
-    container_disk_gb: int = 50
-    """Container disk of the pod in GB."""
-    model_groups: tuple[str, ...] = ("wan22_t2v", "wan22_t2v_fast")
-    """`MODEL_GROUPS` downloaded onto the volume at first boot."""
-    start_jupyter: bool = True
-    """Start JupyterLab on 8888 (RunPod injects `JUPYTER_PASSWORD`); when false the pod gets
-    `ENABLE_JUPYTER=false` and the template exposes no 8888/http."""
-    allow_volume_deletion: bool = False
-    """`data.allowDeletion`: unless true, the network volume is registered protected."""
-    comfy_password: pulumi.Input[str] | None = None
-    """Password of the proxy in front of ComfyUI (secret Output); stored as a RunPod secret
-    and referenced as `COMFYUI_PASSWORD`. None leaves port 8188 closed."""
-    gpu_type_id: str = "NVIDIA A100 80GB PCIe"
-    """GPU type written into `pod_request` (WAN 2.2 720p wants 48-80 GB)."""
-    adopt_existing: bool = False
-    """Take over RunPod objects that already carry this component's names (otherwise such
-    an object fails the `up`, naming it)."""
-
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not 10 <= self.volume_size_gb <= 4096:
-            problems.append(f"volume_size_gb must be 10..4096, got {self.volume_size_gb}")
-        if not 1 <= self.container_disk_gb <= 4096:
-            problems.append(f"container_disk_gb must be 1..4096, got {self.container_disk_gb}")
-        if not self.model_groups:
-            problems.append("model_groups must name at least one group")
-        if not self.data_center_id:
-            problems.append("data_center_id is required (e.g. EU-RO-1)")
-        if problems:
-            raise ValueError("invalid VideoPodArgs: " + "; ".join(problems))
 
 
 class VideoPod(pulumi.ComponentResource):
@@ -105,50 +62,48 @@ class VideoPod(pulumi.ComponentResource):
     """Pod env variable -> RunPod secret name it references."""
 
     def __init__(
-        self, name: str, args: VideoPodArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, *, settings: VideoPodSettings, worker: WorkerWiring, opts: Options = None
     ) -> None:
         super().__init__("comfyui-runpod:index:VideoPod", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        prefix = args.name_prefix or runpod_name_prefix(pulumi.get_project(), pulumi.get_stack())
-        template_name = (
-            args.template_name or f"{pulumi.get_project()}-{pulumi.get_stack()}-video-pod"
-        )
+        prefix = runpod_name_prefix(pulumi.get_project(), pulumi.get_stack())
+        template_name = f"{pulumi.get_project()}-{pulumi.get_stack()}-video-pod"
 
         volume = NetworkVolume(
             f"{name}-volume",
             name=f"{template_name}-workspace",
-            size_gb=args.volume_size_gb,
-            data_center_id=args.data_center_id,
-            adopt_existing=args.adopt_existing,
-            opts=pulumi.ResourceOptions(parent=self, protect=not args.allow_volume_deletion),
+            size_gb=settings.volume_gb,
+            data_center_id=settings.data_center_id,
+            adopt_existing=settings.adopt_existing,
+            opts=pulumi.ResourceOptions(parent=self, protect=not settings.allow_deletion),
         )
 
         # The proxy password is one more worker credential: a RunPod secret the template
         # references, in the rotation marker, adopted like the others.
         extra = (
-            [("COMFYUI_PASSWORD", "comfy-password", args.comfy_password)]
-            if args.comfy_password is not None
+            [("COMFYUI_PASSWORD", "comfy-password", settings.comfy_password)]
+            if settings.comfy_password is not None
             else []
         )
         credentials = declare_worker_credentials(
             name,
-            args.worker,
+            worker,
             parent=self,
             secret_name_prefix=f"{prefix}_pod",
             registry_name=f"{prefix}_ghcr_pod",
             described_as=f"the {template_name} pods",
-            adopt_existing=args.adopt_existing,
+            adopt_existing=settings.adopt_existing,
             extra=extra,
         )
         mode_env: dict[str, pulumi.Input[str]] = {
             "ENABLE_R2_SYNC": "true",
-            "ENABLE_JUPYTER": "true" if args.start_jupyter else "false",
+            "ENABLE_JUPYTER": "true" if settings.jupyter else "false",
         }
         secret_names = dict(credentials.secret_names)
         env = worker_env(
-            args.worker,
+            worker,
             mode="pod",
-            model_groups=args.model_groups,
+            model_groups=settings.model_groups,
             mode_env=mode_env,
             references=credentials.references,
             revision=credentials.revision,
@@ -157,35 +112,35 @@ class VideoPod(pulumi.ComponentResource):
         template = Template(
             f"{name}-template",
             name=template_name,
-            image=args.worker.image,
+            image=worker.image,
             env=env,
-            ports=pod_ports(jupyter=args.start_jupyter),
-            container_disk_gb=args.container_disk_gb,
+            ports=pod_ports(jupyter=settings.jupyter),
+            container_disk_gb=settings.container_disk_gb,
             registry_id=credentials.registry.id,
             serverless=False,
             start_ssh=True,
-            start_jupyter=args.start_jupyter,
+            start_jupyter=settings.jupyter,
             # Templates take only an exact set (no minCudaVersion in v2): the image's
             # version and every newer one RunPod hosts report.
             allowed_cuda_versions=(
-                cuda_versions_from(args.worker.cuda_version) if args.worker.cuda_version else ()
+                cuda_versions_from(worker.cuda_version) if worker.cuda_version else ()
             ),
-            adopt_existing=args.adopt_existing,
+            adopt_existing=settings.adopt_existing,
             opts=child,
         )
 
         self.template_id = template.id
         self.network_volume_id = volume.id
-        self.data_center_id = pulumi.Output.from_input(args.data_center_id)
+        self.data_center_id = pulumi.Output.from_input(settings.data_center_id)
         self.secret_names = pulumi.Output.from_input(secret_names)
         self.pod_request = pulumi.Output.all(template.id, volume.id).apply(
             lambda ids: {
                 "name": template_name,
                 "templateId": ids[0],
-                "gpu": {"id": args.gpu_type_id, "count": 1},
-                "dataCenterIds": [args.data_center_id],
+                "gpu": {"id": POD_GPU_TYPE, "count": 1},
+                "dataCenterIds": [settings.data_center_id],
                 "mounts": {"network": [{"volumeId": ids[1], "path": POD_VOLUME_MOUNT}]},
-                "startJupyter": args.start_jupyter,
+                "startJupyter": settings.jupyter,
                 "startSsh": True,
             }
         )

@@ -28,6 +28,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker_build as docker_build
 
+from components import Options
 from components.config import ImageSettings
 
 PLATFORM = docker_build.Platform.LINUX_AMD64
@@ -129,7 +130,7 @@ class WorkerImage(pulumi.ComponentResource):
         hf_token: pulumi.Output[str] | None = None,
         context: str = "image",
         dockerfile: str = "image/Dockerfile",
-        opts: pulumi.ResourceOptions | None = None,
+        opts: Options = None,
     ) -> None:
         super().__init__("comfyui-runpod:index:WorkerImage", name, None, opts)
         repository = settings.repository

@@ -173,18 +173,10 @@ def declare_worker_credentials(
     mode's own credentials as `(VARIABLE, role, value)`, declared the same way.
     """
     child = pulumi.ResourceOptions(parent=parent)
-    credentials: list[tuple[str, str, pulumi.Input[str]]] = [
-        ("R2_ACCESS_KEY_ID", "r2-access-key-id", worker.r2_access_key_id),
-        ("R2_SECRET_ACCESS_KEY", "r2-secret-access-key", worker.r2_secret_access_key),
-    ]
-    if worker.hf_token is not None:
-        credentials.append(("HF_TOKEN", "hf-token", worker.hf_token))
-    credentials.extend(extra)
-
     references: dict[str, pulumi.Output[str]] = {}
     names: dict[str, str] = {}
     markers: list[pulumi.Output[str]] = []
-    for variable, role, value in credentials:
+    for variable, role, value in (*_credentials(worker), *extra):
         secret_name = f"{secret_name_prefix}_{role.replace('-', '_')}"
         secret = Secret(
             f"{name}-{role}",
@@ -215,6 +207,17 @@ def declare_worker_credentials(
     return WorkerCredentials(
         references=references, secret_names=names, registry=registry, revision=revision
     )
+
+
+def _credentials(worker: WorkerWiring) -> list[tuple[str, str, pulumi.Input[str]]]:
+    """`(VARIABLE, role, value)` of every credential a worker gets from its wiring."""
+    credentials: list[tuple[str, str, pulumi.Input[str]]] = [
+        ("R2_ACCESS_KEY_ID", "r2-access-key-id", worker.r2_access_key_id),
+        ("R2_SECRET_ACCESS_KEY", "r2-secret-access-key", worker.r2_secret_access_key),
+    ]
+    if worker.hf_token is not None:
+        credentials.append(("HF_TOKEN", "hf-token", worker.hf_token))
+    return credentials
 
 
 def _marker(parts: Sequence[str]) -> str:

@@ -36,9 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from graphql_peer import GraphQLPeer, GraphQLStub, running_stub  # noqa: E402 - path set above
 
-from components.serverless import ComfyServerless, ComfyServerlessArgs  # noqa: E402
-from components.video_pod import VideoPod, VideoPodArgs  # noqa: E402
+from components.serverless import ComfyServerless  # noqa: E402
+from components.video_pod import VideoPod  # noqa: E402
 from components.worker_wiring import WorkerWiring  # noqa: E402
+from tests.components.builders import serverless_settings, video_pod_settings  # noqa: E402
 from tests.fakes.runpod_api import (  # noqa: E402
     DEFAULT_API_KEY,
     RunPodEmulator,
@@ -77,8 +78,8 @@ def our_program(image: str, secret: str = SECRET_VALUE, token: str = PULL_TOKEN)
             registry_username="acme-bot",
             registry_token=pulumi.Output.secret(token),
         )
-        ComfyServerless("comfyui", ComfyServerlessArgs(worker=worker))
-        VideoPod("video", VideoPodArgs(worker=worker))
+        ComfyServerless("comfyui", settings=serverless_settings(), worker=worker)
+        VideoPod("video", settings=video_pod_settings(), worker=worker)
 
     return declare
 

@@ -17,11 +17,19 @@ Retry policy (see `_BoundedRetry`):
   orphan. The caller makes that lookup ignore objects that existed before the POST (see
   `providers._RunPodProvider._create`), or it could adopt someone else's object.
 
+Two policies, two libraries, because they differ: the transport retries above are HTTP
+level (urllib3's `Retry`, per request, backoff and `Retry-After` within a time budget);
+a create's own attempts (tenacity, `create_attempts` of them, no wait: the lookup between
+two attempts is the pause) retry only a POST whose outcome is unknown and whose object
+the lookup did not find. The providers' waits (an in-use delete, a rollout) are polls
+within a time budget, a third shape (`providers._polling`).
+
 Lists follow a `nextCursor` if RunPod ever returns one (the v2 spec documents none).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -29,6 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import requests
+import tenacity
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -166,6 +175,8 @@ class RunPodClient:
     ) -> None:
         if not api_key:
             raise MissingApiKeyError
+        if create_attempts < 1:
+            raise ValueError(f"create_attempts must be at least 1, got {create_attempts}")
         self._api_key = api_key
         self.base_url = (base_url or base_url_from_env()).rstrip("/")
         self._timeout = (connect_timeout_s, read_timeout_s)
@@ -312,13 +323,14 @@ class RunPodClient:
         if `find_existing` finds the object; otherwise that refusal is raised.
         """
         secrets = tuple(redact)
-        last_error: Exception = RuntimeError(f"RunPod POST {path}: no attempt was made")
-        for attempt in range(self._create_attempts):
+        attempts = itertools.count()
+
+        def post() -> dict[str, Any]:
+            retried = next(attempts) > 0
             try:
                 result = self.request("POST", path, json=body, redact=secrets)
-                return dict(result) if isinstance(result, dict) else {}
             except RunPodApiError as exc:
-                if attempt > 0 and exc.status in (400, 409):
+                if retried and exc.status in (400, 409):
                     # Refused as a duplicate name after an attempt whose answer was lost:
                     # that attempt committed if the lookup finds the object now.
                     found = find_existing()
@@ -327,18 +339,44 @@ class RunPodClient:
                     raise
                 if exc.status not in _LOST_RESPONSE_STATUSES:
                     raise
-                last_error = exc
+                return _committed_or(exc, path, find_existing)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last_error = exc
-            LOG.warning(
-                "RunPod POST %s: outcome unknown (%s); looking the name up before retrying",
-                path,
-                type(last_error).__name__,
-            )
-            found = find_existing()
-            if found is not None:
-                return found
-        raise last_error
+                return _committed_or(exc, path, find_existing)
+            return dict(result) if isinstance(result, dict) else {}
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._create_attempts),
+            retry=tenacity.retry_if_exception_type(_OutcomeUnknownError),
+            reraise=True,
+        )
+        try:
+            return retrying(post)
+        except _OutcomeUnknownError as unknown:
+            raise unknown.error from None
+
+
+class _OutcomeUnknownError(Exception):
+    """A POST whose outcome is unknown and whose object the lookup did not find: the one
+    failure `create` sends again (the lookup's own errors are not)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _committed_or(
+    error: Exception, path: str, find_existing: Callable[[], dict[str, Any] | None]
+) -> dict[str, Any]:
+    """The object a POST with an unknown outcome committed, or `_OutcomeUnknownError`."""
+    LOG.warning(
+        "RunPod POST %s: outcome unknown (%s); looking the name up before retrying",
+        path,
+        type(error).__name__,
+    )
+    found = find_existing()
+    if found is None:
+        raise _OutcomeUnknownError(error)
+    return found
 
 
 def _error_from_response(

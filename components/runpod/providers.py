@@ -10,9 +10,9 @@ provider process: `configure()` reads the key, the first API call builds the cli
 `__getstate__` keeps both out of any pickle.
 
 Semantics shared by every kind:
-- `check` validates offline (no network) and returns one `CheckFailure` per bad property;
-  enums and bounds come from `schema.py`, the project's description of the v2 bodies;
-  values still unknown in preview are skipped.
+- `check` validates offline (no network) and returns one `CheckFailure` per bad property:
+  the pure checks live in `checks.py`, with bounds and enums from `limits.py` (shared
+  with the stack config); values still unknown in preview are skipped.
 - `diff` compares the declared input keys only (old *outputs* against new *inputs*),
   never calls the network, treats unknown values as changes, and lists `replaces`. Lists
   RunPod treats as sets (GPU pools, excluded GPU types, CUDA versions, data centers,
@@ -36,7 +36,9 @@ Semantics shared by every kind:
 - `delete` of an object that is already gone succeeds. A delete RunPod refuses because
   the object is still in use is retried within a bound (`in_use_budget_s`); then a
   template or a volume fails naming its users, and a registry credential is left in
-  place with a warning naming the pods (a rotation never fails the `up`).
+  place with a warning naming the pods (a rotation never fails the `up`). That retry and
+  the rollout wait are one policy, `_polling` (tenacity); the HTTP-level retries are
+  the client's (`api.py` says why those differ).
 - Secret values and registry passwords never appear in outputs: a salted SHA-256 marker
   stands in for them so that rotation still shows as a diff.
 
@@ -60,8 +62,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
+import tenacity
 from pulumi.dynamic import (
-    CheckFailure,
     CheckResult,
     ConfigureRequest,
     CreateResult,
@@ -70,14 +72,24 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pulumi.output import Unknown
 
-from components.runpod import schema
+from components.runpod import checks, limits
 from components.runpod.api import MissingApiKeyError, RunPodApiError, RunPodClient
+from components.runpod.checks import (
+    SECRET_LOOKING_KEY,
+    SECRET_NAME,
+    UNKNOWN,
+    is_secret_reference,
+    is_unknown,
+    plain,
+    secret_reference,
+)
 
 __all__ = [
     "ENV_WITHHELD",
     "GPU_POOLS",
+    "SECRET_NAME",
+    "UNKNOWN",
     "EndpointProvider",
     "EndpointRolloutProvider",
     "NetworkVolumeProvider",
@@ -91,81 +103,13 @@ __all__ = [
 
 LOG = logging.getLogger("components.runpod.providers")
 
-UNKNOWN: Final = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-"""`pulumi.runtime.rpc.UNKNOWN`, the wire form of a value not known yet."""
-
-GPU_POOLS: Final = frozenset(
-    {
-        "AMPERE_16",
-        "AMPERE_24",
-        "ADA_24",
-        "ADA_32_PRO",
-        "AMPERE_48",
-        "ADA_48_PRO",
-        "AMPERE_80",
-        "ADA_80_PRO",
-        "HOPPER_141",
-        "BLACKWELL_96",
-        "BLACKWELL_180",
-    }
-)
-# Enums and patterns come from the project's description of the v2 bodies (schema.py), so
-# check refuses offline what RunPod would refuse.
-FLASHBOOT_MODES: Final = schema.enum_of(schema.FLASHBOOT)
-ENDPOINT_TYPES: Final = schema.enum_of(schema.ENDPOINT_TYPE)
-TEMPLATE_CATEGORIES: Final = schema.enum_of(schema.TEMPLATE_CATEGORY)
-VOLUME_TYPES: Final = schema.enum_of(schema.VOLUME_TYPE)
-SECRET_NAME: Final = re.compile(schema.SECRET_NAME_PATTERN)
-SECRET_REFERENCE: Final = re.compile(r"^\{\{\s*RUNPOD_SECRET_([a-zA-Z_][a-zA-Z0-9_.\-/]*)\s*\}\}$")
-ENV_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECRET_LOOKING_KEY: Final = re.compile(
-    r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.IGNORECASE
-)
-PORT: Final = re.compile(r"^\d{1,5}/(http|tcp|udp)$")
-DIGEST_PINNED: Final = re.compile(r"^[a-z0-9.\-]+(:\d+)?/[^@\s]+@sha256:[0-9a-f]{64}$")
-CUDA_VERSION: Final = re.compile(schema.CUDA_VERSION_PATTERN)
+# The checks live in `checks.py`, RunPod's limits in `limits.py`; the names tests and the
+# package import from here are re-exported.
+GPU_POOLS: Final = limits.GPU_POOLS
 CONTAINER_KEYS: Final = ("image", "args", "container_disk_gb", "ports", "env", "registry_id")
 
 
-def secret_reference(name: str) -> str:
-    """The env value RunPod replaces with the secret `name` when a worker or pod boots."""
-    return "{{ RUNPOD_SECRET_" + name + " }}"
-
-
-def is_secret_reference(value: str) -> bool:
-    """True if `value` is exactly one `{{ RUNPOD_SECRET_<name> }}` reference."""
-    return bool(SECRET_REFERENCE.match(value))
-
-
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _unknown(value: Any) -> bool:
-    # Check and Diff deserialize with keep_unknowns, so an unknown arrives as a
-    # `pulumi.output.Unknown` instance; other paths may still see the wire string.
-    if isinstance(value, Unknown):
-        return True
-    if isinstance(value, str):
-        return value == UNKNOWN
-    if isinstance(value, Mapping):
-        return any(_unknown(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_unknown(v) for v in value)
-    return False
-
-
-def _plain(value: Any) -> Any:
-    """JSON-shaped copy with integral floats back to ints (gRPC carries numbers as doubles;
-    RunPod's Go handlers reject `300000.0` for an integer) and None members dropped."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _project(live: Any, declared: Any) -> Any:
@@ -175,7 +119,7 @@ def _project(live: Any, declared: Any) -> Any:
         return {k: _project(live.get(k), v) for k, v in declared.items()}
     if isinstance(declared, list | tuple) and isinstance(live, list) and len(declared) == len(live):
         return [_project(item, want) for item, want in zip(live, declared, strict=True)]
-    return _plain(live)
+    return plain(live)
 
 
 ENV_WITHHELD: Final = "<set outside Pulumi; value withheld>"
@@ -209,86 +153,6 @@ def _salted_hash(salt: str, value: str) -> str:
     return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()
 
 
-class _Failures:
-    def __init__(self) -> None:
-        self.items: list[CheckFailure] = []
-
-    def add(self, prop: str, reason: str) -> None:
-        self.items.append(CheckFailure(prop, reason))
-
-    def require_str(
-        self,
-        news: Mapping[str, Any],
-        key: str,
-        *,
-        pattern: re.Pattern[str] | None = None,
-        hint: str = "",
-    ) -> None:
-        value = news.get(key)
-        if _unknown(value):
-            return
-        if not isinstance(value, str) or not value:
-            self.add(key, f"{key} is required and must be a non-empty string")
-        elif pattern is not None and not pattern.match(value):
-            self.add(key, f"{key} {value!r} is invalid{': ' + hint if hint else ''}")
-
-    def within(
-        self, value: Any, prop: str, bounds: schema.Integer, *, cap: int | None = None
-    ) -> None:
-        """`int_range` with the bounds RunPod's description gives (`cap`: our own limit)."""
-        self.int_range(value, prop, bounds.minimum or 0, bounds.maximum or cap)
-
-    def int_range(self, value: Any, prop: str, low: int, high: int | None = None) -> None:
-        if value is None or _unknown(value):
-            return
-        number = _plain(value)
-        if isinstance(number, bool) or not isinstance(number, int):
-            self.add(prop, f"{prop} must be an integer, got {value!r}")
-        elif number < low or (high is not None and number > high):
-            bound = f"{low}..{high}" if high is not None else f">= {low}"
-            self.add(prop, f"{prop} must be {bound}, got {number}")
-
-
-def _check_env(failures: _Failures, env: Any) -> None:
-    if env is None or (_unknown(env) and not isinstance(env, Mapping)):
-        return
-    if not isinstance(env, Mapping):
-        failures.add("env", "env must be a mapping of names to strings")
-        return
-    for key, value in env.items():
-        if not ENV_KEY.match(str(key)):
-            failures.add("env", f"env key {key!r} is not a valid variable name")
-        if _unknown(value):
-            continue
-        if not isinstance(value, str):
-            failures.add("env", f"env {key} must be a string, got {type(value).__name__}")
-        elif SECRET_LOOKING_KEY.search(str(key)) and not is_secret_reference(value):
-            failures.add(
-                "env",
-                f"env {key} looks like a credential: set it to a RunPod secret reference "
-                f"such as {secret_reference(str(key).lower())!r}, never a literal value",
-            )
-
-
-def _check_container(failures: _Failures, news: Mapping[str, Any]) -> None:
-    failures.require_str(
-        news,
-        "image",
-        pattern=DIGEST_PINNED,
-        hint="use a fully qualified reference pinned by digest, "
-        "e.g. ghcr.io/<owner>/<image>@sha256:<64 hex>",
-    )
-    failures.within(
-        news.get("container_disk_gb"), "container_disk_gb", schema.CONTAINER_DISK, cap=4096
-    )
-    ports = news.get("ports")
-    if ports is not None and not _unknown(ports):
-        for port in ports:
-            if not isinstance(port, str) or not PORT.match(port):
-                failures.add("ports", f"port {port!r} must look like 8188/http or 22/tcp")
-    _check_env(failures, news.get("env"))
-
-
 # -- base provider --------------------------------------------------------------------------
 
 
@@ -300,10 +164,28 @@ class ObjectInUseError(RuntimeError):
         self.users = users
 
 
-def _in_use(exc: RunPodApiError) -> bool:
+def _in_use(exc: BaseException) -> bool:
     """A refusal because something still uses the object (400/409 with that reason)."""
+    if not isinstance(exc, RunPodApiError):
+        return False
     reason = str(exc).lower()
     return exc.status in (400, 409) and ("in use" in reason or "attached" in reason)
+
+
+def _polling(poll_s: float, budget_s: float, **policy: Any) -> tenacity.Retrying:
+    """The policy of both waits here (a delete refused while in use, a release rolling
+    out): attempts `poll_s` apart, and none that would start after `budget_s` from now.
+    `policy` says what calls for another attempt. Clock and sleep are this module's `time`,
+    read when the wait starts, so one clock drives the wait and its bound (a test's fake
+    one included)."""
+    deadline = time.monotonic() + budget_s
+    return tenacity.Retrying(
+        wait=tenacity.wait_fixed(poll_s),
+        stop=lambda _state: time.monotonic() + poll_s > deadline,
+        sleep=time.sleep,
+        reraise=True,
+        **policy,
+    )
 
 
 ADOPT_HINT: Final = (
@@ -325,7 +207,11 @@ class _RunPodProvider(ResourceProvider):
     set_keys: ClassVar[frozenset[str]] = frozenset()
     """Inputs holding lists RunPod treats as sets (and reads back in its own order)."""
     replace_keys: ClassVar[frozenset[str]] = frozenset()
+    """Inputs whose change replaces the object (every other change is PATCHed)."""
     delete_before_replace: ClassVar[bool] = False
+    hashed_key: ClassVar[str | None] = None
+    """The write-only input (a secret's value, a password): state keeps only `salt` and
+    `<key>_hash`, a salted SHA-256 that still shows a new value as a change."""
     unique_names: ClassVar[bool] = True
     fresh_names: ClassVar[bool] = False
     """The RunPod name is new at every create (a random generation suffix): nothing can
@@ -373,27 +259,99 @@ class _RunPodProvider(ResourceProvider):
 
     def _comparable(self, key: str, value: Any) -> Any:
         """The value as RunPod compares it: lists it treats as sets are sorted."""
-        plain = _plain(value)
-        if key in self.set_keys and isinstance(plain, list):
-            return sorted(plain, key=repr)
-        return plain
+        value = plain(value)
+        if key in self.set_keys and isinstance(value, list):
+            return sorted(value, key=repr)
+        return value
 
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        """Declared inputs whose new value differs from the stored output (an unknown one
+        always does; the hashed key is compared through its salted hash)."""
         changed = []
         for key in self.input_keys:
             new = news.get(key)
-            if _unknown(new) or self._comparable(key, olds.get(key)) != self._comparable(key, new):
+            if key == self.hashed_key:
+                same = self._hash_matches(olds, new)
+            else:
+                old = olds.get(key)
+                same = not is_unknown(new) and self._comparable(key, old) == self._comparable(
+                    key, new
+                )
+            if not same:
                 changed.append(key)
         return changed
 
+    def _replaces(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], changed: list[str]
+    ) -> list[str]:
+        """The changes that replace the object: `replace_keys`; kinds add their own."""
+        return [key for key in changed if key in self.replace_keys]
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = self._changed_keys(olds, news)
-        replaces = [key for key in changed if key in self.replace_keys]
+        replaces = self._replaces(olds, news, changed)
         return DiffResult(
             changes=bool(changed),
             replaces=replaces,
             delete_before_replace=self.delete_before_replace if replaces else None,
         )
+
+    # -- the hashed input ----------------------------------------------------------------
+
+    def _hash_matches(self, olds: Mapping[str, Any], value: Any) -> bool:
+        salt = olds.get("salt")
+        return (
+            not is_unknown(value)
+            and isinstance(salt, str)
+            and isinstance(value, str)
+            and _salted_hash(salt, value) == olds.get(f"{self.hashed_key}_hash")
+        )
+
+    def _hash_outputs(self, news: Mapping[str, Any], olds: Mapping[str, Any]) -> dict[str, Any]:
+        """`salt` (kept from `olds`, else new) and the hash of the declared value."""
+        key, salt = str(self.hashed_key), olds.get("salt")
+        if not isinstance(salt, str):
+            salt = secrets.token_hex(16)
+        return {"salt": salt, f"{key}_hash": _salted_hash(salt, str(news[key]))}
+
+    def _redacted(self, news: Mapping[str, Any]) -> list[str]:
+        """Values no error message may show: the hashed input's."""
+        return [str(news[self.hashed_key])] if self.hashed_key else []
+
+    # -- bodies and state ----------------------------------------------------------------
+
+    def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+        """The API body writing `keys` of `news`: every input key to create, the changed
+        ones to update."""
+        raise NotImplementedError
+
+    def _update_body(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]
+    ) -> dict[str, Any]:
+        """The PATCH body for the changed `keys`; kinds restate what a partial update needs."""
+        return self._body(news, keys)
+
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """State after a write: the declared inputs as `live` (RunPod's object) holds them
+        and the computed outputs; `olds` is the state before (`{}` on create)."""
+        raise NotImplementedError
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        body = self._body(props, self.input_keys)
+        live = self._create(props, body, redact=self._redacted(props))
+        return CreateResult(str(live["id"]), self._outputs(props, live, {}))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """PATCH what changed (replacing changes never reach an update), else read back."""
+        changed = [k for k in self._changed_keys(olds, news) if k not in self.replace_keys]
+        body = self._update_body(olds, news, changed)
+        if body:
+            live = self._client().patch(self._path(_id), body, redact=self._redacted(news))
+        else:
+            live = self._client().get(self._path(_id)) or {}
+        return UpdateResult(self._outputs(news, live, olds))
 
     # -- lookup -----------------------------------------------------------------------
 
@@ -468,6 +426,14 @@ class _RunPodProvider(ResourceProvider):
                     raise self._taken(name, raced) from None
             raise
 
+    def _adoptable(self, existing: Mapping[str, Any], what: str, live: Any, declared: Any) -> None:
+        """Refuse to adopt an object whose `what` (a field no update can change) differs."""
+        if live != declared:
+            raise RuntimeError(
+                f"cannot adopt {self.kind} {existing.get('id')}: its {what} is {live}, "
+                f"the stack declares {declared}"
+            )
+
     def _adopt(
         self, existing: dict[str, Any], props: Mapping[str, Any], body: dict[str, Any]
     ) -> dict[str, Any]:
@@ -489,27 +455,28 @@ class _RunPodProvider(ResourceProvider):
         Raises `ObjectInUseError` naming the users (when they can be listed) and RunPod's
         reason once the bound is spent.
         """
-        deadline = time.monotonic() + self.in_use_budget_s
-        while True:
-            try:
-                deleted = self._client().delete(self._path(object_id))
-            except RunPodApiError as exc:
-                if not _in_use(exc):
-                    raise
-                if time.monotonic() + self.in_use_poll_s > deadline:
-                    users = self._users(object_id)
-                    held = f" by {', '.join(users)}" if users else ""
-                    raise ObjectInUseError(
-                        f"RunPod {self.kind} {object_id} is still in use{held} after "
-                        f"{self.in_use_budget_s:g} s of retries ({exc})",
-                        users=users,
-                    ) from None
-                LOG.info("RunPod %s %s still in use; retrying the delete", self.kind, object_id)
-                time.sleep(self.in_use_poll_s)
-            else:
-                if not deleted:
-                    LOG.info("RunPod %s %s was already gone", self.kind, object_id)
-                return
+        retrying = _polling(
+            self.in_use_poll_s,
+            self.in_use_budget_s,
+            retry=tenacity.retry_if_exception(_in_use),
+            before_sleep=lambda _state: LOG.info(
+                "RunPod %s %s still in use; retrying the delete", self.kind, object_id
+            ),
+        )
+        try:
+            deleted = retrying(self._client().delete, self._path(object_id))
+        except RunPodApiError as exc:
+            if not _in_use(exc):
+                raise
+            users = self._users(object_id)
+            held = f" by {', '.join(users)}" if users else ""
+            raise ObjectInUseError(
+                f"RunPod {self.kind} {object_id} is still in use{held} after "
+                f"{self.in_use_budget_s:g} s of retries ({exc})",
+                users=users,
+            ) from None
+        if not deleted:
+            LOG.info("RunPod %s %s was already gone", self.kind, object_id)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         self._delete_when_free(_id)
@@ -540,63 +507,36 @@ class SecretProvider(_RunPodProvider):
     kind = "secret"
     input_keys = ("name", "description", "value")
     replace_keys = frozenset({"name"})
+    hashed_key = "value"
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(
-            news, "name", pattern=SECRET_NAME, hint=f"must match {SECRET_NAME.pattern}"
-        )
-        name = news.get("name")
-        if isinstance(name, str) and not _unknown(name):
-            longest = schema.SECRET_NAME.max_length or 0
-            if len(name) > longest:
-                failures.add(
-                    "name", f"secret name must be at most {longest} characters, got {len(name)}"
-                )
-            if name.upper().startswith("RUNPOD"):
-                failures.add("name", f"secret name {name!r} must not start with RUNPOD (reserved)")
-        value = news.get("value")
-        if not _unknown(value) and (not isinstance(value, str) or not value):
-            failures.add("value", "value is required and must be a non-empty string")
-        description = news.get("description")
-        if (
-            description is not None
-            and not _unknown(description)
-            and not isinstance(description, str)
-        ):
-            failures.add("description", "description must be a string")
-        return CheckResult(news, failures.items)
-
-    def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-        changed = [k for k in super()._changed_keys(olds, news) if k != "value"]
-        value = news.get("value")
-        salt = olds.get("salt")
-        if (
-            _unknown(value)
-            or not isinstance(salt, str)
-            or not isinstance(value, str)
-            or _salted_hash(salt, value) != olds.get("value_hash")
-        ):
-            changed.append("value")
-        return changed
+        return CheckResult(news, checks.secret(news))
 
     def _outputs(
-        self, news: Mapping[str, Any], live: Mapping[str, Any], salt: str
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
     ) -> dict[str, Any]:
         return {
             "name": live.get("name", news.get("name")),
             "description": live.get("description") or news.get("description") or "",
             "adopt_existing": bool(news.get("adopt_existing")),
-            "salt": salt,
-            "value_hash": _salted_hash(salt, str(news["value"])),
+            **self._hash_outputs(news, olds),
             "secret_id": live.get("id"),
             "value_last_updated_at": live.get("valueLastUpdatedAt"),
         }
 
-    def _body(self, news: Mapping[str, Any]) -> dict[str, Any]:
-        body = {"name": news["name"], "value": news["value"]}
-        if news.get("description"):
+    def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+        wanted = set(keys)
+        body: dict[str, Any] = {key: news[key] for key in ("name", "value") if key in wanted}
+        if "description" in wanted and news.get("description"):
             body["description"] = news["description"]
+        return body
+
+    def _update_body(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]
+    ) -> dict[str, Any]:
+        body = self._body(news, keys)
+        if "description" in keys:
+            body["description"] = news.get("description") or ""  # an empty one clears it
         return body
 
     def _adopt(
@@ -604,7 +544,7 @@ class SecretProvider(_RunPodProvider):
     ) -> dict[str, Any]:
         patch = {k: v for k, v in body.items() if k != "name"}
         return self._client().patch(
-            self._path(str(existing["id"])), patch, redact=[str(props["value"])]
+            self._path(str(existing["id"])), patch, redact=self._redacted(props)
         )
 
     def _named(self, name: str) -> list[dict[str, Any]]:
@@ -612,18 +552,11 @@ class SecretProvider(_RunPodProvider):
         found = self._client().list(self.collection, self.list_key, params={"name": name})
         return [item for item in found if item.get("name") == name]
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        value = str(props["value"])
-        live = self._create(props, self._body(props), redact=[value])
-        return CreateResult(str(live["id"]), self._outputs(props, live, secrets.token_hex(16)))
-
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        changed = self._changed_keys(olds, news)
-        patch: dict[str, Any] = {}
-        if "value" in changed:
-            patch["value"] = news["value"]
-        if "description" in changed:
-            patch["description"] = news.get("description") or ""
+        # The answer of a PATCH is the secret; without one, state needs no GET: the
+        # stored outputs still describe it.
+        changed = [k for k in self._changed_keys(olds, news) if k not in self.replace_keys]
+        patch = self._update_body(olds, news, changed)
         live = {
             "id": _id,
             "name": olds.get("name"),
@@ -631,11 +564,8 @@ class SecretProvider(_RunPodProvider):
             "valueLastUpdatedAt": olds.get("value_last_updated_at"),
         }
         if patch:
-            live |= self._client().patch(self._path(_id), patch, redact=[str(news["value"])])
-        salt = olds.get("salt")
-        return UpdateResult(
-            self._outputs(news, live, salt if isinstance(salt, str) else secrets.token_hex(16))
-        )
+            live |= self._client().patch(self._path(_id), patch, redact=self._redacted(news))
+        return UpdateResult(self._outputs(news, live, olds))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         live = self._client().get(self._path(id_))
@@ -677,37 +607,30 @@ class RegistryProvider(_RunPodProvider):
     kind = "registry credential"
     input_keys = ("name", "username", "password")
     replace_keys = frozenset(input_keys)
+    hashed_key = "password"
     delete_before_replace = False
     fresh_names = True
     in_use_budget_s: ClassVar[float] = 30.0
     """A pod holds a credential for as long as it runs: retry briefly, then leave it."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        for key in ("name", "username", "password"):
-            failures.require_str(news, key)
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.registry(news))
 
-    def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-        changed = [k for k in super()._changed_keys(olds, news) if k != "password"]
-        password, salt = news.get("password"), olds.get("salt")
-        if (
-            _unknown(password)
-            or not isinstance(salt, str)
-            or _salted_hash(salt, str(password)) != olds.get("password_hash")
-        ):
-            changed.append("password")
-        return changed
+    def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+        body = {key: news[key] for key in keys}
+        if "name" in body:
+            body["name"] = f"{body['name']}-{secrets.token_hex(4)}"  # a new generation
+        return body
 
-    def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
-        salt = secrets.token_hex(16)
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
         return {
             "name": news["name"],
             "registry_name": live.get("name"),
             "username": news["username"],
             "adopt_existing": bool(news.get("adopt_existing")),
-            "salt": salt,
-            "password_hash": _salted_hash(salt, str(news["password"])),
+            **self._hash_outputs(news, olds),
         }
 
     def _family(self, name: str) -> list[dict[str, Any]]:
@@ -722,12 +645,7 @@ class RegistryProvider(_RunPodProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         name = str(props["name"])
         earlier = self._family(name) if props.get("adopt_existing") else []
-        body = {
-            "name": f"{name}-{secrets.token_hex(4)}",
-            "username": props["username"],
-            "password": props["password"],
-        }
-        live = self._create(props, body, redact=[str(props["password"])])
+        created = super().create(props)
         # Adopting: ours now holds the declared token, so the older generations go, except
         # one something still references. That is the credential this create replaces
         # (with adopt left on, every rotation passes here): the engine repoints the
@@ -747,7 +665,7 @@ class RegistryProvider(_RunPodProvider):
                 continue
             LOG.info("replacing adopted registry credential %s (%s)", item["id"], item["name"])
             self.delete(str(item["id"]), {})
-        return CreateResult(str(live["id"]), self._outputs(props, live))
+        return created
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         # Every declared key replaces; only adopt_existing can change in place.
@@ -824,36 +742,10 @@ class NetworkVolumeProvider(_RunPodProvider):
     }
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(news, "name")
-        failures.require_str(news, "data_center_id")
-        failures.within(news.get("size_gb"), "size_gb", schema.VOLUME_SIZE)
-        volume_type = news.get("volume_type")
-        if (
-            volume_type is not None
-            and not _unknown(volume_type)
-            and volume_type not in VOLUME_TYPES
-        ):
-            failures.add(
-                "volume_type",
-                f"volume_type must be STANDARD or HIGH_PERFORMANCE, got {volume_type!r}",
-            )
-        old_size, new_size = olds.get("size_gb"), news.get("size_gb")
-        if (
-            isinstance(old_size, int | float)
-            and isinstance(new_size, int | float)
-            and new_size < old_size
-            and olds.get("data_center_id") == news.get("data_center_id")
-        ):
-            failures.add(
-                "size_gb",
-                f"network volumes only grow: size_gb {int(new_size)} < current {int(old_size)}; "
-                "keep the size, or move to a new volume by changing data_center_id",
-            )
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.network_volume(olds, news))
 
     def _body(self, news: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-        return {self._api_names[k]: _plain(news[k]) for k in keys if news.get(k) is not None}
+        return {self._api_names[k]: plain(news[k]) for k in keys if news.get(k) is not None}
 
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         changed = [k for k in super()._changed_keys(olds, news) if k != "volume_type"]
@@ -861,7 +753,7 @@ class NetworkVolumeProvider(_RunPodProvider):
         provisioned = olds.get("actual_volume_type") or olds.get("volume_type")
         # No tier declared accepts whatever RunPod provisioned; a declared tier is a change
         # (a replacement) only when it differs from the tier the volume really has.
-        if _unknown(declared) or (declared is not None and declared != provisioned):
+        if is_unknown(declared) or (declared is not None and declared != provisioned):
             changed.append("volume_type")
         return changed
 
@@ -883,8 +775,10 @@ class NetworkVolumeProvider(_RunPodProvider):
                 users=held.users,
             ) from None
 
-    def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
-        outs = {key: _plain(live.get(api)) for key, api in self._api_names.items()}
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        outs = {key: plain(live.get(api)) for key, api in self._api_names.items()}
         if news.get("volume_type") is None:
             outs["volume_type"] = None
         outs["adopt_existing"] = bool(news.get("adopt_existing"))
@@ -894,36 +788,20 @@ class NetworkVolumeProvider(_RunPodProvider):
     def _adopt(
         self, existing: dict[str, Any], props: Mapping[str, Any], body: dict[str, Any]
     ) -> dict[str, Any]:
-        if existing.get("dataCenter") != props.get("data_center_id"):
-            raise RuntimeError(
-                f"cannot adopt network volume {existing.get('id')}: it lives in "
-                f"{existing.get('dataCenter')}, not {props.get('data_center_id')}"
-            )
+        self._adoptable(
+            existing, "data center", existing.get("dataCenter"), props.get("data_center_id")
+        )
         if int(existing.get("size", 0)) < int(props["size_gb"]):
             return self._client().patch(
                 self._path(str(existing["id"])), {"size": int(props["size_gb"])}
             )
         return existing
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        live = self._create(props, self._body(props, self.input_keys))
-        return CreateResult(str(live["id"]), self._outputs(props, live))
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        changed = [k for k in self._changed_keys(olds, news) if k in ("name", "size_gb")]
-        body = self._body(news, changed)
-        live = (
-            self._client().patch(self._path(_id), body)
-            if body
-            else self._client().get(self._path(_id)) or {}
-        )
-        return UpdateResult(self._outputs(news, live))
-
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         live = self._client().get(self._path(id_))
         if live is None:
             return ReadResult("", {})
-        outs = self._outputs(props, live)
+        outs = self._outputs(props, live, props)
         return ReadResult(id_, outs, self._read_inputs(outs))
 
 
@@ -954,25 +832,27 @@ class _ContainerProvider(_RunPodProvider):
                 if key == "registry_id":
                     body["registry"] = None  # detach a credential explicitly
                 continue
-            body[api] = _plain(value)
+            body[api] = plain(value)
         return body
 
-    def _outputs(self, news: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
         outs: dict[str, Any] = {}
         for key in self.input_keys:
             api = self.api_names.get(key)
             declared = news.get(key)
             if api is None:
-                outs[key] = _plain(declared)
+                outs[key] = plain(declared)
             elif declared is None:
                 outs[key] = None
             elif key == "env":
                 outs[key] = _live_env(live.get(api), declared)
             else:
-                projected = _project(live.get(api), _plain(declared))
+                projected = _project(live.get(api), plain(declared))
                 # A list RunPod reads back in its own order is stored in the declared one.
                 same = self._comparable(key, projected) == self._comparable(key, declared)
-                outs[key] = _plain(declared) if same else projected
+                outs[key] = plain(declared) if same else projected
         outs["adopt_existing"] = bool(news.get("adopt_existing"))
         return outs
 
@@ -980,7 +860,7 @@ class _ContainerProvider(_RunPodProvider):
         live = self._client().get(self._path(id_))
         if live is None:
             return ReadResult("", {})
-        outs = {**props, **self._outputs(props, live), **self._extra_outputs(live)}
+        outs = {**props, **self._outputs(props, live, props)}
         # Keys the stack leaves unset but RunPod now holds (e.g. a registry attached in
         # the console) show as drift too.
         for key in self.input_keys:
@@ -991,11 +871,8 @@ class _ContainerProvider(_RunPodProvider):
                 and live.get(api) not in (None, "", [], {})
             ):
                 value = live.get(api)
-                outs[key] = _live_env(value, None) if key == "env" else _plain(value)
+                outs[key] = _live_env(value, None) if key == "env" else plain(value)
         return ReadResult(id_, outs, self._read_inputs(outs))
-
-    def _extra_outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
-        return {}
 
 
 class TemplateProvider(_ContainerProvider):
@@ -1024,31 +901,7 @@ class TemplateProvider(_ContainerProvider):
     }
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(news, "name")
-        _check_container(failures, news)
-        category = news.get("category")
-        if category is not None and not _unknown(category) and category not in TEMPLATE_CATEGORIES:
-            failures.add("category", f"category must be NVIDIA, AMD or CPU, got {category!r}")
-        for version in news.get("allowed_cuda_versions") or ():
-            if not _unknown(version) and not CUDA_VERSION.match(str(version)):
-                failures.add(
-                    "allowed_cuda_versions", f"CUDA version {version!r} must look like 12.8"
-                )
-        return CheckResult(news, failures.items)
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        live = self._create(props, self._body(props, self.input_keys))
-        return CreateResult(str(live["id"]), self._outputs(props, live))
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        body = self._body(news, self._changed_keys(olds, news))
-        live = (
-            self._client().patch(self._path(_id), body)
-            if body
-            else self._client().get(self._path(_id)) or {}
-        )
-        return UpdateResult(self._outputs(news, live))
+        return CheckResult(news, checks.template(news))
 
 
 class EndpointProvider(_ContainerProvider):
@@ -1057,13 +910,17 @@ class EndpointProvider(_ContainerProvider):
     Replaced when `type` or the compute family (gpu vs cpu) changes; everything else is
     PATCHed. GPU pools, excluded types, CUDA versions, data centers and network volumes
     compare as sets: RunPod reads them back in its own order, and a reorder is no change.
-    Waiting for a release to reach the workers is `EndpointRolloutProvider`'s job.
+    Waiting for a release to reach the workers is `EndpointRolloutProvider`'s job, so a
+    failed wait never loses a new endpoint's id. Delete is one DELETE, as v2 documents it:
+    RunPod terminates the workers and cancels the queued and running jobs itself (the
+    scale-to-zero PATCH first was a GraphQL-era rule).
     """
 
     collection = "/v2/serverless"
     list_key = "endpoints"
     kind = "endpoint"
     set_keys = frozenset({"data_center_ids", "network_volume_ids"})
+    replace_keys = frozenset({"type"})
     unique_names = False
     input_keys = (
         "name",
@@ -1096,156 +953,42 @@ class EndpointProvider(_ContainerProvider):
     """Inputs whose change makes RunPod start a new release (workers roll over)."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(news, "name")
-        endpoint_type = news.get("type")
-        if not _unknown(endpoint_type) and endpoint_type not in ENDPOINT_TYPES:
-            failures.add("type", f"type must be QUEUE or LOAD_BALANCER, got {endpoint_type!r}")
-        _check_container(failures, news)
-        self._check_compute(failures, news.get("gpu"), news.get("cpu"))
-        self._check_scaling(failures, news)
-        failures.int_range(news.get("timeout_ms"), "timeout_ms", 1_000, 24 * 3_600_000)
-        flashboot = news.get("flashboot")
-        if flashboot is not None and not _unknown(flashboot) and flashboot not in FLASHBOOT_MODES:
-            failures.add(
-                "flashboot",
-                f"flashboot must be one of {', '.join(FLASHBOOT_MODES)}, got {flashboot!r}",
-            )
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.endpoint(news))
 
-    @staticmethod
-    def _check_compute(failures: _Failures, gpu: Any, cpu: Any) -> None:
-        if (gpu is None) == (cpu is None):
-            failures.add("gpu", "set exactly one of gpu or cpu")
-            return
-        if gpu is None:
-            EndpointProvider._check_cpu(failures, cpu)
-            return
-        if _unknown(gpu) and not isinstance(gpu, Mapping):
-            return
-        pools = gpu.get("pools")
-        if not _unknown(pools):
-            if not pools:
-                failures.add("gpu", "gpu.pools needs at least one pool, e.g. ['ADA_24']")
-            for pool in pools or ():
-                if not _unknown(pool) and pool not in GPU_POOLS:
-                    failures.add(
-                        "gpu",
-                        f"gpu pool {pool!r} is unknown; choose from {', '.join(sorted(GPU_POOLS))}",
-                    )
-        failures.int_range(gpu.get("count"), "gpu.count", 1, 8)
-        allowed, minimum = gpu.get("allowedCudaVersions"), gpu.get("minCudaVersion")
-        if allowed and minimum:
-            failures.add(
-                "gpu", "gpu.allowedCudaVersions and gpu.minCudaVersion are mutually exclusive"
-            )
-        versions = [*(allowed or ()), *([minimum] if minimum else [])]
-        for version in versions:
-            if not _unknown(version) and not CUDA_VERSION.match(str(version)):
-                failures.add("gpu", f"CUDA version {version!r} must look like 12.8 (major.minor)")
-
-    @staticmethod
-    def _check_cpu(failures: _Failures, cpu: Any) -> None:
-        if _unknown(cpu) and not isinstance(cpu, list | tuple):
-            return
-        if not isinstance(cpu, list | tuple) or not cpu:
-            failures.add("cpu", "cpu needs at least one {id, vcpuCount} flavor, e.g. cpu5c x 4")
-            return
-        for flavor in cpu:
-            if not isinstance(flavor, Mapping) or not flavor.get("id"):
-                failures.add("cpu", f"cpu flavor {flavor!r} needs an id such as 'cpu5c'")
-                continue
-            count = _plain(flavor.get("vcpuCount"))
-            if not _unknown(count) and (
-                not isinstance(count, int) or count < 2 or count & (count - 1)
-            ):
-                failures.add("cpu", f"cpu vcpuCount must be a power of two >= 2, got {count!r}")
-
-    @staticmethod
-    def _check_scaling(failures: _Failures, news: Mapping[str, Any]) -> None:
-        workers = news.get("workers")
-        if isinstance(workers, Mapping):
-            failures.int_range(workers.get("min"), "workers.min", 0)
-            failures.int_range(workers.get("max"), "workers.max", 0)
-            failures.within(workers.get("idleTimeout"), "workers.idleTimeout", schema.IDLE_TIMEOUT)
-            low, high = workers.get("min"), workers.get("max")
-            if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
-                failures.add(
-                    "workers", f"workers.min ({int(low)}) must not exceed workers.max ({int(high)})"
-                )
-        scaling = news.get("scaling")
-        if scaling is None:
-            failures.add(
-                "scaling",
-                "scaling is required: {type: QUEUE_DELAY, queueDelay} or "
-                "{type: REQUEST_COUNT, requestCount}",
-            )
-            return
-        if _unknown(scaling) and not isinstance(scaling, Mapping):
-            return
-        kind = scaling.get("type")
-        if kind == "QUEUE_DELAY":
-            delay = scaling.get("queueDelay")
-            if not _unknown(delay) and (not isinstance(delay, int | float) or delay < 0.5):
-                failures.add("scaling", f"scaling.queueDelay must be >= 0.5 seconds, got {delay!r}")
-            if news.get("type") == "LOAD_BALANCER":
-                failures.add("scaling", "LOAD_BALANCER endpoints scale on REQUEST_COUNT only")
-            extra = set(scaling) - {"type", "queueDelay"}
-        elif kind == "REQUEST_COUNT":
-            failures.int_range(scaling.get("requestCount"), "scaling.requestCount", 1)
-            if (
-                news.get("type") == "QUEUE"
-                and isinstance(workers, Mapping)
-                and "idleTimeout" in workers
-            ):
-                failures.add(
-                    "workers",
-                    "workers.idleTimeout does not apply to a QUEUE endpoint scaling on "
-                    "REQUEST_COUNT; remove it",
-                )
-            extra = set(scaling) - {"type", "requestCount"}
-        else:
-            failures.add(
-                "scaling", f"scaling.type must be QUEUE_DELAY or REQUEST_COUNT, got {kind!r}"
-            )
-            return
-        if extra:
-            failures.add("scaling", f"scaling has fields of the other variant: {sorted(extra)}")
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = self._changed_keys(olds, news)
-        replaces = [k for k in changed if k == "type"]
+    def _replaces(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], changed: list[str]
+    ) -> list[str]:
+        """`type`, and a move between the compute families (gpu and cpu)."""
+        replaces = super()._replaces(olds, news, changed)
         old_family = "gpu" if olds.get("gpu") is not None else "cpu"
         new_gpu = news.get("gpu")
         new_family = "gpu" if new_gpu is not None else "cpu"
-        if not _unknown(new_gpu) and old_family != new_family:
+        if not is_unknown(new_gpu) and old_family != new_family:
             replaces.append(new_family)
-        return DiffResult(changes=bool(changed), replaces=replaces)
+        return replaces
 
     def _comparable(self, key: str, value: Any) -> Any:
-        plain = super()._comparable(key, value)
-        if key == "gpu" and isinstance(plain, dict):
+        value = super()._comparable(key, value)
+        if key == "gpu" and isinstance(value, dict):
             # Pools and exclusions are one selection RunPod stores as a string and reads
             # back in its own order; CUDA versions are a set as well.
             return {
                 sub: sorted(item, key=repr)
                 if sub in _GPU_SET_KEYS and isinstance(item, list)
                 else item
-                for sub, item in plain.items()
+                for sub, item in value.items()
             }
-        return plain
+        return value
 
-    def _extra_outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
-        return {"created_at": live.get("createdAt")}
+    def _outputs(
+        self, news: Mapping[str, Any], live: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {**super()._outputs(news, live, olds), "created_at": live.get("createdAt")}
 
     def _adopt(
         self, existing: dict[str, Any], props: Mapping[str, Any], body: dict[str, Any]
     ) -> dict[str, Any]:
-        if existing.get("type") != props.get("type"):
-            raise RuntimeError(
-                f"cannot adopt endpoint {existing.get('id')}: its type is {existing.get('type')}, "
-                f"the stack declares {props.get('type')}"
-            )
+        self._adoptable(existing, "type", existing.get("type"), props.get("type"))
         patch = {k: v for k, v in body.items() if k not in ("name", "type")}
         if "gpu" in patch:
             # Clear a CUDA constraint of the other kind the adopted endpoint carries (RunPod
@@ -1253,23 +996,13 @@ class EndpointProvider(_ContainerProvider):
             patch["gpu"] = self._gpu_patch(existing.get("gpu"), patch["gpu"])
         return self._client().patch(self._path(str(existing["id"])), patch)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        # Never waits for the release: a failed wait must not lose the new endpoint's id
-        # (the wait is `EndpointRollout`, a resource of its own).
-        live = self._create(props, self._body(props, self.input_keys))
-        outs = {**self._outputs(props, live), **self._extra_outputs(live)}
-        return CreateResult(str(live["id"]), outs)
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        changed = self._changed_keys(olds, news)
-        body = self._body(news, changed)
+    def _update_body(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]
+    ) -> dict[str, Any]:
+        body = super()._update_body(olds, news, keys)
         if "gpu" in body:
             body["gpu"] = self._gpu_patch(olds.get("gpu"), body["gpu"])
-        if body:
-            live = self._client().patch(self._path(_id), body)
-        else:
-            live = self._client().get(self._path(_id)) or {}
-        return UpdateResult({**self._outputs(news, live), **self._extra_outputs(live)})
+        return body
 
     @staticmethod
     def _gpu_patch(old: Any, new: dict[str, Any]) -> dict[str, Any]:
@@ -1281,16 +1014,18 @@ class EndpointProvider(_ContainerProvider):
             patch["minCudaVersion"] = ""
         return patch
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        # One DELETE, as v2 documents it: RunPod terminates the workers and cancels the
-        # queued and running jobs itself (the scale-to-zero PATCH was a GraphQL-era rule).
-        self._delete_when_free(_id)
-
 
 _GPU_SET_KEYS: Final = frozenset({"pools", "excludedTypes", "allowedCudaVersions"})
 
 
 # -- EndpointRollout ---------------------------------------------------------------------------
+
+
+def _rolled_out(body: Mapping[str, Any]) -> bool:
+    """Whether a `/releases` answer shows the newest release on every worker."""
+    rollout = body.get("rollout") or {}
+    on_latest, total = rollout.get("workersOnLatest", 0), rollout.get("workersTotal", 0)
+    return not rollout.get("inProgress") and on_latest >= total
 
 
 def release_fingerprint(settings: Mapping[str, Any]) -> str:
@@ -1324,10 +1059,7 @@ class EndpointRolloutProvider(_RunPodProvider):
     poll_s: ClassVar[float] = 5.0
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _Failures()
-        failures.require_str(news, "endpoint_id")
-        failures.int_range(news.get("timeout_s"), "timeout_s", 1, 7_200)
-        return CheckResult(news, failures.items)
+        return CheckResult(news, checks.endpoint_rollout(news))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         endpoint_id = str(props["endpoint_id"])
@@ -1344,23 +1076,23 @@ class EndpointRolloutProvider(_RunPodProvider):
 
     def _wait(self, props: Mapping[str, Any]) -> dict[str, Any]:
         endpoint_id = str(props["endpoint_id"])
-        budget = int(_plain(props.get("timeout_s") or 0))
-        deadline = time.monotonic() + budget
+        budget = int(plain(props.get("timeout_s") or 0))
         path = f"{self._path(endpoint_id)}/releases"
-        while True:
-            body = self._client().request("GET", path) or {}
-            rollout = body.get("rollout") or {}
-            on_latest, total = rollout.get("workersOnLatest", 0), rollout.get("workersTotal", 0)
-            if not rollout.get("inProgress") and on_latest >= total:
-                return {
-                    "endpoint_id": endpoint_id,
-                    "release": props.get("release"),
-                    "timeout_s": budget,
-                    "endpoint_version": body.get("endpointVersion"),
-                }
-            if time.monotonic() + self.poll_s > deadline:
-                raise RuntimeError(self._stuck(endpoint_id, body, budget))
-            time.sleep(self.poll_s)
+        retrying = _polling(
+            self.poll_s,
+            budget,
+            retry=tenacity.retry_if_not_result(_rolled_out),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else {},
+        )
+        body = retrying(lambda: self._client().request("GET", path) or {})
+        if not _rolled_out(body):
+            raise RuntimeError(self._stuck(endpoint_id, body, budget))
+        return {
+            "endpoint_id": endpoint_id,
+            "release": props.get("release"),
+            "timeout_s": budget,
+            "endpoint_version": body.get("endpointVersion"),
+        }
 
     def _stuck(self, endpoint_id: str, body: Mapping[str, Any], budget: int) -> str:
         rollout = body.get("rollout") or {}

@@ -49,6 +49,32 @@ def runpod_name_prefix(project: str, stack: str) -> str:
     return prefix
 
 
+def _props(inputs: Mapping[str, Any], *outputs: str) -> dict[str, Any]:
+    """The provider's property bag: the inputs, then each output-only attribute as None so
+    that it exists on the resource."""
+    return {**inputs, **dict.fromkeys(outputs)}
+
+
+def _container(
+    image: pulumi.Input[str],
+    args: str,
+    container_disk_gb: int,
+    ports: Sequence[str],
+    *,
+    env: Mapping[str, pulumi.Input[str]] | None,
+    registry_id: pulumi.Input[str] | None,
+) -> dict[str, Any]:
+    """What templates and endpoints share (the providers' `CONTAINER_KEYS`)."""
+    return {
+        "image": image,
+        "args": args,
+        "container_disk_gb": container_disk_gb,
+        "ports": list(ports),
+        "env": dict(env or {}),
+        "registry_id": registry_id,
+    }
+
+
 class Secret(Resource, module="runpod", name="Secret"):
     """A RunPod account secret; reference it from env as `{{ RUNPOD_SECRET_<name> }}`."""
 
@@ -73,16 +99,13 @@ class Secret(Resource, module="runpod", name="Secret"):
         adopt_existing: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {
+        inputs = {
             "name": name,
             "value": pulumi.Output.secret(value),
             "description": description,
             "adopt_existing": adopt_existing,
-            "secret_id": None,
-            "salt": None,
-            "value_hash": None,
-            "value_last_updated_at": None,
         }
+        props = _props(inputs, "secret_id", "salt", "value_hash", "value_last_updated_at")
         super().__init__(SecretProvider(), resource_name, props, opts)
 
 
@@ -109,15 +132,13 @@ class Registry(Resource, module="runpod", name="Registry"):
         adopt_existing: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {
+        inputs = {
             "name": name,
             "username": username,
             "password": pulumi.Output.secret(password),
             "adopt_existing": adopt_existing,
-            "registry_name": None,
-            "salt": None,
-            "password_hash": None,
         }
+        props = _props(inputs, "registry_name", "salt", "password_hash")
         super().__init__(RegistryProvider(), resource_name, props, opts)
 
 
@@ -146,14 +167,14 @@ class NetworkVolume(Resource, module="runpod", name="NetworkVolume"):
         adopt_existing: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {
+        inputs = {
             "name": name,
             "size_gb": size_gb,
             "data_center_id": data_center_id,
             "volume_type": volume_type,
             "adopt_existing": adopt_existing,
-            "actual_volume_type": None,
         }
+        props = _props(inputs, "actual_volume_type")
         super().__init__(NetworkVolumeProvider(), resource_name, props, opts)
 
 
@@ -192,12 +213,7 @@ class Template(Resource, module="runpod", name="Template"):
     ) -> None:
         props: dict[str, Any] = {
             "name": name,
-            "image": image,
-            "args": args,
-            "container_disk_gb": container_disk_gb,
-            "ports": list(ports),
-            "env": dict(env or {}),
-            "registry_id": registry_id,
+            **_container(image, args, container_disk_gb, ports, env=env, registry_id=registry_id),
             "serverless": serverless,
             "category": category,
             "start_ssh": start_ssh,
@@ -275,31 +291,17 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
     ) -> None:
         if bool(cpu_flavors) == bool(gpu_pools):
             raise ValueError(f"Endpoint {resource_name}: give gpu_pools or cpu_flavors (one)")
-        gpu: dict[str, Any] = {"pools": list(gpu_pools), "count": gpu_count}
-        if excluded_gpu_types:
-            gpu["excludedTypes"] = list(excluded_gpu_types)
-        if allowed_cuda_versions:
-            gpu["allowedCudaVersions"] = list(allowed_cuda_versions)
-        if min_cuda_version:
-            gpu["minCudaVersion"] = min_cuda_version
+        gpu = _gpu_selection(
+            gpu_pools, gpu_count, excluded_gpu_types, allowed_cuda_versions, min_cuda_version
+        )
         cpu = [{"id": flavor, "vcpuCount": vcpus} for flavor, vcpus in cpu_flavors]
-        workers: dict[str, Any] = {"min": workers_min, "max": workers_max}
-        if scaling_type == "REQUEST_COUNT":
-            scaling: dict[str, Any] = {"type": scaling_type, "requestCount": int(scaling_value)}
-            if endpoint_type != "QUEUE":
-                workers["idleTimeout"] = idle_timeout_s
-        else:
-            scaling = {"type": scaling_type, "queueDelay": scaling_value}
-            workers["idleTimeout"] = idle_timeout_s
-        props: dict[str, Any] = {
+        workers, scaling = _workers_and_scaling(
+            endpoint_type, (workers_min, workers_max, idle_timeout_s), scaling_type, scaling_value
+        )
+        inputs = {
             "name": name,
             "type": endpoint_type,
-            "image": image,
-            "args": args,
-            "container_disk_gb": container_disk_gb,
-            "ports": list(ports),
-            "env": dict(env or {}),
-            "registry_id": registry_id,
+            **_container(image, args, container_disk_gb, ports, env=env, registry_id=registry_id),
             "gpu": None if cpu else gpu,
             "cpu": cpu or None,
             "workers": workers,
@@ -309,9 +311,47 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
             "timeout_ms": timeout_ms,
             "flashboot": flashboot,
             "adopt_existing": adopt_existing,
-            "created_at": None,
         }
-        super().__init__(EndpointProvider(), resource_name, props, opts)
+        super().__init__(EndpointProvider(), resource_name, _props(inputs, "created_at"), opts)
+
+
+def _gpu_selection(
+    pools: Sequence[str],
+    count: int,
+    excluded_types: Sequence[str],
+    allowed_cuda_versions: Sequence[str],
+    min_cuda_version: str | None,
+) -> dict[str, Any]:
+    """`gpu` as RunPod spells it; the optional constraints only when set."""
+    gpu: dict[str, Any] = {"pools": list(pools), "count": count}
+    if excluded_types:
+        gpu["excludedTypes"] = list(excluded_types)
+    if allowed_cuda_versions:
+        gpu["allowedCudaVersions"] = list(allowed_cuda_versions)
+    if min_cuda_version:
+        gpu["minCudaVersion"] = min_cuda_version
+    return gpu
+
+
+def _workers_and_scaling(
+    endpoint_type: str,
+    workers_bounds: tuple[int, int, int],
+    scaling_type: str,
+    scaling_value: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`workers` (from min, max and idle timeout) and `scaling`: the idle timeout goes with
+    queue-delay scaling, and with request-count scaling only on a load-balancer endpoint
+    (RunPod refuses it on a queue)."""
+    workers_min, workers_max, idle_timeout_s = workers_bounds
+    workers: dict[str, Any] = {"min": workers_min, "max": workers_max}
+    if scaling_type == "REQUEST_COUNT":
+        scaling: dict[str, Any] = {"type": scaling_type, "requestCount": int(scaling_value)}
+        if endpoint_type != "QUEUE":
+            workers["idleTimeout"] = idle_timeout_s
+    else:
+        scaling = {"type": scaling_type, "queueDelay": scaling_value}
+        workers["idleTimeout"] = idle_timeout_s
+    return workers, scaling
 
 
 class EndpointRollout(Resource, module="runpod", name="EndpointRollout"):
@@ -350,10 +390,10 @@ class EndpointRollout(Resource, module="runpod", name="EndpointRollout"):
             "network_volume_ids": endpoint.network_volume_ids,
             "data_center_ids": endpoint.data_center_ids,
         }
-        props: dict[str, Any] = {
+        inputs = {
             "endpoint_id": endpoint.id,
             "release": pulumi.Output.all(**settings).apply(release_fingerprint),
             "timeout_s": timeout_s,
-            "endpoint_version": None,
         }
+        props = _props(inputs, "endpoint_version")
         super().__init__(EndpointRolloutProvider(), resource_name, props, opts)

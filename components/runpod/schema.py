@@ -205,6 +205,9 @@ _CONTAINER: Final[dict[str, Schema]] = {
     "registry": String(nullable=True),
 }
 
+_CONTAINER_READ: Final = ("image", "args", "disk", "mounts", "ports", "env", "registry")
+"""The container fields a template and a pod always read back."""
+
 _PERSISTENT_MOUNT: Final = _obj(
     {"size": Integer(minimum=10), "path": String()}, required=("size", "path"), closed=True
 )
@@ -217,19 +220,24 @@ _POD_MOUNTS: Final = _obj(
     closed=True,
 )
 
+QUEUE_DELAY: Final = Number(minimum=0.5)
+"""`scaling.queueDelay` in seconds."""
+REQUEST_COUNT: Final = Integer(minimum=1)
+"""`scaling.requestCount`: requests per worker."""
 _QUEUE_DELAY_SCALING: Final = _obj(
-    {"type": String(enum=("QUEUE_DELAY",)), "queueDelay": Number(minimum=0.5)},
+    {"type": String(enum=("QUEUE_DELAY",)), "queueDelay": QUEUE_DELAY},
     required=("type", "queueDelay"),
     closed=True,
 )
 _REQUEST_COUNT_SCALING: Final = _obj(
-    {"type": String(enum=("REQUEST_COUNT",)), "requestCount": Integer(minimum=1)},
+    {"type": String(enum=("REQUEST_COUNT",)), "requestCount": REQUEST_COUNT},
     required=("type", "requestCount"),
     closed=True,
 )
-_SCALING: Final = OneOf(
+SCALING: Final = OneOf(
     variants=(_QUEUE_DELAY_SCALING, _REQUEST_COUNT_SCALING), discriminator="type"
 )
+"""`scaling`: one variant per scaler type, told apart by `type`."""
 _WORKERS: Final[dict[str, Schema]] = {
     "min": Integer(minimum=0),
     "max": Integer(minimum=0),
@@ -319,13 +327,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         required=(
             "id",
             "name",
-            "image",
-            "args",
-            "disk",
-            "mounts",
-            "ports",
-            "env",
-            "registry",
+            *_CONTAINER_READ,
             "serverless",
             "public",
             "category",
@@ -382,7 +384,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
             ),
             "cpu": Array(items=_CPU, min_items=1),
             "workers": _obj(_WORKERS, required=("min", "max"), closed=True),
-            "scaling": _SCALING,
+            "scaling": SCALING,
             "dataCenterIds": _STRINGS,
             "networkVolumes": _STRINGS,
             "timeout": Integer(),
@@ -414,7 +416,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
                 closed=True,
             ),
             "name": String(min_length=1),
-            "scaling": _SCALING,
+            "scaling": SCALING,
             "type": ENDPOINT_TYPE,
             "cpu": _CPU_SELECTION,
             "dataCenterIds": _STRINGS,
@@ -448,7 +450,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
             ),
             "name": String(min_length=1),
             "networkVolumes": _STRINGS,
-            "scaling": _SCALING,
+            "scaling": SCALING,
             "templateId": String(),
             "timeout": Integer(),
             "workers": _obj(_WORKERS, closed=True),
@@ -612,13 +614,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "name",
             "status",
             "actions",
-            "image",
-            "args",
-            "disk",
-            "mounts",
-            "ports",
-            "env",
-            "registry",
+            *_CONTAINER_READ,
             "cloud",
             "dataCenterId",
             "cudaVersion",

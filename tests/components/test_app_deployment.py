@@ -7,10 +7,10 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.app_deployment import AppDeployment, AppDeploymentArgs
-from components.config import StackConfig, parse
+from components.app_deployment import AppDeployment
+from components.config import StackConfig
+from tests.components.builders import stack_config
 from tests.fakes.pulumi_mocks import RecordingMocks, mocked, pulumi_loop, run, settle
-from tests.fakes.stack_values import MINIMAL
 
 pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
@@ -19,18 +19,13 @@ SECRET = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
 VARIABLE = "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable"
 
 
-def config(stack: str = "staging", **values: str) -> StackConfig:
-    """StackConfig for MINIMAL + ``values`` (``app_x`` -> ``app.x``)."""
-    changed = {k.replace("_", ".", 1): v for k, v in values.items()}
-    return parse({**MINIMAL, **changed}, stack=stack)
-
-
 def build(mocks: RecordingMocks, cfg: StackConfig, endpoint: str | None = "ep-1") -> AppDeployment:
     """Run an AppDeployment with fake R2 values."""
     built: list[AppDeployment] = []
 
     def program() -> None:
-        args = AppDeploymentArgs(
+        app = AppDeployment(
+            "app",
             settings=cfg.app,
             rollout=cfg.rollout,
             comfyui_endpoint_id=endpoint,
@@ -40,7 +35,7 @@ def build(mocks: RecordingMocks, cfg: StackConfig, endpoint: str | None = "ep-1"
             r2_access_key_id=pulumi.Output.secret("read-key-id"),
             r2_secret_access_key=pulumi.Output.secret("read-secret"),
         )
-        built.append(AppDeployment("app", args))
+        built.append(app)
 
     run(program)
     return built[0]
@@ -59,7 +54,7 @@ def variables(mocks: RecordingMocks) -> dict[str, str]:
 def test_credentials_are_secrets_and_only_credentials_are() -> None:
     """RunPod key and the read-only R2 key pair are secrets; nothing else is."""
     with mocked() as mocks:
-        build(mocks, config(app_runpodApiKey="rp-key"))
+        build(mocks, stack_config(app_runpodApiKey="rp-key"))
         assert secrets(mocks) == {
             "RUNPOD_API_KEY": "rp-key",
             "R2_ACCESS_KEY_ID": "read-key-id",
@@ -71,7 +66,7 @@ def test_values_that_are_not_credentials_are_readable_variables() -> None:
     """Endpoint id, S3 endpoint, bucket and public URL are variables the app's
     maintainers can read (a secret cannot be read back, even by them)."""
     with mocked() as mocks:
-        build(mocks, config(bucket_publicBaseUrl="https://cdn.example.com"))
+        build(mocks, stack_config(bucket_publicBaseUrl="https://cdn.example.com"))
         assert variables(mocks) == {
             "IMAGE_GENERATION_PROVIDER": "scenario",
             "COMFYUI_TRAFFIC_PERCENT": "0",
@@ -87,7 +82,7 @@ def test_values_that_are_not_credentials_are_readable_variables() -> None:
 def test_no_public_url_means_no_public_url_variable() -> None:
     """Without bucket.publicBaseUrl the app presigns; no empty variable is written."""
     with mocked() as mocks:
-        build(mocks, config())
+        build(mocks, stack_config())
         assert "R2_PUBLIC_BASE_URL" not in variables(mocks)
 
 
@@ -96,7 +91,9 @@ def test_every_secret_value_is_secret_in_state() -> None:
     with mocked() as mocks:
         build(
             mocks,
-            config(app_runpodApiKey="rp-key", app_scenarioApiKey="s", app_scenarioSecretApiKey="t"),
+            stack_config(
+                app_runpodApiKey="rp-key", app_scenarioApiKey="s", app_scenarioSecretApiKey="t"
+            ),
         )
         registered = mocks.of_type(SECRET)
         assert len(registered) == 5
@@ -107,10 +104,10 @@ def test_every_secret_value_is_secret_in_state() -> None:
 def test_scenario_secrets_are_set_only_when_configured() -> None:
     """Scenario credentials are optional and never written empty."""
     with mocked() as mocks:
-        build(mocks, config())
+        build(mocks, stack_config())
         assert not {"SCENARIO_API_KEY", "SCENARIO_SECRET_API_KEY"} & set(secrets(mocks))
     with mocked() as mocks:
-        build(mocks, config(app_scenarioApiKey="s", app_scenarioSecretApiKey="t"))
+        build(mocks, stack_config(app_scenarioApiKey="s", app_scenarioSecretApiKey="t"))
         assert secrets(mocks)["SCENARIO_API_KEY"] == "s"
         assert secrets(mocks)["SCENARIO_SECRET_API_KEY"] == "t"
 
@@ -118,7 +115,7 @@ def test_scenario_secrets_are_set_only_when_configured() -> None:
 def test_no_endpoint_yet_means_no_endpoint_variable() -> None:
     """Until an endpoint exists, RUNPOD_COMFYUI_ENDPOINT_ID is not written empty."""
     with mocked() as mocks:
-        build(mocks, config(), endpoint=None)
+        build(mocks, stack_config(), endpoint=None)
         assert "RUNPOD_COMFYUI_ENDPOINT_ID" not in variables(mocks)
         assert "RUNPOD_COMFYUI_ENDPOINT_ID" not in secrets(mocks)
 
@@ -128,7 +125,9 @@ def test_variables_publish_the_provider_choice() -> None:
     with mocked() as mocks:
         build(
             mocks,
-            config(rollout_provider="runpod", rollout_comfyuiPercent="25", app_runpodApiKey="k"),
+            stack_config(
+                rollout_provider="runpod", rollout_comfyuiPercent="25", app_runpodApiKey="k"
+            ),
         )
         published = variables(mocks)
         assert published["IMAGE_GENERATION_PROVIDER"] == "comfyui"
@@ -140,7 +139,7 @@ def test_everything_lands_in_this_stacks_environment_of_the_app_repository() -> 
     with mocked(stack="prod") as mocks:
         deployment = build(
             mocks,
-            config("prod", image_digest="sha256:" + "d" * 64),
+            stack_config("prod", image_digest="sha256:" + "d" * 64),
         )
         env = mocks.one(ENVIRONMENT).inputs
         assert env == {"repository": "asset-studio", "environment": "production"}
@@ -153,10 +152,10 @@ def test_everything_lands_in_this_stacks_environment_of_the_app_repository() -> 
 def test_required_reviewers_are_set_when_configured() -> None:
     """Reviewer ids become the environment's protection rule."""
     with mocked() as mocks:
-        build(mocks, config(app_reviewerUserIds="11,12", app_reviewerTeamIds="7"))
+        build(mocks, stack_config(app_reviewerUserIds="11,12", app_reviewerTeamIds="7"))
         assert mocks.one(ENVIRONMENT).inputs["reviewers"] == [{"users": [11, 12], "teams": [7]}]
     with mocked() as mocks:
-        build(mocks, config())
+        build(mocks, stack_config())
         assert "reviewers" not in mocks.one(ENVIRONMENT).inputs
 
 
@@ -169,7 +168,7 @@ def test_the_migration_note_keeps_the_app_working_across_the_up_that_moves_names
     switching the app to `vars.` before it reads nothing, and after it leaves a window: the
     app's maintainers are told to read `vars.X || secrets.X`, where they will look."""
     with mocked() as mocks:
-        build(mocks, config())
+        build(mocks, stack_config())
         assert set(MOVED_TO_VARIABLES) <= set(variables(mocks))
         assert not set(MOVED_TO_VARIABLES) & set(secrets(mocks))
     root = Path(__file__).resolve().parents[2]

@@ -11,39 +11,30 @@ import yaml
 from components.config import (
     KNOWN_MODEL_GROUPS,
     ConfigError,
-    StackConfig,
     parse,
     stack_file_values,
 )
 from components.config import _main as config_main
+from components.runpod import limits
+from components.runpod.providers import EndpointProvider
+from tests.components.builders import stack_config
 from tests.fakes.pulumi_mocks import pulumi_loop
 from tests.fakes.stack_values import MINIMAL, ROOT
+from tests.provider.support import endpoint_inputs
 
 pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
-
-
-def config_with(stack: str = "staging", **changes: str | None) -> StackConfig:
-    """Parse MINIMAL with keys changed (``bucket_name`` -> ``bucket.name``; None removes)."""
-    values = dict(MINIMAL)
-    for name, value in changes.items():
-        key = name.replace("__", ":").replace("_", ".", 1)
-        if value is None:
-            values.pop(key, None)
-        else:
-            values[key] = value
-    return parse(values, stack=stack)
 
 
 def problems(stack: str = "staging", **changes: str | None) -> str:
     """The ConfigError message for MINIMAL with ``changes``."""
     with pytest.raises(ConfigError) as caught:
-        config_with(stack, **changes)
+        stack_config(stack, **changes)
     return str(caught.value)
 
 
 def test_minimal_config_takes_the_documented_defaults() -> None:
     """Unset keys fall back to the defaults Pulumi.yaml declares."""
-    cfg = config_with()
+    cfg = stack_config()
     assert cfg.bucket.name == "comfyui-runpod-staging"
     assert cfg.bucket.prefix == "outputs/"
     assert cfg.rollout.provider == "scenario"
@@ -79,7 +70,7 @@ def test_unknown_provider_is_rejected_with_the_choices() -> None:
 
 def test_runpod_provider_is_normalised_to_comfyui() -> None:
     """The rollout plan's alias `runpod` means comfyui."""
-    cfg = config_with(rollout_provider="runpod", app_runpodApiKey="k")
+    cfg = stack_config(rollout_provider="runpod", app_runpodApiKey="k")
     assert cfg.rollout.provider == "comfyui"
 
 
@@ -108,6 +99,37 @@ def test_unknown_gpu_pool_is_rejected_with_the_known_list() -> None:
 
 
 @pytest.mark.parametrize(
+    ("key", "prop", "value", "declared"),
+    [
+        ("serverless_gpuCount", "gpu.count", limits.GPU_COUNT.high + 1, "gpu"),
+        (
+            "serverless_idleTimeout",
+            "workers.idleTimeout",
+            limits.IDLE_TIMEOUT_S.high + 1,
+            "workers",
+        ),
+        ("serverless_gpuPools", "gpu", "RTX_9090", "gpu"),
+        ("serverless_flashboot", "flashboot", "TURBO", "flashboot"),
+    ],
+)
+def test_config_and_the_provider_refuse_the_same_runpod_values(
+    key: str, prop: str, value: object, declared: str
+) -> None:
+    """One definition of each RunPod limit: what the config refuses, `check` refuses too."""
+    assert f"{key.replace('_', '.', 1)} " in problems(**{key: str(value)})
+    bag = endpoint_inputs()
+    if declared == "gpu":
+        field = "pools" if prop == "gpu" else "count"
+        bag["gpu"] = {**bag["gpu"], field: [value] if field == "pools" else value}
+    elif declared == "workers":
+        bag["workers"] = {**bag["workers"], "idleTimeout": value}
+    else:
+        bag[declared] = value
+    failures = EndpointProvider().check({}, bag).failures
+    assert [f.property for f in failures] == [prop]
+
+
+@pytest.mark.parametrize(
     "bad", ["sha256:abc", "sha512:" + "a" * 64, "sha256:" + "A" * 64, "latest"]
 )
 def test_digest_must_be_sha256_and_64_lower_hex(bad: str) -> None:
@@ -119,7 +141,7 @@ def test_digest_must_be_sha256_and_64_lower_hex(bad: str) -> None:
 
 def test_a_pinned_digest_on_an_adopted_endpoint_needs_no_registry_token() -> None:
     """Nothing is built or pulled by this stack, so no GHCR credential is required."""
-    cfg = config_with(
+    cfg = stack_config(
         image_digest="sha256:" + "a" * 64,
         image_registryToken=None,
         image_pullToken=None,
@@ -132,7 +154,7 @@ def test_a_pinned_digest_on_an_adopted_endpoint_needs_no_registry_token() -> Non
 
 def test_a_pinned_digest_needs_no_push_token() -> None:
     """Promotion (prod) pins a digest: it pulls with the read-only token and never pushes."""
-    cfg = config_with(image_digest="sha256:" + "a" * 64, image_registryToken=None)
+    cfg = stack_config(image_digest="sha256:" + "a" * 64, image_registryToken=None)
     assert cfg.image.registry_token is None
     assert cfg.image.pull_token is not None
 
@@ -183,9 +205,9 @@ def test_pull_token_equal_to_the_push_token_is_rejected() -> None:
 
 def test_runpod_gets_the_pull_credential_and_its_user() -> None:
     """The pull user defaults to the push user, then the owner; the token is a secret Output."""
-    assert config_with().image.pull_username == "acme"
-    assert config_with(image_registryUsername="pusher").image.pull_username == "pusher"
-    cfg = config_with(image_registryUsername="pusher", image_pullUsername="puller")
+    assert stack_config().image.pull_username == "acme"
+    assert stack_config(image_registryUsername="pusher").image.pull_username == "pusher"
+    cfg = stack_config(image_registryUsername="pusher", image_pullUsername="puller")
     assert cfg.image.pull_username == "puller"
     assert not isinstance(cfg.image.pull_token, str)
     assert "fake-ghcr-pull-token" not in repr(cfg)
@@ -223,7 +245,7 @@ def test_production_sending_traffic_to_comfyui_needs_scenario_credentials() -> N
 
 def test_production_with_scenario_credentials_may_send_traffic_to_comfyui() -> None:
     """With both Scenario secrets set, production may canary ComfyUI."""
-    cfg = config_with(
+    cfg = stack_config(
         "prod",
         image_digest="sha256:" + "b" * 64,
         rollout_provider="comfyui",
@@ -238,7 +260,7 @@ def test_production_with_scenario_credentials_may_send_traffic_to_comfyui() -> N
 
 def test_staging_may_send_traffic_to_comfyui_without_scenario() -> None:
     """Only production must keep the Scenario fallback configured."""
-    cfg = config_with(rollout_provider="comfyui", rollout_comfyuiPercent="100", runpod__apiKey="k")
+    cfg = stack_config(rollout_provider="comfyui", rollout_comfyuiPercent="100", runpod__apiKey="k")
     assert cfg.app.scenario_api_key is None
     assert cfg.app.runpod_api_key is not None
 
@@ -266,7 +288,7 @@ def test_secret_values_never_appear_in_messages() -> None:
     """A rule that rejects a secret names its key in the error but never echoes the value."""
     sentinel = "ghp_SENTINEL_secret_value_0123456789"
     with pytest.raises(ConfigError) as caught:
-        config_with(image_registryToken=sentinel, image_pullToken=f"  {sentinel} ")
+        stack_config(image_registryToken=sentinel, image_pullToken=f"  {sentinel} ")
     message = str(caught.value)
     assert "image.pullToken is the same token as image.registryToken" in message
     assert "pulumi config set --secret image.pullToken <" in message
@@ -276,7 +298,7 @@ def test_secret_values_never_appear_in_messages() -> None:
 
 def test_secrets_are_outputs_marked_secret() -> None:
     """Secret keys become pulumi Outputs, never plain strings on the config object."""
-    cfg = config_with()
+    cfg = stack_config()
     assert not isinstance(cfg.cloudflare.api_token, str)
     assert "fake-cloudflare-token" not in repr(cfg)
 
@@ -317,7 +339,7 @@ def test_other_values_are_checked_with_a_fix(key: str, value: str, expected: str
 
 def test_cors_origins_and_reviewers_are_parsed_from_comma_lists() -> None:
     """Comma-separated keys become tuples."""
-    cfg = config_with(
+    cfg = stack_config(
         bucket_corsOrigins="https://a.example.com, http://localhost:5173",
         app_reviewerUserIds="101,202",
     )
@@ -373,7 +395,7 @@ def test_offline_check_fails_with_the_fix_when_a_secret_is_missing(
 
 def test_runpod_keys_take_their_documented_defaults() -> None:
     """No volume, wait for rollouts (900 s), Jupyter on, model groups as typed tuples."""
-    cfg = config_with()
+    cfg = stack_config()
     assert cfg.serverless.network_volume_gb is None
     assert cfg.serverless.network_volume_data_center_id is None
     assert cfg.serverless.wait_for_rollout is True
@@ -386,13 +408,13 @@ def test_runpod_keys_take_their_documented_defaults() -> None:
 
 def test_runpod_adopt_existing_reaches_both_runpod_components() -> None:
     """One key, `runpod.adoptExisting`, decides adoption for every RunPod object."""
-    cfg = config_with(**{"runpod.adoptExisting": "true"})
+    cfg = stack_config(**{"runpod.adoptExisting": "true"})
     assert (cfg.serverless.adopt_existing, cfg.video_pod.adopt_existing) == (True, True)
 
 
 def test_network_volume_size_and_data_center_are_parsed_together() -> None:
     """A size with its data center becomes the volume the endpoint mounts."""
-    cfg = config_with(
+    cfg = stack_config(
         serverless_networkVolumeGb="150",
         serverless_networkVolumeDataCenterId="EU-RO-1",
         serverless_dataCenterIds="EU-RO-1",
@@ -453,7 +475,7 @@ def test_wait_for_rollout_must_be_a_boolean() -> None:
     message = problems(serverless_waitForRollout="sometimes")
     assert "serverless.waitForRollout must be true or false, got 'sometimes'" in message
     assert "pulumi config set serverless.waitForRollout <true|false> --stack staging" in message
-    assert config_with(serverless_waitForRollout="false").serverless.wait_for_rollout is False
+    assert stack_config(serverless_waitForRollout="false").serverless.wait_for_rollout is False
 
 
 @pytest.mark.parametrize("bad", ["59", "7201"])
@@ -471,7 +493,7 @@ def test_video_pod_jupyter_must_be_a_boolean() -> None:
     message = problems(videoPod_jupyter="maybe")
     assert "videoPod.jupyter must be true or false, got 'maybe'" in message
     assert "pulumi config set videoPod.jupyter <true|false> --stack staging" in message
-    assert config_with(videoPod_jupyter="false").video_pod.jupyter is False
+    assert stack_config(videoPod_jupyter="false").video_pod.jupyter is False
 
 
 @pytest.mark.parametrize(
@@ -500,7 +522,7 @@ def test_model_groups_must_not_be_empty() -> None:
 
 def test_model_groups_are_a_typed_tuple() -> None:
     """Comma lists become tuples of group names, blanks dropped."""
-    cfg = config_with(serverless_modelGroups="steadydancer, turbodiffusion,")
+    cfg = stack_config(serverless_modelGroups="steadydancer, turbodiffusion,")
     assert cfg.serverless.model_groups == ("steadydancer", "turbodiffusion")
 
 
@@ -523,13 +545,13 @@ def test_unknown_jurisdiction_is_refused_with_the_fix() -> None:
 
 def test_us_jurisdiction_is_accepted() -> None:
     """R2's `us` jurisdiction (2026-08) is a valid choice."""
-    assert config_with(bucket_jurisdiction="us").bucket.jurisdiction == "us"
+    assert stack_config(bucket_jurisdiction="us").bucket.jurisdiction == "us"
 
 
 def test_data_is_protected_unless_deletion_is_allowed() -> None:
     """data.allowDeletion defaults to false; only an explicit true allows deletion."""
-    assert config_with().data.allow_deletion is False
-    assert config_with(data_allowDeletion="true").data.allow_deletion is True
+    assert stack_config().data.allow_deletion is False
+    assert stack_config(data_allowDeletion="true").data.allow_deletion is True
     message = problems(data_allowDeletion="yes")
     assert "data.allowDeletion must be true or false, got 'yes'" in message
     assert "pulumi config set data.allowDeletion <true|false> --stack staging" in message
@@ -537,8 +559,8 @@ def test_data_is_protected_unless_deletion_is_allowed() -> None:
 
 def test_bake_model_groups_are_known_groups_or_none() -> None:
     """image.bakeModelGroups is empty by default and names only manifest groups."""
-    assert config_with().image.bake_model_groups == ()
-    cfg = config_with(image_bakeModelGroups="flux_dev_fp8, background_removal")
+    assert stack_config().image.bake_model_groups == ()
+    cfg = stack_config(image_bakeModelGroups="flux_dev_fp8, background_removal")
     assert cfg.image.bake_model_groups == ("flux_dev_fp8", "background_removal")
     message = problems(image_bakeModelGroups="flux_dev_fp8,sdxl")
     assert "image.bakeModelGroups names unknown model groups ['sdxl']" in message
@@ -572,7 +594,7 @@ def test_ci_push_token_from_the_environment_replaces_the_registry_token() -> Non
 
 def test_a_tag_leaves_room_for_its_build_cache_tag() -> None:
     """The cache tag `<tag>-buildcache` must stay within Docker's 128 characters."""
-    assert config_with(image_tag="t" * 117).image.tag == "t" * 117
+    assert stack_config(image_tag="t" * 117).image.tag == "t" * 117
     assert "image.tag must be a docker tag" in problems(image_tag="t" * 118)
 
 
@@ -584,6 +606,27 @@ def test_the_video_pod_needs_a_comfyui_password() -> None:
     assert "pulumi config set --secret videoPod.comfyPassword <password> --stack staging" in message
     short = problems(videoPod_enabled="true", videoPod_comfyPassword="short")
     assert "videoPod.comfyPassword must have at least 12 characters" in short
-    cfg = config_with(videoPod_enabled="true", videoPod_comfyPassword="long-enough-password")
+    cfg = stack_config(videoPod_enabled="true", videoPod_comfyPassword="long-enough-password")
     assert cfg.video_pod.comfy_password is not None
-    assert config_with().video_pod.comfy_password is None
+    assert stack_config().video_pod.comfy_password is None
+
+
+def test_excluded_gpu_types_are_a_typed_tuple_empty_by_default() -> None:
+    """serverless.excludedGpuTypes: RunPod GPU type ids, spaces kept, none by default."""
+    assert stack_config().serverless.excluded_gpu_types == ()
+    cfg = stack_config(serverless_excludedGpuTypes="NVIDIA L4, NVIDIA GeForce RTX 4090")
+    assert cfg.serverless.excluded_gpu_types == ("NVIDIA L4", "NVIDIA GeForce RTX 4090")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("NVIDIA L4,-NVIDIA L40", "has invalid entries ['-NVIDIA L40']"),
+        ("NVIDIA L4,NVIDIA L4", "names ['NVIDIA L4'] more than once"),
+    ],
+)
+def test_excluded_gpu_types_must_be_type_ids_named_once(value: str, fragment: str) -> None:
+    """A malformed or repeated type is refused before anything is planned, with the fix."""
+    message = problems(serverless_excludedGpuTypes=value)
+    assert f"serverless.excludedGpuTypes {fragment}" in message
+    assert "pulumi config set serverless.excludedGpuTypes 'NVIDIA L4,NVIDIA RTX A4000'" in message

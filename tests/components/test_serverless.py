@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pulumi
 import pytest
@@ -11,43 +10,32 @@ import pytest
 from components.runpod import is_secret_reference
 from components.runpod.providers import SECRET_NAME
 from components.runpod.resources import runpod_name_prefix
-from components.serverless import ComfyServerless, ComfyServerlessArgs
+from components.serverless import ComfyServerless
 from components.worker_wiring import WorkerWiring
+from tests.components.builders import IMAGE, serverless_settings, worker_wiring
 from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
 
-IMAGE = "ghcr.io/acme/comfyui-worker@sha256:" + "c" * 64
 ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
 SECRET = "pulumi-python:dynamic/runpod:Secret"
 REGISTRY = "pulumi-python:dynamic/runpod:Registry"
 VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume"
+ROLLOUT = "pulumi-python:dynamic/runpod:EndpointRollout"
 
 
-def worker(*, outputs: bool = True, **overrides: Any) -> WorkerWiring:
-    # Outputs only inside a mocked run: one created outside leaves a never-awaited coroutine.
-    secret = pulumi.Output.secret if outputs else str
-    values: dict[str, Any] = {
-        "image": IMAGE,
-        "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
-        "r2_bucket": "comfyui-runpod-staging",
-        "r2_prefix": "outputs/",
-        "r2_access_key_id": secret("fake-r2-key-id"),
-        "r2_secret_access_key": secret("fake-r2-secret"),
-        "registry_username": "acme-bot",
-        "registry_token": secret("fake-ghcr-pull-token"),
-    }
-    values.update(overrides)
-    return WorkerWiring(**values)
-
-
-def args(*, outputs: bool = True, **overrides: Any) -> ComfyServerlessArgs:
-    values: dict[str, Any] = {"worker": worker(outputs=outputs)}
-    values.update(overrides)
-    return ComfyServerlessArgs(**values)
-
-
-def build(mocks: RecordingMocks, **overrides: Any) -> ComfyServerless:
+def build(
+    mocks: RecordingMocks, *, worker: WorkerWiring | None = None, **changes: str
+) -> ComfyServerless:
+    """Run a ComfyServerless from the running stack's config with `changes`."""
     built: list[ComfyServerless] = []
-    run(lambda: built.append(ComfyServerless("comfyui", args(**overrides))))
+    run(
+        lambda: built.append(
+            ComfyServerless(
+                "comfyui",
+                settings=serverless_settings(**changes),
+                worker=worker or worker_wiring(),
+            )
+        )
+    )
     return built[0]
 
 
@@ -56,7 +44,7 @@ def test_worker_env_follows_the_contract_with_credentials_as_references() -> Non
     with mocked() as mocks:
         build(
             mocks,
-            worker=worker(
+            worker=worker_wiring(
                 hf_token=pulumi.Output.secret("fake-hf"), r2_public_base_url="https://cdn.x"
             ),
         )
@@ -77,7 +65,7 @@ def test_worker_env_follows_the_contract_with_credentials_as_references() -> Non
 def test_no_credential_value_reaches_an_endpoint_input() -> None:
     """The endpoint's inputs never contain a credential value, only secret names."""
     with mocked() as mocks:
-        build(mocks, worker=worker(hf_token=pulumi.Output.secret("fake-hf")))
+        build(mocks, worker=worker_wiring(hf_token=pulumi.Output.secret("fake-hf")))
         endpoint = json.dumps(mocks.one(ENDPOINT).inputs)
         for value in ("fake-r2-key-id", "fake-r2-secret", "fake-hf", "fake-ghcr-pull-token"):
             assert value not in endpoint
@@ -108,10 +96,15 @@ def test_endpoint_pulls_by_digest_with_the_registry_credential() -> None:
 
 
 @pytest.mark.parametrize(("workers_min", "stage"), [(0, "staging"), (1, "prod")])
-def test_scaling_comes_from_args(workers_min: int, stage: str) -> None:
+def test_scaling_comes_from_the_stack_config(workers_min: int, stage: str) -> None:
     """Staging scales to zero; prod keeps a warm worker (cold starts of 30-60 s)."""
     with mocked(stack=stage) as mocks:
-        build(mocks, workers_min=workers_min, workers_max=5, flashboot="FLASHBOOT")
+        build(
+            mocks,
+            serverless_workersMin=str(workers_min),
+            serverless_workersMax="5",
+            serverless_flashboot="FLASHBOOT",
+        )
         endpoint = mocks.one(ENDPOINT).inputs
         assert endpoint["workers"] == {"min": workers_min, "max": 5, "idleTimeout": 5}
         assert endpoint["scaling"] == {"type": "QUEUE_DELAY", "queueDelay": 4}
@@ -123,7 +116,9 @@ def test_network_volume_is_attached_and_pins_the_data_center() -> None:
     """With a volume the endpoint mounts it, runs in its data center and reads models there."""
     with mocked() as mocks:
         component = build(
-            mocks, network_volume_size_gb=100, network_volume_data_center_id="EU-RO-1"
+            mocks,
+            serverless_networkVolumeGb="100",
+            serverless_networkVolumeDataCenterId="EU-RO-1",
         )
         volume = mocks.one(VOLUME).inputs
         endpoint = mocks.one(ENDPOINT).inputs
@@ -160,31 +155,6 @@ def test_children_are_named_after_the_component_and_parented() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "fragment"),
-    [
-        ({"workers_min": 3, "workers_max": 1}, "min <= max"),
-        ({"gpu_pools": ("RTX_9090",)}, "gpu_pools"),
-        ({"scaling_type": "QUEUE_DELAY", "scaling_value": 0.1}, ">= 0.5"),
-        ({"job_timeout_s": 900, "execution_timeout_ms": 600_000}, "must exceed job_timeout_s"),
-        ({"network_volume_size_gb": 50}, "go together"),
-        (
-            {
-                "network_volume_size_gb": 50,
-                "network_volume_data_center_id": "EU-RO-1",
-                "data_center_ids": ("US-KS-2",),
-            },
-            "must include the volume",
-        ),
-        ({"idle_timeout_s": 0}, "1..3600"),
-    ],
-)
-def test_invalid_plain_args_fail_at_construction(overrides: dict[str, Any], fragment: str) -> None:
-    """Plain values are validated once, with what to change."""
-    with pytest.raises(ValueError, match=fragment):
-        args(outputs=False, **overrides)
-
-
-@pytest.mark.parametrize(
     ("project", "stack", "prefix"),
     [
         ("comfyui-runpod", "staging", "comfyui_runpod_staging"),
@@ -206,9 +176,9 @@ def test_adopt_existing_reaches_every_runpod_object_of_the_component(adopt: bool
     with mocked() as mocks:
         build(
             mocks,
-            adopt_existing=adopt,
-            network_volume_size_gb=50,
-            network_volume_data_center_id="EU-RO-1",
+            runpod_adoptExisting=str(adopt).lower(),
+            serverless_networkVolumeGb="50",
+            serverless_networkVolumeDataCenterId="EU-RO-1",
         )
         kinds = (SECRET, REGISTRY, VOLUME, ENDPOINT)
         objects = [r for r in mocks.resources if r.type in kinds]
@@ -220,7 +190,43 @@ def test_endpoint_keeps_workers_on_hosts_with_the_images_cuda_or_newer() -> None
     """The image's CUDA version becomes gpu.minCudaVersion, an open floor (RunPod compares
     it numerically), not an exact list that would leave out every newer version."""
     with mocked() as mocks:
-        build(mocks, worker=worker(cuda_version="12.8"))
+        build(mocks, worker=worker_wiring(cuda_version="12.8"))
         (endpoint,) = mocks.of_type(ENDPOINT)
         assert endpoint.inputs["gpu"]["minCudaVersion"] == "12.8"
         assert "allowedCudaVersions" not in endpoint.inputs["gpu"]
+
+
+def test_runpods_execution_timeout_sits_a_minute_above_the_handlers() -> None:
+    """serverless.jobTimeoutSeconds is the handler's JOB_TIMEOUT_S; RunPod's own per-job
+    timeout exceeds it by a minute, so the handler reports a timeout before RunPod kills it."""
+    with mocked() as mocks:
+        build(mocks, serverless_jobTimeoutSeconds="900")
+        endpoint = mocks.one(ENDPOINT).inputs
+        assert endpoint["env"]["JOB_TIMEOUT_S"] == "900"
+        assert endpoint["timeout_ms"] == 960_000
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_the_rollout_wait_follows_the_stack_config(wait: bool) -> None:
+    """serverless.waitForRollout declares an EndpointRollout with the configured bound."""
+    with mocked() as mocks:
+        build(
+            mocks,
+            serverless_waitForRollout=str(wait).lower(),
+            serverless_rolloutTimeoutSeconds="120",
+        )
+        rollouts = mocks.of_type(ROLLOUT)
+        assert [r.inputs["timeout_s"] for r in rollouts] == ([120] if wait else [])
+
+
+def test_excluded_gpu_types_narrow_the_pools_of_the_endpoint() -> None:
+    """serverless.excludedGpuTypes reaches gpu.excludedTypes beside the pools; unset, the
+    endpoint carries no exclusion at all."""
+    with mocked() as mocks:
+        build(mocks, serverless_excludedGpuTypes="NVIDIA L4,NVIDIA RTX A4000")
+        gpu = mocks.one(ENDPOINT).inputs["gpu"]
+        assert gpu["pools"] == ["ADA_24", "AMPERE_24"]
+        assert gpu["excludedTypes"] == ["NVIDIA L4", "NVIDIA RTX A4000"]
+    with mocked() as mocks:
+        build(mocks)
+        assert "excludedTypes" not in mocks.one(ENDPOINT).inputs["gpu"]

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from components.config import parse
 from components.storage import (
     ITEM_READ,
     OutputBucket,
@@ -15,6 +14,7 @@ from components.storage import (
     policy_resources,
     s3_secret,
 )
+from tests.components.builders import stack_config
 from tests.fakes.pulumi_mocks import (
     ITEM_LEVEL_GROUP_IDS,
     RecordingMocks,
@@ -23,7 +23,7 @@ from tests.fakes.pulumi_mocks import (
     run,
     settle,
 )
-from tests.fakes.stack_values import ACCOUNT_ID, MINIMAL
+from tests.fakes.stack_values import ACCOUNT_ID
 
 pytestmark = pytest.mark.usefixtures(pulumi_loop.__name__)
 
@@ -32,20 +32,9 @@ TOKEN = "cloudflare:index/accountToken:AccountToken"
 
 def build(mocks: RecordingMocks, **values: str) -> OutputBucket:
     """Run an OutputBucket for MINIMAL + ``values`` (``bucket_x`` -> ``bucket.x``)."""
-    cfg = parse(
-        {**MINIMAL, **{k.replace("_", ".", 1): v for k, v in values.items()}}, stack="staging"
-    )
+    cfg = stack_config(**values)
     built: list[OutputBucket] = []
-    run(
-        lambda: built.append(
-            OutputBucket(
-                "outputs",
-                account_id=ACCOUNT_ID,
-                settings=cfg.bucket,
-                allow_deletion=cfg.data.allow_deletion,
-            )
-        )
-    )
+    run(lambda: built.append(OutputBucket("outputs", account_id=ACCOUNT_ID, settings=cfg.bucket)))
     return built[0]
 
 

@@ -3,43 +3,32 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pulumi
 import pytest
 
 from components.runpod import is_secret_reference
-from components.video_pod import VideoPod, VideoPodArgs
+from components.video_pod import VideoPod
 from components.worker_wiring import WorkerWiring
+from tests.components.builders import IMAGE, video_pod_settings, worker_wiring
 from tests.fakes.pulumi_mocks import RecordingMocks, mocked, run, settle
 from tests.fakes.runpod_api import schema_errors
 
-IMAGE = "ghcr.io/acme/comfyui-worker@sha256:" + "d" * 64
 TEMPLATE = "pulumi-python:dynamic/runpod:Template"
 VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume"
 SECRET = "pulumi-python:dynamic/runpod:Secret"
 
 
-def worker(**overrides: Any) -> WorkerWiring:
-    values: dict[str, Any] = {
-        "image": IMAGE,
-        "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
-        "r2_bucket": "comfyui-runpod-staging",
-        "r2_prefix": "outputs/",
-        "r2_access_key_id": pulumi.Output.secret("fake-r2-key-id"),
-        "r2_secret_access_key": pulumi.Output.secret("fake-r2-secret"),
-        "registry_username": "acme-bot",
-        "registry_token": pulumi.Output.secret("fake-ghcr-pull-token"),
-    }
-    values.update(overrides)
-    return WorkerWiring(**values)
-
-
-def build(mocks: RecordingMocks, **overrides: Any) -> VideoPod:
-    values: dict[str, Any] = {"worker": worker()}
-    values.update(overrides)
+def build(mocks: RecordingMocks, *, worker: WorkerWiring | None = None, **changes: str) -> VideoPod:
+    """Run a VideoPod from the running stack's config with `changes`."""
     built: list[VideoPod] = []
-    run(lambda: built.append(VideoPod("video", VideoPodArgs(**values))))
+    run(
+        lambda: built.append(
+            VideoPod(
+                "video", settings=video_pod_settings(**changes), worker=worker or worker_wiring()
+            )
+        )
+    )
     return built[0]
 
 
@@ -65,9 +54,9 @@ def test_template_exposes_comfyui_jupyter_and_ssh() -> None:
 def test_jupyter_setting_reaches_start_sh_the_ports_and_the_pod_request(
     jupyter: bool, enable_jupyter: str, ports: list[str]
 ) -> None:
-    """start_jupyter sets ENABLE_JUPYTER, the 8888/http port and the pod request's flag."""
+    """videoPod.jupyter sets ENABLE_JUPYTER, the 8888/http port and the pod request's flag."""
     with mocked() as mocks:
-        component = build(mocks, start_jupyter=jupyter)
+        component = build(mocks, videoPod_jupyter=str(jupyter).lower())
         template = mocks.one(TEMPLATE).inputs
         assert template["env"]["ENABLE_JUPYTER"] == enable_jupyter
         assert template["ports"] == ports
@@ -94,7 +83,7 @@ def test_pod_env_enables_r2_sync_with_credentials_as_references() -> None:
 def test_pod_secrets_have_their_own_account_unique_names() -> None:
     """The pod's secrets never collide with the serverless endpoint's."""
     with mocked() as mocks:
-        build(mocks, worker=worker(hf_token=pulumi.Output.secret("fake-hf")))
+        build(mocks, worker=worker_wiring(hf_token=pulumi.Output.secret("fake-hf")))
         names = sorted(s.inputs["name"] for s in mocks.of_type(SECRET))
         assert names == [
             "comfyui_runpod_staging_pod_hf_token",
@@ -106,7 +95,7 @@ def test_pod_secrets_have_their_own_account_unique_names() -> None:
 def test_volume_lives_in_the_configured_data_center() -> None:
     """The workspace volume has the configured size and data center."""
     with mocked() as mocks:
-        build(mocks, volume_size_gb=300, data_center_id="US-KS-2")
+        build(mocks, videoPod_volumeGb="300", videoPod_dataCenterId="US-KS-2")
         volume = mocks.one(VOLUME).inputs
         assert (volume["size_gb"], volume["data_center_id"]) == (300, "US-KS-2")
 
@@ -123,28 +112,10 @@ def test_pod_request_is_a_valid_v2_create_pod_body() -> None:
         assert schema_errors("CreatePodRequest", body) == []
 
 
-def test_invalid_sizes_fail_at_construction() -> None:
-    """A volume below RunPod's 10 GB floor is refused before any resource exists."""
-    with pytest.raises(ValueError, match=r"volume_size_gb must be 10\.\.4096"):
-        VideoPodArgs(
-            worker=WorkerWiring(
-                image=IMAGE,
-                r2_endpoint="e",
-                r2_bucket="b",
-                r2_prefix="p/",
-                r2_access_key_id="k",
-                r2_secret_access_key="s",
-                registry_username="u",
-                registry_token="t",
-            ),
-            volume_size_gb=5,
-        )
-
-
 def test_template_keeps_pods_on_hosts_with_the_images_cuda_or_newer() -> None:
     """Templates take only an exact set in v2: the image's version and every newer one."""
     with mocked() as mocks:
-        build(mocks, worker=worker(cuda_version="12.8"))
+        build(mocks, worker=worker_wiring(cuda_version="12.8"))
         assert mocks.one(TEMPLATE).inputs["allowed_cuda_versions"] == ["12.8", "12.9", "13.0"]
 
 
@@ -152,7 +123,7 @@ def test_template_keeps_pods_on_hosts_with_the_images_cuda_or_newer() -> None:
 def test_adopt_existing_reaches_every_runpod_object_of_the_pod(adopt: bool) -> None:
     """Volume, secrets, credential and template all carry the component's adopt choice."""
     with mocked() as mocks:
-        build(mocks, adopt_existing=adopt)
+        build(mocks, runpod_adoptExisting=str(adopt).lower())
         objects = [r for r in mocks.resources if r.type.startswith("pulumi-python:dynamic/")]
         assert len(objects) == 5
         assert {r.inputs["adopt_existing"] for r in objects} == {adopt}
@@ -162,7 +133,7 @@ def test_comfyui_password_is_a_runpod_secret_referenced_by_the_pod() -> None:
     """videoPod.comfyPassword becomes its own RunPod secret; the template's env holds only
     the {{ RUNPOD_SECRET_... }} reference, never the value."""
     with mocked() as mocks:
-        build(mocks, comfy_password=pulumi.Output.secret("pod-password-1234"))
+        build(mocks, videoPod_comfyPassword="pod-password-1234")
         secrets = {s.inputs["name"]: s for s in mocks.of_type(SECRET)}
         assert "comfyui_runpod_staging_pod_comfy_password" in secrets
         env = mocks.one(TEMPLATE).inputs["env"]

@@ -12,12 +12,12 @@ from components.runpod import is_secret_reference
 from components.worker_wiring import (
     ImageCudaVersionError,
     WorkerCredentials,
-    WorkerWiring,
     cuda_versions_from,
     declare_worker_credentials,
     image_cuda_version,
     worker_env,
 )
+from tests.components.builders import worker_wiring
 from tests.fakes.pulumi_mocks import mocked, run, settle
 
 SECRET = "pulumi-python:dynamic/runpod:Secret"
@@ -33,29 +33,12 @@ class Holder(pulumi.ComponentResource):
         super().__init__(HOLDER, name, None, None)
 
 
-def wiring(*, outputs: bool = True, **overrides: Any) -> WorkerWiring:
-    # Outputs only inside a mocked run: one created outside leaves a never-awaited coroutine.
-    secret = pulumi.Output.secret if outputs else str
-    values: dict[str, Any] = {
-        "image": "ghcr.io/acme/comfyui-worker@sha256:" + "e" * 64,
-        "r2_endpoint": "https://acct.r2.cloudflarestorage.com",
-        "r2_bucket": "comfyui-runpod-staging",
-        "r2_prefix": "outputs/",
-        "r2_access_key_id": secret("fake-r2-key-id"),
-        "r2_secret_access_key": secret("fake-r2-secret"),
-        "registry_username": "acme-bot",
-        "registry_token": secret("fake-ghcr-pull-token"),
-    }
-    values.update(overrides)
-    return WorkerWiring(**values)
-
-
 def declare(*, hf: bool = False) -> tuple[WorkerCredentials, dict[str, pulumi.Input[str]]]:
     """Declare credentials under a `Holder` named `pod`, then its env, in one mocked run."""
     built: list[tuple[WorkerCredentials, dict[str, pulumi.Input[str]]]] = []
 
     def program() -> None:
-        worker = wiring(hf_token=pulumi.Output.secret("fake-hf")) if hf else wiring()
+        worker = worker_wiring(hf_token=pulumi.Output.secret("fake-hf")) if hf else worker_wiring()
         credentials = declare_worker_credentials(
             "pod",
             worker,
@@ -160,7 +143,7 @@ def test_runpod_names_and_descriptions_come_from_the_caller() -> None:
 
 def test_worker_env_carries_the_r2_target_model_groups_and_mode_entries() -> None:
     """MODE, R2_*, MODEL_GROUPS and the mode's entries; R2_PUBLIC_BASE_URL only when given."""
-    worker = wiring(outputs=False)
+    worker = worker_wiring(outputs=False)
     env = worker_env(
         worker,
         mode="serverless",
@@ -177,7 +160,7 @@ def test_worker_env_carries_the_r2_target_model_groups_and_mode_entries() -> Non
         "JOB_TIMEOUT_S": "600",
         "R2_ACCESS_KEY_ID": "{{ RUNPOD_SECRET_x }}",
     }
-    public = wiring(outputs=False, r2_public_base_url="https://cdn.example.com")
+    public = worker_wiring(outputs=False, r2_public_base_url="https://cdn.example.com")
     with_url = worker_env(public, mode="pod", model_groups=("wan22_t2v",), references={})
     assert with_url["R2_PUBLIC_BASE_URL"] == "https://cdn.example.com"
 
@@ -189,7 +172,7 @@ def test_mode_env_cannot_override_a_shared_variable(variable: str) -> None:
     """A mode entry that would shadow the R2 target or a credential reference is refused."""
     with pytest.raises(ValueError, match=variable):
         worker_env(
-            wiring(outputs=False),
+            worker_wiring(outputs=False),
             mode="pod",
             model_groups=("wan22_t2v",),
             mode_env={variable: "plain"},

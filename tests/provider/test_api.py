@@ -104,6 +104,49 @@ def test_post_is_not_blindly_resent_on_503(emulator: RunPodEmulator) -> None:
     assert len(emulator.registries) == 1
 
 
+def test_a_create_whose_outcome_stays_unknown_gives_up_after_its_attempts(
+    emulator: RunPodEmulator,
+) -> None:
+    """Every POST answers 503 and the lookup never finds it: create_attempts POSTs, a
+    lookup after each, then the last refusal is raised."""
+    emulator.inject("POST", r"^/v2/registries$", status=503, times=5)
+    api = client(emulator, create_attempts=2)
+    lookups: list[str] = []
+
+    def find() -> dict[str, object] | None:
+        lookups.append("looked")
+        return None
+
+    body = {"name": "ghcr", "username": "bot", "password": "tok3n-value"}
+    with pytest.raises(RunPodApiError, match="503"):
+        api.create("/v2/registries", body, find_existing=find)
+    assert [r.status for r in emulator.calls("POST")] == [503, 503]
+    assert lookups == ["looked", "looked"]
+
+
+def test_a_lookup_that_fails_stops_the_create_instead_of_posting_again(
+    emulator: RunPodEmulator,
+) -> None:
+    """Only an unknown outcome the lookup answered is sent again: the lookup's own error
+    ends the create, so no second POST can race the first."""
+    emulator.inject("POST", r"^/v2/registries$", status=503)
+    api = client(emulator)
+
+    def find() -> dict[str, object] | None:
+        raise RunPodApiError(method="GET", path="/v2/registries", status=503, title="x", detail="")
+
+    body = {"name": "ghcr", "username": "bot", "password": "tok3n-value"}
+    with pytest.raises(RunPodApiError, match="GET /v2/registries"):
+        api.create("/v2/registries", body, find_existing=find)
+    assert [r.status for r in emulator.calls("POST")] == [503]
+
+
+def test_a_client_needs_at_least_one_create_attempt() -> None:
+    """create_attempts below 1 is refused when the client is made, not at the first create."""
+    with pytest.raises(ValueError, match="create_attempts must be at least 1"):
+        RunPodClient(DEFAULT_API_KEY, base_url="http://127.0.0.1:9", create_attempts=0)
+
+
 def test_lost_create_response_is_recovered_by_name_without_an_orphan(
     emulator: RunPodEmulator,
 ) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.serverless import ComfyServerless, ComfyServerlessArgs
-from components.video_pod import VideoPod, VideoPodArgs
+from components.serverless import ComfyServerless
+from components.video_pod import VideoPod
 from components.worker_wiring import WorkerWiring
+from tests.components.builders import serverless_settings, video_pod_settings, worker_wiring
 from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
 from tests.provider.engine import (
     CheckFailedError,
@@ -33,14 +34,9 @@ def wiring(
     r2_secret: str = FAKE_R2_SECRET,
     pull_token: str = "fake-ghcr-pull-token",  # noqa: S107 - a local double's credential
 ) -> WorkerWiring:
-    return WorkerWiring(
+    return worker_wiring(
         image=image,
-        r2_endpoint="https://acct.r2.cloudflarestorage.com",
-        r2_bucket="comfyui-runpod-staging",
-        r2_prefix="outputs/",
-        r2_access_key_id=pulumi.Output.secret("fake-r2-key-id"),
         r2_secret_access_key=pulumi.Output.secret(r2_secret),
-        registry_username="acme-bot",
         registry_token=pulumi.Output.secret(pull_token),
     )
 
@@ -51,15 +47,17 @@ def program(
     video: bool = True,
     r2_secret: str = FAKE_R2_SECRET,
     allow_volume_deletion: bool = False,
-    **scaling: Any,
+    workers_min: int = 0,
 ) -> Any:
     def declare() -> None:
         worker = wiring(image, r2_secret)
-        ComfyServerless("comfyui", ComfyServerlessArgs(worker=worker, **scaling))
+        changes = {
+            "serverless_workersMin": str(workers_min),
+            "data_allowDeletion": str(allow_volume_deletion).lower(),
+        }
+        ComfyServerless("comfyui", settings=serverless_settings(**changes), worker=worker)
         if video:
-            VideoPod(
-                "video", VideoPodArgs(worker=worker, allow_volume_deletion=allow_volume_deletion)
-            )
+            VideoPod("video", settings=video_pod_settings(**changes), worker=worker)
 
     return declare
 
@@ -206,7 +204,9 @@ def test_rotated_pull_token_creates_the_new_credential_repoints_then_deletes_the
 
     def declare(token: str) -> Any:
         def program_with_token() -> None:
-            ComfyServerless("comfyui", ComfyServerlessArgs(worker=wiring(pull_token=token)))
+            ComfyServerless(
+                "comfyui", settings=serverless_settings(), worker=wiring(pull_token=token)
+            )
 
         return program_with_token
 
@@ -233,8 +233,8 @@ def test_pull_token_rotation_with_adopt_left_on_never_deletes_the_credential_in_
 
     def declare(token: str) -> Any:
         def program_with_token() -> None:
-            args = ComfyServerlessArgs(worker=wiring(pull_token=token), adopt_existing=True)
-            ComfyServerless("comfyui", args)
+            settings = serverless_settings(runpod_adoptExisting="true")
+            ComfyServerless("comfyui", settings=settings, worker=wiring(pull_token=token))
 
         return program_with_token
 

@@ -102,14 +102,6 @@ def test_secret_rotated_outside_pulumi_shows_as_drift(emulator: RunPodEmulator) 
     assert provider.diff(created.id, read.outs, secret_inputs()).changes is True
 
 
-def test_lost_secret_create_response_adopts_our_own_write(emulator: RunPodEmulator) -> None:
-    """Dropped answer after commit: looked up by name, no 409, no second secret."""
-    emulator.inject("POST", r"^/v2/account/secrets$", drop_after_commit=True)
-    created = configured(SecretProvider).create(secret_inputs())
-    assert list(emulator.secrets) == [created.id]
-    assert [r.method for r in emulator.calls()] == ["GET", "POST", "GET"]
-
-
 # -- Registry ------------------------------------------------------------------------------
 
 
@@ -376,21 +368,6 @@ def test_endpoint_adopt_existing_takes_over_by_name(emulator: RunPodEmulator) ->
     assert emulator.endpoint(first.id)["flashboot"] == "FLASHBOOT"
 
 
-def test_lost_endpoint_create_response_leaves_no_orphan(emulator: RunPodEmulator) -> None:
-    """Endpoint names are not unique on RunPod; the lookup still prevents a duplicate."""
-    emulator.inject("POST", r"^/v2/serverless$", drop_after_commit=True)
-    created = configured(EndpointProvider).create(endpoint_inputs())
-    assert list(emulator.endpoints) == [created.id]
-
-
-def test_endpoint_create_retries_after_503_that_did_not_commit(emulator: RunPodEmulator) -> None:
-    """A 503 before the handler: lookup finds nothing, the POST goes again, one endpoint."""
-    emulator.inject("POST", r"^/v2/serverless$", status=503)
-    configured(EndpointProvider).create(endpoint_inputs())
-    assert len(emulator.endpoints) == 1
-    assert [r.status for r in emulator.calls("POST")] == [503, 201]
-
-
 @pytest.mark.parametrize(
     ("overrides", "prop", "fragment"),
     [
@@ -446,3 +423,31 @@ def test_unknown_objects_from_keep_unknowns_are_tolerated(emulator: RunPodEmulat
     assert provider.diff(created.id, created.outs, previewed).changes is True
     assert SecretProvider().check({}, secret_inputs(name=Unknown(), value=Unknown())).failures == []
     assert emulator.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "bag", "prop", "choices"),
+    [
+        (EndpointProvider, endpoint_inputs(type="BATCH"), "type", "QUEUE or LOAD_BALANCER"),
+        (EndpointProvider, endpoint_inputs(type=None), "type", "QUEUE or LOAD_BALANCER"),
+        (EndpointProvider, endpoint_inputs(flashboot="TURBO"), "flashboot", "OFF, FLASHBOOT"),
+        (TemplateProvider, template_inputs(category="TPU"), "category", "CPU, NVIDIA or AMD"),
+        (
+            NetworkVolumeProvider,
+            volume_inputs(volume_type="FAST"),
+            "volume_type",
+            "STANDARD or HIGH_PERFORMANCE",
+        ),
+    ],
+)
+def test_a_value_outside_an_allowed_set_is_refused_naming_the_choices(
+    provider: type[EndpointProvider | TemplateProvider | NetworkVolumeProvider],
+    bag: dict[str, object],
+    prop: str,
+    choices: str,
+) -> None:
+    """Every enumerated property is checked the same way: the value and what RunPod takes."""
+    failures = provider().check({}, bag).failures
+    assert [f.property for f in failures] == [prop]
+    assert choices in failures[0].reason
+    assert repr(bag[prop]) in failures[0].reason

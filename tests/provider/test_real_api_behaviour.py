@@ -424,3 +424,38 @@ def test_a_secret_whose_name_differs_only_in_case_is_not_taken_for_ours(
     assert ours.id != other.id
     assert emulator.secret_values[other.id] == "their-v4lue"
     assert emulator.secret_values[ours.id] == "our-v4lue"
+
+
+@pytest.mark.parametrize(
+    ("provider", "theirs", "ours", "fragment"),
+    [
+        (
+            EndpointProvider,
+            endpoint_inputs(
+                type="LOAD_BALANCER", scaling={"type": "REQUEST_COUNT", "requestCount": 2}
+            ),
+            endpoint_inputs(adopt_existing=True),
+            "its type is LOAD_BALANCER, the stack declares QUEUE",
+        ),
+        (
+            NetworkVolumeProvider,
+            volume_inputs(data_center_id="US-KS-2"),
+            volume_inputs(adopt_existing=True),
+            "its data center is US-KS-2, the stack declares EU-RO-1",
+        ),
+    ],
+)
+def test_an_object_that_differs_where_no_update_reaches_is_never_adopted(
+    emulator: RunPodEmulator,
+    provider: type[EndpointProvider | NetworkVolumeProvider],
+    theirs: dict[str, Any],
+    ours: dict[str, Any],
+    fragment: str,
+) -> None:
+    """Adopting a same-named endpoint of another type, or a volume in another data center,
+    fails naming both values and writes nothing."""
+    existing = configured(provider).create(theirs)
+    emulator.reset_log()
+    with pytest.raises(RuntimeError, match=f"cannot adopt .* {existing.id}: {fragment}"):
+        configured(provider).create(ours)
+    assert emulator.writes() == []
