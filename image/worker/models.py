@@ -1,10 +1,10 @@
 """Verified, resumable model downloads for the worker image.
 
-Owns: reading ``models.toml``, choosing files by ``MODEL_GROUPS`` (or Hearmeman-style
-``download_<x>=true`` toggles), downloading them in parallel with HTTP Range resume into
-``<path>.partial`` while hashing, verifying size and sha256, publishing with an atomic rename,
-and recording a stamp so a verified file is never re-hashed. Also the ``--verify-only`` check
-serverless start-up runs and a JSON status file for the pod.
+Owns: downloading the files :mod:`worker.manifest` selects from ``models.toml``, in
+parallel, with HTTP Range resume into ``<path>.partial`` while hashing, verifying size and
+sha256, publishing with an atomic rename, and recording a stamp so a verified file is never
+re-hashed. Also the ``--verify-only`` check serverless start-up runs and a JSON status
+file for the pod.
 
 Deliberately does not: start ComfyUI, choose model groups for a workflow, or talk to R2.
 
@@ -26,7 +26,6 @@ import shutil
 import sys
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +34,15 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import requests
+
+from worker.manifest import (
+    ManifestError,
+    ModelEntry,
+    groups_from_env,
+    load_manifest,
+    manifest_path,
+    select,
+)
 
 log = logging.getLogger("worker.models")
 
@@ -49,27 +57,10 @@ MIB = 1024 * 1024
 CHUNK = MIB
 #: Free space kept on top of what the downloads need (filesystem slack, logs, outputs).
 FREE_SPACE_MARGIN = 512 * MIB
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models.toml"
 DEFAULT_MODELS_DIR = "/workspace/ComfyUI/models"
 STAMP_DIR = ".verified"
 HF_HOSTS = ("huggingface.co", "hf.co")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-#: Hearmeman-style switches and the groups they select; ``download_<group>`` works as well.
-TOGGLES: Mapping[str, tuple[str, ...]] = {
-    "download_wan22": ("wan22_t2v", "wan22_t2v_fast"),
-    "download_wan22_fast": ("wan22_t2v_fast",),
-    "download_turbodiffusion": ("turbodiffusion",),
-    "download_steady_dancer": ("steadydancer",),
-    "download_steadydancer": ("steadydancer",),
-    "download_flux": ("flux_dev_fp8",),
-    "download_background_removal": ("background_removal",),
-}
-_TRUE = {"1", "true", "yes", "on"}
-
-
-class ManifestError(ValueError):
-    """``models.toml`` is malformed or a selection names an unknown group."""
 
 
 class DownloadError(Exception):
@@ -79,99 +70,6 @@ class DownloadError(Exception):
         super().__init__(message)
         self.auth = auth
         self.retryable = retryable
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelEntry:
-    """One file of the manifest."""
-
-    name: str
-    """Unique id used in logs and the final table."""
-    url: str
-    """Where to GET the file."""
-    path: str
-    """Destination relative to ``MODELS_DIR`` (ComfyUI folder names)."""
-    size: int | None = None
-    """Bytes, when known in advance."""
-    sha256: str | None = None
-    """Lower-case hex sha256, when known in advance."""
-    groups: tuple[str, ...] = ()
-    """``MODEL_GROUPS`` names that select this file."""
-    gated: bool = False
-    """The hub wants ``HF_TOKEN`` and an accepted licence."""
-
-
-def load_manifest(path: Path) -> list[ModelEntry]:
-    """Parse and validate ``path``; raise :class:`ManifestError` listing every problem."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ManifestError(f"cannot read model manifest {path}: {exc}") from exc
-    problems: list[str] = []
-    entries: list[ModelEntry] = []
-    seen_names: set[str] = set()
-    seen_paths: set[str] = set()
-    for index, raw in enumerate(data.get("model", [])):
-        where = f"model #{index + 1} ({raw.get('name', '?')})"
-        missing = [key for key in ("name", "url", "path", "groups") if key not in raw]
-        if missing:
-            problems.append(f"{where}: missing {', '.join(missing)}")
-            continue
-        rel = str(raw["path"])
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            problems.append(f"{where}: path must be relative to MODELS_DIR, got {rel!r}")
-        elif not rel.strip() or rel.rsplit("/", 1)[-1].strip() in ("", ".", ".."):
-            problems.append(
-                f"{where}: path must name a file (e.g. diffusion_models/x.safetensors), got {rel!r}"
-            )
-        sha = raw.get("sha256")
-        if sha is not None and not _SHA256.match(str(sha)):
-            problems.append(f"{where}: sha256 must be 64 lower-case hex digits")
-        size = raw.get("size")
-        if size is not None and (not isinstance(size, int) or size < 0):
-            problems.append(f"{where}: size must be a non-negative integer of bytes")
-        if not urlsplit(str(raw["url"])).scheme.startswith("http"):
-            problems.append(f"{where}: url must be http(s)")
-        if raw["name"] in seen_names or rel in seen_paths:
-            problems.append(f"{where}: duplicate name or path")
-        seen_names.add(raw["name"])
-        seen_paths.add(rel)
-        entries.append(
-            ModelEntry(
-                name=str(raw["name"]),
-                url=str(raw["url"]),
-                path=rel,
-                size=size,
-                sha256=sha,
-                groups=tuple(raw["groups"]),
-                gated=bool(raw.get("gated", False)),
-            )
-        )
-    if problems:
-        raise ManifestError(f"model manifest {path} is invalid: " + "; ".join(problems))
-    return entries
-
-
-def groups_from_env(env: Mapping[str, str]) -> list[str]:
-    """Groups chosen by ``MODEL_GROUPS`` (comma list) plus any ``download_<x>=true`` toggle."""
-    chosen = [g.strip() for g in env.get("MODEL_GROUPS", "").split(",") if g.strip()]
-    for key, value in sorted(env.items()):
-        if not key.lower().startswith("download_") or value.strip().lower() not in _TRUE:
-            continue
-        chosen.extend(TOGGLES.get(key.lower(), (key.lower().removeprefix("download_"),)))
-    return list(dict.fromkeys(chosen))
-
-
-def select(entries: Sequence[ModelEntry], groups: Iterable[str]) -> list[ModelEntry]:
-    """Entries in any of ``groups``; raise :class:`ManifestError` for an unknown group."""
-    wanted = list(groups)
-    known = {g for entry in entries for g in entry.groups}
-    unknown = [g for g in wanted if g not in known]
-    if unknown:
-        raise ManifestError(
-            f"unknown model group(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    return [entry for entry in entries if set(entry.groups) & set(wanted)]
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -917,7 +815,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Entry point; returns the exit code."""
     env = os.environ if env is None else env
     args = build_parser().parse_args(argv)
-    manifest = args.manifest or Path(env.get("MODEL_MANIFEST") or DEFAULT_MANIFEST)
+    manifest = args.manifest or manifest_path(env)
     models_dir = args.models_dir or Path(env.get("MODELS_DIR") or DEFAULT_MODELS_DIR)
     try:
         entries = load_manifest(manifest)
