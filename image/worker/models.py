@@ -3,8 +3,9 @@
 Owns: downloading the files :mod:`worker.manifest` selects from ``models.toml``, in
 parallel, with HTTP Range resume into ``<path>.partial`` while hashing, verifying size and
 sha256, publishing with an atomic rename, and recording a stamp so a verified file is never
-re-hashed. Also the ``--verify-only`` check serverless start-up runs and a JSON status
-file for the pod.
+re-hashed; :func:`verify_local`, the one answer to "is this file on disk good?" (a run's
+skip path, a file present before a download, ``--verify-only``, which serverless start-up
+runs); and a JSON status file for the pod.
 
 Deliberately does not: start ComfyUI, choose model groups for a workflow, or talk to R2.
 
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
@@ -255,6 +256,76 @@ def sha256_file(path: Path, hasher: Any | None = None) -> Any:
         while block := handle.read(8 * MIB):
             digest.update(block)
     return digest
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """What :func:`verify_local` found at a manifest entry's path."""
+
+    verdict: Literal["verified", "unchecked", "missing", "size", "unpinned", "sha256"]
+    """``verified``; ``unchecked`` (no valid stamp, not hashed); ``missing``; ``size`` (not the
+    expected size); ``unpinned`` (no hash to check it against); ``sha256`` (other bytes)."""
+    size: int = 0
+    """Bytes on disk (0 when missing or unchecked)."""
+    sha256: str = ""
+    """The verified hash (``verified`` only)."""
+    verified_by: str = ""
+    """``sha256`` or ``size`` (``verified`` only)."""
+
+    @property
+    def ok(self) -> bool:
+        """The file is present and verified."""
+        return self.verdict == "verified"
+
+
+def verify_local(
+    models_dir: Path,
+    entry: ModelEntry,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    rehash: bool = True,
+    size_suffices: bool = False,
+) -> LocalFile:
+    """Whether ``entry``'s file under ``models_dir`` is good, without any network.
+
+    The one answer for the skip path of a run (``rehash=False``: a valid stamp or nothing),
+    a file found present before a download, and ``--verify-only``. A stamp that still
+    describes the file, and names ``sha256`` when one is expected, is enough. Otherwise the
+    file must have ``size`` bytes (when given) and is hashed once against ``sha256`` or the
+    hash an earlier stamp recorded (a copied or restored file loses its mtime, not its
+    stamp); a match is stamped again. With no hash at all, ``size_suffices`` accepts it (the
+    hub has just announced the size), else it is ``unpinned``. Nothing is deleted here.
+    """
+    stamp = read_stamp(models_dir, entry)
+    if stamp is not None and (not sha256 or stamp["sha256"] == sha256):
+        how = str(stamp.get("verified_by", "sha256"))
+        return LocalFile("verified", int(stamp["size"]), str(stamp["sha256"]), how)
+    if not rehash:
+        return LocalFile("unchecked")
+    target = models_dir / entry.path
+    try:
+        actual = target.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return LocalFile("missing")
+    if size is not None and actual != size:
+        return LocalFile("size", actual)
+    earlier = load_stamp(models_dir, entry)
+    expected = sha256 or (str(earlier["sha256"]) if earlier else None)
+    if expected is None and not size_suffices:
+        return LocalFile("unpinned", actual)
+    return _hash_once(models_dir, entry, actual, expected)
+
+
+def _hash_once(models_dir: Path, entry: ModelEntry, size: int, expected: str | None) -> LocalFile:
+    """Hash the file of ``entry`` against ``expected``; stamp it when it matches."""
+    log.info("%s: present without a matching stamp, hashing once", entry.name)
+    digest = sha256_file(models_dir / entry.path).hexdigest()
+    if expected and digest != expected:
+        return LocalFile("sha256", size)
+    how = "sha256" if expected else "size"
+    write_stamp(models_dir, entry, digest, how)
+    return LocalFile("verified", size, digest, how)
 
 
 def _linked_sha(headers: Mapping[str, str]) -> str | None:
@@ -523,13 +594,8 @@ class Downloader:
         try:
             remote = remote or self.probe(entry)
             size, sha = self._expected(entry, remote)
-            target = self.options.models_dir / entry.path
-            if target.exists():
-                present = self._verify_existing(entry, size, sha)
-                if present:
-                    progress.state, progress.sha256, progress.verified_by = present
-                    progress.done = progress.total = target.stat().st_size
-                    return
+            if self._present(entry, size, sha):
+                return
             progress.state = "downloading"
             digest = self._fetch(entry, size, sha)
             verified_by = "sha256" if sha else "size"
@@ -538,9 +604,7 @@ class Downloader:
             write_stamp(self.options.models_dir, entry, digest, verified_by)
             progress.sha256, progress.verified_by, progress.state = digest, verified_by, "done"
         except DownloadError as exc:
-            progress.state, progress.error = "failed", self._redact(str(exc))
-            progress.auth_failure = exc.auth
-            log.error("%s", progress.error)  # noqa: TRY400 - the message says all; no traceback
+            self._failed(progress, exc)
         except OSError as exc:
             progress.state = "failed"
             progress.error = f"{entry.name}: {type(exc).__name__}: {exc.strerror or exc}"
@@ -548,81 +612,48 @@ class Downloader:
         finally:
             progress.finished = time.monotonic()
 
-    def _verify_existing(
-        self, entry: ModelEntry, size: int | None, sha: str | None
-    ) -> tuple[str, str, str] | None:
-        """(state, sha256, how) when the published file is good; else remove it and None."""
-        target = self.options.models_dir / entry.path
-        stamp = read_stamp(self.options.models_dir, entry)
-        if stamp and (not sha or stamp.get("sha256") == sha):
-            return "present", str(stamp["sha256"]), str(stamp.get("verified_by", "sha256"))
-        actual = target.stat().st_size
-        if size is not None and actual != size:
+    def _present(self, entry: ModelEntry, size: int | None, sha: str | None) -> bool:
+        """True (progress filled in) when the published file is good; a bad one is removed."""
+        local = verify_local(
+            self.options.models_dir, entry, size=size, sha256=sha, size_suffices=True
+        )
+        if local.ok:
+            self._mark_present(entry, local)
+            return True
+        if local.verdict == "size":
             log.warning(
-                "%s: existing file has %d bytes, expected %d: replacing", entry.name, actual, size
+                "%s: existing file has %d bytes, expected %d: replacing",
+                entry.name,
+                local.size,
+                size,
             )
-            target.unlink()
-            return None
-        log.info("%s: present without a matching stamp, hashing once", entry.name)
-        if not sha and stamp is None and (old := load_stamp(self.options.models_dir, entry)):
-            sha = str(old["sha256"])
-        digest = sha256_file(target).hexdigest()
-        if sha and digest != sha:
+        elif local.verdict == "sha256":
             log.warning("%s: existing file fails sha256: replacing", entry.name)
-            target.unlink()
-            return None
-        how = "sha256" if sha else "size"
-        write_stamp(self.options.models_dir, entry, digest, how)
-        return "present", digest, how
+        if local.verdict != "missing":
+            (self.options.models_dir / entry.path).unlink()
+        return False
+
+    def _mark_present(self, entry: ModelEntry, local: LocalFile) -> None:
+        progress = self.progress[entry.name]
+        progress.state, progress.sha256 = "present", local.sha256
+        progress.verified_by = local.verified_by
+        progress.done = progress.total = local.size
+
+    def _failed(self, progress: Progress, exc: DownloadError) -> None:
+        progress.state, progress.error = "failed", self._redact(str(exc))
+        progress.auth_failure = exc.auth
+        log.error("%s", progress.error)
 
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, entries: Sequence[ModelEntry]) -> int:
         """Download and verify ``entries``; return the process exit code."""
-        for entry in entries:
-            self.progress[entry.name] = Progress(entry=entry)
-        todo: list[ModelEntry] = []
-        for entry in entries:
-            stamp = read_stamp(self.options.models_dir, entry)
-            if stamp:
-                progress = self.progress[entry.name]
-                progress.state, progress.sha256 = "present", str(stamp["sha256"])
-                progress.verified_by = str(stamp.get("verified_by", "sha256"))
-                progress.done = progress.total = int(stamp["size"])
-            else:
-                todo.append(entry)
+        todo = self._unverified(entries)
         self._write_status()
         if not todo:
             return self._finish()
-        remotes: dict[str, Remote] = {}
-        needed = 0
-        for entry in todo:
-            try:
-                remotes[entry.name] = remote = self.probe(entry)
-            except DownloadError as exc:
-                progress = self.progress[entry.name]
-                progress.state, progress.error = "failed", self._redact(str(exc))
-                progress.auth_failure = exc.auth
-                log.error("%s", progress.error)  # noqa: TRY400 - actionable message, no traceback
-                continue
-            size = entry.size if entry.size is not None else remote.size
-            target = self.options.models_dir / entry.path
-            partial = target.with_name(target.name + ".partial")
-            have = partial.stat().st_size if partial.exists() else 0
-            needed += max(0, (size or 0) - have)
-        self.options.models_dir.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(self.options.models_dir).free
-        if needed + FREE_SPACE_MARGIN > free:
-            log.error(
-                "not enough disk in %s: the selected models need %s more (plus %s margin), "
-                "%s free. Grow the volume or select fewer MODEL_GROUPS.",
-                self.options.models_dir,
-                human_bytes(needed),
-                human_bytes(FREE_SPACE_MARGIN),
-                human_bytes(free),
-            )
-            self._phase = "failed"
-            self._write_status(error="not enough disk space")
+        remotes, needed = self._probe_all(todo)
+        if not self._room_for(needed):
             return EXIT_NO_SPACE
         self._phase = "downloading"
         log.info(
@@ -646,6 +677,53 @@ class Downloader:
             self._stop_reporter.set()
             reporter.join()
         return self._finish()
+
+    def _unverified(self, entries: Sequence[ModelEntry]) -> list[ModelEntry]:
+        """Entries without a valid stamp; the others are recorded as present (no hashing)."""
+        todo: list[ModelEntry] = []
+        for entry in entries:
+            self.progress[entry.name] = Progress(entry=entry)
+            local = verify_local(self.options.models_dir, entry, rehash=False)
+            if local.ok:
+                self._mark_present(entry, local)
+            else:
+                todo.append(entry)
+        return todo
+
+    def _probe_all(self, todo: Sequence[ModelEntry]) -> tuple[dict[str, Remote], int]:
+        """What the hub says about each entry, and the bytes still to fetch in all."""
+        remotes: dict[str, Remote] = {}
+        needed = 0
+        for entry in todo:
+            try:
+                remotes[entry.name] = remote = self.probe(entry)
+            except DownloadError as exc:
+                self._failed(self.progress[entry.name], exc)
+                continue
+            size = entry.size if entry.size is not None else remote.size
+            target = self.options.models_dir / entry.path
+            partial = target.with_name(target.name + ".partial")
+            have = partial.stat().st_size if partial.exists() else 0
+            needed += max(0, (size or 0) - have)
+        return remotes, needed
+
+    def _room_for(self, needed: int) -> bool:
+        """True when ``needed`` bytes and the margin fit; else log, record and False."""
+        self.options.models_dir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.options.models_dir).free
+        if needed + FREE_SPACE_MARGIN <= free:
+            return True
+        log.error(
+            "not enough disk in %s: the selected models need %s more (plus %s margin), "
+            "%s free. Grow the volume or select fewer MODEL_GROUPS.",
+            self.options.models_dir,
+            human_bytes(needed),
+            human_bytes(FREE_SPACE_MARGIN),
+            human_bytes(free),
+        )
+        self._phase = "failed"
+        self._write_status(error="not enough disk space")
+        return False
 
     def _finish(self) -> int:
         failed = [p for p in self.progress.values() if p.state == "failed"]
@@ -727,28 +805,24 @@ def _fsync_dir(path: Path) -> None:
 def verify_only(entries: Sequence[ModelEntry], models_dir: Path) -> int:
     """Check every entry is present and verified without any network; return an exit code.
 
-    A valid stamp is enough; otherwise the file is hashed once against the manifest's sha256,
-    or the hash an earlier stamp recorded, and stamped again; a file with neither fails.
+    :func:`verify_local` with the manifest's size and sha256: a valid stamp is enough;
+    otherwise the file is hashed once against the pinned sha256 or the hash an earlier stamp
+    recorded, and stamped again; a file with neither fails.
     """
+    problems = {
+        "missing": "missing ({path})",
+        "size": "size {size} != {expected}",
+        "unpinned": "present but never verified (no stamp, no pinned sha256)",
+        "sha256": "sha256 mismatch",
+    }
     bad: list[str] = []
     for entry in entries:
-        target = models_dir / entry.path
-        if read_stamp(models_dir, entry):
-            continue
-        stamp = load_stamp(models_dir, entry)
-        # A stamp whose file was touched (copied, restored) still names the verified hash.
-        expected = entry.sha256 or (str(stamp["sha256"]) if stamp else None)
-        if not target.exists():
-            bad.append(f"{entry.name}: missing ({entry.path})")
-        elif entry.size is not None and target.stat().st_size != entry.size:
-            bad.append(f"{entry.name}: size {target.stat().st_size} != {entry.size}")
-        elif expected is None:
-            bad.append(f"{entry.name}: present but never verified (no stamp, no pinned sha256)")
-        elif (digest := sha256_file(target).hexdigest()) != expected:
-            bad.append(f"{entry.name}: sha256 mismatch")
-        else:
-            log.info("%s: re-verified by sha256 (stamp did not match the file's mtime)", entry.name)
-            write_stamp(models_dir, entry, digest, "sha256")
+        local = verify_local(models_dir, entry, size=entry.size, sha256=entry.sha256)
+        if not local.ok:
+            problem = problems[local.verdict].format(
+                path=entry.path, size=local.size, expected=entry.size
+            )
+            bad.append(f"{entry.name}: {problem}")
     for line in bad:
         log.error("%s", line)
     if bad:
