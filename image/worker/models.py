@@ -35,6 +35,7 @@ from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+import tenacity
 
 from worker.manifest import (
     ManifestError,
@@ -339,6 +340,52 @@ def _linked_size(headers: Mapping[str, str]) -> int | None:
     return int(raw) if raw.strip().isdigit() else None
 
 
+def _transient(exc: BaseException) -> bool:
+    """Worth another attempt: a retryable HTTP status or a dropped, reset or stalled link."""
+    if isinstance(exc, DownloadError):
+        return exc.retryable
+    return isinstance(
+        exc,
+        requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError,
+    )
+
+
+class _Budget:
+    """The downloader's retry policy for one model, as tenacity callbacks.
+
+    Failures are counted since the last attempt that moved bytes forward, so a long download
+    on a flaky link keeps resuming as long as it makes progress; ``retries`` failures in a
+    row without progress give up (the run then exits 1 naming the model). The delay is
+    ``backoff * 2**(n-1)`` seconds, capped at ``max_backoff``. tenacity's own attempt count
+    never resets, hence a counter of our own. (The sync daemon's retries differ: they never
+    give up and wait on its settle heap rather than in a sleeping thread; see worker.sync.)
+    """
+
+    def __init__(self, progress: Progress, options: Options) -> None:
+        self.progress = progress
+        self.options = options
+        self.failures = 0
+        self._mark = 0
+
+    def before(self, _state: tenacity.RetryCallState) -> None:
+        """Remember how far the file had got before this attempt."""
+        self._mark = self.progress.done
+
+    def after(self, _state: tenacity.RetryCallState) -> None:
+        """Count a failed attempt; one that moved bytes forward restarts the count."""
+        if self.progress.done > self._mark:
+            self.failures = 0
+        self.failures += 1
+
+    def stop(self, _state: tenacity.RetryCallState) -> bool:
+        """Give up after ``retries`` failures in a row without progress."""
+        return self.failures > self.options.retries
+
+    def wait(self, _state: tenacity.RetryCallState) -> float:
+        """Exponential backoff over the failures without progress, capped."""
+        return float(min(self.options.max_backoff, self.options.backoff * 2 ** (self.failures - 1)))
+
+
 class Downloader:
     """Downloads and verifies a selection of models; one instance per run."""
 
@@ -405,32 +452,34 @@ class Downloader:
             raise DownloadError(f"{entry.name}: HTTP {status} from {safe_url(entry.url)}")
 
     def _retrying(self, entry: ModelEntry, action: Callable[[], Any]) -> Any:
-        """Run ``action`` until it succeeds, retrying transient errors with backoff.
+        """Run ``action`` until it succeeds, retrying transient errors (:class:`_Budget`)."""
+        budget = _Budget(self.progress[entry.name], self.options)
 
-        An attempt that moved bytes forward resets the budget: a long download on a flaky
-        link keeps resuming as long as it makes progress.
-        """
-        failures = 0
-        while True:
-            before = self.progress[entry.name].done
-            try:
-                return action()
-            except DownloadError as exc:
-                if not exc.retryable:
-                    raise
-                error = str(exc)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                error = f"{entry.name}: {type(exc).__name__}: {self._redact(str(exc))}"
-            except requests.exceptions.ChunkedEncodingError as exc:
-                error = f"{entry.name}: connection broken ({type(exc).__name__})"
-            if self.progress[entry.name].done > before:
-                failures = 0
-            failures += 1
-            if failures > self.options.retries:
-                raise DownloadError(f"{error} (gave up after {failures} attempts)")
-            delay = min(self.options.max_backoff, self.options.backoff * 2 ** (failures - 1))
-            log.warning("%s; retrying in %.1fs (attempt %d)", error, delay, failures + 1)
-            time.sleep(delay)
+        def describe(state: tenacity.RetryCallState) -> str:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                return f"{entry.name}: connection broken ({type(exc).__name__})"
+            if isinstance(exc, requests.RequestException):
+                return f"{entry.name}: {type(exc).__name__}: {self._redact(str(exc))}"
+            return str(exc)
+
+        def give_up(state: tenacity.RetryCallState) -> None:
+            raise DownloadError(f"{describe(state)} (gave up after {budget.failures} attempts)")
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            delay, attempt = state.upcoming_sleep, budget.failures + 1
+            log.warning("%s; retrying in %.1fs (attempt %d)", describe(state), delay, attempt)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_transient),
+            before=budget.before,
+            after=budget.after,
+            stop=budget.stop,
+            wait=budget.wait,
+            before_sleep=warn,
+            retry_error_callback=give_up,
+        )
+        return retrying(action)
 
     def _redact(self, text: str) -> str:
         return redact(text, [self.options.hf_token or ""])

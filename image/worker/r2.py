@@ -9,6 +9,10 @@ bucket never serves HTML or SVG to a browser), and :func:`create_object`: one ob
 only if its key is free (``If-None-Match: *`` on PutObject and CompleteMultipartUpload, which
 R2 honours), never over other bytes. The sync daemon and the handler own their retry loops
 and their key schemes.
+
+Retries here are botocore's own ("standard" mode in :func:`client_config`: a few attempts
+per request with jittered backoff, throttling and 5xx answers included); wrapping calls in
+tenacity as well would multiply the attempts, so this module has no retry code of its own.
 """
 
 from __future__ import annotations

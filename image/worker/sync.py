@@ -653,6 +653,12 @@ class SyncDaemon:
             self._cond.notify_all()
 
     def _backoff(self, attempts: int) -> float:
+        """``first_backoff * 2**(attempts-1)`` seconds, capped at ``max_backoff``.
+
+        The downloader's curve, but not its helper (tenacity's ``Retrying``): a retry here
+        never gives up and never sleeps in the thread that failed; the delay goes onto the
+        settle heap, so upload workers and the scheduler stay free for other files.
+        """
         return float(
             min(self.options.max_backoff, self.options.first_backoff * 2 ** (attempts - 1))
         )
