@@ -69,9 +69,9 @@ from worker.r2 import (
     ObjectExistsError,
     R2ConfigError,
     R2Settings,
+    content_type,
     create_object,
     make_client,
-    media_type,
     object_headers,
     object_key,
     strip_etag,
@@ -687,7 +687,7 @@ def collect_outputs(entry: Mapping[str, Any]) -> list[OutputFile]:
                 elif key in {"gifs", "video"} or (index < len(animated) and animated[index]):
                     kind = "video"
                 else:
-                    guessed = media_type(filename)
+                    guessed = content_type(filename)
                     kind = "video" if guessed.startswith("video/") else "image"
                 found.append(
                     OutputFile(

@@ -130,8 +130,12 @@ def object_key(prefix: str, relative_path: str) -> str:
     return normalise_prefix(prefix) + relative_path.lstrip("/")
 
 
-def media_type(name: str) -> str:
-    """The Content-Type stored for a file called ``name``: allowlisted media or octet-stream."""
+def content_type(name: str) -> str:
+    """The Content-Type stored for a file called ``name``: allowlisted media or octet-stream.
+
+    The one table for every writer (the handler's uploads, the sync daemon): never the
+    host's ``mimetypes`` database, which differs between machines (``audio/x-wav``).
+    """
     return MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), OTHER_TYPE)
 
 
@@ -141,10 +145,10 @@ def object_headers(name: str) -> dict[str, str]:
     Media types from the allowlist keep their type; anything else (an HTML page or SVG
     planted in the output folder, a JSON sidecar) is stored as a download, never rendered.
     """
-    content_type = media_type(name)
-    if content_type == OTHER_TYPE:
+    stored = content_type(name)
+    if stored == OTHER_TYPE:
         return {"ContentType": OTHER_TYPE, "ContentDisposition": "attachment"}
-    return {"ContentType": content_type}
+    return {"ContentType": stored}
 
 
 def encode_path(relative: str) -> str:
