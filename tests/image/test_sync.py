@@ -183,6 +183,24 @@ def test_status_line_counts_pending_and_uploaded(sync_rig: SyncRig) -> None:
     assert "uploaded=3 pending=0" in daemon.status_line()
 
 
+def test_a_file_written_again_during_its_upload_counts_once(sync_rig: SyncRig) -> None:
+    """A file with an upload in flight and a new version waiting is one pending file, not
+    one per collection it sits in; once released, the latest version is the one journaled."""
+    daemon = sync_rig.start()
+    sync_rig.proxy.hold_uploads()
+    target = write(sync_rig.sync_dir / "again.png", b"first")
+    wait_until(lambda: sync_rig.proxy.parked >= 1, 10, "upload parked")
+    write(target, b"second version")
+    time.sleep(0.5)  # five settle times: the new version's event has long been seen
+    assert daemon.pending_count() == 1
+    assert "pending=1" in daemon.status_line()
+    sync_rig.proxy.release_uploads()
+    wait_until(daemon.idle, 20, "drained")
+    record = daemon.journal.get("again.png")
+    assert record is not None
+    assert record.matches(sync.signature_of(target.stat()))
+
+
 @pytest.mark.slow
 def test_burst_of_5000_files_loses_nothing(sync_rig: SyncRig) -> None:
     """5,000 small files written as fast as possible all arrive exactly once."""
