@@ -235,15 +235,21 @@ def parse_sync_key(base: str, key: str) -> tuple[str, int] | None:
     return decode_path(f"{folder}/{name}" if folder else name), version
 
 
-def is_ignored(relative: str) -> bool:
-    """True for temp files, dotfiles/dot-folders and ComfyUI's ``temp/``: never uploaded."""
+def is_ignored_folder(relative: str) -> bool:
+    """True for a folder nothing under is uploaded: dot-folders anywhere, ComfyUI's ``temp/``.
+
+    Only names of files count as temp names: a folder called ``x.tmp`` is entered.
+    """
     parts = relative.split("/")
-    if parts[0] in IGNORED_TOP_DIRS and len(parts) > 1:
+    return parts[0] in IGNORED_TOP_DIRS or any(part.startswith(".") for part in parts)
+
+
+def is_ignored(relative: str) -> bool:
+    """True for temp files, dotfiles, and anything in an ignored folder: never uploaded."""
+    folder, _, name = relative.rpartition("/")
+    if folder and is_ignored_folder(folder):
         return True
-    if any(part.startswith(".") for part in parts):
-        return True
-    name = parts[-1]
-    return name.endswith(TEMP_SUFFIXES) or name.startswith("~")
+    return name.startswith((".", "~")) or name.endswith(TEMP_SUFFIXES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -782,9 +788,14 @@ class SyncDaemon:
         return True
 
     def skipped(self, relative: str) -> bool:
-        """Never uploaded: temp patterns, or the journal when SYNC_STATE_DIR is inside."""
-        if is_ignored(relative):
-            return True
+        """A file never uploaded: temp patterns, or the journal when SYNC_STATE_DIR is inside."""
+        return is_ignored(relative) or self._in_state_dir(relative)
+
+    def skipped_folder(self, relative: str) -> bool:
+        """A folder never entered, watched or listed: ignored folders and SYNC_STATE_DIR."""
+        return is_ignored_folder(relative) or self._in_state_dir(relative)
+
+    def _in_state_dir(self, relative: str) -> bool:
         if self._state_rel is None:
             return False
         return relative == self._state_rel or relative.startswith(self._state_rel + "/")
@@ -811,7 +822,7 @@ class SyncDaemon:
                     failed = exc  # its type is unknown: list the whole folder again later
                     continue
                 if is_dir:
-                    if not self.skipped(self.relative(Path(entry.path)) + "/x"):
+                    if not self.skipped_folder(self.relative(Path(entry.path))):
                         stack.append(Path(entry.path))
                 elif is_file:
                     yield Path(entry.path)
@@ -864,7 +875,7 @@ class SyncDaemon:
         stack = [top]
         while stack:
             folder = stack.pop()
-            if folder != self.options.sync_dir and self.skipped(self.relative(folder) + "/x"):
+            if folder != self.options.sync_dir and self.skipped_folder(self.relative(folder)):
                 continue
             try:
                 wd = self._inotify.add_watch(folder, mask)
