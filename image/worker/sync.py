@@ -1072,26 +1072,7 @@ class SyncDaemon:
 
         prior = self.journal.get(relative)
         remote = self._remote.get(encode_path(relative), {})
-        base = self.settings.prefix, self.sync_id, relative
-        known = {
-            sync_key(*base, version): etag
-            for version, (etag, length) in remote.items()
-            if length == size
-        }
-        if prior is not None and prior.size == size:
-            known[prior.key] = prior.etag
-        stored: tuple[int, str, str] | None = None
-        if known:
-            # Same size as a stored version: if the bytes are the same too, record, don't send.
-            local = etag_of(read_at, size)
-            stored = next(
-                (
-                    (prior.version if prior and k == prior.key else parse_version(k), e, k)
-                    for k, e in known.items()
-                    if e == local
-                ),
-                None,
-            )
+        stored = self._already_stored(relative, read_at, size, prior, remote)
         if stored is None:
             if prior is not None and size < prior.size:
                 log.warning(
@@ -1105,10 +1086,13 @@ class SyncDaemon:
                 )
             versions = [*remote, prior.version if prior is not None else 0]
             version, etag = self._store(relative, read_at, size, max(versions, default=0) + 1)
-            stored = (version, etag, sync_key(*base, version))
+            stored = (
+                version,
+                etag,
+                sync_key(self.settings.prefix, self.sync_id, relative, version),
+            )
         version, etag, key = stored
-        after = signature_of(os.fstat(fd))
-        if after != signature:
+        if signature_of(os.fstat(fd)) != signature:
             raise UploadRetryError("file changed during upload")
         self.journal.record(relative, Record(*signature, etag=etag, key=key, version=version))
         with self._cond:
@@ -1124,6 +1108,39 @@ class SyncDaemon:
             size,
             time.monotonic() - started,
             lag,
+        )
+
+    def _already_stored(
+        self,
+        relative: str,
+        read_at: Callable[[int, int], bytes],
+        size: int,
+        prior: Record | None,
+        remote: Mapping[int, tuple[str, int]],
+    ) -> tuple[int, str, str] | None:
+        """(version, ETag, key) of a stored version with these very bytes, if any.
+
+        Only versions of the same size are candidates (the journal's, and what the bucket
+        listing found at start); the local ETag is computed only when there is one.
+        """
+        base = self.settings.prefix, self.sync_id, relative
+        known = {
+            sync_key(*base, version): etag
+            for version, (etag, length) in remote.items()
+            if length == size
+        }
+        if prior is not None and prior.size == size:
+            known[prior.key] = prior.etag
+        if not known:
+            return None
+        local = etag_of(read_at, size)
+        return next(
+            (
+                (prior.version if prior and k == prior.key else parse_version(k), e, k)
+                for k, e in known.items()
+                if e == local
+            ),
+            None,
         )
 
     def _store(
