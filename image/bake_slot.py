@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from worker import models  # the worker package sits beside this script
+from worker.manifest import ManifestError, ModelEntry, load_manifest, manifest_path, select
 
 #: GHCR refuses a layer over 10 GB; model files are already compressed, so the file is the layer.
 LAYER_LIMIT_BYTES = 10 * 1000**3
@@ -45,7 +46,7 @@ class BakeError(Exception):
         self.code = code
 
 
-def _too_large(entry: models.ModelEntry, size: int) -> BakeError:
+def _too_large(entry: ModelEntry, size: int) -> BakeError:
     return BakeError(
         EXIT_TOO_LARGE,
         f"{entry.name} ({models.human_bytes(size)}, {entry.path}) is larger than one registry "
@@ -55,14 +56,14 @@ def _too_large(entry: models.ModelEntry, size: int) -> BakeError:
     )
 
 
-def plan(manifest: Path, groups_raw: str, slots: int) -> list[models.ModelEntry]:
+def plan(manifest: Path, groups_raw: str, slots: int) -> list[ModelEntry]:
     """The entries to bake, in manifest order; every known size checked against the limit."""
     groups = [g.strip() for g in groups_raw.split(",") if g.strip()]
     if not groups:
         return []
     try:
-        entries = models.select(models.load_manifest(manifest), groups)
-    except models.ManifestError as exc:
+        entries = select(load_manifest(manifest), groups)
+    except ManifestError as exc:
         raise BakeError(EXIT_USAGE, f"BAKE_MODEL_GROUPS={groups_raw}: {exc}") from exc
     oversized = [e for e in entries if e.size is not None and e.size > LAYER_LIMIT_BYTES]
     if oversized:
@@ -88,7 +89,7 @@ def _token(env: Mapping[str, str], token_file: Path) -> str | None:
 
 def bake(slot: int, slots: int, env: Mapping[str, str], token_file: Path) -> int:
     """Download the ``slot``-th planned entry into ``MODELS_DIR``; return the exit code."""
-    manifest = Path(env.get("MODEL_MANIFEST") or models.DEFAULT_MANIFEST)
+    manifest = manifest_path(env)
     models_dir = Path(env.get("MODELS_DIR") or "/opt/models")
     entries = plan(manifest, env.get("BAKE_MODEL_GROUPS", ""), slots)
     if slot >= len(entries):

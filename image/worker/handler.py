@@ -43,7 +43,6 @@ import struct
 import tempfile
 import threading
 import time
-import tomllib
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +55,7 @@ from urllib.parse import quote
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker import fetch, loras, templates
+from worker import fetch, loras, manifest, templates
 from worker.comfy import (
     ComfyClient,
     ComfyError,
@@ -71,9 +70,9 @@ from worker.r2 import (
     ObjectExistsError,
     R2ConfigError,
     R2Settings,
+    content_type,
     create_object,
     make_client,
-    media_type,
     object_headers,
     object_key,
     strip_etag,
@@ -359,7 +358,7 @@ def _lora_uses(
         raise templates.ParamError(f"template {template.name} takes no loras: {template.no_loras}")
     return [
         templates.LoraUse(
-            loras.resolve_name(spec, _manifest_path())
+            loras.resolve_name(spec, manifest.manifest_path())
             if spec.name is not None
             else f"{loras.CACHE_SUBDIR}/pending-{spec.index}.safetensors",
             spec.strength,
@@ -590,26 +589,9 @@ def _is_model_input(class_type: str, input_name: str) -> bool:
     return "Load" in class_type and input_name not in _NOT_MODEL_INPUTS
 
 
-def _manifest_path() -> Path:
-    override = os.environ.get("MODEL_MANIFEST", "").strip()
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "models.toml"
-
-
-@lru_cache(maxsize=4)
-def _groups_by_file(manifest: Path) -> dict[str, tuple[str, ...]]:
-    try:
-        data = tomllib.loads(manifest.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-    found: dict[str, tuple[str, ...]] = {}
-    for entry in data.get("model", []):
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-            found[entry["path"].rsplit("/", 1)[-1]] = tuple(entry.get("groups", ()))
-    return found
-
-
 def _group_hint(filename: object) -> str:
-    groups = _groups_by_file(_manifest_path()).get(str(filename).rsplit("/", 1)[-1])
+    table = manifest.groups_by_file(manifest.manifest_path())
+    groups = table.get(str(filename).rsplit("/", 1)[-1])
     return f" (model group {' or '.join(groups)})" if groups else " (not in models.toml)"
 
 
@@ -706,7 +688,7 @@ def collect_outputs(entry: Mapping[str, Any]) -> list[OutputFile]:
                 elif key in {"gifs", "video"} or (index < len(animated) and animated[index]):
                     kind = "video"
                 else:
-                    guessed = media_type(filename)
+                    guessed = content_type(filename)
                     kind = "video" if guessed.startswith("video/") else "image"
                 found.append(
                     OutputFile(

@@ -1,10 +1,11 @@
 """Verified, resumable model downloads for the worker image.
 
-Owns: reading ``models.toml``, choosing files by ``MODEL_GROUPS`` (or Hearmeman-style
-``download_<x>=true`` toggles), downloading them in parallel with HTTP Range resume into
-``<path>.partial`` while hashing, verifying size and sha256, publishing with an atomic rename,
-and recording a stamp so a verified file is never re-hashed. Also the ``--verify-only`` check
-serverless start-up runs and a JSON status file for the pod.
+Owns: downloading the files :mod:`worker.manifest` selects from ``models.toml``, in
+parallel, with HTTP Range resume into ``<path>.partial`` while hashing, verifying size and
+sha256, publishing with an atomic rename, and recording a stamp so a verified file is never
+re-hashed; :func:`verify_local`, the one answer to "is this file on disk good?" (a run's
+skip path, a file present before a download, ``--verify-only``, which serverless start-up
+runs); and a JSON status file for the pod.
 
 Deliberately does not: start ComfyUI, choose model groups for a workflow, or talk to R2.
 
@@ -26,15 +27,24 @@ import shutil
 import sys
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+import tenacity
+
+from worker.manifest import (
+    ManifestError,
+    ModelEntry,
+    groups_from_env,
+    load_manifest,
+    manifest_path,
+    select,
+)
 
 log = logging.getLogger("worker.models")
 
@@ -49,27 +59,10 @@ MIB = 1024 * 1024
 CHUNK = MIB
 #: Free space kept on top of what the downloads need (filesystem slack, logs, outputs).
 FREE_SPACE_MARGIN = 512 * MIB
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models.toml"
 DEFAULT_MODELS_DIR = "/workspace/ComfyUI/models"
 STAMP_DIR = ".verified"
 HF_HOSTS = ("huggingface.co", "hf.co")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-#: Hearmeman-style switches and the groups they select; ``download_<group>`` works as well.
-TOGGLES: Mapping[str, tuple[str, ...]] = {
-    "download_wan22": ("wan22_t2v", "wan22_t2v_fast"),
-    "download_wan22_fast": ("wan22_t2v_fast",),
-    "download_turbodiffusion": ("turbodiffusion",),
-    "download_steady_dancer": ("steadydancer",),
-    "download_steadydancer": ("steadydancer",),
-    "download_flux": ("flux_dev_fp8",),
-    "download_background_removal": ("background_removal",),
-}
-_TRUE = {"1", "true", "yes", "on"}
-
-
-class ManifestError(ValueError):
-    """``models.toml`` is malformed or a selection names an unknown group."""
 
 
 class DownloadError(Exception):
@@ -79,99 +72,6 @@ class DownloadError(Exception):
         super().__init__(message)
         self.auth = auth
         self.retryable = retryable
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelEntry:
-    """One file of the manifest."""
-
-    name: str
-    """Unique id used in logs and the final table."""
-    url: str
-    """Where to GET the file."""
-    path: str
-    """Destination relative to ``MODELS_DIR`` (ComfyUI folder names)."""
-    size: int | None = None
-    """Bytes, when known in advance."""
-    sha256: str | None = None
-    """Lower-case hex sha256, when known in advance."""
-    groups: tuple[str, ...] = ()
-    """``MODEL_GROUPS`` names that select this file."""
-    gated: bool = False
-    """The hub wants ``HF_TOKEN`` and an accepted licence."""
-
-
-def load_manifest(path: Path) -> list[ModelEntry]:
-    """Parse and validate ``path``; raise :class:`ManifestError` listing every problem."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ManifestError(f"cannot read model manifest {path}: {exc}") from exc
-    problems: list[str] = []
-    entries: list[ModelEntry] = []
-    seen_names: set[str] = set()
-    seen_paths: set[str] = set()
-    for index, raw in enumerate(data.get("model", [])):
-        where = f"model #{index + 1} ({raw.get('name', '?')})"
-        missing = [key for key in ("name", "url", "path", "groups") if key not in raw]
-        if missing:
-            problems.append(f"{where}: missing {', '.join(missing)}")
-            continue
-        rel = str(raw["path"])
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            problems.append(f"{where}: path must be relative to MODELS_DIR, got {rel!r}")
-        elif not rel.strip() or rel.rsplit("/", 1)[-1].strip() in ("", ".", ".."):
-            problems.append(
-                f"{where}: path must name a file (e.g. diffusion_models/x.safetensors), got {rel!r}"
-            )
-        sha = raw.get("sha256")
-        if sha is not None and not _SHA256.match(str(sha)):
-            problems.append(f"{where}: sha256 must be 64 lower-case hex digits")
-        size = raw.get("size")
-        if size is not None and (not isinstance(size, int) or size < 0):
-            problems.append(f"{where}: size must be a non-negative integer of bytes")
-        if not urlsplit(str(raw["url"])).scheme.startswith("http"):
-            problems.append(f"{where}: url must be http(s)")
-        if raw["name"] in seen_names or rel in seen_paths:
-            problems.append(f"{where}: duplicate name or path")
-        seen_names.add(raw["name"])
-        seen_paths.add(rel)
-        entries.append(
-            ModelEntry(
-                name=str(raw["name"]),
-                url=str(raw["url"]),
-                path=rel,
-                size=size,
-                sha256=sha,
-                groups=tuple(raw["groups"]),
-                gated=bool(raw.get("gated", False)),
-            )
-        )
-    if problems:
-        raise ManifestError(f"model manifest {path} is invalid: " + "; ".join(problems))
-    return entries
-
-
-def groups_from_env(env: Mapping[str, str]) -> list[str]:
-    """Groups chosen by ``MODEL_GROUPS`` (comma list) plus any ``download_<x>=true`` toggle."""
-    chosen = [g.strip() for g in env.get("MODEL_GROUPS", "").split(",") if g.strip()]
-    for key, value in sorted(env.items()):
-        if not key.lower().startswith("download_") or value.strip().lower() not in _TRUE:
-            continue
-        chosen.extend(TOGGLES.get(key.lower(), (key.lower().removeprefix("download_"),)))
-    return list(dict.fromkeys(chosen))
-
-
-def select(entries: Sequence[ModelEntry], groups: Iterable[str]) -> list[ModelEntry]:
-    """Entries in any of ``groups``; raise :class:`ManifestError` for an unknown group."""
-    wanted = list(groups)
-    known = {g for entry in entries for g in entry.groups}
-    unknown = [g for g in wanted if g not in known]
-    if unknown:
-        raise ManifestError(
-            f"unknown model group(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    return [entry for entry in entries if set(entry.groups) & set(wanted)]
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -359,6 +259,76 @@ def sha256_file(path: Path, hasher: Any | None = None) -> Any:
     return digest
 
 
+@dataclass(frozen=True)
+class LocalFile:
+    """What :func:`verify_local` found at a manifest entry's path."""
+
+    verdict: Literal["verified", "unchecked", "missing", "size", "unpinned", "sha256"]
+    """``verified``; ``unchecked`` (no valid stamp, not hashed); ``missing``; ``size`` (not the
+    expected size); ``unpinned`` (no hash to check it against); ``sha256`` (other bytes)."""
+    size: int = 0
+    """Bytes on disk (0 when missing or unchecked)."""
+    sha256: str = ""
+    """The verified hash (``verified`` only)."""
+    verified_by: str = ""
+    """``sha256`` or ``size`` (``verified`` only)."""
+
+    @property
+    def ok(self) -> bool:
+        """The file is present and verified."""
+        return self.verdict == "verified"
+
+
+def verify_local(
+    models_dir: Path,
+    entry: ModelEntry,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    rehash: bool = True,
+    size_suffices: bool = False,
+) -> LocalFile:
+    """Whether ``entry``'s file under ``models_dir`` is good, without any network.
+
+    The one answer for the skip path of a run (``rehash=False``: a valid stamp or nothing),
+    a file found present before a download, and ``--verify-only``. A stamp that still
+    describes the file, and names ``sha256`` when one is expected, is enough. Otherwise the
+    file must have ``size`` bytes (when given) and is hashed once against ``sha256`` or the
+    hash an earlier stamp recorded (a copied or restored file loses its mtime, not its
+    stamp); a match is stamped again. With no hash at all, ``size_suffices`` accepts it (the
+    hub has just announced the size), else it is ``unpinned``. Nothing is deleted here.
+    """
+    stamp = read_stamp(models_dir, entry)
+    if stamp is not None and (not sha256 or stamp["sha256"] == sha256):
+        how = str(stamp.get("verified_by", "sha256"))
+        return LocalFile("verified", int(stamp["size"]), str(stamp["sha256"]), how)
+    if not rehash:
+        return LocalFile("unchecked")
+    target = models_dir / entry.path
+    try:
+        actual = target.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return LocalFile("missing")
+    if size is not None and actual != size:
+        return LocalFile("size", actual)
+    earlier = load_stamp(models_dir, entry)
+    expected = sha256 or (str(earlier["sha256"]) if earlier else None)
+    if expected is None and not size_suffices:
+        return LocalFile("unpinned", actual)
+    return _hash_once(models_dir, entry, actual, expected)
+
+
+def _hash_once(models_dir: Path, entry: ModelEntry, size: int, expected: str | None) -> LocalFile:
+    """Hash the file of ``entry`` against ``expected``; stamp it when it matches."""
+    log.info("%s: present without a matching stamp, hashing once", entry.name)
+    digest = sha256_file(models_dir / entry.path).hexdigest()
+    if expected and digest != expected:
+        return LocalFile("sha256", size)
+    how = "sha256" if expected else "size"
+    write_stamp(models_dir, entry, digest, how)
+    return LocalFile("verified", size, digest, how)
+
+
 def _linked_sha(headers: Mapping[str, str]) -> str | None:
     raw = headers.get("X-Linked-Etag", "")
     value = raw.strip().removeprefix("W/").strip('"').lower()
@@ -368,6 +338,52 @@ def _linked_sha(headers: Mapping[str, str]) -> str | None:
 def _linked_size(headers: Mapping[str, str]) -> int | None:
     raw = headers.get("X-Linked-Size", "")
     return int(raw) if raw.strip().isdigit() else None
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another attempt: a retryable HTTP status or a dropped, reset or stalled link."""
+    if isinstance(exc, DownloadError):
+        return exc.retryable
+    return isinstance(
+        exc,
+        requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError,
+    )
+
+
+class _Budget:
+    """The downloader's retry policy for one model, as tenacity callbacks.
+
+    Failures are counted since the last attempt that moved bytes forward, so a long download
+    on a flaky link keeps resuming as long as it makes progress; ``retries`` failures in a
+    row without progress give up (the run then exits 1 naming the model). The delay is
+    ``backoff * 2**(n-1)`` seconds, capped at ``max_backoff``. tenacity's own attempt count
+    never resets, hence a counter of our own. (The sync daemon's retries differ: they never
+    give up and wait on its settle heap rather than in a sleeping thread; see worker.sync.)
+    """
+
+    def __init__(self, progress: Progress, options: Options) -> None:
+        self.progress = progress
+        self.options = options
+        self.failures = 0
+        self._mark = 0
+
+    def before(self, _state: tenacity.RetryCallState) -> None:
+        """Remember how far the file had got before this attempt."""
+        self._mark = self.progress.done
+
+    def after(self, _state: tenacity.RetryCallState) -> None:
+        """Count a failed attempt; one that moved bytes forward restarts the count."""
+        if self.progress.done > self._mark:
+            self.failures = 0
+        self.failures += 1
+
+    def stop(self, _state: tenacity.RetryCallState) -> bool:
+        """Give up after ``retries`` failures in a row without progress."""
+        return self.failures > self.options.retries
+
+    def wait(self, _state: tenacity.RetryCallState) -> float:
+        """Exponential backoff over the failures without progress, capped."""
+        return float(min(self.options.max_backoff, self.options.backoff * 2 ** (self.failures - 1)))
 
 
 class Downloader:
@@ -436,32 +452,34 @@ class Downloader:
             raise DownloadError(f"{entry.name}: HTTP {status} from {safe_url(entry.url)}")
 
     def _retrying(self, entry: ModelEntry, action: Callable[[], Any]) -> Any:
-        """Run ``action`` until it succeeds, retrying transient errors with backoff.
+        """Run ``action`` until it succeeds, retrying transient errors (:class:`_Budget`)."""
+        budget = _Budget(self.progress[entry.name], self.options)
 
-        An attempt that moved bytes forward resets the budget: a long download on a flaky
-        link keeps resuming as long as it makes progress.
-        """
-        failures = 0
-        while True:
-            before = self.progress[entry.name].done
-            try:
-                return action()
-            except DownloadError as exc:
-                if not exc.retryable:
-                    raise
-                error = str(exc)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                error = f"{entry.name}: {type(exc).__name__}: {self._redact(str(exc))}"
-            except requests.exceptions.ChunkedEncodingError as exc:
-                error = f"{entry.name}: connection broken ({type(exc).__name__})"
-            if self.progress[entry.name].done > before:
-                failures = 0
-            failures += 1
-            if failures > self.options.retries:
-                raise DownloadError(f"{error} (gave up after {failures} attempts)")
-            delay = min(self.options.max_backoff, self.options.backoff * 2 ** (failures - 1))
-            log.warning("%s; retrying in %.1fs (attempt %d)", error, delay, failures + 1)
-            time.sleep(delay)
+        def describe(state: tenacity.RetryCallState) -> str:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                return f"{entry.name}: connection broken ({type(exc).__name__})"
+            if isinstance(exc, requests.RequestException):
+                return f"{entry.name}: {type(exc).__name__}: {self._redact(str(exc))}"
+            return str(exc)
+
+        def give_up(state: tenacity.RetryCallState) -> None:
+            raise DownloadError(f"{describe(state)} (gave up after {budget.failures} attempts)")
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            delay, attempt = state.upcoming_sleep, budget.failures + 1
+            log.warning("%s; retrying in %.1fs (attempt %d)", describe(state), delay, attempt)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_transient),
+            before=budget.before,
+            after=budget.after,
+            stop=budget.stop,
+            wait=budget.wait,
+            before_sleep=warn,
+            retry_error_callback=give_up,
+        )
+        return retrying(action)
 
     def _redact(self, text: str) -> str:
         return redact(text, [self.options.hf_token or ""])
@@ -625,13 +643,8 @@ class Downloader:
         try:
             remote = remote or self.probe(entry)
             size, sha = self._expected(entry, remote)
-            target = self.options.models_dir / entry.path
-            if target.exists():
-                present = self._verify_existing(entry, size, sha)
-                if present:
-                    progress.state, progress.sha256, progress.verified_by = present
-                    progress.done = progress.total = target.stat().st_size
-                    return
+            if self._present(entry, size, sha):
+                return
             progress.state = "downloading"
             digest = self._fetch(entry, size, sha)
             verified_by = "sha256" if sha else "size"
@@ -640,9 +653,7 @@ class Downloader:
             write_stamp(self.options.models_dir, entry, digest, verified_by)
             progress.sha256, progress.verified_by, progress.state = digest, verified_by, "done"
         except DownloadError as exc:
-            progress.state, progress.error = "failed", self._redact(str(exc))
-            progress.auth_failure = exc.auth
-            log.error("%s", progress.error)  # noqa: TRY400 - the message says all; no traceback
+            self._failed(progress, exc)
         except OSError as exc:
             progress.state = "failed"
             progress.error = f"{entry.name}: {type(exc).__name__}: {exc.strerror or exc}"
@@ -650,81 +661,48 @@ class Downloader:
         finally:
             progress.finished = time.monotonic()
 
-    def _verify_existing(
-        self, entry: ModelEntry, size: int | None, sha: str | None
-    ) -> tuple[str, str, str] | None:
-        """(state, sha256, how) when the published file is good; else remove it and None."""
-        target = self.options.models_dir / entry.path
-        stamp = read_stamp(self.options.models_dir, entry)
-        if stamp and (not sha or stamp.get("sha256") == sha):
-            return "present", str(stamp["sha256"]), str(stamp.get("verified_by", "sha256"))
-        actual = target.stat().st_size
-        if size is not None and actual != size:
+    def _present(self, entry: ModelEntry, size: int | None, sha: str | None) -> bool:
+        """True (progress filled in) when the published file is good; a bad one is removed."""
+        local = verify_local(
+            self.options.models_dir, entry, size=size, sha256=sha, size_suffices=True
+        )
+        if local.ok:
+            self._mark_present(entry, local)
+            return True
+        if local.verdict == "size":
             log.warning(
-                "%s: existing file has %d bytes, expected %d: replacing", entry.name, actual, size
+                "%s: existing file has %d bytes, expected %d: replacing",
+                entry.name,
+                local.size,
+                size,
             )
-            target.unlink()
-            return None
-        log.info("%s: present without a matching stamp, hashing once", entry.name)
-        if not sha and stamp is None and (old := load_stamp(self.options.models_dir, entry)):
-            sha = str(old["sha256"])
-        digest = sha256_file(target).hexdigest()
-        if sha and digest != sha:
+        elif local.verdict == "sha256":
             log.warning("%s: existing file fails sha256: replacing", entry.name)
-            target.unlink()
-            return None
-        how = "sha256" if sha else "size"
-        write_stamp(self.options.models_dir, entry, digest, how)
-        return "present", digest, how
+        if local.verdict != "missing":
+            (self.options.models_dir / entry.path).unlink()
+        return False
+
+    def _mark_present(self, entry: ModelEntry, local: LocalFile) -> None:
+        progress = self.progress[entry.name]
+        progress.state, progress.sha256 = "present", local.sha256
+        progress.verified_by = local.verified_by
+        progress.done = progress.total = local.size
+
+    def _failed(self, progress: Progress, exc: DownloadError) -> None:
+        progress.state, progress.error = "failed", self._redact(str(exc))
+        progress.auth_failure = exc.auth
+        log.error("%s", progress.error)
 
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, entries: Sequence[ModelEntry]) -> int:
         """Download and verify ``entries``; return the process exit code."""
-        for entry in entries:
-            self.progress[entry.name] = Progress(entry=entry)
-        todo: list[ModelEntry] = []
-        for entry in entries:
-            stamp = read_stamp(self.options.models_dir, entry)
-            if stamp:
-                progress = self.progress[entry.name]
-                progress.state, progress.sha256 = "present", str(stamp["sha256"])
-                progress.verified_by = str(stamp.get("verified_by", "sha256"))
-                progress.done = progress.total = int(stamp["size"])
-            else:
-                todo.append(entry)
+        todo = self._unverified(entries)
         self._write_status()
         if not todo:
             return self._finish()
-        remotes: dict[str, Remote] = {}
-        needed = 0
-        for entry in todo:
-            try:
-                remotes[entry.name] = remote = self.probe(entry)
-            except DownloadError as exc:
-                progress = self.progress[entry.name]
-                progress.state, progress.error = "failed", self._redact(str(exc))
-                progress.auth_failure = exc.auth
-                log.error("%s", progress.error)  # noqa: TRY400 - actionable message, no traceback
-                continue
-            size = entry.size if entry.size is not None else remote.size
-            target = self.options.models_dir / entry.path
-            partial = target.with_name(target.name + ".partial")
-            have = partial.stat().st_size if partial.exists() else 0
-            needed += max(0, (size or 0) - have)
-        self.options.models_dir.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(self.options.models_dir).free
-        if needed + FREE_SPACE_MARGIN > free:
-            log.error(
-                "not enough disk in %s: the selected models need %s more (plus %s margin), "
-                "%s free. Grow the volume or select fewer MODEL_GROUPS.",
-                self.options.models_dir,
-                human_bytes(needed),
-                human_bytes(FREE_SPACE_MARGIN),
-                human_bytes(free),
-            )
-            self._phase = "failed"
-            self._write_status(error="not enough disk space")
+        remotes, needed = self._probe_all(todo)
+        if not self._room_for(needed):
             return EXIT_NO_SPACE
         self._phase = "downloading"
         log.info(
@@ -748,6 +726,53 @@ class Downloader:
             self._stop_reporter.set()
             reporter.join()
         return self._finish()
+
+    def _unverified(self, entries: Sequence[ModelEntry]) -> list[ModelEntry]:
+        """Entries without a valid stamp; the others are recorded as present (no hashing)."""
+        todo: list[ModelEntry] = []
+        for entry in entries:
+            self.progress[entry.name] = Progress(entry=entry)
+            local = verify_local(self.options.models_dir, entry, rehash=False)
+            if local.ok:
+                self._mark_present(entry, local)
+            else:
+                todo.append(entry)
+        return todo
+
+    def _probe_all(self, todo: Sequence[ModelEntry]) -> tuple[dict[str, Remote], int]:
+        """What the hub says about each entry, and the bytes still to fetch in all."""
+        remotes: dict[str, Remote] = {}
+        needed = 0
+        for entry in todo:
+            try:
+                remotes[entry.name] = remote = self.probe(entry)
+            except DownloadError as exc:
+                self._failed(self.progress[entry.name], exc)
+                continue
+            size = entry.size if entry.size is not None else remote.size
+            target = self.options.models_dir / entry.path
+            partial = target.with_name(target.name + ".partial")
+            have = partial.stat().st_size if partial.exists() else 0
+            needed += max(0, (size or 0) - have)
+        return remotes, needed
+
+    def _room_for(self, needed: int) -> bool:
+        """True when ``needed`` bytes and the margin fit; else log, record and False."""
+        self.options.models_dir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.options.models_dir).free
+        if needed + FREE_SPACE_MARGIN <= free:
+            return True
+        log.error(
+            "not enough disk in %s: the selected models need %s more (plus %s margin), "
+            "%s free. Grow the volume or select fewer MODEL_GROUPS.",
+            self.options.models_dir,
+            human_bytes(needed),
+            human_bytes(FREE_SPACE_MARGIN),
+            human_bytes(free),
+        )
+        self._phase = "failed"
+        self._write_status(error="not enough disk space")
+        return False
 
     def _finish(self) -> int:
         failed = [p for p in self.progress.values() if p.state == "failed"]
@@ -829,28 +854,24 @@ def _fsync_dir(path: Path) -> None:
 def verify_only(entries: Sequence[ModelEntry], models_dir: Path) -> int:
     """Check every entry is present and verified without any network; return an exit code.
 
-    A valid stamp is enough; otherwise the file is hashed once against the manifest's sha256,
-    or the hash an earlier stamp recorded, and stamped again; a file with neither fails.
+    :func:`verify_local` with the manifest's size and sha256: a valid stamp is enough;
+    otherwise the file is hashed once against the pinned sha256 or the hash an earlier stamp
+    recorded, and stamped again; a file with neither fails.
     """
+    problems = {
+        "missing": "missing ({path})",
+        "size": "size {size} != {expected}",
+        "unpinned": "present but never verified (no stamp, no pinned sha256)",
+        "sha256": "sha256 mismatch",
+    }
     bad: list[str] = []
     for entry in entries:
-        target = models_dir / entry.path
-        if read_stamp(models_dir, entry):
-            continue
-        stamp = load_stamp(models_dir, entry)
-        # A stamp whose file was touched (copied, restored) still names the verified hash.
-        expected = entry.sha256 or (str(stamp["sha256"]) if stamp else None)
-        if not target.exists():
-            bad.append(f"{entry.name}: missing ({entry.path})")
-        elif entry.size is not None and target.stat().st_size != entry.size:
-            bad.append(f"{entry.name}: size {target.stat().st_size} != {entry.size}")
-        elif expected is None:
-            bad.append(f"{entry.name}: present but never verified (no stamp, no pinned sha256)")
-        elif (digest := sha256_file(target).hexdigest()) != expected:
-            bad.append(f"{entry.name}: sha256 mismatch")
-        else:
-            log.info("%s: re-verified by sha256 (stamp did not match the file's mtime)", entry.name)
-            write_stamp(models_dir, entry, digest, "sha256")
+        local = verify_local(models_dir, entry, size=entry.size, sha256=entry.sha256)
+        if not local.ok:
+            problem = problems[local.verdict].format(
+                path=entry.path, size=local.size, expected=entry.size
+            )
+            bad.append(f"{entry.name}: {problem}")
     for line in bad:
         log.error("%s", line)
     if bad:
@@ -917,7 +938,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Entry point; returns the exit code."""
     env = os.environ if env is None else env
     args = build_parser().parse_args(argv)
-    manifest = args.manifest or Path(env.get("MODEL_MANIFEST") or DEFAULT_MANIFEST)
+    manifest = args.manifest or manifest_path(env)
     models_dir = args.models_dir or Path(env.get("MODELS_DIR") or DEFAULT_MODELS_DIR)
     try:
         entries = load_manifest(manifest)

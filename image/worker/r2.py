@@ -9,6 +9,10 @@ bucket never serves HTML or SVG to a browser), and :func:`create_object`: one ob
 only if its key is free (``If-None-Match: *`` on PutObject and CompleteMultipartUpload, which
 R2 honours), never over other bytes. The sync daemon and the handler own their retry loops
 and their key schemes.
+
+Retries here are botocore's own ("standard" mode in :func:`client_config`: a few attempts
+per request with jittered backoff, throttling and 5xx answers included); wrapping calls in
+tenacity as well would multiply the attempts, so this module has no retry code of its own.
 """
 
 from __future__ import annotations
@@ -126,8 +130,12 @@ def object_key(prefix: str, relative_path: str) -> str:
     return normalise_prefix(prefix) + relative_path.lstrip("/")
 
 
-def media_type(name: str) -> str:
-    """The Content-Type stored for a file called ``name``: allowlisted media or octet-stream."""
+def content_type(name: str) -> str:
+    """The Content-Type stored for a file called ``name``: allowlisted media or octet-stream.
+
+    The one table for every writer (the handler's uploads, the sync daemon): never the
+    host's ``mimetypes`` database, which differs between machines (``audio/x-wav``).
+    """
     return MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), OTHER_TYPE)
 
 
@@ -137,10 +145,10 @@ def object_headers(name: str) -> dict[str, str]:
     Media types from the allowlist keep their type; anything else (an HTML page or SVG
     planted in the output folder, a JSON sidecar) is stored as a download, never rendered.
     """
-    content_type = media_type(name)
-    if content_type == OTHER_TYPE:
+    stored = content_type(name)
+    if stored == OTHER_TYPE:
         return {"ContentType": OTHER_TYPE, "ContentDisposition": "attachment"}
-    return {"ContentType": content_type}
+    return {"ContentType": stored}
 
 
 def encode_path(relative: str) -> str:

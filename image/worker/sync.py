@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from worker.r2 import (
     EtagMismatchError,
@@ -235,15 +235,21 @@ def parse_sync_key(base: str, key: str) -> tuple[str, int] | None:
     return decode_path(f"{folder}/{name}" if folder else name), version
 
 
-def is_ignored(relative: str) -> bool:
-    """True for temp files, dotfiles/dot-folders and ComfyUI's ``temp/``: never uploaded."""
+def is_ignored_folder(relative: str) -> bool:
+    """True for a folder nothing under is uploaded: dot-folders anywhere, ComfyUI's ``temp/``.
+
+    Only names of files count as temp names: a folder called ``x.tmp`` is entered.
+    """
     parts = relative.split("/")
-    if parts[0] in IGNORED_TOP_DIRS and len(parts) > 1:
+    return parts[0] in IGNORED_TOP_DIRS or any(part.startswith(".") for part in parts)
+
+
+def is_ignored(relative: str) -> bool:
+    """True for temp files, dotfiles, and anything in an ignored folder: never uploaded."""
+    folder, _, name = relative.rpartition("/")
+    if folder and is_ignored_folder(folder):
         return True
-    if any(part.startswith(".") for part in parts):
-        return True
-    name = parts[-1]
-    return name.endswith(TEMP_SUFFIXES) or name.startswith("~")
+    return name.startswith((".", "~")) or name.endswith(TEMP_SUFFIXES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -504,8 +510,43 @@ class UploadRetryError(Exception):
     """The file changed during the upload or the bucket disagreed; try again later."""
 
 
+Phase = Literal["idle", "waiting", "settling", "queued", "uploading"]
+
+
+@dataclass
+class FileState:
+    """Everything the daemon knows about one path; read and written under its lock.
+
+    ``phase`` is where the file is: ``waiting`` on the settle heap until ``look``'s time,
+    ``settling`` (the scheduler is checking it), ``queued`` for an upload worker,
+    ``uploading``, or ``idle`` (nothing to do until an event or a scan). A request for
+    another look while the file is settling, queued or uploading is kept in ``look`` and
+    honoured when that step ends, so a file is in one phase at a time and "pending" is the
+    number of files not idle.
+    """
+
+    phase: Phase = "idle"
+    look: tuple[float, Signature | None] | None = None
+    """The next look asked for: (monotonic due time, the signature seen then or None)."""
+    first_seen: float | None = None
+    """When the file's current version was first noticed (where its lag starts)."""
+    attempts: int = 0
+    """Failed looks or uploads in a row (the backoff's exponent)."""
+    scanned: bool = False
+    """Found by a scan, not an event: a writer may hold it open unseen."""
+    last_write: float | None = None
+    """Time of the last create/modify event not yet followed by a close."""
+    skipped: str = ""
+    """What it is when it is not a regular file (logged once per kind); never uploaded."""
+
+
 class SyncDaemon:
-    """Watcher, settle scheduler, upload pool and journal around one ``SYNC_DIR``."""
+    """Watcher, settle scheduler, upload pool and journal around one ``SYNC_DIR``.
+
+    Each path it is busy with, sees being written, or skips has one :class:`FileState`;
+    a file moves idle -> waiting -> settling -> queued -> uploading -> idle, and every
+    failure takes the one path back to waiting (:meth:`_retry`).
+    """
 
     def __init__(
         self,
@@ -528,29 +569,20 @@ class SyncDaemon:
         self.key_base = sync_key(settings.prefix, self.sync_id, "")
         # Objects found under key_base at start: encoded path -> {version: (etag, size)}.
         self._remote: dict[str, dict[int, tuple[str, int]]] = {}
-        # Paths skipped for not being regular files -> what they were (logged once each).
-        self._not_regular: dict[str, str] = {}
         self._next_flush = 0.0
         self.watch = watch
         self._cond = threading.Condition()
-        self._pending: dict[str, tuple[float, Signature | None]] = {}
+        # One record per path the daemon is busy with, is watching being written, or skips.
+        self._files: dict[str, FileState] = {}
+        # The settle heap: (due time, path); an entry is live while it matches the look.
         self._heap: list[tuple[float, str]] = []
         self._queue: queue.Queue[str] = queue.Queue(maxsize=options.queue_size)
-        self._inflight: set[str] = set()
-        self._queued: set[str] = set()
-        self._transit = 0
-        # Files with create/modify events and no close yet -> time of the last such event.
-        self._writing: dict[str, float] = {}
-        # Found by a scan rather than an event: a writer may hold them open unseen.
-        self._scanned: set[str] = set()
         self._writers: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._real_root = os.path.realpath(options.sync_dir)
-        self._attempts: dict[str, int] = {}
         # Folders that could not be listed -> (monotonic time to list again, attempts so far).
         self._unlisted: dict[Path, tuple[float, int]] = {}
         self._next_scan = 0.0
         self._next_status = 0.0
-        self._first_seen: dict[str, float] = {}
         self._lags: deque[float] = deque(maxlen=2000)
         self._stop = threading.Event()
         self._rescan = threading.Event()
@@ -572,15 +604,11 @@ class SyncDaemon:
         return path.relative_to(self.options.sync_dir).as_posix()
 
     def pending_count(self) -> int:
-        """Files seen but not yet verified in the bucket (scheduled, queued or uploading)."""
+        """Files seen but not yet verified in the bucket (any phase but idle), plus folders
+        whose listing failed (what they hold is not known yet)."""
         with self._cond:
-            return (
-                len(self._pending)
-                + len(self._queued)
-                + len(self._inflight)
-                + self._transit
-                + len(self._unlisted)
-            )
+            busy = sum(1 for state in self._files.values() if state.phase != "idle")
+            return busy + len(self._unlisted)
 
     def lag_percentiles(self) -> tuple[float, float, float]:
         """(p50, p99, max) seconds from a file's last event to its verified upload."""
@@ -597,10 +625,13 @@ class SyncDaemon:
         """``uploaded pending retrying failed(attempts) journal lag p50/p99/max`` for logs."""
         p50, p99, worst = self.lag_percentiles()
         unsaved = f" unjournaled={self.journal.unsaved}" if self.journal.unsaved else ""
+        with self._cond:
+            retrying = sum(1 for state in self._files.values() if state.attempts)
+            skipped = sum(1 for state in self._files.values() if state.skipped)
         return (
             f"uploaded={self.uploaded} pending={self.pending_count()} "
-            f"retrying={len(self._attempts)} failed={self.failures} "
-            f"journal={len(self.journal)}{unsaved} skipped={len(self._not_regular)} "
+            f"retrying={retrying} failed={self.failures} "
+            f"journal={len(self.journal)}{unsaved} skipped={skipped} "
             f"lag p50={p50:.2f}s p99={p99:.2f}s max={worst:.2f}s"
         )
 
@@ -613,59 +644,105 @@ class SyncDaemon:
         except FileNotFoundError:
             return
         except OSError as exc:
-            self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
+            self._retry(relative, f"cannot stat ({describe_os_error(exc)})")
             return
         if info is not None:
             self._push(relative, delay, signature_of(info), event=event)
+
+    def _state(self, relative: str) -> FileState:
+        """The record of ``relative``, made on first use (caller holds the lock)."""
+        state = self._files.get(relative)
+        if state is None:
+            state = self._files[relative] = FileState()
+        return state
+
+    def _forget(self, relative: str) -> None:
+        """Drop the record of an idle path nothing else is known about (caller holds the lock)."""
+        state = self._files.get(relative)
+        if state is not None and state.phase == "idle" and not (state.last_write or state.skipped):
+            del self._files[relative]
 
     def _lstat(self, relative: str) -> os.stat_result | None:
         """lstat of ``relative``; None (and one log line) when it is not a regular file."""
         info = (self.options.sync_dir / relative).lstat()
         if stat.S_ISREG(info.st_mode):
-            if self._not_regular:
+            state = self._files.get(relative)
+            if state is not None and state.skipped:
                 with self._cond:
-                    self._not_regular.pop(relative, None)
+                    state.skipped = ""  # it was something else before; now it is a file
             return info
         self._skip(relative, file_kind(info.st_mode))
         return None
 
     def _skip(self, relative: str, kind: str) -> None:
-        """Never upload ``relative``: log it once per kind, forget any pending state."""
+        """Never upload ``relative``: log it once per kind, forget its retries and lag."""
         with self._cond:
-            known = self._not_regular.get(relative)
-            self._not_regular[relative] = kind
-            self._first_seen.pop(relative, None)
-            self._attempts.pop(relative, None)
-            self._scanned.discard(relative)
+            state = self._state(relative)
+            known, state.skipped = state.skipped, kind
+            state.first_seen, state.attempts, state.scanned = None, 0, False
         if known != kind:
             log.warning("skipping %s: a %s; only regular files are uploaded", relative, kind)
 
     def _push(
         self, relative: str, delay: float, signature: Signature | None, *, event: bool = False
     ) -> None:
-        """Put ``relative`` on the settle heap (no file-system access: cannot fail on I/O)."""
-        deadline = time.monotonic() + delay
+        """Ask for a look at ``relative`` after ``delay`` (no file-system access: cannot fail
+        on I/O). An idle or waiting file goes onto the settle heap now; a busy one when its
+        current step ends (:meth:`_release`)."""
+        now = time.monotonic()
         with self._cond:
-            if event or relative not in self._first_seen:
-                self._first_seen[relative] = time.monotonic()
-            self._pending[relative] = (deadline, signature)
-            heapq.heappush(self._heap, (deadline, relative))
-            self._cond.notify_all()
+            state = self._state(relative)
+            if event or state.first_seen is None:
+                state.first_seen = now
+            state.look = (now + delay, signature)
+            if state.phase in ("idle", "waiting"):
+                self._wait(relative, state, now + delay)
+
+    def _wait(self, relative: str, state: FileState, due: float) -> None:
+        """Put a file onto the settle heap until ``due``, its look's time (lock held)."""
+        state.phase = "waiting"
+        heapq.heappush(self._heap, (due, relative))
+        self._cond.notify_all()
+
+    def _release(self, relative: str, phase: Phase) -> None:
+        """End a settle or upload step: wait for the look asked for meanwhile, or go idle.
+
+        Nothing to do when the step moved the file on itself (a settled file is queued).
+        """
+        with self._cond:
+            state = self._files.get(relative)
+            if state is None or state.phase != phase:
+                return
+            if state.look is not None:
+                self._wait(relative, state, state.look[0])
+            else:
+                state.phase = "idle"
+                self._forget(relative)
 
     def _backoff(self, attempts: int) -> float:
+        """``first_backoff * 2**(attempts-1)`` seconds, capped at ``max_backoff``.
+
+        The downloader's curve, but not its helper (tenacity's ``Retrying``): a retry here
+        never gives up and never sleeps in the thread that failed; the delay goes onto the
+        settle heap, so upload workers and the scheduler stay free for other files.
+        """
         return float(
             min(self.options.max_backoff, self.options.first_backoff * 2 ** (attempts - 1))
         )
 
-    def _defer(self, relative: str, reason: str) -> None:
-        """``relative`` could not be looked at: log why, look again after a growing delay.
+    def _retry(self, relative: str, reason: str, *, failed: bool = False) -> None:
+        """The one retry path: ``relative`` could not be looked at or uploaded; log why and
+        look again after a growing delay (``failed`` counts an unexpected upload failure).
 
-        The file stays pending (never dropped); with no signature, the next look re-stats it
-        and waits one more settle before uploading.
+        The file stays pending, never dropped. The next look re-stats it and lets it settle
+        once more before uploading: after a failure nothing is assumed about the file.
         """
         with self._cond:
-            attempts = self._attempts.get(relative, 0) + 1
-            self._attempts[relative] = attempts
+            state = self._state(relative)
+            state.attempts += 1
+            attempts = state.attempts
+            if failed:
+                self.failures += 1
         delay = self._backoff(attempts)
         log.warning("%s: %s; retry %d in %.1fs", relative, reason, attempts, delay)
         self._push(relative, delay, None)
@@ -702,18 +779,23 @@ class SyncDaemon:
         Silence for :data:`WRITER_SILENCE` seconds ends that belief: a hard link, for one,
         creates a file without ever closing it for writing, and scans must not skip it forever.
         """
-        last = self._writing.get(relative)
-        if last is None:
+        state = self._files.get(relative)
+        if state is None or state.last_write is None:
             return False
-        if time.monotonic() - last > WRITER_SILENCE:
-            del self._writing[relative]
+        if time.monotonic() - state.last_write > WRITER_SILENCE:
+            state.last_write = None
             return False
         return True
 
     def skipped(self, relative: str) -> bool:
-        """Never uploaded: temp patterns, or the journal when SYNC_STATE_DIR is inside."""
-        if is_ignored(relative):
-            return True
+        """A file never uploaded: temp patterns, or the journal when SYNC_STATE_DIR is inside."""
+        return is_ignored(relative) or self._in_state_dir(relative)
+
+    def skipped_folder(self, relative: str) -> bool:
+        """A folder never entered, watched or listed: ignored folders and SYNC_STATE_DIR."""
+        return is_ignored_folder(relative) or self._in_state_dir(relative)
+
+    def _in_state_dir(self, relative: str) -> bool:
         if self._state_rel is None:
             return False
         return relative == self._state_rel or relative.startswith(self._state_rel + "/")
@@ -740,7 +822,7 @@ class SyncDaemon:
                     failed = exc  # its type is unknown: list the whole folder again later
                     continue
                 if is_dir:
-                    if not self.skipped(self.relative(Path(entry.path)) + "/x"):
+                    if not self.skipped_folder(self.relative(Path(entry.path))):
                         stack.append(Path(entry.path))
                 elif is_file:
                     yield Path(entry.path)
@@ -762,22 +844,20 @@ class SyncDaemon:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
+                self._retry(relative, f"cannot stat ({describe_os_error(exc)})")
                 continue
             if info is None or self.journal.is_current(relative, signature_of(info)):
                 continue
             with self._cond:
-                busy = (
-                    relative in self._pending
-                    or relative in self._queued
-                    or relative in self._inflight
-                    or self._is_writing(relative)
-                )
-            if not busy:
-                with self._cond:
-                    self._scanned.add(relative)
-                self.schedule(relative, self.options.settle)
-                found += 1
+                state = self._files.get(relative)
+                busy = state is not None and state.phase != "idle"
+                if busy or self._is_writing(relative):
+                    continue
+                self._state(relative).scanned = True
+            self.schedule(relative, self.options.settle)
+            with self._cond:
+                self._forget(relative)  # when it vanished meanwhile (idle: nothing kept)
+            found += 1
         return found
 
     def _add_watches(self, top: Path) -> None:
@@ -795,7 +875,7 @@ class SyncDaemon:
         stack = [top]
         while stack:
             folder = stack.pop()
-            if folder != self.options.sync_dir and self.skipped(self.relative(folder) + "/x"):
+            if folder != self.options.sync_dir and self.skipped_folder(self.relative(folder)):
                 continue
             try:
                 wd = self._inotify.add_watch(folder, mask)
@@ -842,24 +922,36 @@ class SyncDaemon:
             return
         if mask & (flags.CREATE | flags.MODIFY):
             with self._cond:
-                self._writing[relative] = time.monotonic()
+                self._state(relative).last_write = time.monotonic()
         elif mask & (flags.CLOSE_WRITE | flags.MOVED_TO):
             with self._cond:
-                self._writing.pop(relative, None)
-                self._scanned.discard(relative)
+                state = self._state(relative)
+                state.last_write, state.scanned = None, False
             self.schedule(relative, self.options.settle, event=True)
+            with self._cond:
+                self._forget(relative)  # when it vanished or is skipped meanwhile
         elif mask & (flags.MOVED_FROM | flags.DELETE):
             with self._cond:
-                self._writing.pop(relative, None)
+                if relative in self._files:
+                    self._files[relative].last_write = None
+                    self._forget(relative)
 
     # -- settle scheduler ------------------------------------------------------------------
+
+    def _live(self, deadline: float, relative: str) -> bool:
+        """A heap entry still stands for its file's look (not superseded by a later one)."""
+        state = self._files.get(relative)
+        return (
+            state is not None
+            and state.phase == "waiting"
+            and state.look is not None
+            and state.look[0] == deadline
+        )
 
     def _scheduler_step(self) -> None:
         with self._cond:
             now = time.monotonic()
-            while self._heap and (
-                self._pending.get(self._heap[0][1], (None, None))[0] != self._heap[0][0]
-            ):
+            while self._heap and not self._live(*self._heap[0]):
                 heapq.heappop(self._heap)  # superseded by a later schedule()
             if not self._heap:
                 self._cond.wait(timeout=0.5)
@@ -869,33 +961,30 @@ class SyncDaemon:
                 self._cond.wait(timeout=min(0.5, deadline - now))
                 return
             heapq.heappop(self._heap)
-            _, signature = self._pending.pop(relative)
-            busy = relative in self._inflight or relative in self._queued
+            state = self._files[relative]
+            signature = state.look[1] if state.look else None
+            state.phase, state.look = "settling", None
             still_writing = self._is_writing(relative)
-            self._transit += 1
         try:
-            if busy:
-                self.schedule(relative, self.options.settle)
-            elif not still_writing:  # a writer has it open: its close_write comes later
+            if not still_writing:  # a writer has it open: its close_write comes later
                 self._settled(relative, signature, deadline)
         except Exception as exc:
             # Logged with its traceback; the file is looked at again later, never lost.
             log.exception("%s: unexpected error while settling", relative)
-            self._defer(relative, f"settle failed ({type(exc).__name__})")
+            self._retry(relative, f"settle failed ({type(exc).__name__})")
         finally:
-            with self._cond:
-                self._transit -= 1
+            self._release(relative, "settling")
 
     def _settled(self, relative: str, signature: Signature | None, deadline: float) -> None:
         try:
             info = self._lstat(relative)
         except FileNotFoundError:
             with self._cond:
-                self._first_seen.pop(relative, None)
-                self._attempts.pop(relative, None)
+                state = self._files[relative]
+                state.first_seen, state.attempts = None, 0
             return
         except OSError as exc:
-            self._defer(relative, f"cannot stat ({describe_os_error(exc)})")
+            self._retry(relative, f"cannot stat ({describe_os_error(exc)})")
             return
         if info is None:
             return
@@ -906,14 +995,14 @@ class SyncDaemon:
         if self.journal.is_current(relative, now_signature):
             return
         with self._cond:
-            unseen = relative in self._scanned or not self.watch
+            unseen = self._files[relative].scanned or not self.watch
         if unseen and self._held_open(relative, deadline):
             return
         while not self._stop.is_set():
             try:
                 with self._cond:
                     self._queue.put_nowait(relative)
-                    self._queued.add(relative)
+                    self._files[relative].phase = "queued"
                     self._cond.notify_all()
                 break
             except queue.Full:
@@ -951,8 +1040,7 @@ class SyncDaemon:
             except queue.Empty:
                 self._cond.wait(timeout=0.2)
                 return
-            self._queued.discard(relative)
-            self._inflight.add(relative)
+            self._files[relative].phase = "uploading"
         try:
             self._upload(relative)
         except FileNotFoundError:
@@ -960,24 +1048,11 @@ class SyncDaemon:
         except NotRegularError as exc:
             self._skip(relative, exc.kind)
         except (UploadRetryError, SourceChangedError, EtagMismatchError) as exc:
-            self._retry(relative, str(exc), count=False)
+            self._retry(relative, f"upload failed ({exc})")
         except Exception as exc:  # noqa: BLE001 - any failure is retried, never dropped
-            self._retry(relative, f"{type(exc).__name__}: {exc}", count=True)
+            self._retry(relative, f"upload failed ({type(exc).__name__}: {exc})", failed=True)
         finally:
-            with self._cond:
-                self._inflight.discard(relative)
-
-    def _retry(self, relative: str, reason: str, *, count: bool) -> None:
-        with self._cond:
-            attempts = self._attempts.get(relative, 0) + 1
-            self._attempts[relative] = attempts
-            if count:
-                self.failures += 1
-        delay = self._backoff(attempts)
-        log.warning(
-            "upload of %s failed (%s); retry %d in %.1fs", relative, reason, attempts, delay
-        )
-        self.schedule(relative, delay)
+            self._release(relative, "uploading")
 
     def _upload(self, relative: str) -> None:
         fd, info = open_regular(self.options.sync_dir, relative)
@@ -997,26 +1072,7 @@ class SyncDaemon:
 
         prior = self.journal.get(relative)
         remote = self._remote.get(encode_path(relative), {})
-        base = self.settings.prefix, self.sync_id, relative
-        known = {
-            sync_key(*base, version): etag
-            for version, (etag, length) in remote.items()
-            if length == size
-        }
-        if prior is not None and prior.size == size:
-            known[prior.key] = prior.etag
-        stored: tuple[int, str, str] | None = None
-        if known:
-            # Same size as a stored version: if the bytes are the same too, record, don't send.
-            local = etag_of(read_at, size)
-            stored = next(
-                (
-                    (prior.version if prior and k == prior.key else parse_version(k), e, k)
-                    for k, e in known.items()
-                    if e == local
-                ),
-                None,
-            )
+        stored = self._already_stored(relative, read_at, size, prior, remote)
         if stored is None:
             if prior is not None and size < prior.size:
                 log.warning(
@@ -1030,26 +1086,61 @@ class SyncDaemon:
                 )
             versions = [*remote, prior.version if prior is not None else 0]
             version, etag = self._store(relative, read_at, size, max(versions, default=0) + 1)
-            stored = (version, etag, sync_key(*base, version))
+            stored = (
+                version,
+                etag,
+                sync_key(self.settings.prefix, self.sync_id, relative, version),
+            )
         version, etag, key = stored
-        after = signature_of(os.fstat(fd))
-        if after != signature:
+        if signature_of(os.fstat(fd)) != signature:
             raise UploadRetryError("file changed during upload")
         self.journal.record(relative, Record(*signature, etag=etag, key=key, version=version))
         with self._cond:
-            seen = self._first_seen.pop(relative, started)
-            self._attempts.pop(relative, None)
-            self._scanned.discard(relative)
+            state = self._files[relative]
+            seen = started if state.first_seen is None else state.first_seen
+            state.first_seen, state.attempts, state.scanned = None, 0, False
+            self.uploaded += 1
         lag = time.monotonic() - seen
         self._lags.append(lag)
-        with self._cond:
-            self.uploaded += 1
         log.info(
             "uploaded %s (%d bytes) in %.2fs, lag %.2fs",
             key,
             size,
             time.monotonic() - started,
             lag,
+        )
+
+    def _already_stored(
+        self,
+        relative: str,
+        read_at: Callable[[int, int], bytes],
+        size: int,
+        prior: Record | None,
+        remote: Mapping[int, tuple[str, int]],
+    ) -> tuple[int, str, str] | None:
+        """(version, ETag, key) of a stored version with these very bytes, if any.
+
+        Only versions of the same size are candidates (the journal's, and what the bucket
+        listing found at start); the local ETag is computed only when there is one.
+        """
+        base = self.settings.prefix, self.sync_id, relative
+        known = {
+            sync_key(*base, version): etag
+            for version, (etag, length) in remote.items()
+            if length == size
+        }
+        if prior is not None and prior.size == size:
+            known[prior.key] = prior.etag
+        if not known:
+            return None
+        local = etag_of(read_at, size)
+        return next(
+            (
+                (prior.version if prior and k == prior.key else parse_version(k), e, k)
+                for k, e in known.items()
+                if e == local
+            ),
+            None,
         )
 
     def _store(

@@ -70,38 +70,6 @@ def run(manifest: Path, models_dir: Path, *extra: str, env: dict[str, str] | Non
     return models.main(argv, env=env or {})
 
 
-def test_repo_manifest_is_valid_and_covers_every_group() -> None:
-    """models.toml parses, has no invented hashes format-wise, and every group selects files."""
-    entries = models.load_manifest(MANIFEST)
-    groups = {g for e in entries for g in e.groups}
-    assert groups == {
-        "wan22_t2v",
-        "wan22_t2v_fast",
-        "turbodiffusion",
-        "steadydancer",
-        "flux_dev_fp8",
-        "background_removal",
-        "upscale",
-    }
-    paths = {e.path for e in models.select(entries, ["wan22_t2v", "flux_dev_fp8"])}
-    assert "diffusion_models/wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors" in paths
-    assert "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors" in paths
-    assert "vae/wan_2.1_vae.safetensors" in paths
-    assert "checkpoints/flux1-dev-fp8.safetensors" in paths
-    by_name = {e.name: e for e in entries}
-    assert by_name["birefnet"].sha256 == (
-        "9ab37426bf4de0567af6b5d21b16151357149139362e6e8992021b8ce356a154"
-    )
-    assert by_name["flux1-dev-fp8"].sha256 is None  # only a prefix is known: not invented
-
-
-def test_toggles_and_model_groups_select_the_same_way() -> None:
-    """download_wan22=true selects the WAN groups; MODEL_GROUPS and toggles combine."""
-    env = {"download_wan22": "true", "download_flux": "false", "MODEL_GROUPS": "background_removal"}
-    assert models.groups_from_env(env) == ["background_removal", "wan22_t2v", "wan22_t2v_fast"]
-    assert models.groups_from_env({"download_steadydancer": "1"}) == ["steadydancer"]
-
-
 def test_unknown_group_is_a_usage_error(models_run: dict[str, Path]) -> None:
     """A misspelt group exits 2 instead of silently downloading nothing."""
     code = models.main(

@@ -39,6 +39,15 @@ def test_temp_patterns_are_ignored() -> None:
         assert not sync.is_ignored(name), name
 
 
+def test_ignored_folders_are_named_as_folders() -> None:
+    """Dot-folders anywhere and the top-level temp/ are never entered; a folder whose name
+    only looks like a temp file is."""
+    for folder in ("temp", ".cache", "video/.thumbs", "temp/sub"):
+        assert sync.is_ignored_folder(folder), folder
+    for folder in ("video", "x/temp", "a.tmp", "~drafts", "clips.part"):
+        assert not sync.is_ignored_folder(folder), folder
+
+
 def test_files_from_before_start_are_uploaded_once(sync_rig: SyncRig) -> None:
     """Files present at start (one multipart-sized) are uploaded, verified and journaled."""
     write(sync_rig.sync_dir / "ComfyUI_00001_.png", os.urandom(50_000))
@@ -181,6 +190,24 @@ def test_status_line_counts_pending_and_uploaded(sync_rig: SyncRig) -> None:
     sync_rig.proxy.release_uploads()
     wait_until(daemon.idle, 10, "drained")
     assert "uploaded=3 pending=0" in daemon.status_line()
+
+
+def test_a_file_written_again_during_its_upload_counts_once(sync_rig: SyncRig) -> None:
+    """A file with an upload in flight and a new version waiting is one pending file, not
+    one per collection it sits in; once released, the latest version is the one journaled."""
+    daemon = sync_rig.start()
+    sync_rig.proxy.hold_uploads()
+    target = write(sync_rig.sync_dir / "again.png", b"first")
+    wait_until(lambda: sync_rig.proxy.parked >= 1, 10, "upload parked")
+    write(target, b"second version")
+    time.sleep(0.5)  # five settle times: the new version's event has long been seen
+    assert daemon.pending_count() == 1
+    assert "pending=1" in daemon.status_line()
+    sync_rig.proxy.release_uploads()
+    wait_until(daemon.idle, 20, "drained")
+    record = daemon.journal.get("again.png")
+    assert record is not None
+    assert record.matches(sync.signature_of(target.stat()))
 
 
 @pytest.mark.slow
@@ -329,6 +356,21 @@ def test_journal_inside_the_synced_folder_is_never_uploaded(sync_rig: SyncRig) -
     wait_until(lambda: sync_rig.key("only.png") in list_objects(sync_rig.bucket), 20, "only.png")
     wait_until(daemon.idle, 10, "idle")
     assert set(list_objects(sync_rig.bucket)) == {sync_rig.key("only.png")}
+
+
+def test_only_the_journal_folder_is_skipped_not_its_parent(sync_rig: SyncRig) -> None:
+    """SYNC_STATE_DIR at out/x keeps out/x out of the bucket, while out/ itself (the folder
+    holding it) is listed, watched and synced like any other."""
+    sync_rig.state_dir = sync_rig.sync_dir / "out" / "x"
+    write(sync_rig.sync_dir / "out" / "early.png", b"early")
+    daemon = sync_rig.start()
+    assert daemon.skipped_folder("out/x")
+    assert not daemon.skipped_folder("out")
+    write(sync_rig.sync_dir / "out" / "live.png", b"live")
+    wanted = {sync_rig.key("out/early.png"), sync_rig.key("out/live.png")}
+    wait_until(lambda: wanted <= set(list_objects(sync_rig.bucket)), 20, "files beside x/")
+    wait_until(daemon.idle, 10, "idle")
+    assert set(list_objects(sync_rig.bucket)) == wanted
 
 
 def test_wrong_etag_from_the_bucket_is_not_journaled_and_retried(sync_rig: SyncRig) -> None:

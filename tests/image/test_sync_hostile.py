@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import mimetypes
 import os
 import shutil
 import socket
@@ -20,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from worker import sync
+from worker import handler, r2, sync
 from worker.r2 import make_client
 
 from tests.fakes.s3 import list_objects
@@ -401,6 +402,18 @@ def test_active_content_is_stored_as_a_download(sync_rig: SyncRig) -> None:
     assert head("logo.svg") == ("application/octet-stream", "attachment")
     assert head("shot.png") == ("image/png", None)
     assert head("clip.mp4") == ("video/mp4", None)
+
+
+def test_content_types_come_from_one_table_not_the_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler and the sync daemon both store r2.content_type's answer, whatever the
+    host's mimetypes database says (hosts disagree: audio/x-wav vs audio/wav)."""
+    monkeypatch.setattr(mimetypes, "guess_type", lambda *_args, **_kwargs: ("audio/x-wav", None))
+    monkeypatch.setitem(mimetypes.types_map, ".wav", "audio/x-wav")
+    assert r2.content_type("take.WAV") == "audio/wav"
+    assert r2.object_headers("take.wav") == {"ContentType": "audio/wav"}
+    assert sync.object_headers is r2.object_headers
+    assert handler.object_headers is r2.object_headers
+    assert handler.content_type is r2.content_type
 
 
 def test_key_scheme_round_trips() -> None:
