@@ -1074,7 +1074,7 @@ def promote_record(
     try:
         stack_outputs = StackOutputs.load(str(outputs))
         tested = extract_digest(str(stack_outputs.get("image_digest") or ""))
-        repository = _repository_of(str(stack_outputs.values.get("imageRef") or ""))
+        repository = _repository_of(str(stack_outputs.get("image_ref") or ""))
         documents = [json.loads(path.read_text(encoding="utf-8")) for path in (smoke, canary)]
         link = run_url or (
             f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/"

@@ -81,16 +81,6 @@ def read_state(
             ),
             problem,
         )
-    if outputs.get("provider") is not None or outputs.get("comfyui_percent") is not None:
-        return (
-            RolloutState(
-                provider=outputs.get("provider"),
-                comfyui_percent=outputs.get("comfyui_percent"),
-                endpoint_id=None,
-                source="stack outputs",
-            ),
-            problem,
-        )
     return None, problem or "no ROLLOUT_FLAG_URL and no rollout values in the stack outputs"
 
 

@@ -164,7 +164,7 @@ def test_missing_endpoint_and_key_name_every_way_to_give_them() -> None:
         assert hint in message
 
 
-def test_stack_outputs_are_read_by_tolerant_names() -> None:
+def test_stack_outputs_are_read_by_the_programs_names() -> None:
     """The program's real output names, a JSON-string rolloutFlag, and [secret] placeholders."""
     outputs = StackOutputs.parse(
         json.dumps(
