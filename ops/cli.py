@@ -149,7 +149,7 @@ def _finish(
     checks: list[Check],
     *,
     as_json: bool,
-    markdown: Callable[[dict[str, Any]], str] | None = None,
+    markdown: Callable[[], str] | None = None,
     summary_md: Path | None = None,
 ) -> None:
     ok = all_passed(checks)
@@ -158,7 +158,7 @@ def _finish(
         # Written before the verdict's exit code, so a failed gate still gets its charts.
         try:
             with summary_md.open("a", encoding="utf-8") as out:
-                out.write(markdown(json.loads(json.dumps(full, default=str))) + "\n")
+                out.write(markdown() + "\n")
         except OSError as exc:
             stderr_console().print(f"[yellow]ops {command}: --summary-md {summary_md}: {exc}[/]")
     if as_json:
@@ -354,20 +354,18 @@ def canary(
     checks = canary_mod.evaluate(summary, gates)
     if not as_json:
         stdout_console().print(metrics_table("canary figures", _canary_rows(summary)))
-    gates_doc = {
-        "minSuccess": gates.min_success,
-        "maxWarmP95S": gates.max_warm_p95_s,
-        "minWarm": gates.min_warm,
-        "maxColdP95S": gates.max_cold_p95_s,
-        "idleTimeoutS": gates.idle_timeout_s,
-        "coldThresholdS": gates.cold_threshold_s,
-    }
     _finish(
         "canary",
-        {"endpointId": target.endpoint_id, "gates": gates_doc, "summary": summary},
+        {
+            "endpointId": target.endpoint_id,
+            "gates": gates.as_json(),
+            "summary": summary.as_json(),
+        },
         checks,
         as_json=as_json,
-        markdown=lambda doc: step_summary.canary_markdown(doc, gpu_pool=gpu_pool),
+        markdown=lambda: step_summary.canary_markdown(
+            summary, checks, gates=gates, endpoint_id=target.endpoint_id, gpu_pool=gpu_pool
+        ),
         summary_md=summary_md,
     )
 
@@ -382,20 +380,21 @@ def _warm_workers_before(client: JobClient) -> int | None:
 
 def _canary_rows(summary: canary_mod.CanarySummary) -> list[tuple[str, str]]:
     def trio(block: canary_mod.Percentiles) -> str:
-        return " / ".join(seconds(v) for v in (block["p50"], block["p95"], block["p99"]))
+        return " / ".join(seconds(v) for v in (block.p50, block.p95, block.p99))
 
+    warm, cold = summary.warm, summary.cold
     return [
-        ("requests (completed / failed)", f"{summary['completed']} / {summary['failed']}"),
-        ("success rate", percent(summary["successRate"])),
-        ("latency p50 / p95 / p99", trio(summary["latencyS"])),
-        (f"warm ({summary['warm']['count']}) p50 / p95 / p99", trio(summary["warm"]["latencyS"])),
-        (f"cold ({summary['cold']['count']}) p50 / p95 / p99", trio(summary["cold"]["latencyS"])),
-        ("untimed (no delayTime or workerId)", str(summary["untimed"])),
-        ("cold start (estimated)", seconds(summary["cold"]["coldStartS"])),
-        ("delayTime p50 / p95 / p99", trio(summary["delayS"])),
-        ("executionTime p50 / p95 / p99", trio(summary["executionS"])),
-        ("429 answers absorbed", str(summary["throttled429"])),
-        ("wall time", seconds(summary["wallS"])),
+        ("requests (completed / failed)", f"{summary.completed} / {summary.failed}"),
+        ("success rate", percent(summary.success_rate)),
+        ("latency p50 / p95 / p99", trio(summary.latency_s)),
+        (f"warm ({warm.count}) p50 / p95 / p99", trio(warm.latency_s)),
+        (f"cold ({cold.count}) p50 / p95 / p99", trio(cold.latency_s)),
+        ("untimed (no delayTime or workerId)", str(summary.untimed)),
+        ("cold start (estimated)", seconds(cold.cold_start_s)),
+        ("delayTime p50 / p95 / p99", trio(summary.delay_s)),
+        ("executionTime p50 / p95 / p99", trio(summary.execution_s)),
+        ("429 answers absorbed", str(summary.throttled_429)),
+        ("wall time", seconds(summary.wall_s)),
     ]
 
 
@@ -475,7 +474,9 @@ def health(
             {"endpointId": target.endpoint_id},
             checks,
             as_json=as_json,
-            markdown=step_summary.health_markdown,
+            markdown=lambda: step_summary.health_markdown(
+                None, checks, endpoint_id=target.endpoint_id
+            ),
             summary_md=summary_md,
         )
         return
@@ -493,10 +494,15 @@ def health(
     checks = health_mod.evaluate(summary, thresholds)
     _finish(
         "health",
-        {"endpointId": target.endpoint_id, "summary": summary},
+        {"endpointId": target.endpoint_id, "summary": summary.as_json()},
         checks,
         as_json=as_json,
-        markdown=lambda doc: step_summary.health_markdown(doc, max_p95_s=thresholds.max_p95_s),
+        markdown=lambda: step_summary.health_markdown(
+            summary,
+            checks,
+            endpoint_id=target.endpoint_id,
+            max_p95_s=thresholds.max_p95_s,
+        ),
         summary_md=summary_md,
     )
 

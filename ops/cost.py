@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ops.canary import CanarySummary
 from ops.report import Check
 
 SECONDS_PER_MONTH = 30 * 24 * 3600
@@ -79,19 +80,32 @@ class Measured:
         summary = document.get("summary", document)
         try:
             execution = summary["executionS"]["p50"]
-            cold_start = summary["cold"]["coldStartS"] or 0.0
-            fraction = summary["coldFraction"] or 0.0
+            cold_start = summary["cold"]["coldStartS"]
+            fraction = summary["coldFraction"]
         except (KeyError, TypeError) as exc:
             raise CostInputError(
                 "canary JSON lacks summary.executionS.p50 / cold.coldStartS / coldFraction: "
                 "produce it with `python -m ops canary --json`"
             ) from exc
+        return cls._from_canary_figures(execution, cold_start, fraction)
+
+    @classmethod
+    def from_summary(cls, summary: CanarySummary) -> Measured:
+        """The same figures from a canary run's summary."""
+        return cls._from_canary_figures(
+            summary.execution_s.p50, summary.cold.cold_start_s, summary.cold_fraction
+        )
+
+    @classmethod
+    def _from_canary_figures(
+        cls, execution: float | None, cold_start: float | None, fraction: float | None
+    ) -> Measured:
         if execution is None:
             raise CostInputError("the canary completed no job: no execution time to price")
         return cls(
             execution_s=float(execution),
-            cold_start_s=float(cold_start),
-            cold_fraction=float(fraction),
+            cold_start_s=float(cold_start or 0.0),
+            cold_fraction=float(fraction or 0.0),
             source="canary",
         )
 
