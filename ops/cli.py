@@ -615,8 +615,13 @@ def cost(
     """
     try:
         table = cost_mod.load_prices(prices)
-        measured = _measured(canary_json, execution_s, cold_start_s, cold_fraction)
-        flex, active = _price(table, gpu_pool, price_per_s)
+        measured = cost_mod.measured_from(
+            _read_json(canary_json),
+            execution_s=execution_s,
+            cold_start_s=cold_start_s,
+            cold_fraction=cold_fraction,
+        )
+        flex, active = cost_mod.pool_price(table, gpu_pool, price_per_s)
     except (cost_mod.CostInputError, OSError, ValueError) as exc:
         _die("cost", str(exc), as_json=as_json)
     report = cost_mod.estimate(
@@ -634,68 +639,35 @@ def cost(
     checks = cost_mod.evaluate(report, max_per_image=max_per_image)
     if not as_json:
         stdout_console().print(metrics_table("cost per generation", _cost_rows(report)))
-    _finish("cost", {"report": report}, checks, as_json=as_json)
+    _finish("cost", {"report": report.as_json()}, checks, as_json=as_json)
 
 
-def _measured(
-    canary_json: str | None,
-    execution_s: float | None,
-    cold_start_s: float | None,
-    cold_fraction: float | None,
-) -> cost_mod.Measured:
-    """Timings from the canary JSON, each overridable by its flag."""
-    base = None
-    if canary_json is not None:
-        text = sys.stdin.read() if canary_json == "-" else Path(canary_json).read_text("utf-8")
-        base = cost_mod.Measured.from_canary(json.loads(text))
-    if base is None and execution_s is None:
-        raise cost_mod.CostInputError("give --canary-json or --execution-s")
-    base = base or cost_mod.Measured(
-        execution_s=0.0, cold_start_s=0.0, cold_fraction=0.0, source="flags"
-    )
-    measured = cost_mod.Measured(
-        execution_s=execution_s if execution_s is not None else base.execution_s,
-        cold_start_s=cold_start_s if cold_start_s is not None else base.cold_start_s,
-        cold_fraction=cold_fraction if cold_fraction is not None else base.cold_fraction,
-        source=base.source if execution_s is None else "flags",
-    )
-    if not 0 <= measured.cold_fraction <= 1:
-        raise cost_mod.CostInputError("--cold-fraction must be between 0 and 1")
-    return measured
+def _read_json(source: str | None) -> Any:
+    """The JSON document in a file, or on stdin for ``-``; None without a source."""
+    if source is None:
+        return None
+    text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+    return json.loads(text)
 
 
-def _price(
-    table: dict[str, tuple[float, float, str]], pool: str, override: float | None
-) -> tuple[float, float]:
-    """Flex and active $/GPU-second for ``pool`` (``override`` sets both)."""
-    if override is not None:
-        return override, override
-    if pool not in table:
-        raise cost_mod.CostInputError(
-            f"no price for pool {pool!r}: known {', '.join(table)}; or pass --price-per-s"
-        )
-    flex, active, _ = table[pool]
-    return flex, active
-
-
-def _cost_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    m, per, month = report["measured"], report["perGeneration"], report["monthly"]
-    save = report["savingsVsScenario"]
+def _cost_rows(report: cost_mod.CostReport) -> list[tuple[str, str]]:
+    m, per, month = report.measured, report.per_generation, report.monthly
+    save = report.savings_vs_scenario
     return [
-        ("GPU pool", f"{report['pool']} x{report['gpuCount']} @ ${report['flexPerSecond']}/s"),
+        ("GPU pool", f"{report.pool} x{report.gpu_count} @ ${report.flex_per_second}/s"),
         (
-            "measured (" + m["source"] + ")",
-            f"exec {m['executionS']:.2f} s, cold start {m['coldStartS']:.2f} s, "
-            f"cold {m['coldFraction'] * 100:.1f} %",
+            f"measured ({m.source})",
+            f"exec {m.execution_s:.2f} s, cold start {m.cold_start_s:.2f} s, "
+            f"cold {m.cold_fraction * 100:.1f} %",
         ),
-        ("warm generation", f"${per['warm']:.5f}"),
-        ("extra per cold start (+ idle)", f"${per['coldStartExtra']:.5f}"),
-        ("blended per generation", f"${per['blended']:.5f}"),
+        ("warm generation", f"${per.warm:.5f}"),
+        ("extra per cold start (+ idle)", f"${per.cold_start_extra:.5f}"),
+        ("blended per generation", f"${per.blended:.5f}"),
         ("Scenario per image", "$0.05 - $0.10"),
-        (f"RunPod / month ({month['images']} images)", f"${month['runpodTotal']:.2f}"),
-        ("  of which always-on workers", f"${month['runpodAlwaysOn']:.2f}"),
-        ("Scenario / month", f"${month['scenarioLow']:.2f} - ${month['scenarioHigh']:.2f}"),
-        ("savings vs Scenario", f"{percent(save['low'])} - {percent(save['high'])}"),
+        (f"RunPod / month ({month.images} images)", f"${month.runpod_total:.2f}"),
+        ("  of which always-on workers", f"${month.runpod_always_on:.2f}"),
+        ("Scenario / month", f"${month.scenario_low:.2f} - ${month.scenario_high:.2f}"),
+        ("savings vs Scenario", f"{percent(save.low)} - {percent(save.high)}"),
     ]
 
 

@@ -309,11 +309,11 @@ def _cost_section(summary: CanarySummary, *, idle_timeout_s: float, gpu_pool: st
             idle_timeout_s=idle_timeout_s,
         )
     )
-    per = report["perGeneration"]
+    per = report.per_generation
     low, high = cost_mod.SCENARIO_PER_IMAGE
     thousand = {
-        "RunPod warm": per["warm"] * 1000,
-        "RunPod blended": per["blended"] * 1000,
+        "RunPod warm": per.warm * 1000,
+        "RunPod blended": per.blended * 1000,
         "Scenario low": low * 1000,
         "Scenario high": high * 1000,
     }
