@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ops.jobs import JobClient, JobOutcome
-from ops.report import Check, Status, camel_json, percent, seconds
+from ops.report import CamelJson, Check, Status, percent, seconds
 from ops.stats import median, percentile
 
 DEFAULT_PROMPT = "a treasure chest game asset, isometric, clean background"
@@ -58,8 +58,9 @@ def default_input(index: int) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Gates:
-    """The thresholds a canary must meet; None disables a latency gate."""
+class Gates(CamelJson):
+    """The thresholds a canary must meet; None disables a latency gate (``as_json()``: the
+    ``gates`` of ``ops canary --json``)."""
 
     min_success: float = 0.98
     """Fraction of requests that must complete (inclusive)."""
@@ -74,11 +75,6 @@ class Gates:
     cold_threshold_s: float = 10.0
     """With workers warm before the run: a worker's first request is cold from this
     ``delayTime`` on (seconds)."""
-
-    def as_json(self) -> dict[str, Any]:
-        """The ``gates`` of ``ops canary --json`` (camelCase keys)."""
-        document: dict[str, Any] = camel_json(self)
-        return document
 
 
 @dataclass(frozen=True)
@@ -107,19 +103,17 @@ class Percentiles:
 
 
 @dataclass(frozen=True)
-class WarmBlock:
-    """Requests that found their worker running."""
+class KindBlock:
+    """The completed requests of one kind: how many, and their end-to-end latency."""
 
     count: int
     latency_s: Percentiles
 
 
 @dataclass(frozen=True)
-class ColdBlock:
-    """Requests whose worker started for them."""
+class ColdBlock(KindBlock):
+    """The completed requests whose worker started for them, and what that start took."""
 
-    count: int
-    latency_s: Percentiles
     cold_start_s: float | None
     """Median delay of cold requests beyond that of warm ones: the worker's start."""
 
@@ -129,8 +123,10 @@ class FailureKind:
     """One kind of failure, how often, and one example."""
 
     kind: str
+    """The status, with the error type when there is one: ``FAILED (out_of_memory)``."""
     count: int
     reason: str
+    """The first such failure's one-line reason."""
 
 
 @dataclass(frozen=True)
@@ -144,31 +140,40 @@ class LatencyPoint:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CanarySummary:
-    """Every figure the gates, the cost report and a step-summary renderer need."""
+class CanarySummary(CamelJson):
+    """Every figure the gates, the cost report and a step-summary renderer need.
+
+    ``as_json()`` is the ``summary`` of ``ops canary --json``, as the workflows, the gate
+    record and ``ops cost --canary-json`` read it.
+    """
 
     requests: int
     completed: int
     failed: int
+    """Requests that did not complete (any status but COMPLETED)."""
     success_rate: float | None
+    """completed / requests (None without requests)."""
     latency_s: Percentiles
-    warm: WarmBlock
+    """End-to-end latency of the completed requests."""
+    warm: KindBlock
+    """Requests that found their worker running."""
     cold: ColdBlock
     untimed: int
+    """Completed requests without ``delayTime`` or ``workerId``: neither cold nor warm."""
     warm_workers_before: int | None
+    """Workers idle or running before the run (None when ``/health`` could not say)."""
     cold_fraction: float | None
+    """cold / completed (None when nothing completed)."""
     delay_s: Percentiles
+    """RunPod's ``delayTime`` (queue and worker start) of the completed requests."""
     execution_s: Percentiles
+    """RunPod's ``executionTime`` of the completed requests."""
     throttled_429: int
+    """429 answers the client waited out."""
     wall_s: float
     failures: list[FailureKind]
     latencies: list[LatencyPoint]
-
-    def as_json(self) -> dict[str, Any]:
-        """The ``summary`` of ``ops canary --json`` (camelCase keys, as the workflows, the
-        gate record and ``ops cost --canary-json`` read it)."""
-        document: dict[str, Any] = camel_json(self)
-        return document
+    """Every request in send order, for the per-request chart."""
 
 
 def run_canary(
@@ -250,7 +255,7 @@ def summarize(
         failed=len(samples) - len(completed),
         success_rate=_ratio(len(completed), len(samples)),
         latency_s=Percentiles.of(_latencies(completed)),
-        warm=WarmBlock(count=len(warm), latency_s=Percentiles.of(_latencies(warm))),
+        warm=KindBlock(count=len(warm), latency_s=Percentiles.of(_latencies(warm))),
         cold=ColdBlock(
             count=len(cold),
             latency_s=Percentiles.of(_latencies(cold)),

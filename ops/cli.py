@@ -637,10 +637,7 @@ def health_alert_command(
             as_json=as_json,
         )
     api = env.get("GITHUB_API_URL", "").strip() or "https://api.github.com"
-    link = run_url or (
-        f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{repo}/actions/runs/"
-        f"{env.get('GITHUB_RUN_ID', '?')}"
-    )
+    link = run_url or _this_run_url(repo)
     state = health_alert.state_from_report(health_alert.read_report(report))
     try:
         outcome = health_alert.notify(
@@ -659,6 +656,13 @@ def health_alert_command(
         stdout_console().print(
             f"health-alert: {outcome.action}{where} ({', '.join(outcome.failing) or 'healthy'})"
         )
+
+
+def _this_run_url(repository: str) -> str:
+    """The GitHub Actions run this command runs in (from ``GITHUB_SERVER_URL`` and
+    ``GITHUB_RUN_ID``)."""
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+    return f"{server}/{repository}/actions/runs/{os.environ.get('GITHUB_RUN_ID', '?')}"
 
 
 CanaryJsonOpt = Annotated[
@@ -724,21 +728,19 @@ def cost(
             cold_start_s=cold_start_s,
             cold_fraction=cold_fraction,
         )
-        flex, active = cost_mod.pool_price(table, gpu_pool, price_per_s)
-    except (cost_mod.CostInputError, OSError, ValueError) as exc:
-        _die("cost", str(exc), as_json=as_json)
-    report = cost_mod.estimate(
-        cost_mod.CostInputs(
-            measured=measured,
-            pool=gpu_pool,
-            flex_per_s=flex,
-            active_per_s=active,
+        inputs = cost_mod.CostInputs.at_pool(
+            measured,
+            gpu_pool,
+            prices=table,
+            price_per_s=price_per_s,
             gpu_count=gpu_count,
             idle_timeout_s=idle_timeout,
             min_workers=min_workers,
             images_per_month=images_per_month,
         )
-    )
+    except (cost_mod.CostInputError, OSError, ValueError) as exc:
+        _die("cost", str(exc), as_json=as_json)
+    report = cost_mod.estimate(inputs)
     checks = cost_mod.evaluate(report, max_per_image=max_per_image)
     if not as_json:
         stdout_console().print(metrics_table("cost per generation", _cost_rows(report)))
@@ -1171,10 +1173,7 @@ def promote_record(
         tested = extract_digest(str(stack_outputs.get("image_digest") or ""))
         repository = _repository_of(str(stack_outputs.get("image_ref") or ""))
         documents = [json.loads(path.read_text(encoding="utf-8")) for path in (smoke, canary)]
-        link = run_url or (
-            f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/"
-            f"{env.get('GITHUB_REPOSITORY', '?')}/actions/runs/{env.get('GITHUB_RUN_ID', '?')}"
-        )
+        link = run_url or _this_run_url(env.get("GITHUB_REPOSITORY", "?"))
         record = promote_mod.build_record(
             tested,
             repository=repository,

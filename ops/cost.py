@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.canary import CanarySummary
-from ops.report import Check, camel_json
+from ops.report import CamelJson, Check
 
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
@@ -164,6 +164,21 @@ class CostInputs:
     images_per_month: int = 10_000
     scenario_per_image: tuple[float, float] = SCENARIO_PER_IMAGE
 
+    @classmethod
+    def at_pool(
+        cls,
+        measured: Measured,
+        pool: str,
+        *,
+        prices: dict[str, tuple[float, float, str]] = PRICES,
+        price_per_s: float | None = None,
+        **options: Any,
+    ) -> CostInputs:
+        """Inputs at ``pool``'s flex and active price in ``prices`` (``price_per_s`` sets
+        both); ``options`` are the other fields."""
+        flex, active = pool_price(prices, pool, price_per_s)
+        return cls(measured=measured, pool=pool, flex_per_s=flex, active_per_s=active, **options)
+
 
 @dataclass(frozen=True, kw_only=True)
 class PerGeneration:
@@ -183,10 +198,14 @@ class Monthly:
 
     images: int
     runpod_generations: float
+    """The generations, at the blended price."""
     runpod_always_on: float
+    """``min_workers`` billed every second at the active price."""
     runpod_total: float
     scenario_low: float
+    """Scenario at $0.05 per image."""
     scenario_high: float
+    """Scenario at $0.10 per image."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,22 +217,19 @@ class Savings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CostReport:
-    """The cost report (USD)."""
+class CostReport(CamelJson):
+    """The cost report, USD (``as_json()``: the ``report`` of ``ops cost --json``)."""
 
     pool: str
     gpu_count: int
     flex_per_second: float
+    """$/GPU-second while a worker runs on demand."""
     active_per_second: float
+    """$/GPU-second of an always-on worker."""
     measured: Measured
     per_generation: PerGeneration
     monthly: Monthly
     savings_vs_scenario: Savings
-
-    def as_json(self) -> dict[str, Any]:
-        """The ``report`` of ``ops cost --json`` (camelCase keys)."""
-        document: dict[str, Any] = camel_json(self)
-        return document
 
 
 def estimate(inputs: CostInputs) -> CostReport:

@@ -25,7 +25,8 @@ from typing import Any
 
 from ops.canary import Percentiles, Sample, default_input, run_canary
 from ops.jobs import JobClient
-from ops.report import Check, camel_json, percent, seconds
+from ops.report import CamelJson, Check, percent, seconds
+from ops.stack_file import stack_values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,25 +101,28 @@ class ProbeBlock:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HealthSummary:
-    """The last reading's figures, the trends across readings and the probes."""
+class HealthSummary(CamelJson):
+    """The last reading's figures, the trends across readings and the probes
+    (``as_json()``: the ``summary`` of ``ops health --json``)."""
 
     jobs: JobCounters
+    """The last reading's counters."""
     workers: dict[str, int]
+    """Workers by state in the last reading (``idle``, ``running``, ``initializing``, ...)."""
     finished: int
+    """completed + failed in the last reading."""
     success_rate: float | None
+    """completed / finished (None before any job finished)."""
     error_rate: float | None
+    """(failed + retried) / (finished + retried)."""
     queue_samples: list[int]
+    """Jobs waiting, per reading."""
     finished_samples: list[int]
     up_samples: list[int]
+    """Workers idle or running, per reading."""
     samples: int
     workers_min: int
     probes: ProbeBlock
-
-    def as_json(self) -> dict[str, Any]:
-        """The ``summary`` of ``ops health --json`` (camelCase keys)."""
-        document: dict[str, Any] = camel_json(self)
-        return document
 
 
 def _workers(sample: dict[str, Any]) -> dict[str, int]:
@@ -188,9 +192,24 @@ def summarize(
 
 def evaluate(summary: HealthSummary, thresholds: Thresholds) -> list[Check]:
     """The alerts, each with its reason."""
+    jobs, too_few = summary.jobs, _too_few(summary, thresholds)
     return [
-        _success_check(summary, thresholds),
-        _error_check(summary, thresholds),
+        _rate_check(
+            "success rate",
+            summary.success_rate,
+            thresholds.min_success,
+            floor=True,
+            counts=f"{jobs.completed} completed, {jobs.failed} failed",
+            too_few=too_few,
+        ),
+        _rate_check(
+            "error rate",
+            summary.error_rate,
+            thresholds.max_error_rate,
+            floor=False,
+            counts=f"{jobs.failed} failed, {jobs.retried} retried",
+            too_few=too_few,
+        ),
         _latency_check(summary, thresholds),
         _queue_check(summary, thresholds),
         _workers_check(summary, thresholds),
@@ -207,32 +226,18 @@ def _too_few(summary: HealthSummary, thresholds: Thresholds) -> str | None:
     )
 
 
-def _success_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
-    jobs, rate = summary.jobs, summary.success_rate
-    too_few = _too_few(summary, thresholds)
+def _rate_check(
+    name: str, rate: float | None, limit: float, *, floor: bool, counts: str, too_few: str | None
+) -> Check:
+    """A rate against its alert: a floor (alert below it) or a ceiling (alert above it)."""
     if rate is None or too_few:
-        return Check("success rate", "skip", too_few or "no finished jobs in RunPod's window")
-    ok = rate >= thresholds.min_success
+        return Check(name, "skip", too_few or "no finished jobs in RunPod's window")
+    ok = rate >= limit if floor else rate <= limit
+    sign = (">=" if ok else "<") if floor else ("<=" if ok else ">")
     return Check(
-        "success rate",
+        name,
         "pass" if ok else "fail",
-        f"{percent(rate)} ({'>=' if ok else '<'} {thresholds.min_success * 100:.1f} %): "
-        f"{jobs.completed} completed, {jobs.failed} failed",
-        {"value": rate},
-    )
-
-
-def _error_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
-    jobs, rate = summary.jobs, summary.error_rate
-    too_few = _too_few(summary, thresholds)
-    if rate is None or too_few:
-        return Check("error rate", "skip", too_few or "no finished jobs in RunPod's window")
-    ok = rate <= thresholds.max_error_rate
-    return Check(
-        "error rate",
-        "pass" if ok else "fail",
-        f"{percent(rate)} ({'<=' if ok else '>'} {thresholds.max_error_rate * 100:.1f} %): "
-        f"{jobs.failed} failed, {jobs.retried} retried",
+        f"{percent(rate)} ({sign} {limit * 100:.1f} %): {counts}",
         {"value": rate},
     )
 
@@ -315,14 +320,12 @@ def _workers_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
 
 def workers_min_from_stack_file(path: Path) -> int:
     """``serverless.workersMin`` of a stack file (its Pulumi.yaml default when unset)."""
-    from components.config import SCHEMA_BY_NAME, stack_file_values  # noqa: PLC0415
+    from components.config import SCHEMA_BY_NAME  # noqa: PLC0415
 
     if not path.is_file():
         raise FileNotFoundError(f"--stack-file {path}: no such stack file")
-    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    values, _ = stack_file_values(path.parent, stack)
     key = "serverless.workersMin"
-    raw = values.get(key, str(SCHEMA_BY_NAME[key].default))
+    raw = stack_values(path).get(key, str(SCHEMA_BY_NAME[key].default))
     try:
         return int(raw)
     except ValueError as exc:

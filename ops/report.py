@@ -89,6 +89,15 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f} %"
 
 
+class CamelJson:
+    """A dataclass whose ``as_json()`` is its JSON document, keys in camelCase."""
+
+    def as_json(self) -> dict[str, Any]:
+        """This value as the JSON object ops prints (``cold_start_s`` -> ``coldStartS``)."""
+        document: dict[str, Any] = camel_json(self)
+        return document
+
+
 def camel_json(value: Any) -> Any:
     """``value`` as JSON-ready data: a dataclass becomes an object keyed by its field names in
     camelCase (``cold_start_s`` -> ``coldStartS``), recursively; tuples become lists."""

@@ -299,17 +299,8 @@ def _cost_section(summary: CanarySummary, *, idle_timeout_s: float, gpu_pool: st
         measured = cost_mod.Measured.from_summary(summary)
     except cost_mod.CostInputError as exc:
         return ["#### Cost per image", "", f"Not priced: {exc}.", ""]
-    flex, active, _ = cost_mod.PRICES[gpu_pool]
-    report = cost_mod.estimate(
-        cost_mod.CostInputs(
-            measured=measured,
-            pool=gpu_pool,
-            flex_per_s=flex,
-            active_per_s=active,
-            idle_timeout_s=idle_timeout_s,
-        )
-    )
-    per = report.per_generation
+    inputs = cost_mod.CostInputs.at_pool(measured, gpu_pool, idle_timeout_s=idle_timeout_s)
+    per = cost_mod.estimate(inputs).per_generation
     low, high = cost_mod.SCENARIO_PER_IMAGE
     thousand = {
         "RunPod warm": per.warm * 1000,
@@ -330,7 +321,7 @@ def _cost_section(summary: CanarySummary, *, idle_timeout_s: float, gpu_pool: st
             ("", "per image", "per 1,000 images"),
             [(name, f"${v / 1000:.5f}", f"${v:.2f}") for name, v in thousand.items()],
         ),
-        f"`ops cost`'s model: {gpu_pool} at ${flex}/s, execution p50 "
+        f"`ops cost`'s model: {gpu_pool} at ${inputs.flex_per_s}/s, execution p50 "
         f"{measured.execution_s:.2f} s, {measured.cold_fraction * 100:.1f} % cold with a "
         f"{measured.cold_start_s:.2f} s start plus the {idle_timeout_s:g} s idle timeout. "
         "Scenario charges $0.05-0.10 per image.",
