@@ -22,7 +22,7 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_github as github
 
-from components import config
+from components import config, outputs
 from components.app_deployment import AppDeployment
 from components.rollout import ProviderSwitch
 from components.serverless import ComfyServerless
@@ -108,24 +108,24 @@ app = AppDeployment(
     opts=pulumi.ResourceOptions(providers={"github": github_provider}),
 )
 
-pulumi.export("bucketName", bucket.bucket_name)
-pulumi.export("s3Endpoint", bucket.s3_endpoint)
-pulumi.export("r2Prefix", bucket.prefix)
-pulumi.export("publicBaseUrl", bucket.public_base_url)
-pulumi.export("imageRef", image.image_ref)
-pulumi.export("imageDigest", image.digest)
-pulumi.export("kvNamespaceId", switch.namespace_id)
-pulumi.export("kvKey", switch.key)
-pulumi.export("rolloutFlag", switch.value)
-pulumi.export("appEnvironment", app.environment)
-pulumi.export("comfyuiEndpointId", comfyui_endpoint_id)
+pulumi.export(outputs.BUCKET_NAME, bucket.bucket_name)
+pulumi.export(outputs.S3_ENDPOINT, bucket.s3_endpoint)
+pulumi.export(outputs.R2_PREFIX, bucket.prefix)
+pulumi.export(outputs.PUBLIC_BASE_URL, bucket.public_base_url)
+pulumi.export(outputs.IMAGE_REF, image.image_ref)
+pulumi.export(outputs.IMAGE_DIGEST, image.digest)
+pulumi.export(outputs.KV_NAMESPACE_ID, switch.namespace_id)
+pulumi.export(outputs.KV_KEY, switch.key)
+pulumi.export(outputs.ROLLOUT_FLAG, switch.value)
+pulumi.export(outputs.APP_ENVIRONMENT, app.environment)
+pulumi.export(outputs.COMFYUI_ENDPOINT_ID, comfyui_endpoint_id)
 if serverless is not None and cfg.serverless.network_volume_gb is not None:
-    pulumi.export("comfyuiNetworkVolumeId", serverless.network_volume_id)
+    pulumi.export(outputs.COMFYUI_NETWORK_VOLUME_ID, serverless.network_volume_id)
 if video is not None:
-    pulumi.export("videoPodTemplateId", video.template_id)
-    pulumi.export("videoPodNetworkVolumeId", video.network_volume_id)
+    pulumi.export(outputs.VIDEO_POD_TEMPLATE_ID, video.template_id)
+    pulumi.export(outputs.VIDEO_POD_NETWORK_VOLUME_ID, video.network_volume_id)
     # The POST /v2/pods body that starts a session pod (docs/runpod-template-config.md).
-    pulumi.export("videoPodRequest", video.pod_request)
+    pulumi.export(outputs.VIDEO_POD_REQUEST, video.pod_request)
 # The app's read-only credentials, for `python -m ops smoke`; secret in state and output.
-pulumi.export("appR2AccessKeyId", pulumi.Output.secret(bucket.app_access_key_id))
-pulumi.export("appR2SecretAccessKey", pulumi.Output.secret(bucket.app_secret_access_key))
+pulumi.export(outputs.APP_R2_ACCESS_KEY_ID, pulumi.Output.secret(bucket.app_access_key_id))
+pulumi.export(outputs.APP_R2_SECRET_ACCESS_KEY, pulumi.Output.secret(bucket.app_secret_access_key))

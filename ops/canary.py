@@ -32,10 +32,10 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 from ops.jobs import JobClient, JobOutcome
-from ops.report import Check, Status, percent, seconds
+from ops.report import CamelJson, Check, Status, percent, seconds
 from ops.stats import median, percentile
 
 DEFAULT_PROMPT = "a treasure chest game asset, isometric, clean background"
@@ -58,8 +58,9 @@ def default_input(index: int) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Gates:
-    """The thresholds a canary must meet; None disables a latency gate."""
+class Gates(CamelJson):
+    """The thresholds a canary must meet; None disables a latency gate (``as_json()``: the
+    ``gates`` of ``ops canary --json``)."""
 
     min_success: float = 0.98
     """Fraction of requests that must complete (inclusive)."""
@@ -87,65 +88,92 @@ class Sample:
     """End-to-end latency as the caller saw it: /run until the final /status."""
 
 
-class Percentiles(TypedDict):
+@dataclass(frozen=True)
+class Percentiles:
     """p50/p95/p99 in seconds (None without samples)."""
 
     p50: float | None
     p95: float | None
     p99: float | None
 
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Percentiles:
+        """The percentiles of ``values``, rounded to the millisecond."""
+        return cls(*(_round(percentile(values, q)) for q in (50, 95, 99)))
 
-class WarmBlock(TypedDict):
-    """Requests that found their worker running."""
+
+@dataclass(frozen=True)
+class KindBlock:
+    """The completed requests of one kind: how many, and their end-to-end latency."""
 
     count: int
-    latencyS: Percentiles
+    latency_s: Percentiles
 
 
-class ColdBlock(TypedDict):
-    """Requests whose worker started for them."""
+@dataclass(frozen=True)
+class ColdBlock(KindBlock):
+    """The completed requests whose worker started for them, and what that start took."""
 
-    count: int
-    latencyS: Percentiles
-    coldStartS: float | None
+    cold_start_s: float | None
+    """Median delay of cold requests beyond that of warm ones: the worker's start."""
 
 
-class FailureKind(TypedDict):
+@dataclass(frozen=True)
+class FailureKind:
     """One kind of failure, how often, and one example."""
 
     kind: str
+    """The status, with the error type when there is one: ``FAILED (out_of_memory)``."""
     count: int
     reason: str
+    """The first such failure's one-line reason."""
 
 
-class LatencyPoint(TypedDict):
+@dataclass(frozen=True)
+class LatencyPoint:
     """One request for charts: when it was sent (s from the first), how long, and its kind."""
 
-    sentS: float
-    latencyS: float
+    sent_s: float
+    latency_s: float
     kind: Kind
     ok: bool
 
 
-class CanarySummary(TypedDict):
-    """Every figure the gates, the cost report and a step-summary renderer need."""
+@dataclass(frozen=True, kw_only=True)
+class CanarySummary(CamelJson):
+    """Every figure the gates, the cost report and a step-summary renderer need.
+
+    ``as_json()`` is the ``summary`` of ``ops canary --json``, as the workflows, the gate
+    record and ``ops cost --canary-json`` read it.
+    """
 
     requests: int
     completed: int
     failed: int
-    successRate: float | None
-    latencyS: Percentiles
-    warm: WarmBlock
+    """Requests that did not complete (any status but COMPLETED)."""
+    success_rate: float | None
+    """completed / requests (None without requests)."""
+    latency_s: Percentiles
+    """End-to-end latency of the completed requests."""
+    warm: KindBlock
+    """Requests that found their worker running."""
     cold: ColdBlock
     untimed: int
-    warmWorkersBefore: int | None
-    coldFraction: float | None
-    delayS: Percentiles
-    executionS: Percentiles
-    throttled429: int
-    wallS: float
+    """Completed requests without ``delayTime`` or ``workerId``: neither cold nor warm."""
+    warm_workers_before: int | None
+    """Workers idle or running before the run (None when ``/health`` could not say)."""
+    cold_fraction: float | None
+    """cold / completed (None when nothing completed)."""
+    delay_s: Percentiles
+    """RunPod's ``delayTime`` (queue and worker start) of the completed requests."""
+    execution_s: Percentiles
+    """RunPod's ``executionTime`` of the completed requests."""
+    throttled_429: int
+    """429 answers the client waited out."""
+    wall_s: float
     failures: list[FailureKind]
     latencies: list[LatencyPoint]
+    """Every request in send order, for the per-request chart."""
 
 
 def run_canary(
@@ -210,24 +238,6 @@ def classify(
     return kinds
 
 
-def _kind(outcome: JobOutcome) -> str:
-    if outcome.error_type:
-        return f"{outcome.status} ({outcome.error_type})"
-    return outcome.reason()
-
-
-def _pcts(values: Sequence[float]) -> Percentiles:
-    return Percentiles(
-        p50=_round(percentile(values, 50)),
-        p95=_round(percentile(values, 95)),
-        p99=_round(percentile(values, 99)),
-    )
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
 def summarize(
     samples: Sequence[Sample],
     *,
@@ -235,58 +245,99 @@ def summarize(
     wall_s: float,
     warm_workers_before: int | None = None,
 ) -> CanarySummary:
-    """Every figure the gates and the cost report need, JSON-ready."""
+    """Every figure the gates and the cost report need."""
     kinds = classify(samples, gates=gates, warm_workers_before=warm_workers_before)
-    done = [(s, k) for s, k in zip(samples, kinds, strict=True) if s.outcome.ok]
-    cold = [s for s, k in done if k == "cold"]
-    warm = [s for s, k in done if k == "warm"]
-    # Group by status and error type (messages often carry job ids); keep one example each.
-    failed = [s.outcome for s in samples if not s.outcome.ok]
-    kinds_of_failure = Counter(_kind(o) for o in failed)
-    examples = {_kind(o): o.reason() for o in reversed(failed)}
-
-    def delays(group: Sequence[Sample]) -> list[float]:
-        return [s.outcome.delay_ms / 1000 for s in group if s.outcome.delay_ms is not None]
-
-    cold_start = None
-    if cold:
-        cold_start = max(0.0, (median(delays(cold)) or 0.0) - (median(delays(warm)) or 0.0))
-    first = min((s.sent_s for s in samples), default=0.0)
+    completed = [s for s in samples if s.outcome.ok]
+    cold, warm, untimed = _completed_by_kind(samples, kinds)
     return CanarySummary(
         requests=len(samples),
-        completed=len(done),
-        failed=len(samples) - len(done),
-        successRate=(len(done) / len(samples)) if samples else None,
-        latencyS=_pcts([s.latency_s for s, _ in done]),
-        warm=WarmBlock(count=len(warm), latencyS=_pcts([s.latency_s for s in warm])),
+        completed=len(completed),
+        failed=len(samples) - len(completed),
+        success_rate=_ratio(len(completed), len(samples)),
+        latency_s=Percentiles.of(_latencies(completed)),
+        warm=KindBlock(count=len(warm), latency_s=Percentiles.of(_latencies(warm))),
         cold=ColdBlock(
             count=len(cold),
-            latencyS=_pcts([s.latency_s for s in cold]),
-            coldStartS=_round(cold_start),
+            latency_s=Percentiles.of(_latencies(cold)),
+            cold_start_s=_cold_start(cold, warm),
         ),
-        untimed=sum(1 for _, k in done if k == "untimed"),
-        warmWorkersBefore=warm_workers_before,
-        coldFraction=(len(cold) / len(done)) if done else None,
-        delayS=_pcts(delays([s for s, _ in done])),
-        executionS=_pcts(
-            [s.outcome.execution_ms / 1000 for s, _ in done if s.outcome.execution_ms is not None]
-        ),
-        throttled429=sum(s.outcome.throttled for s in samples),
-        wallS=round(wall_s, 3),
-        failures=[
-            FailureKind(kind=kind, count=n, reason=examples[kind])
-            for kind, n in kinds_of_failure.most_common()
-        ],
-        latencies=[
-            LatencyPoint(
-                sentS=round(s.sent_s - first, 3),
-                latencyS=round(s.latency_s, 3),
-                kind=k,
-                ok=s.outcome.ok,
-            )
-            for s, k in zip(samples, kinds, strict=True)
-        ],
+        untimed=len(untimed),
+        warm_workers_before=warm_workers_before,
+        cold_fraction=_ratio(len(cold), len(completed)),
+        delay_s=Percentiles.of(_delays(completed)),
+        execution_s=Percentiles.of(_executions(completed)),
+        throttled_429=sum(s.outcome.throttled for s in samples),
+        wall_s=round(wall_s, 3),
+        failures=_failure_kinds([s.outcome for s in samples if not s.outcome.ok]),
+        latencies=_latency_points(samples, kinds),
     )
+
+
+def _completed_by_kind(
+    samples: Sequence[Sample], kinds: Sequence[Kind]
+) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """The completed requests that were cold, warm and untimed."""
+    groups: dict[Kind, list[Sample]] = {"cold": [], "warm": [], "untimed": []}
+    for sample, kind in zip(samples, kinds, strict=True):
+        if sample.outcome.ok:
+            groups[kind].append(sample)
+    return groups["cold"], groups["warm"], groups["untimed"]
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _latencies(group: Sequence[Sample]) -> list[float]:
+    return [s.latency_s for s in group]
+
+
+def _delays(group: Sequence[Sample]) -> list[float]:
+    return [s.outcome.delay_ms / 1000 for s in group if s.outcome.delay_ms is not None]
+
+
+def _executions(group: Sequence[Sample]) -> list[float]:
+    return [s.outcome.execution_ms / 1000 for s in group if s.outcome.execution_ms is not None]
+
+
+def _cold_start(cold: Sequence[Sample], warm: Sequence[Sample]) -> float | None:
+    """How much longer cold requests waited than warm ones (medians): the worker's start."""
+    if not cold:
+        return None
+    return _round(max(0.0, (median(_delays(cold)) or 0.0) - (median(_delays(warm)) or 0.0)))
+
+
+def _failure_kinds(failed: Sequence[JobOutcome]) -> list[FailureKind]:
+    """Failures grouped by status and error type (messages often carry job ids), most common
+    first, each with its first example."""
+    counts = Counter(_kind(o) for o in failed)
+    examples = {_kind(o): o.reason() for o in reversed(failed)}
+    return [
+        FailureKind(kind=kind, count=n, reason=examples[kind]) for kind, n in counts.most_common()
+    ]
+
+
+def _kind(outcome: JobOutcome) -> str:
+    if outcome.error_type:
+        return f"{outcome.status} ({outcome.error_type})"
+    return outcome.reason()
+
+
+def _latency_points(samples: Sequence[Sample], kinds: Sequence[Kind]) -> list[LatencyPoint]:
+    first = min((s.sent_s for s in samples), default=0.0)
+    return [
+        LatencyPoint(
+            sent_s=round(s.sent_s - first, 3),
+            latency_s=round(s.latency_s, 3),
+            kind=k,
+            ok=s.outcome.ok,
+        )
+        for s, k in zip(samples, kinds, strict=True)
+    ]
 
 
 def evaluate(summary: CanarySummary, gates: Gates) -> list[Check]:
@@ -299,11 +350,11 @@ def evaluate(summary: CanarySummary, gates: Gates) -> list[Check]:
 
 
 def _success_check(summary: CanarySummary, gates: Gates) -> Check:
-    rate = summary["successRate"]
-    top = "; ".join(f"{f['count']}x {f['reason']}" for f in summary["failures"][:3])
+    rate = summary.success_rate
+    top = "; ".join(f"{f.count}x {f.reason}" for f in summary.failures[:3])
     detail = (
         f"{percent(rate)} (>= {gates.min_success * 100:.1f} % needed): "
-        f"{summary['failed']} of {summary['requests']} failed"
+        f"{summary.failed} of {summary.requests} failed"
     )
     if top:
         detail += f": {top}"
@@ -313,11 +364,11 @@ def _success_check(summary: CanarySummary, gates: Gates) -> Check:
 
 def _warm_check(summary: CanarySummary, gates: Gates) -> Check:
     label, limit = "warm p95 latency", gates.max_warm_p95_s
-    value, count = summary["warm"]["latencyS"]["p95"], summary["warm"]["count"]
+    value, count = summary.warm.latency_s.p95, summary.warm.count
     data: dict[str, Any] = {"value": value, "limit": limit, "count": count, "min": gates.min_warm}
     if limit is None:
         return Check(label, "skip", f"{seconds(value)}; gate disabled", data)
-    untimed = summary["untimed"]
+    untimed = summary.untimed
     if count == 0 or value is None:
         why = "every completed request hit a cold start" + (
             f" or had no timing ({untimed} untimed)" if untimed else ""
@@ -350,7 +401,7 @@ def _warm_check(summary: CanarySummary, gates: Gates) -> Check:
 
 def _cold_check(summary: CanarySummary, gates: Gates) -> Check:
     label, limit = "cold p95 latency", gates.max_cold_p95_s
-    value, count = summary["cold"]["latencyS"]["p95"], summary["cold"]["count"]
+    value, count = summary.cold.latency_s.p95, summary.cold.count
     if limit is None:
         return Check(label, "skip", f"{seconds(value)}; gate disabled", {"value": value})
     if value is None:
@@ -362,6 +413,6 @@ def _cold_check(summary: CanarySummary, gates: Gates) -> Check:
         label,
         verdict,
         f"{seconds(value)} {sign} {limit:g} s over {count} cold request(s), cold start "
-        f"~{seconds(summary['cold']['coldStartS'])}",
+        f"~{seconds(summary.cold.cold_start_s)}",
         {"value": value, "limit": limit},
     )

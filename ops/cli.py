@@ -92,6 +92,11 @@ SummaryMdOpt = Annotated[
         show_default=False,
     ),
 ]
+PollOpt = Annotated[float, typer.Option(help="Seconds between /status polls.")]
+InputOpt = Annotated[
+    Path | None,
+    typer.Option("--input", help="JSON file with the job `input` (default: a small txt2img)."),
+]
 
 
 def _die(command: str, message: str, *, as_json: bool) -> NoReturn:
@@ -104,12 +109,14 @@ def _die(command: str, message: str, *, as_json: bool) -> NoReturn:
 
 def _target(
     command: str,
-    *,
     endpoint_id: str | None,
     outputs_source: str | None,
     base_url: str | None,
+    *,
     as_json: bool,
 ) -> tuple[Target, StackOutputs]:
+    """The endpoint from ``--endpoint-id``, ``--outputs`` and ``--base-url`` (and the
+    environment), and the stack outputs; a usage error (exit 2) when it cannot be known."""
     try:
         outputs = StackOutputs.load(outputs_source)
         target = resolve_target(
@@ -128,6 +135,23 @@ def _client(target: Target, *, backoff: Backoff | None = None, pool: int = 16) -
         backoff=backoff or Backoff(),
         pool_size=max(4, pool),
     )
+
+
+def _read_input(command: str, path: Path, *, as_json: bool) -> Any:
+    """The job ``input`` in a JSON file; a usage error (exit 2) naming the file otherwise."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _die(command, f"--input {path}: {exc}", as_json=as_json)
+
+
+def _job_inputs(command: str, path: Path | None, *, as_json: bool) -> Callable[[int], Any]:
+    """The input of the ``index``-th job: the ``--input`` file's, else the canary's small
+    txt2img (a distinct seed per job)."""
+    if path is None:
+        return canary_mod.default_input
+    custom = _read_input(command, path, as_json=as_json)
+    return lambda _index: custom
 
 
 def _progress(enabled: bool) -> Progress:
@@ -149,7 +173,7 @@ def _finish(
     checks: list[Check],
     *,
     as_json: bool,
-    markdown: Callable[[dict[str, Any]], str] | None = None,
+    markdown: Callable[[], str] | None = None,
     summary_md: Path | None = None,
 ) -> None:
     ok = all_passed(checks)
@@ -158,7 +182,7 @@ def _finish(
         # Written before the verdict's exit code, so a failed gate still gets its charts.
         try:
             with summary_md.open("a", encoding="utf-8") as out:
-                out.write(markdown(json.loads(json.dumps(full, default=str))) + "\n")
+                out.write(markdown() + "\n")
         except OSError as exc:
             stderr_console().print(f"[yellow]ops {command}: --summary-md {summary_md}: {exc}[/]")
     if as_json:
@@ -172,31 +196,38 @@ def _finish(
         raise typer.Exit(1)
 
 
+VideoOpt = Annotated[bool, typer.Option("--video", help="Also run WAN 2.2 T2V.")]
+SkipR2Opt = Annotated[
+    bool, typer.Option("--skip-r2", help="Do not read returned keys back from R2.")
+]
+RollbackStackOpt = Annotated[
+    str | None,
+    typer.Option(help="Stack named in the rollback command (else the outputs' `stack`)."),
+]
+ExpectProviderOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Fail unless the rollout flag names this provider (a rollback drill).",
+        show_default=False,
+    ),
+]
+SmokeTimeoutOpt = Annotated[
+    float, typer.Option(help="Seconds to wait for each job (cold starts included).")
+]
+
+
 @app.command()
 def smoke(
     *,
     endpoint_id: EndpointOpt = None,
     outputs: OutputsOpt = None,
     base_url: BaseUrlOpt = None,
-    video: Annotated[bool, typer.Option("--video", help="Also run WAN 2.2 T2V.")] = False,
-    skip_r2: Annotated[
-        bool, typer.Option("--skip-r2", help="Do not read returned keys back from R2.")
-    ] = False,
-    stack: Annotated[
-        str | None,
-        typer.Option(help="Stack named in the rollback command (else the outputs' `stack`)."),
-    ] = None,
-    expect_provider: Annotated[
-        str | None,
-        typer.Option(
-            help="Fail unless the rollout flag names this provider (a rollback drill).",
-            show_default=False,
-        ),
-    ] = None,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for each job (cold starts included).")
-    ] = 600.0,
-    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 2.0,
+    video: VideoOpt = False,
+    skip_r2: SkipR2Opt = False,
+    stack: RollbackStackOpt = None,
+    expect_provider: ExpectProviderOpt = None,
+    timeout: SmokeTimeoutOpt = 600.0,
+    poll_interval: PollOpt = 2.0,
     as_json: JsonOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -209,38 +240,81 @@ def smoke(
     app's read credentials). The rollback state comes from the KV flag at ROLLOUT_FLAG_URL
     (bearer CLOUDFLARE_API_TOKEN) or the stack outputs; its absence is not a failure.
     """
-    target, stack_outputs = _target(
-        "smoke", endpoint_id=endpoint_id, outputs_source=outputs, base_url=base_url, as_json=as_json
-    )
-    client = _client(target)
-    total = len(smoke_mod.smoke_cases(video=video)) + 1
+    target, stack_outputs = _target("smoke", endpoint_id, outputs, base_url, as_json=as_json)
     with _progress(progress) as bar:
-        task = bar.add_task("smoke", total=total)
+        task = bar.add_task("smoke", total=len(smoke_mod.smoke_cases(video=video)) + 1)
         generations, error_check = smoke_mod.run_generations(
-            client,
+            _client(target),
             video=video,
             timeout_s=timeout,
             poll_s=poll_interval,
             on_done=lambda _label: bar.advance(task),
         )
-    checks = [*generations, error_check]
-    if skip_r2:
-        checks.append(Check("R2 read-back", "skip", "--skip-r2 given"))
-    else:
-        reader, why_not = smoke_mod.r2_reader_from_env(stack_outputs.r2_env(os.environ))
-        checks.append(smoke_mod.r2_check(generations, reader, why_not))
-    state, problem = read_state(stack_outputs)
-    stack_name = stack or str(stack_outputs.get("stack") or "prod")
-    checks.append(
-        rollout_check(
-            state,
-            problem,
-            tested_endpoint=target.endpoint_id,
-            stack=stack_name,
-            expected_provider=expect_provider,
-        )
-    )
+    checks = [
+        *generations,
+        error_check,
+        _r2_read_back(generations, stack_outputs, skip=skip_r2),
+        _rollback_state(stack_outputs, target, stack=stack, expected_provider=expect_provider),
+    ]
     _finish("smoke", {"endpointId": target.endpoint_id}, checks, as_json=as_json)
+
+
+def _r2_read_back(generations: list[Check], stack_outputs: StackOutputs, *, skip: bool) -> Check:
+    """Every key the generations returned, read back with the app's credentials."""
+    if skip:
+        return Check("R2 read-back", "skip", "--skip-r2 given")
+    reader, why_not = smoke_mod.r2_reader_from_env(stack_outputs.r2_env(os.environ))
+    return smoke_mod.r2_check(generations, reader, why_not)
+
+
+def _rollback_state(
+    stack_outputs: StackOutputs,
+    target: Target,
+    *,
+    stack: str | None,
+    expected_provider: str | None,
+) -> Check:
+    """Where the flag sends traffic, and the command that would undo it."""
+    state, problem = read_state(stack_outputs)
+    return rollout_check(
+        state,
+        problem,
+        tested_endpoint=target.endpoint_id,
+        stack=stack or str(stack_outputs.get("stack") or "prod"),
+        expected_provider=expected_provider,
+    )
+
+
+RequestsOpt = Annotated[int, typer.Option(min=1, help="How many jobs to send.")]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Jobs in flight at once.")]
+CanaryMinSuccessOpt = Annotated[float, typer.Option(help="Gate: completed fraction.")]
+MaxWarmP95Opt = Annotated[
+    float, typer.Option(help="Gate: warm p95 latency must be under this, s (0 disables).")
+]
+MinWarmOpt = Annotated[
+    int, typer.Option(min=1, help="Gate: warm requests needed to judge warm p95.")
+]
+MaxColdP95Opt = Annotated[float, typer.Option(help="Gate: cold p95 latency, seconds (0 disables).")]
+CanaryIdleTimeoutOpt = Annotated[
+    float,
+    typer.Option(help="The endpoint's idle timeout, s: a worker idle longer starts cold."),
+]
+ColdThresholdOpt = Annotated[
+    float,
+    typer.Option(
+        help="With workers warm before the run: delayTime (s) from which a worker's first "
+        "request counts as cold."
+    ),
+]
+CanaryTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for each job.")]
+CanaryRetriesOpt = Annotated[int, typer.Option(help="Retries per request after a 429.")]
+BackoffBaseOpt = Annotated[
+    float, typer.Option(help="First 429 backoff (s) without Retry-After; doubles.")
+]
+MaxBackoffOpt = Annotated[float, typer.Option(help="Cap for one 429 wait, seconds.")]
+ChartPoolOpt = Annotated[
+    str, typer.Option(help="GPU pool whose price the --summary-md cost chart uses.")
+]
 
 
 @app.command()
@@ -249,43 +323,21 @@ def canary(
     endpoint_id: EndpointOpt = None,
     outputs: OutputsOpt = None,
     base_url: BaseUrlOpt = None,
-    requests: Annotated[int, typer.Option(min=1, help="How many jobs to send.")] = 50,
-    concurrency: Annotated[int, typer.Option(min=1, help="Jobs in flight at once.")] = 5,
-    input_file: Annotated[
-        Path | None,
-        typer.Option("--input", help="JSON file with the job `input` (default: a small txt2img)."),
-    ] = None,
-    min_success: Annotated[float, typer.Option(help="Gate: completed fraction.")] = 0.98,
-    max_warm_p95: Annotated[
-        float, typer.Option(help="Gate: warm p95 latency must be under this, s (0 disables).")
-    ] = 10.0,
-    min_warm: Annotated[
-        int, typer.Option(min=1, help="Gate: warm requests needed to judge warm p95.")
-    ] = 20,
-    max_cold_p95: Annotated[
-        float, typer.Option(help="Gate: cold p95 latency, seconds (0 disables).")
-    ] = 90.0,
-    idle_timeout: Annotated[
-        float,
-        typer.Option(help="The endpoint's idle timeout, s: a worker idle longer starts cold."),
-    ] = 5.0,
-    cold_threshold: Annotated[
-        float,
-        typer.Option(
-            help="With workers warm before the run: delayTime (s) from which a worker's first "
-            "request counts as cold."
-        ),
-    ] = 10.0,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each job.")] = 300.0,
-    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 1.0,
-    max_retries: Annotated[int, typer.Option(help="Retries per request after a 429.")] = 8,
-    backoff_base: Annotated[
-        float, typer.Option(help="First 429 backoff (s) without Retry-After; doubles.")
-    ] = 0.5,
-    max_backoff: Annotated[float, typer.Option(help="Cap for one 429 wait, seconds.")] = 30.0,
-    gpu_pool: Annotated[
-        str, typer.Option(help="GPU pool whose price the --summary-md cost chart uses.")
-    ] = "ADA_24",
+    requests: RequestsOpt = 50,
+    concurrency: ConcurrencyOpt = 5,
+    input_file: InputOpt = None,
+    min_success: CanaryMinSuccessOpt = 0.98,
+    max_warm_p95: MaxWarmP95Opt = 10.0,
+    min_warm: MinWarmOpt = 20,
+    max_cold_p95: MaxColdP95Opt = 90.0,
+    idle_timeout: CanaryIdleTimeoutOpt = 5.0,
+    cold_threshold: ColdThresholdOpt = 10.0,
+    timeout: CanaryTimeoutOpt = 300.0,
+    poll_interval: PollOpt = 1.0,
+    max_retries: CanaryRetriesOpt = 8,
+    backoff_base: BackoffBaseOpt = 0.5,
+    max_backoff: MaxBackoffOpt = 30.0,
+    gpu_pool: ChartPoolOpt = "ADA_24",
     summary_md: SummaryMdOpt = None,
     as_json: JsonOpt = False,
     progress: ProgressOpt = True,
@@ -298,27 +350,8 @@ def canary(
     neither. Backs off on 429. Keep --concurrency at most the endpoint's workersMax, or
     warm latency includes queueing behind the canary's own requests.
     """
-    target, _ = _target(
-        "canary",
-        endpoint_id=endpoint_id,
-        outputs_source=outputs,
-        base_url=base_url,
-        as_json=as_json,
-    )
-    if gpu_pool not in cost_mod.PRICES:
-        _die(
-            "canary", f"--gpu-pool {gpu_pool}: known {', '.join(cost_mod.PRICES)}", as_json=as_json
-        )
-    make_input: Callable[[int], Any] = canary_mod.default_input
-    if input_file is not None:
-        try:
-            custom = json.loads(input_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            _die("canary", f"--input {input_file}: {exc}", as_json=as_json)
-
-        def make_input(_index: int) -> Any:
-            return custom
-
+    target, _ = _target("canary", endpoint_id, outputs, base_url, as_json=as_json)
+    _require_price(gpu_pool, as_json=as_json)
     gates = canary_mod.Gates(
         min_success=min_success,
         max_warm_p95_s=max_warm_p95 or None,
@@ -328,7 +361,40 @@ def canary(
         cold_threshold_s=cold_threshold,
     )
     backoff = Backoff(max_retries=max_retries, base_s=backoff_base, max_s=max_backoff)
-    client = _client(target, backoff=backoff, pool=concurrency)
+    summary = _measure_canary(
+        _client(target, backoff=backoff, pool=concurrency),
+        gates,
+        requests=requests,
+        concurrency=concurrency,
+        make_input=_job_inputs("canary", input_file, as_json=as_json),
+        timeout_s=timeout,
+        poll_s=poll_interval,
+        progress=progress,
+    )
+    _finish_canary(target, summary, gates, gpu_pool=gpu_pool, as_json=as_json, to=summary_md)
+
+
+def _require_price(gpu_pool: str, *, as_json: bool) -> None:
+    """The summary's cost chart prices ``--gpu-pool``: a pool without a price is a usage
+    error, before any request is sent."""
+    if gpu_pool not in cost_mod.PRICES:
+        _die(
+            "canary", f"--gpu-pool {gpu_pool}: known {', '.join(cost_mod.PRICES)}", as_json=as_json
+        )
+
+
+def _measure_canary(
+    client: JobClient,
+    gates: canary_mod.Gates,
+    *,
+    requests: int,
+    concurrency: int,
+    make_input: Callable[[int], Any],
+    timeout_s: float,
+    poll_s: float,
+    progress: bool,
+) -> canary_mod.CanarySummary:
+    """Read /health, send the requests (a progress bar, failures as they come), summarize."""
     warm_before = _warm_workers_before(client)
     started = time.monotonic()
     with _progress(progress) as bar:
@@ -343,32 +409,38 @@ def canary(
             client,
             requests=requests,
             concurrency=concurrency,
-            timeout_s=timeout,
-            poll_s=poll_interval,
+            timeout_s=timeout_s,
+            poll_s=poll_s,
             make_input=make_input,
             on_done=done,
         )
-    summary = canary_mod.summarize(
+    return canary_mod.summarize(
         samples, gates=gates, wall_s=time.monotonic() - started, warm_workers_before=warm_before
     )
+
+
+def _finish_canary(
+    target: Target,
+    summary: canary_mod.CanarySummary,
+    gates: canary_mod.Gates,
+    *,
+    gpu_pool: str,
+    as_json: bool,
+    to: Path | None,
+) -> None:
+    """Judge the gates; print the figures and the verdict (and append them to ``to``)."""
     checks = canary_mod.evaluate(summary, gates)
     if not as_json:
         stdout_console().print(metrics_table("canary figures", _canary_rows(summary)))
-    gates_doc = {
-        "minSuccess": gates.min_success,
-        "maxWarmP95S": gates.max_warm_p95_s,
-        "minWarm": gates.min_warm,
-        "maxColdP95S": gates.max_cold_p95_s,
-        "idleTimeoutS": gates.idle_timeout_s,
-        "coldThresholdS": gates.cold_threshold_s,
-    }
     _finish(
         "canary",
-        {"endpointId": target.endpoint_id, "gates": gates_doc, "summary": summary},
+        {"endpointId": target.endpoint_id, "gates": gates.as_json(), "summary": summary.as_json()},
         checks,
         as_json=as_json,
-        markdown=lambda doc: step_summary.canary_markdown(doc, gpu_pool=gpu_pool),
-        summary_md=summary_md,
+        markdown=lambda: step_summary.canary_markdown(
+            summary, checks, gates=gates, endpoint_id=target.endpoint_id, gpu_pool=gpu_pool
+        ),
+        summary_md=to,
     )
 
 
@@ -382,21 +454,58 @@ def _warm_workers_before(client: JobClient) -> int | None:
 
 def _canary_rows(summary: canary_mod.CanarySummary) -> list[tuple[str, str]]:
     def trio(block: canary_mod.Percentiles) -> str:
-        return " / ".join(seconds(v) for v in (block["p50"], block["p95"], block["p99"]))
+        return " / ".join(seconds(v) for v in (block.p50, block.p95, block.p99))
 
+    warm, cold = summary.warm, summary.cold
     return [
-        ("requests (completed / failed)", f"{summary['completed']} / {summary['failed']}"),
-        ("success rate", percent(summary["successRate"])),
-        ("latency p50 / p95 / p99", trio(summary["latencyS"])),
-        (f"warm ({summary['warm']['count']}) p50 / p95 / p99", trio(summary["warm"]["latencyS"])),
-        (f"cold ({summary['cold']['count']}) p50 / p95 / p99", trio(summary["cold"]["latencyS"])),
-        ("untimed (no delayTime or workerId)", str(summary["untimed"])),
-        ("cold start (estimated)", seconds(summary["cold"]["coldStartS"])),
-        ("delayTime p50 / p95 / p99", trio(summary["delayS"])),
-        ("executionTime p50 / p95 / p99", trio(summary["executionS"])),
-        ("429 answers absorbed", str(summary["throttled429"])),
-        ("wall time", seconds(summary["wallS"])),
+        ("requests (completed / failed)", f"{summary.completed} / {summary.failed}"),
+        ("success rate", percent(summary.success_rate)),
+        ("latency p50 / p95 / p99", trio(summary.latency_s)),
+        (f"warm ({warm.count}) p50 / p95 / p99", trio(warm.latency_s)),
+        (f"cold ({cold.count}) p50 / p95 / p99", trio(cold.latency_s)),
+        ("untimed (no delayTime or workerId)", str(summary.untimed)),
+        ("cold start (estimated)", seconds(cold.cold_start_s)),
+        ("delayTime p50 / p95 / p99", trio(summary.delay_s)),
+        ("executionTime p50 / p95 / p99", trio(summary.execution_s)),
+        ("429 answers absorbed", str(summary.throttled_429)),
+        ("wall time", seconds(summary.wall_s)),
     ]
+
+
+SamplesOpt = Annotated[int, typer.Option(min=1, help="Readings of /health.")]
+IntervalOpt = Annotated[float, typer.Option(help="Seconds between readings.")]
+HealthMinSuccessOpt = Annotated[float, typer.Option(help="Alert below this success rate.")]
+MaxErrorRateOpt = Annotated[float, typer.Option(help="Alert above this error rate.")]
+MinJobsOpt = Annotated[
+    int, typer.Option(min=1, help="Finished jobs needed before the rate alerts judge.")
+]
+ProbesOpt = Annotated[
+    int, typer.Option(min=0, help="Probe requests sent one by one to measure latency.")
+]
+MaxP95Opt = Annotated[
+    float, typer.Option(help="Alert when the probes' p95 latency exceeds this, s (0: off).")
+]
+MinLatencyJobsOpt = Annotated[
+    int, typer.Option(min=1, help="Completed probes needed before the p95 alert judges.")
+]
+ProbeTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for each probe.")]
+WorkersMinOpt = Annotated[
+    int | None,
+    typer.Option(help="Alert when fewer workers are up in every reading.", show_default=False),
+]
+WorkersMinFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Read workersMin (serverless.workersMin) from this stack file.",
+        show_default=False,
+    ),
+]
+MaxQueueOpt = Annotated[
+    int | None, typer.Option(help="Alert when more jobs wait.", show_default=False)
+]
+HealthRetriesOpt = Annotated[
+    int, typer.Option(help="Retries of /health on 429, 5xx or connection errors.")
+]
 
 
 @app.command()
@@ -405,41 +514,20 @@ def health(
     endpoint_id: EndpointOpt = None,
     outputs: OutputsOpt = None,
     base_url: BaseUrlOpt = None,
-    samples: Annotated[int, typer.Option(min=1, help="Readings of /health.")] = 3,
-    interval: Annotated[float, typer.Option(help="Seconds between readings.")] = 10.0,
-    min_success: Annotated[float, typer.Option(help="Alert below this success rate.")] = 0.95,
-    max_error_rate: Annotated[float, typer.Option(help="Alert above this error rate.")] = 0.05,
-    min_jobs: Annotated[
-        int, typer.Option(min=1, help="Finished jobs needed before the rate alerts judge.")
-    ] = 20,
-    probes: Annotated[
-        int, typer.Option(min=0, help="Probe requests sent one by one to measure latency.")
-    ] = 0,
-    max_p95: Annotated[
-        float, typer.Option(help="Alert when the probes' p95 latency exceeds this, s (0: off).")
-    ] = 15.0,
-    min_latency_jobs: Annotated[
-        int, typer.Option(min=1, help="Completed probes needed before the p95 alert judges.")
-    ] = 5,
-    probe_timeout: Annotated[float, typer.Option(help="Seconds to wait for each probe.")] = 300.0,
-    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 1.0,
-    workers_min: Annotated[
-        int | None,
-        typer.Option(help="Alert when fewer workers are up in every reading.", show_default=False),
-    ] = None,
-    stack_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="Read workersMin (serverless.workersMin) from this stack file.",
-            show_default=False,
-        ),
-    ] = None,
-    max_queue: Annotated[
-        int | None, typer.Option(help="Alert when more jobs wait.", show_default=False)
-    ] = None,
-    max_retries: Annotated[
-        int, typer.Option(help="Retries of /health on 429, 5xx or connection errors.")
-    ] = 3,
+    samples: SamplesOpt = 3,
+    interval: IntervalOpt = 10.0,
+    min_success: HealthMinSuccessOpt = 0.95,
+    max_error_rate: MaxErrorRateOpt = 0.05,
+    min_jobs: MinJobsOpt = 20,
+    probes: ProbesOpt = 0,
+    max_p95: MaxP95Opt = 15.0,
+    min_latency_jobs: MinLatencyJobsOpt = 5,
+    probe_timeout: ProbeTimeoutOpt = 300.0,
+    poll_interval: PollOpt = 1.0,
+    workers_min: WorkersMinOpt = None,
+    stack_file: WorkersMinFileOpt = None,
+    max_queue: MaxQueueOpt = None,
+    max_retries: HealthRetriesOpt = 3,
     summary_md: SummaryMdOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -450,54 +538,63 @@ def health(
     (once --min-latency-jobs completed), when fewer workers than workersMin are up in every
     reading, or when the queue does not drain.
     """
-    target, _ = _target(
-        "health",
-        endpoint_id=endpoint_id,
-        outputs_source=outputs,
-        base_url=base_url,
-        as_json=as_json,
-    )
-    try:
-        minimum = workers_min
-        if minimum is None:
-            minimum = health_mod.workers_min_from_stack_file(stack_file) if stack_file else 0
-    except (OSError, ValueError) as exc:
-        _die("health", str(exc), as_json=as_json)
-    client = _client(target, backoff=Backoff(max_retries=max_retries, base_s=0.5, max_s=5.0))
-    try:
-        readings = health_mod.collect(
-            client.health, samples=samples, interval_s=interval, sleep=time.sleep
-        )
-    except JobApiError as exc:
-        checks = [Check("reachability", "fail", f"/health unreachable: {exc}")]
-        _finish(
-            "health",
-            {"endpointId": target.endpoint_id},
-            checks,
-            as_json=as_json,
-            markdown=step_summary.health_markdown,
-            summary_md=summary_md,
-        )
-        return
-    sent = health_mod.probe(client, count=probes, timeout_s=probe_timeout, poll_s=poll_interval)
-    summary = health_mod.summarize(readings, sent, workers_min=minimum)
+    target, _ = _target("health", endpoint_id, outputs, base_url, as_json=as_json)
     thresholds = health_mod.Thresholds(
         min_success=min_success,
         max_error_rate=max_error_rate,
         max_p95_s=max_p95 or None,
         min_jobs=min_jobs,
         min_latency_jobs=min_latency_jobs,
-        workers_min=minimum,
+        workers_min=_workers_min(workers_min, stack_file, as_json=as_json),
         max_queue=max_queue,
     )
+    client = _client(target, backoff=Backoff(max_retries=max_retries, base_s=0.5, max_s=5.0))
+    try:
+        readings = health_mod.collect(
+            client.health, samples=samples, interval_s=interval, sleep=time.sleep
+        )
+    except JobApiError as exc:
+        unreachable = Check("reachability", "fail", f"/health unreachable: {exc}")
+        _finish_health(target, None, [unreachable], thresholds, as_json=as_json, to=summary_md)
+        return
+    sent = health_mod.probe(client, count=probes, timeout_s=probe_timeout, poll_s=poll_interval)
+    summary = health_mod.summarize(readings, sent, workers_min=thresholds.workers_min)
     checks = health_mod.evaluate(summary, thresholds)
+    _finish_health(target, summary, checks, thresholds, as_json=as_json, to=summary_md)
+
+
+def _workers_min(given: int | None, stack_file: Path | None, *, as_json: bool) -> int:
+    """``--workers-min``, else the stack file's ``serverless.workersMin``, else 0."""
+    if given is not None:
+        return given
+    try:
+        return health_mod.workers_min_from_stack_file(stack_file) if stack_file else 0
+    except (OSError, ValueError) as exc:
+        _die("health", str(exc), as_json=as_json)
+
+
+def _finish_health(
+    target: Target,
+    summary: health_mod.HealthSummary | None,
+    checks: list[Check],
+    thresholds: health_mod.Thresholds,
+    *,
+    as_json: bool,
+    to: Path | None,
+) -> None:
+    """Print (and append to ``to``) one health run, with its summary when /health answered."""
+    document: dict[str, Any] = {"endpointId": target.endpoint_id}
+    if summary is not None:
+        document["summary"] = summary.as_json()
     _finish(
         "health",
-        {"endpointId": target.endpoint_id, "summary": summary},
+        document,
         checks,
         as_json=as_json,
-        markdown=lambda doc: step_summary.health_markdown(doc, max_p95_s=thresholds.max_p95_s),
-        summary_md=summary_md,
+        markdown=lambda: step_summary.health_markdown(
+            summary, checks, endpoint_id=target.endpoint_id, max_p95_s=thresholds.max_p95_s
+        ),
+        summary_md=to,
     )
 
 
@@ -540,10 +637,7 @@ def health_alert_command(
             as_json=as_json,
         )
     api = env.get("GITHUB_API_URL", "").strip() or "https://api.github.com"
-    link = run_url or (
-        f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{repo}/actions/runs/"
-        f"{env.get('GITHUB_RUN_ID', '?')}"
-    )
+    link = run_url or _this_run_url(repo)
     state = health_alert.state_from_report(health_alert.read_report(report))
     try:
         outcome = health_alert.notify(
@@ -564,42 +658,61 @@ def health_alert_command(
         )
 
 
+def _this_run_url(repository: str) -> str:
+    """The GitHub Actions run this command runs in (from ``GITHUB_SERVER_URL`` and
+    ``GITHUB_RUN_ID``)."""
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+    return f"{server}/{repository}/actions/runs/{os.environ.get('GITHUB_RUN_ID', '?')}"
+
+
+CanaryJsonOpt = Annotated[
+    str | None,
+    typer.Option(help="`ops canary --json` output (file, or - for stdin) to take timings from."),
+]
+ExecutionOpt = Annotated[
+    float | None, typer.Option(help="Execution time per generation, s.", show_default=False)
+]
+ColdStartOpt = Annotated[
+    float | None, typer.Option(help="Worker start time, s.", show_default=False)
+]
+ColdFractionOpt = Annotated[
+    float | None,
+    typer.Option(help="Fraction of generations that hit a cold start.", show_default=False),
+]
+PricedPoolOpt = Annotated[str, typer.Option(help="GPU pool whose price applies.")]
+GpuCountOpt = Annotated[int, typer.Option(min=1, help="GPUs per worker.")]
+PricePerSecondOpt = Annotated[
+    float | None, typer.Option(help="Override the flex $/GPU-second.", show_default=False)
+]
+PricesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="JSON file of prices in $/GPU-second: {pool: flex} or {pool: \\[flex, active]}."
+    ),
+]
+CostIdleTimeoutOpt = Annotated[float, typer.Option(help="Endpoint idle timeout, s.")]
+MinWorkersOpt = Annotated[int, typer.Option(help="Always-on workers.")]
+ImagesPerMonthOpt = Annotated[int, typer.Option(help="Volume for the projection.")]
+MaxPerImageOpt = Annotated[
+    float | None, typer.Option(help="Gate: max blended $ per generation.", show_default=False)
+]
+
+
 @app.command()
 def cost(
     *,
-    canary_json: Annotated[
-        str | None,
-        typer.Option(
-            help="`ops canary --json` output (file, or - for stdin) to take timings from."
-        ),
-    ] = None,
-    execution_s: Annotated[
-        float | None, typer.Option(help="Execution time per generation, s.", show_default=False)
-    ] = None,
-    cold_start_s: Annotated[
-        float | None, typer.Option(help="Worker start time, s.", show_default=False)
-    ] = None,
-    cold_fraction: Annotated[
-        float | None,
-        typer.Option(help="Fraction of generations that hit a cold start.", show_default=False),
-    ] = None,
-    gpu_pool: Annotated[str, typer.Option(help="GPU pool whose price applies.")] = "ADA_24",
-    gpu_count: Annotated[int, typer.Option(min=1, help="GPUs per worker.")] = 1,
-    price_per_s: Annotated[
-        float | None, typer.Option(help="Override the flex $/GPU-second.", show_default=False)
-    ] = None,
-    prices: Annotated[
-        str | None,
-        typer.Option(
-            help="JSON file of prices in $/GPU-second: {pool: flex} or {pool: \\[flex, active]}."
-        ),
-    ] = None,
-    idle_timeout: Annotated[float, typer.Option(help="Endpoint idle timeout, s.")] = 5.0,
-    min_workers: Annotated[int, typer.Option(help="Always-on workers.")] = 0,
-    images_per_month: Annotated[int, typer.Option(help="Volume for the projection.")] = 10_000,
-    max_per_image: Annotated[
-        float | None, typer.Option(help="Gate: max blended $ per generation.", show_default=False)
-    ] = None,
+    canary_json: CanaryJsonOpt = None,
+    execution_s: ExecutionOpt = None,
+    cold_start_s: ColdStartOpt = None,
+    cold_fraction: ColdFractionOpt = None,
+    gpu_pool: PricedPoolOpt = "ADA_24",
+    gpu_count: GpuCountOpt = 1,
+    price_per_s: PricePerSecondOpt = None,
+    prices: PricesOpt = None,
+    idle_timeout: CostIdleTimeoutOpt = 5.0,
+    min_workers: MinWorkersOpt = 0,
+    images_per_month: ImagesPerMonthOpt = 10_000,
+    max_per_image: MaxPerImageOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cost per generation next to Scenario's $0.05-0.10 per image.
@@ -609,87 +722,57 @@ def cost(
     """
     try:
         table = cost_mod.load_prices(prices)
-        measured = _measured(canary_json, execution_s, cold_start_s, cold_fraction)
-        flex, active = _price(table, gpu_pool, price_per_s)
-    except (cost_mod.CostInputError, OSError, ValueError) as exc:
-        _die("cost", str(exc), as_json=as_json)
-    report = cost_mod.estimate(
-        cost_mod.CostInputs(
-            measured=measured,
-            pool=gpu_pool,
-            flex_per_s=flex,
-            active_per_s=active,
+        measured = cost_mod.measured_from(
+            _read_json(canary_json),
+            execution_s=execution_s,
+            cold_start_s=cold_start_s,
+            cold_fraction=cold_fraction,
+        )
+        inputs = cost_mod.CostInputs.at_pool(
+            measured,
+            gpu_pool,
+            prices=table,
+            price_per_s=price_per_s,
             gpu_count=gpu_count,
             idle_timeout_s=idle_timeout,
             min_workers=min_workers,
             images_per_month=images_per_month,
         )
-    )
+    except (cost_mod.CostInputError, OSError, ValueError) as exc:
+        _die("cost", str(exc), as_json=as_json)
+    report = cost_mod.estimate(inputs)
     checks = cost_mod.evaluate(report, max_per_image=max_per_image)
     if not as_json:
         stdout_console().print(metrics_table("cost per generation", _cost_rows(report)))
-    _finish("cost", {"report": report}, checks, as_json=as_json)
+    _finish("cost", {"report": report.as_json()}, checks, as_json=as_json)
 
 
-def _measured(
-    canary_json: str | None,
-    execution_s: float | None,
-    cold_start_s: float | None,
-    cold_fraction: float | None,
-) -> cost_mod.Measured:
-    """Timings from the canary JSON, each overridable by its flag."""
-    base = None
-    if canary_json is not None:
-        text = sys.stdin.read() if canary_json == "-" else Path(canary_json).read_text("utf-8")
-        base = cost_mod.Measured.from_canary(json.loads(text))
-    if base is None and execution_s is None:
-        raise cost_mod.CostInputError("give --canary-json or --execution-s")
-    base = base or cost_mod.Measured(
-        execution_s=0.0, cold_start_s=0.0, cold_fraction=0.0, source="flags"
-    )
-    measured = cost_mod.Measured(
-        execution_s=execution_s if execution_s is not None else base.execution_s,
-        cold_start_s=cold_start_s if cold_start_s is not None else base.cold_start_s,
-        cold_fraction=cold_fraction if cold_fraction is not None else base.cold_fraction,
-        source=base.source if execution_s is None else "flags",
-    )
-    if not 0 <= measured.cold_fraction <= 1:
-        raise cost_mod.CostInputError("--cold-fraction must be between 0 and 1")
-    return measured
+def _read_json(source: str | None) -> Any:
+    """The JSON document in a file, or on stdin for ``-``; None without a source."""
+    if source is None:
+        return None
+    text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+    return json.loads(text)
 
 
-def _price(
-    table: dict[str, tuple[float, float, str]], pool: str, override: float | None
-) -> tuple[float, float]:
-    """Flex and active $/GPU-second for ``pool`` (``override`` sets both)."""
-    if override is not None:
-        return override, override
-    if pool not in table:
-        raise cost_mod.CostInputError(
-            f"no price for pool {pool!r}: known {', '.join(table)}; or pass --price-per-s"
-        )
-    flex, active, _ = table[pool]
-    return flex, active
-
-
-def _cost_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    m, per, month = report["measured"], report["perGeneration"], report["monthly"]
-    save = report["savingsVsScenario"]
+def _cost_rows(report: cost_mod.CostReport) -> list[tuple[str, str]]:
+    m, per, month = report.measured, report.per_generation, report.monthly
+    save = report.savings_vs_scenario
     return [
-        ("GPU pool", f"{report['pool']} x{report['gpuCount']} @ ${report['flexPerSecond']}/s"),
+        ("GPU pool", f"{report.pool} x{report.gpu_count} @ ${report.flex_per_second}/s"),
         (
-            "measured (" + m["source"] + ")",
-            f"exec {m['executionS']:.2f} s, cold start {m['coldStartS']:.2f} s, "
-            f"cold {m['coldFraction'] * 100:.1f} %",
+            f"measured ({m.source})",
+            f"exec {m.execution_s:.2f} s, cold start {m.cold_start_s:.2f} s, "
+            f"cold {m.cold_fraction * 100:.1f} %",
         ),
-        ("warm generation", f"${per['warm']:.5f}"),
-        ("extra per cold start (+ idle)", f"${per['coldStartExtra']:.5f}"),
-        ("blended per generation", f"${per['blended']:.5f}"),
+        ("warm generation", f"${per.warm:.5f}"),
+        ("extra per cold start (+ idle)", f"${per.cold_start_extra:.5f}"),
+        ("blended per generation", f"${per.blended:.5f}"),
         ("Scenario per image", "$0.05 - $0.10"),
-        (f"RunPod / month ({month['images']} images)", f"${month['runpodTotal']:.2f}"),
-        ("  of which always-on workers", f"${month['runpodAlwaysOn']:.2f}"),
-        ("Scenario / month", f"${month['scenarioLow']:.2f} - ${month['scenarioHigh']:.2f}"),
-        ("savings vs Scenario", f"{percent(save['low'])} - {percent(save['high'])}"),
+        (f"RunPod / month ({month.images} images)", f"${month.runpod_total:.2f}"),
+        ("  of which always-on workers", f"${month.runpod_always_on:.2f}"),
+        ("Scenario / month", f"${month.scenario_low:.2f} - ${month.scenario_high:.2f}"),
+        ("savings vs Scenario", f"{percent(save.low)} - {percent(save.high)}"),
     ]
 
 
@@ -853,25 +936,30 @@ def _digest_to_pin(digest: str | None, outputs: str | None) -> str:
     return extract_digest(str(found))
 
 
+JobInputOpt = Annotated[
+    Path,
+    typer.Option(
+        "--input",
+        help="JSON file with the job `input`, e.g. a template with params and loras.",
+    ),
+]
+WebhookOpt = Annotated[
+    str | None,
+    typer.Option(help="URL RunPod POSTs the finished job to.", show_default=False),
+]
+JobTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the job.")]
+
+
 @app.command()
 def job(
     *,
-    input_file: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            help="JSON file with the job `input`, e.g. a template with params and loras.",
-        ),
-    ],
+    input_file: JobInputOpt,
     endpoint_id: EndpointOpt = None,
     outputs: OutputsOpt = None,
     base_url: BaseUrlOpt = None,
-    webhook: Annotated[
-        str | None,
-        typer.Option(help="URL RunPod POSTs the finished job to.", show_default=False),
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
-    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 2.0,
+    webhook: WebhookOpt = None,
+    timeout: JobTimeoutOpt = 600.0,
+    poll_interval: PollOpt = 2.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Run one job and follow it: the worker's progress on stderr, the outputs on stdout.
@@ -879,31 +967,12 @@ def job(
     Shows each progress update the worker sends while the job runs (stage, node, step,
     nodes done); prints every output with its key, URL and seed. Exit 1 if the job fails.
     """
-    try:
-        job_input = json.loads(input_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        _die("job", f"--input {input_file}: {exc}", as_json=as_json)
-    target, _ = _target(
-        "job", endpoint_id=endpoint_id, outputs_source=outputs, base_url=base_url, as_json=as_json
+    job_input = _read_input("job", input_file, as_json=as_json)
+    target, _ = _target("job", endpoint_id, outputs, base_url, as_json=as_json)
+    progress = _ProgressLines()
+    outcome = _client(target).run_and_wait(
+        job_input, timeout_s=timeout, poll_s=poll_interval, webhook=webhook, on_status=progress.show
     )
-    client = _client(target)
-    console = stderr_console()
-    seen: list[dict[str, Any]] = []
-
-    def show(view: dict[str, Any]) -> None:
-        line = progress_mod.describe(view)
-        if not seen or line != progress_mod.describe(seen[-1]):
-            console.print(
-                f"[dim]{view.get('id', '')}[/] {escape(line)}", highlight=False, soft_wrap=True
-            )
-        if view.get("output") is not None:
-            seen.append(view)
-
-    outcome = client.run_and_wait(
-        job_input, timeout_s=timeout, poll_s=poll_interval, webhook=webhook, on_status=show
-    )
-    progress = [view["output"] for view in seen]
-    results = outcome.output.get("outputs", []) if isinstance(outcome.output, dict) else []
     if as_json:
         emit_json(
             {
@@ -914,25 +983,53 @@ def job(
                 "error": outcome.error,
                 "errorType": outcome.error_type,
                 "output": outcome.output,
-                "progress": progress,
+                "progress": progress.updates(),
             }
         )
     else:
-        rows = [
-            (
-                f"{item.get('kind', '?')} {item.get('key', '')}",
-                f"seed {item.get('seed')}"
-                + (f", batch_index {item['batch_index']}" if "batch_index" in item else "")
-                + f"  {item.get('url', '')}",
-            )
-            for item in results
-            if isinstance(item, dict)
-        ]
-        stdout_console().print(metrics_table(f"job {outcome.job_id}: {outcome.status}", rows))
-        if not outcome.ok:
-            stdout_console().print(f"[bold red]ops job:[/] {outcome.reason()}")
+        _print_job(outcome)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+class _ProgressLines:
+    """A running job's progress updates: each new one printed on stderr, all kept."""
+
+    def __init__(self) -> None:
+        self.console = stderr_console()
+        self.seen: list[dict[str, Any]] = []
+
+    def show(self, view: dict[str, Any]) -> None:
+        """Print ``view`` (a ``/status`` body) unless it says what the last update said."""
+        line = progress_mod.describe(view)
+        if not self.seen or line != progress_mod.describe(self.seen[-1]):
+            self.console.print(
+                f"[dim]{view.get('id', '')}[/] {escape(line)}", highlight=False, soft_wrap=True
+            )
+        if view.get("output") is not None:
+            self.seen.append(view)
+
+    def updates(self) -> list[Any]:
+        """Every progress update the worker sent, in order."""
+        return [view["output"] for view in self.seen]
+
+
+def _print_job(outcome: JobOutcome) -> None:
+    """The job's outputs as a table for people (and why it failed)."""
+    results = outcome.output.get("outputs", []) if isinstance(outcome.output, dict) else []
+    rows = [
+        (
+            f"{item.get('kind', '?')} {item.get('key', '')}",
+            f"seed {item.get('seed')}"
+            + (f", batch_index {item['batch_index']}" if "batch_index" in item else "")
+            + f"  {item.get('url', '')}",
+        )
+        for item in results
+        if isinstance(item, dict)
+    ]
+    stdout_console().print(metrics_table(f"job {outcome.job_id}: {outcome.status}", rows))
+    if not outcome.ok:
+        stdout_console().print(f"[bold red]ops job:[/] {outcome.reason()}")
 
 
 lora_app = typer.Typer(
@@ -1074,12 +1171,9 @@ def promote_record(
     try:
         stack_outputs = StackOutputs.load(str(outputs))
         tested = extract_digest(str(stack_outputs.get("image_digest") or ""))
-        repository = _repository_of(str(stack_outputs.values.get("imageRef") or ""))
+        repository = _repository_of(str(stack_outputs.get("image_ref") or ""))
         documents = [json.loads(path.read_text(encoding="utf-8")) for path in (smoke, canary)]
-        link = run_url or (
-            f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/"
-            f"{env.get('GITHUB_REPOSITORY', '?')}/actions/runs/{env.get('GITHUB_RUN_ID', '?')}"
-        )
+        link = run_url or _this_run_url(env.get("GITHUB_REPOSITORY", "?"))
         record = promote_mod.build_record(
             tested,
             repository=repository,
@@ -1212,14 +1306,11 @@ def models_seed(
             help="The models volume (else the comfyuiNetworkVolumeId output).", show_default=False
         ),
     ] = None,
-    input_file: Annotated[
-        Path | None,
-        typer.Option("--input", help="JSON file with the job `input` (default: a small txt2img)."),
-    ] = None,
+    input_file: InputOpt = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait: a first fill downloads every model.")
     ] = 3600.0,
-    poll_interval: Annotated[float, typer.Option(help="Seconds between /status polls.")] = 5.0,
+    poll_interval: PollOpt = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Fill the endpoint's network volume before traffic: one job whose worker verifies (and
@@ -1228,19 +1319,8 @@ def models_seed(
     Run right after `pulumi up`; a filled volume makes it an ordinary generation. No volume:
     a skip.
     """
-    target, stack_outputs = _target(
-        "models seed",
-        endpoint_id=endpoint_id,
-        outputs_source=outputs,
-        base_url=base_url,
-        as_json=as_json,
-    )
-    job_input: Any = canary_mod.default_input(0)
-    if input_file is not None:
-        try:
-            job_input = json.loads(input_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            _die("models seed", f"--input {input_file}: {exc}", as_json=as_json)
+    target, stack_outputs = _target("models seed", endpoint_id, outputs, base_url, as_json=as_json)
+    job_input = _job_inputs("models seed", input_file, as_json=as_json)(0)
     volume = volume_id or models_seed_mod.volume_id(stack_outputs)
     summary, check = models_seed_mod.seed(
         _client(target), volume, job_input=job_input, timeout_s=timeout, poll_s=poll_interval

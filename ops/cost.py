@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.report import Check
+from ops.canary import CanarySummary
+from ops.report import CamelJson, Check
 
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
@@ -79,21 +80,74 @@ class Measured:
         summary = document.get("summary", document)
         try:
             execution = summary["executionS"]["p50"]
-            cold_start = summary["cold"]["coldStartS"] or 0.0
-            fraction = summary["coldFraction"] or 0.0
+            cold_start = summary["cold"]["coldStartS"]
+            fraction = summary["coldFraction"]
         except (KeyError, TypeError) as exc:
             raise CostInputError(
                 "canary JSON lacks summary.executionS.p50 / cold.coldStartS / coldFraction: "
                 "produce it with `python -m ops canary --json`"
             ) from exc
+        return cls._from_canary_figures(execution, cold_start, fraction)
+
+    @classmethod
+    def from_summary(cls, summary: CanarySummary) -> Measured:
+        """The same figures from a canary run's summary."""
+        return cls._from_canary_figures(
+            summary.execution_s.p50, summary.cold.cold_start_s, summary.cold_fraction
+        )
+
+    @classmethod
+    def _from_canary_figures(
+        cls, execution: float | None, cold_start: float | None, fraction: float | None
+    ) -> Measured:
         if execution is None:
             raise CostInputError("the canary completed no job: no execution time to price")
         return cls(
             execution_s=float(execution),
-            cold_start_s=float(cold_start),
-            cold_fraction=float(fraction),
+            cold_start_s=float(cold_start or 0.0),
+            cold_fraction=float(fraction or 0.0),
             source="canary",
         )
+
+
+def measured_from(
+    canary: dict[str, Any] | None,
+    *,
+    execution_s: float | None = None,
+    cold_start_s: float | None = None,
+    cold_fraction: float | None = None,
+) -> Measured:
+    """Timings from an ``ops canary --json`` document, each overridable by its flag."""
+    if canary is None and execution_s is None:
+        raise CostInputError("give --canary-json or --execution-s")
+    base = (
+        Measured.from_canary(canary)
+        if canary is not None
+        else Measured(execution_s=0.0, cold_start_s=0.0, cold_fraction=0.0, source="flags")
+    )
+    measured = Measured(
+        execution_s=execution_s if execution_s is not None else base.execution_s,
+        cold_start_s=cold_start_s if cold_start_s is not None else base.cold_start_s,
+        cold_fraction=cold_fraction if cold_fraction is not None else base.cold_fraction,
+        source=base.source if execution_s is None else "flags",
+    )
+    if not 0 <= measured.cold_fraction <= 1:
+        raise CostInputError("--cold-fraction must be between 0 and 1")
+    return measured
+
+
+def pool_price(
+    table: dict[str, tuple[float, float, str]], pool: str, override: float | None = None
+) -> tuple[float, float]:
+    """Flex and active $/GPU-second for ``pool`` (``override`` sets both)."""
+    if override is not None:
+        return override, override
+    if pool not in table:
+        raise CostInputError(
+            f"no price for pool {pool!r}: known {', '.join(table)}; or pass --price-per-s"
+        )
+    flex, active, _ = table[pool]
+    return flex, active
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,9 +164,76 @@ class CostInputs:
     images_per_month: int = 10_000
     scenario_per_image: tuple[float, float] = SCENARIO_PER_IMAGE
 
+    @classmethod
+    def at_pool(
+        cls,
+        measured: Measured,
+        pool: str,
+        *,
+        prices: dict[str, tuple[float, float, str]] = PRICES,
+        price_per_s: float | None = None,
+        **options: Any,
+    ) -> CostInputs:
+        """Inputs at ``pool``'s flex and active price in ``prices`` (``price_per_s`` sets
+        both); ``options`` are the other fields."""
+        flex, active = pool_price(prices, pool, price_per_s)
+        return cls(measured=measured, pool=pool, flex_per_s=flex, active_per_s=active, **options)
 
-def estimate(inputs: CostInputs) -> dict[str, Any]:
-    """The cost report as JSON-ready figures (USD)."""
+
+@dataclass(frozen=True, kw_only=True)
+class PerGeneration:
+    """USD per generation."""
+
+    warm: float
+    """A warm generation: its execution time."""
+    cold_start_extra: float
+    """What a cold generation adds: the worker's start and one idle timeout."""
+    blended: float
+    """Warm plus the cold fraction of the extra."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Monthly:
+    """USD per month at ``images`` generations."""
+
+    images: int
+    runpod_generations: float
+    """The generations, at the blended price."""
+    runpod_always_on: float
+    """``min_workers`` billed every second at the active price."""
+    runpod_total: float
+    scenario_low: float
+    """Scenario at $0.05 per image."""
+    scenario_high: float
+    """Scenario at $0.10 per image."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Savings:
+    """The share of Scenario's monthly bill RunPod saves (None at zero volume)."""
+
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostReport(CamelJson):
+    """The cost report, USD (``as_json()``: the ``report`` of ``ops cost --json``)."""
+
+    pool: str
+    gpu_count: int
+    flex_per_second: float
+    """$/GPU-second while a worker runs on demand."""
+    active_per_second: float
+    """$/GPU-second of an always-on worker."""
+    measured: Measured
+    per_generation: PerGeneration
+    monthly: Monthly
+    savings_vs_scenario: Savings
+
+
+def estimate(inputs: CostInputs) -> CostReport:
+    """The cost report of ``inputs``."""
     m = inputs.measured
     rate = inputs.flex_per_s * inputs.gpu_count
     warm = m.execution_s * rate
@@ -122,40 +243,33 @@ def estimate(inputs: CostInputs) -> dict[str, Any]:
     monthly = per_generation * inputs.images_per_month + always_on
     low, high = inputs.scenario_per_image
     scenario_low, scenario_high = low * inputs.images_per_month, high * inputs.images_per_month
-    return {
-        "pool": inputs.pool,
-        "gpuCount": inputs.gpu_count,
-        "flexPerSecond": inputs.flex_per_s,
-        "activePerSecond": inputs.active_per_s,
-        "measured": {
-            "executionS": m.execution_s,
-            "coldStartS": m.cold_start_s,
-            "coldFraction": m.cold_fraction,
-            "source": m.source,
-        },
-        "perGeneration": {
-            "warm": warm,
-            "coldStartExtra": cold_extra,
-            "blended": per_generation,
-        },
-        "monthly": {
-            "images": inputs.images_per_month,
-            "runpodGenerations": per_generation * inputs.images_per_month,
-            "runpodAlwaysOn": always_on,
-            "runpodTotal": monthly,
-            "scenarioLow": scenario_low,
-            "scenarioHigh": scenario_high,
-        },
-        "savingsVsScenario": {
-            "low": (1 - monthly / scenario_low) if scenario_low else None,
-            "high": (1 - monthly / scenario_high) if scenario_high else None,
-        },
-    }
+    return CostReport(
+        pool=inputs.pool,
+        gpu_count=inputs.gpu_count,
+        flex_per_second=inputs.flex_per_s,
+        active_per_second=inputs.active_per_s,
+        measured=m,
+        per_generation=PerGeneration(
+            warm=warm, cold_start_extra=cold_extra, blended=per_generation
+        ),
+        monthly=Monthly(
+            images=inputs.images_per_month,
+            runpod_generations=per_generation * inputs.images_per_month,
+            runpod_always_on=always_on,
+            runpod_total=monthly,
+            scenario_low=scenario_low,
+            scenario_high=scenario_high,
+        ),
+        savings_vs_scenario=Savings(
+            low=(1 - monthly / scenario_low) if scenario_low else None,
+            high=(1 - monthly / scenario_high) if scenario_high else None,
+        ),
+    )
 
 
-def evaluate(report: dict[str, Any], *, max_per_image: float | None) -> list[Check]:
+def evaluate(report: CostReport, *, max_per_image: float | None) -> list[Check]:
     """Optional gate: blended cost per generation must not exceed ``max_per_image``."""
-    value = report["perGeneration"]["blended"]
+    value = report.per_generation.blended
     if max_per_image is None:
         return [Check("cost per generation", "skip", f"${value:.5f}; no --max-per-image gate")]
     ok = value <= max_per_image

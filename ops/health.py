@@ -21,14 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from ops.canary import Percentiles, Sample, default_input, run_canary
 from ops.jobs import JobClient
-from ops.report import Check, percent, seconds
-from ops.stats import percentile
-
-_COUNTERS = ("completed", "failed", "inProgress", "inQueue", "retried")
+from ops.report import CamelJson, Check, percent, seconds
+from ops.stack_file import stack_values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,52 +49,80 @@ class Thresholds:
     """Alert when more jobs than this wait in the queue (None: no limit)."""
 
 
-class JobCounters(TypedDict):
+@dataclass(frozen=True, kw_only=True)
+class JobCounters:
     """``/health`` job counters."""
 
     completed: int
     failed: int
-    inProgress: int
-    inQueue: int
+    in_progress: int
+    in_queue: int
     retried: int
 
+    @classmethod
+    def of(cls, reading: dict[str, Any]) -> JobCounters:
+        """The counters of one ``/health`` body (a missing one is 0)."""
+        jobs = reading.get("jobs") or {}
+        return cls(
+            completed=int(jobs.get("completed") or 0),
+            failed=int(jobs.get("failed") or 0),
+            in_progress=int(jobs.get("inProgress") or 0),
+            in_queue=int(jobs.get("inQueue") or 0),
+            retried=int(jobs.get("retried") or 0),
+        )
 
-class ProbeBlock(TypedDict):
+    @property
+    def finished(self) -> int:
+        """Jobs that ended, either way."""
+        return self.completed + self.failed
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeBlock:
     """The probe requests health sent to measure latency."""
 
     requested: int
     completed: int
-    latencyS: Percentiles
+    latency_s: Percentiles
     latencies: list[float]
     failures: list[str]
 
+    @classmethod
+    def of(cls, probes: Sequence[Sample]) -> ProbeBlock:
+        """The completed probes' latencies and the failed ones' reasons."""
+        latencies = [s.latency_s for s in probes if s.outcome.ok]
+        return cls(
+            requested=len(probes),
+            completed=len(latencies),
+            latency_s=Percentiles.of(latencies),
+            latencies=[round(value, 3) for value in latencies],
+            failures=[s.outcome.reason() for s in probes if not s.outcome.ok],
+        )
 
-class HealthSummary(TypedDict):
-    """The last reading's figures, the trends across readings and the probes."""
+
+@dataclass(frozen=True, kw_only=True)
+class HealthSummary(CamelJson):
+    """The last reading's figures, the trends across readings and the probes
+    (``as_json()``: the ``summary`` of ``ops health --json``)."""
 
     jobs: JobCounters
+    """The last reading's counters."""
     workers: dict[str, int]
+    """Workers by state in the last reading (``idle``, ``running``, ``initializing``, ...)."""
     finished: int
-    successRate: float | None
-    errorRate: float | None
-    queueSamples: list[int]
-    finishedSamples: list[int]
-    upSamples: list[int]
+    """completed + failed in the last reading."""
+    success_rate: float | None
+    """completed / finished (None before any job finished)."""
+    error_rate: float | None
+    """(failed + retried) / (finished + retried)."""
+    queue_samples: list[int]
+    """Jobs waiting, per reading."""
+    finished_samples: list[int]
+    up_samples: list[int]
+    """Workers idle or running, per reading."""
     samples: int
-    workersMin: int
+    workers_min: int
     probes: ProbeBlock
-
-
-def _jobs(sample: dict[str, Any]) -> JobCounters:
-    jobs = sample.get("jobs") or {}
-    counts = {key: int(jobs.get(key) or 0) for key in _COUNTERS}
-    return JobCounters(
-        completed=counts["completed"],
-        failed=counts["failed"],
-        inProgress=counts["inProgress"],
-        inQueue=counts["inQueue"],
-        retried=counts["retried"],
-    )
 
 
 def _workers(sample: dict[str, Any]) -> dict[str, int]:
@@ -146,45 +172,44 @@ def summarize(
     workers_min: int = 0,
 ) -> HealthSummary:
     """The last reading's figures, the queue's trend across readings and the probes."""
-    last = readings[-1]
-    jobs = _jobs(last)
-    finished = jobs["completed"] + jobs["failed"]
-    attempts = finished + jobs["retried"]
-    latencies = [s.latency_s for s in probes if s.outcome.ok]
+    counters = [JobCounters.of(reading) for reading in readings]
+    jobs = counters[-1]
+    attempts = jobs.finished + jobs.retried
     return HealthSummary(
         jobs=jobs,
-        workers=_workers(last),
-        finished=finished,
-        successRate=(jobs["completed"] / finished) if finished else None,
-        errorRate=((jobs["failed"] + jobs["retried"]) / attempts) if attempts else None,
-        queueSamples=[_jobs(r)["inQueue"] for r in readings],
-        finishedSamples=[_jobs(r)["completed"] + _jobs(r)["failed"] for r in readings],
-        upSamples=[up(_workers(r)) for r in readings],
+        workers=_workers(readings[-1]),
+        finished=jobs.finished,
+        success_rate=(jobs.completed / jobs.finished) if jobs.finished else None,
+        error_rate=((jobs.failed + jobs.retried) / attempts) if attempts else None,
+        queue_samples=[c.in_queue for c in counters],
+        finished_samples=[c.finished for c in counters],
+        up_samples=[up(_workers(reading)) for reading in readings],
         samples=len(readings),
-        workersMin=workers_min,
-        probes=ProbeBlock(
-            requested=len(probes),
-            completed=len(latencies),
-            latencyS=Percentiles(
-                p50=_round(percentile(latencies, 50)),
-                p95=_round(percentile(latencies, 95)),
-                p99=_round(percentile(latencies, 99)),
-            ),
-            latencies=[round(value, 3) for value in latencies],
-            failures=[s.outcome.reason() for s in probes if not s.outcome.ok],
-        ),
+        workers_min=workers_min,
+        probes=ProbeBlock.of(probes),
     )
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
 
 
 def evaluate(summary: HealthSummary, thresholds: Thresholds) -> list[Check]:
     """The alerts, each with its reason."""
+    jobs, too_few = summary.jobs, _too_few(summary, thresholds)
     return [
-        _success_check(summary, thresholds),
-        _error_check(summary, thresholds),
+        _rate_check(
+            "success rate",
+            summary.success_rate,
+            thresholds.min_success,
+            floor=True,
+            counts=f"{jobs.completed} completed, {jobs.failed} failed",
+            too_few=too_few,
+        ),
+        _rate_check(
+            "error rate",
+            summary.error_rate,
+            thresholds.max_error_rate,
+            floor=False,
+            counts=f"{jobs.failed} failed, {jobs.retried} retried",
+            too_few=too_few,
+        ),
         _latency_check(summary, thresholds),
         _queue_check(summary, thresholds),
         _workers_check(summary, thresholds),
@@ -192,7 +217,7 @@ def evaluate(summary: HealthSummary, thresholds: Thresholds) -> list[Check]:
 
 
 def _too_few(summary: HealthSummary, thresholds: Thresholds) -> str | None:
-    finished = summary["finished"]
+    finished = summary.finished
     if finished >= thresholds.min_jobs:
         return None
     return (
@@ -201,44 +226,30 @@ def _too_few(summary: HealthSummary, thresholds: Thresholds) -> str | None:
     )
 
 
-def _success_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
-    jobs, rate = summary["jobs"], summary["successRate"]
-    too_few = _too_few(summary, thresholds)
+def _rate_check(
+    name: str, rate: float | None, limit: float, *, floor: bool, counts: str, too_few: str | None
+) -> Check:
+    """A rate against its alert: a floor (alert below it) or a ceiling (alert above it)."""
     if rate is None or too_few:
-        return Check("success rate", "skip", too_few or "no finished jobs in RunPod's window")
-    ok = rate >= thresholds.min_success
+        return Check(name, "skip", too_few or "no finished jobs in RunPod's window")
+    ok = rate >= limit if floor else rate <= limit
+    sign = (">=" if ok else "<") if floor else ("<=" if ok else ">")
     return Check(
-        "success rate",
+        name,
         "pass" if ok else "fail",
-        f"{percent(rate)} ({'>=' if ok else '<'} {thresholds.min_success * 100:.1f} %): "
-        f"{jobs['completed']} completed, {jobs['failed']} failed",
-        {"value": rate},
-    )
-
-
-def _error_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
-    jobs, rate = summary["jobs"], summary["errorRate"]
-    too_few = _too_few(summary, thresholds)
-    if rate is None or too_few:
-        return Check("error rate", "skip", too_few or "no finished jobs in RunPod's window")
-    ok = rate <= thresholds.max_error_rate
-    return Check(
-        "error rate",
-        "pass" if ok else "fail",
-        f"{percent(rate)} ({'<=' if ok else '>'} {thresholds.max_error_rate * 100:.1f} %): "
-        f"{jobs['failed']} failed, {jobs['retried']} retried",
+        f"{percent(rate)} ({sign} {limit * 100:.1f} %): {counts}",
         {"value": rate},
     )
 
 
 def _latency_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
-    probes = summary["probes"]
-    value, completed = probes["latencyS"]["p95"], probes["completed"]
+    probes = summary.probes
+    value, completed = probes.latency_s.p95, probes.completed
     data = {"value": value, "limit": thresholds.max_p95_s, "probes": completed}
-    failed = f"; {len(probes['failures'])} probe(s) failed" if probes["failures"] else ""
+    failed = f"; {len(probes.failures)} probe(s) failed" if probes.failures else ""
     if thresholds.max_p95_s is None:
         return Check("p95 latency", "skip", f"{seconds(value)}; alert disabled", data)
-    if probes["requested"] == 0:
+    if probes.requested == 0:
         return Check("p95 latency", "skip", "no probes sent (--probes N measures latency)", data)
     if value is None or completed < thresholds.min_latency_jobs:
         return Check(
@@ -259,8 +270,8 @@ def _latency_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
 
 
 def _queue_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
-    queues, finished = summary["queueSamples"], summary["finishedSamples"]
-    serving = up(summary["workers"]) + summary["workers"].get("initializing", 0)
+    queues, finished = summary.queue_samples, summary.finished_samples
+    serving = up(summary.workers) + summary.workers.get("initializing", 0)
     data = {"inQueue": queues, "finished": finished, "servingWorkers": serving}
     current = queues[-1]
     if thresholds.max_queue is not None and current > thresholds.max_queue:
@@ -268,7 +279,7 @@ def _queue_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
     if current == 0:
         return Check("queue", "pass", "empty", data)
     if len(queues) == 1:
-        if serving == 0 and summary["jobs"]["inProgress"] == 0:
+        if serving == 0 and summary.jobs.in_progress == 0:
             return Check(
                 "queue",
                 "fail",
@@ -291,7 +302,7 @@ def _queue_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
 
 
 def _workers_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
-    workers, minimum, ups = summary["workers"], thresholds.workers_min, summary["upSamples"]
+    workers, minimum, ups = summary.workers, thresholds.workers_min, summary.up_samples
     shown = ", ".join(f"{k} {v}" for k, v in workers.items()) or "none reported"
     data: dict[str, Any] = {"up": ups, "workersMin": minimum, **workers}
     if minimum and all(count < minimum for count in ups):
@@ -309,14 +320,12 @@ def _workers_check(summary: HealthSummary, thresholds: Thresholds) -> Check:
 
 def workers_min_from_stack_file(path: Path) -> int:
     """``serverless.workersMin`` of a stack file (its Pulumi.yaml default when unset)."""
-    from components.config import SCHEMA_BY_NAME, stack_file_values  # noqa: PLC0415
+    from components.config import SCHEMA_BY_NAME  # noqa: PLC0415
 
     if not path.is_file():
         raise FileNotFoundError(f"--stack-file {path}: no such stack file")
-    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    values, _ = stack_file_values(path.parent, stack)
     key = "serverless.workersMin"
-    raw = values.get(key, str(SCHEMA_BY_NAME[key].default))
+    raw = stack_values(path).get(key, str(SCHEMA_BY_NAME[key].default))
     try:
         return int(raw)
     except ValueError as exc:

@@ -273,40 +273,42 @@ class JobClient:
         job's ``output`` is the worker's latest progress update).
         """
         started = time.monotonic()
-        throttled = 0
         try:
             job_id, throttled = self.run(job_input, policy=policy, webhook=webhook)
         except RateLimitedError as exc:
-            return JobOutcome(
-                job_id=None,
-                status=RATE_LIMITED,
-                latency_s=time.monotonic() - started,
-                error=str(exc),
-                error_type="rate_limited",
-                throttled=self.backoff.max_retries + 1,
+            limited = self.backoff.max_retries + 1  # the first answer and every retry
+            return _unfinished(
+                None, RATE_LIMITED, exc, "rate_limited", started=started, throttled=limited
             )
         except JobApiError as exc:
-            return JobOutcome(
-                job_id=None,
-                status=REQUEST_ERROR,
-                latency_s=time.monotonic() - started,
-                error=str(exc),
-                error_type="request",
-                throttled=throttled,
-            )
-        last: dict[str, Any] = {"status": "IN_QUEUE"}
+            return _unfinished(None, REQUEST_ERROR, exc, "request", started=started, throttled=0)
+        return self._wait(
+            job_id,
+            started=started,
+            throttled=throttled,
+            timeout_s=timeout_s,
+            poll_s=poll_s,
+            on_status=on_status,
+        )
+
+    def _wait(
+        self,
+        job_id: str,
+        *,
+        started: float,
+        throttled: int,
+        timeout_s: float,
+        poll_s: float,
+        on_status: Callable[[dict[str, Any]], None] | None,
+    ) -> JobOutcome:
+        """Poll ``/status`` until the job ends, or cancel it at the deadline."""
         deadline = started + timeout_s
         while True:
             try:
                 last = self.status(job_id)
             except JobApiError as exc:
-                return JobOutcome(
-                    job_id=job_id,
-                    status=REQUEST_ERROR,
-                    latency_s=time.monotonic() - started,
-                    error=str(exc),
-                    error_type="request",
-                    throttled=throttled,
+                return _unfinished(
+                    job_id, REQUEST_ERROR, exc, "request", started=started, throttled=throttled
                 )
             if last.get("status") in TERMINAL:
                 return outcome_from_status(
@@ -318,15 +320,31 @@ class JobClient:
                 self.cancel(job_id)
                 where = last.get("status", "unknown")
                 hint = " (a cold start longer than the timeout?)" if where == "IN_QUEUE" else ""
-                return JobOutcome(
-                    job_id=job_id,
-                    status=CLIENT_TIMEOUT,
-                    latency_s=time.monotonic() - started,
-                    error=f"no result after {timeout_s:g} s, job still {where}{hint}; cancelled",
-                    error_type="timeout",
-                    throttled=throttled,
+                late = f"no result after {timeout_s:g} s, job still {where}{hint}; cancelled"
+                return _unfinished(
+                    job_id, CLIENT_TIMEOUT, late, "timeout", started=started, throttled=throttled
                 )
             self.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
+def _unfinished(
+    job_id: str | None,
+    status: str,
+    error: Exception | str,
+    error_type: str,
+    *,
+    started: float,
+    throttled: int,
+) -> JobOutcome:
+    """An outcome the client gives a job it never saw finish (a status it invents)."""
+    return JobOutcome(
+        job_id=job_id,
+        status=status,
+        latency_s=time.monotonic() - started,
+        error=str(error),
+        error_type=error_type,
+        throttled=throttled,
+    )
 
 
 def outcome_from_status(

@@ -114,63 +114,57 @@ class Mainline:
         """Commit ``edit`` of ``path`` onto the remote base and push it (``push``) or open a
         pull request from ``branch`` (``pr``)."""
         if mode == "push":
-            for _ in range(PUSH_ATTEMPTS):
-                built = self._commit(path, edit, message)
-                if built is None:
-                    return Proposal(False, None, None, None)
-                try:
-                    self.git("push", "--quiet", self.remote, f"{built[0]}:refs/heads/{self.base}")
-                except MainlineError as error:
-                    if "rejected" in str(error) or "fetch first" in str(error):
-                        continue  # main moved since the fetch: build on the new tip
-                    raise
-                return Proposal(True, built[0], self.base, None)
-            raise MainlineError(
-                f"{self.base} kept moving: could not push after {PUSH_ATTEMPTS} attempts"
-            )
+            return self._push(path, edit, message)
         built = self._commit(path, edit, message)
         if built is None:
             return Proposal(False, None, None, None)
         commit = built[0]
         self.git("push", "--quiet", "--force", self.remote, f"{commit}:refs/heads/{branch}")
-        listed = self.runner(
-            (
-                "gh",
-                "pr",
-                "list",
-                "--head",
-                branch,
-                "--base",
-                self.base,
-                "--state",
-                "open",
-                "--json",
-                "number,url",
-            ),
-            None,
-            None,
+        existing = self._existing_pull_request(branch)
+        if existing is not None:
+            return Proposal(True, commit, branch, existing, existing=True)
+        url = self.gh(
+            "pr", "create", "--base", self.base, "--head", branch, "--title", title, "--body", body
+        ).strip()
+        return Proposal(True, commit, branch, url.splitlines()[-1] if url else None)
+
+    def gh(self, *args: str) -> str:
+        """``gh ...`` (in the current directory, as the operator runs it)."""
+        return self.runner(("gh", *args), None, None)
+
+    def _push(self, path: str, edit: Callable[[str], str], message: str) -> Proposal:
+        """Push the commit to the base branch, rebuilt on the new tip when it moved."""
+        for _ in range(PUSH_ATTEMPTS):
+            built = self._commit(path, edit, message)
+            if built is None:
+                return Proposal(False, None, None, None)
+            try:
+                self.git("push", "--quiet", self.remote, f"{built[0]}:refs/heads/{self.base}")
+            except MainlineError as error:
+                if "rejected" in str(error) or "fetch first" in str(error):
+                    continue  # main moved since the fetch: build on the new tip
+                raise
+            return Proposal(True, built[0], self.base, None)
+        raise MainlineError(
+            f"{self.base} kept moving: could not push after {PUSH_ATTEMPTS} attempts"
+        )
+
+    def _existing_pull_request(self, branch: str) -> str | None:
+        """The URL of the open pull request from ``branch`` into the base, if there is one."""
+        listed = self.gh(
+            "pr",
+            "list",
+            "--head",
+            branch,
+            "--base",
+            self.base,
+            "--state",
+            "open",
+            "--json",
+            "number,url",
         )
         try:
             open_prs = json.loads(listed or "[]")
         except ValueError as exc:
             raise MainlineError(f"`gh pr list` did not print JSON: {listed[:200]}") from exc
-        if open_prs:
-            return Proposal(True, commit, branch, str(open_prs[0].get("url")), existing=True)
-        url = self.runner(
-            (
-                "gh",
-                "pr",
-                "create",
-                "--base",
-                self.base,
-                "--head",
-                branch,
-                "--title",
-                title,
-                "--body",
-                body,
-            ),
-            None,
-            None,
-        ).strip()
-        return Proposal(True, commit, branch, url.splitlines()[-1] if url else None)
+        return str(open_prs[0].get("url")) if open_prs else None

@@ -20,8 +20,6 @@ from ops.jobs import JobClient, JobOutcome
 from ops.report import Check, seconds
 from ops.target import StackOutputs
 
-VOLUME_OUTPUT = "comfyuiNetworkVolumeId"
-
 
 class SeedSummary(TypedDict):
     """What the seeding job showed."""
@@ -36,8 +34,8 @@ class SeedSummary(TypedDict):
 
 def volume_id(outputs: StackOutputs) -> str | None:
     """The endpoint's models volume from the stack outputs (empty: none)."""
-    value = outputs.values.get(VOLUME_OUTPUT)
-    return str(value) if value not in (None, "", "[secret]") else None
+    value = outputs.get("volume_id")
+    return None if value is None else str(value)
 
 
 def seed(

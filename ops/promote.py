@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from ops.registry import OCI_MANIFEST, Registry
+from ops.stack_file import stack_values
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 CONFIG_KEY = "image.digest"
@@ -158,10 +159,9 @@ def record_tag(digest: str) -> str:
 
 def image_repository(stack_file: Path) -> str:
     """``owner/name`` of the stack's image (its Pulumi.yaml defaults when unset)."""
-    from components.config import SCHEMA_BY_NAME, stack_file_values  # noqa: PLC0415
+    from components.config import SCHEMA_BY_NAME  # noqa: PLC0415
 
-    stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    values, _ = stack_file_values(stack_file.parent, stack)
+    values = stack_values(stack_file)
     owner = values.get("image.owner", "").strip()
     if not owner:
         raise PromoteError(f"{stack_file} sets no image.owner: the image's repository is unknown")
@@ -171,11 +171,7 @@ def image_repository(stack_file: Path) -> str:
 
 def pinned_digest(stack_file: Path) -> str:
     """The ``image.digest`` a stack file pins; refuses a file that pins none."""
-    from components.config import stack_file_values  # noqa: PLC0415
-
-    stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    values, _ = stack_file_values(stack_file.parent, stack)
-    pinned = values.get("image.digest", "").strip()
+    pinned = stack_values(stack_file).get("image.digest", "").strip()
     if not pinned:
         raise PromotionRefusedError(
             f"{stack_file} pins no image.digest: prod only runs a digest staging passed "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -86,3 +87,32 @@ def seconds(value: float | None) -> str:
 def percent(value: float | None) -> str:
     """Format a 0..1 ratio as a percentage ("-" when unknown)."""
     return "-" if value is None else f"{value * 100:.1f} %"
+
+
+class CamelJson:
+    """A dataclass whose ``as_json()`` is its JSON document, keys in camelCase."""
+
+    def as_json(self) -> dict[str, Any]:
+        """This value as the JSON object ops prints (``cold_start_s`` -> ``coldStartS``)."""
+        document: dict[str, Any] = camel_json(self)
+        return document
+
+
+def camel_json(value: Any) -> Any:
+    """``value`` as JSON-ready data: a dataclass becomes an object keyed by its field names in
+    camelCase (``cold_start_s`` -> ``coldStartS``), recursively; tuples become lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            _camel(item.name): camel_json(getattr(value, item.name))
+            for item in dataclasses.fields(value)
+        }
+    if isinstance(value, list | tuple):
+        return [camel_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: camel_json(item) for key, item in value.items()}
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)

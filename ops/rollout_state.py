@@ -32,6 +32,16 @@ class RolloutState:
     endpoint_id: Any
     source: str
 
+    @classmethod
+    def of(cls, flag: dict[str, Any], *, source: str) -> RolloutState:
+        """The state a flag ``{provider, comfyuiPercent, endpointId, stack}`` describes."""
+        return cls(
+            provider=flag.get("provider"),
+            comfyui_percent=flag.get("comfyuiPercent"),
+            endpoint_id=flag.get("endpointId"),
+            source=source,
+        )
+
 
 def rollback_command(stack: str) -> str:
     """The emergency rollback, exactly as the runbook gives it."""
@@ -60,37 +70,11 @@ def read_state(
             problem = f"flag at ROLLOUT_FLAG_URL unreadable ({type(exc).__name__})"
         else:
             if isinstance(flag, dict):
-                return (
-                    RolloutState(
-                        provider=flag.get("provider"),
-                        comfyui_percent=flag.get("comfyuiPercent"),
-                        endpoint_id=flag.get("endpointId"),
-                        source="KV flag",
-                    ),
-                    None,
-                )
+                return RolloutState.of(flag, source="KV flag"), None
             problem = "flag at ROLLOUT_FLAG_URL is not a JSON object"
     flag = outputs.flag()
     if flag is not None:
-        return (
-            RolloutState(
-                provider=flag.get("provider"),
-                comfyui_percent=flag.get("comfyuiPercent"),
-                endpoint_id=flag.get("endpointId"),
-                source="stack outputs (rolloutFlag)",
-            ),
-            problem,
-        )
-    if outputs.get("provider") is not None or outputs.get("comfyui_percent") is not None:
-        return (
-            RolloutState(
-                provider=outputs.get("provider"),
-                comfyui_percent=outputs.get("comfyui_percent"),
-                endpoint_id=None,
-                source="stack outputs",
-            ),
-            problem,
-        )
+        return RolloutState.of(flag, source="stack outputs (rolloutFlag)"), problem
     return None, problem or "no ROLLOUT_FLAG_URL and no rollout values in the stack outputs"
 
 

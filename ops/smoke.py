@@ -62,32 +62,12 @@ def smoke_cases(*, video: bool) -> list[SmokeCase]:
     """The checklist's generations, smallest settings that still exercise each path."""
     image = {"name": SMOKE_IMAGE_NAME, "image": base64.b64encode(smoke_png()).decode()}
     cases = [
-        SmokeCase(
-            "txt2img",
-            "image",
-            {
-                "template": "flux_txt2img",
-                "params": {
-                    "prompt": SMOKE_PROMPT,
-                    "seed": 1234,
-                    "width": 512,
-                    "height": 512,
-                    "steps": 4,
-                },
-            },
-        ),
+        SmokeCase("txt2img", "image", _prompted("flux_txt2img", width=512, height=512)),
         SmokeCase(
             "img2img",
             "image",
             {
-                "template": "flux_img2img",
-                "params": {
-                    "prompt": SMOKE_PROMPT,
-                    "seed": 1234,
-                    "image": SMOKE_IMAGE_NAME,
-                    "strength": 0.6,
-                    "steps": 4,
-                },
+                **_prompted("flux_img2img", image=SMOKE_IMAGE_NAME, strength=0.6),
                 "images": [image],
             },
         ),
@@ -102,25 +82,17 @@ def smoke_cases(*, video: bool) -> list[SmokeCase]:
         ),
     ]
     if video:
-        cases.append(
-            SmokeCase(
-                "wan22 t2v",
-                "video",
-                {
-                    "template": "wan22_t2v",
-                    "params": {
-                        "prompt": SMOKE_PROMPT,
-                        "seed": 1234,
-                        "width": 480,
-                        "height": 272,
-                        "frames": 17,
-                        "fps": 16,
-                        "steps": 4,
-                    },
-                },
-            )
-        )
+        wan = _prompted("wan22_t2v", width=480, height=272, frames=17, fps=16)
+        cases.append(SmokeCase("wan22 t2v", "video", wan))
     return cases
+
+
+def _prompted(template: str, **params: Any) -> dict[str, Any]:
+    """A job input for ``template``: the smoke prompt, a fixed seed, ``params``, 4 steps."""
+    return {
+        "template": template,
+        "params": {"prompt": SMOKE_PROMPT, "seed": 1234, **params, "steps": 4},
+    }
 
 
 #: A request the handler must reject with ``error_type: validation``.

@@ -1,10 +1,11 @@
 """Markdown summaries with charts, for people reading a CI run (``$GITHUB_STEP_SUMMARY``).
 
-Owns: turning the JSON documents ``ops canary --json`` and ``ops health --json`` print (their
-typed :class:`~ops.canary.CanarySummary` / :class:`~ops.health.HealthSummary` and checks) into
-Markdown: the verdict, the checks as a table, and Mermaid ``xychart-beta`` charts, which
-GitHub renders in Markdown, each followed by the same figures as a table (so the numbers are
-there even where Mermaid is not rendered):
+Owns: turning one ``ops canary`` or ``ops health`` run (its typed
+:class:`~ops.canary.CanarySummary` / :class:`~ops.health.HealthSummary`, gates and checks,
+the values its ``--json`` document is made of) into Markdown: the verdict, the checks as a
+table, and Mermaid ``xychart-beta`` charts, which GitHub renders in Markdown, each followed
+by the same figures as a table (so the numbers are there even where Mermaid is not
+rendered):
 
 - canary: latency percentiles (all, warm, cold) against the warm p95 gate; cold versus warm
   (how many, and every request's latency in send order); success rate against the canary
@@ -24,13 +25,13 @@ live in :mod:`ops.canary` and :mod:`ops.health`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
 from ops import cost as cost_mod
-from ops.canary import CanarySummary, Percentiles
-from ops.health import HealthSummary
+from ops.canary import CanarySummary, Gates, Percentiles
+from ops.health import HealthSummary, ProbeBlock
+from ops.report import Check, all_passed, percent, seconds
 
 #: Above this many requests the per-request chart is left out (labels would not fit).
 MAX_POINTS = 100
@@ -124,20 +125,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def _checks_table(checks: Sequence[Mapping[str, Any]]) -> str:
-    rows = [
-        (str(c.get("name", "")), str(c.get("status", "")).upper(), str(c.get("detail", "")))
-        for c in checks
-    ]
+def _checks_table(checks: Sequence[Check]) -> str:
+    rows = [(c.name, c.status.upper(), c.detail) for c in checks]
     return _table(("check", "result", "detail"), rows)
-
-
-def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f} %"
 
 
 def _section(title: str, chart: XYChart | None, table: str, note: str = "") -> list[str]:
@@ -150,19 +140,20 @@ def _section(title: str, chart: XYChart | None, table: str, note: str = "") -> l
     return parts
 
 
-def _verdict(command: str, document: Mapping[str, Any]) -> list[str]:
-    ok = document.get("ok") is True
+def _verdict(command: str, checks: Sequence[Check], endpoint_id: str | None) -> list[str]:
+    ok = all_passed(checks)
     verdict = "all gates passed" if ok else "a gate failed"
     if command == "health":
         verdict = "healthy" if ok else "alerting"
-    endpoint = document.get("endpointId")
-    lines = [f"### ops {command}: {verdict}", ""]
-    if endpoint:
-        lines += [f"Endpoint `{endpoint}`.", ""]
+    lines = [f"### ops {command}: {verdict}", "", _checks_table(checks), ""]
+    if endpoint_id:
+        lines[2:2] = [f"Endpoint `{endpoint_id}`.", ""]
     return lines
 
 
-# --------------------------------------------------------------------------- canary
+def _limit_line(limit: float | None, count: int) -> list[float] | None:
+    """A gate or alert drawn at every category, or no line when it is off."""
+    return [float(limit)] * count if limit else None
 
 
 def _percentile_groups(
@@ -172,8 +163,8 @@ def _percentile_groups(
     values: list[float] = []
     rows = []
     for name, block in groups:
-        trio = {"p50": block["p50"], "p95": block["p95"], "p99": block["p99"]}
-        rows.append((name, _s(trio["p50"]), _s(trio["p95"]), _s(trio["p99"])))
+        trio = {"p50": block.p50, "p95": block.p95, "p99": block.p99}
+        rows.append((name, seconds(block.p50), seconds(block.p95), seconds(block.p99)))
         for key, value in trio.items():
             if value is not None:
                 categories.append(f"{name} {key}")
@@ -181,131 +172,139 @@ def _percentile_groups(
     return categories, values, rows
 
 
-def canary_markdown(document: Mapping[str, Any], *, gpu_pool: str = "ADA_24") -> str:
-    """The step summary of one ``ops canary --json`` document."""
-    parts = _verdict("canary", document)
-    checks = list(document.get("checks") or [])
-    parts += [_checks_table(checks), ""]
-    raw = document.get("summary")
-    if not isinstance(raw, Mapping):
-        return "\n".join(parts)
-    summary = cast(CanarySummary, raw)
-    gates = document.get("gates") or {}
-    warm_limit = gates.get("maxWarmP95S")
+def _each_chart(title: str, latencies: Sequence[float], limit: float | None) -> XYChart:
+    """Each request's (or probe's) latency in order, against a limit."""
+    return XYChart(
+        title,
+        [str(i) for i in range(1, len(latencies) + 1)],
+        [float(v) for v in latencies],
+        "seconds",
+        _limit_line(limit, len(latencies)),
+    )
 
-    groups: list[tuple[str, Percentiles]] = [
-        ("all", summary["latencyS"]),
-        ("warm", summary["warm"]["latencyS"]),
-        ("cold", summary["cold"]["latencyS"]),
+
+# --------------------------------------------------------------------------- canary
+
+
+def canary_markdown(
+    summary: CanarySummary,
+    checks: Sequence[Check],
+    *,
+    gates: Gates,
+    endpoint_id: str | None = None,
+    gpu_pool: str = "ADA_24",
+) -> str:
+    """The step summary of one ``ops canary`` run: verdict, checks and five charts."""
+    parts = _verdict("canary", checks, endpoint_id)
+    parts += _canary_percentiles(summary, gates.max_warm_p95_s)
+    parts += _canary_kinds(summary)
+    parts += _canary_each_request(summary, gates.max_warm_p95_s)
+    parts += _canary_success(summary, gates.min_success)
+    parts += _cost_section(summary, idle_timeout_s=gates.idle_timeout_s, gpu_pool=gpu_pool)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _canary_percentiles(summary: CanarySummary, warm_limit: float | None) -> list[str]:
+    groups = [
+        ("all", summary.latency_s),
+        ("warm", summary.warm.latency_s),
+        ("cold", summary.cold.latency_s),
     ]
     categories, values, rows = _percentile_groups(groups)
     chart = None
     if categories:
         title = "End-to-end latency percentiles, s"
-        line = None
         if warm_limit:
-            title += f" (line: warm p95 gate, under {float(warm_limit):g} s)"
-            line = [float(warm_limit)] * len(categories)
+            title += f" (line: warm p95 gate, under {warm_limit:g} s)"
+        line = _limit_line(warm_limit, len(categories))
         chart = XYChart(title, categories, values, "seconds", line)
-    parts += _section(
+    return _section(
         "Latency percentiles",
         chart,
         _table(("requests", "p50", "p95", "p99"), rows),
         "" if chart else "No request completed: nothing to chart.",
     )
 
-    kinds = {"warm": summary["warm"]["count"], "cold": summary["cold"]["count"]}
-    counts = {**kinds, "untimed": summary["untimed"], "failed": summary["failed"]}
-    chart = XYChart(
-        f"Requests by kind ({summary['requests']} sent)",
-        list(counts),
-        [float(v) for v in counts.values()],
-        "requests",
-    )
-    parts += _section(
+
+def _canary_kinds(summary: CanarySummary) -> list[str]:
+    counts = {
+        "warm": summary.warm.count,
+        "cold": summary.cold.count,
+        "untimed": summary.untimed,
+        "failed": summary.failed,
+    }
+    before = summary.warm_workers_before
+    return _section(
         "Cold vs warm",
-        chart,
+        XYChart(
+            f"Requests by kind ({summary.requests} sent)",
+            list(counts),
+            [float(v) for v in counts.values()],
+            "requests",
+        ),
         _table(
             ("warm", "cold", "untimed", "failed", "cold start (estimated)", "warm workers before"),
             [
                 (
-                    str(counts["warm"]),
-                    str(counts["cold"]),
-                    str(counts["untimed"]),
-                    str(counts["failed"]),
-                    _s(summary["cold"]["coldStartS"]),
-                    "-"
-                    if summary["warmWorkersBefore"] is None
-                    else str(summary["warmWorkersBefore"]),
+                    *(str(v) for v in counts.values()),
+                    seconds(summary.cold.cold_start_s),
+                    "-" if before is None else str(before),
                 )
             ],
         ),
         "A request is cold when its worker started for it, not when it queued; untimed "
         "requests carried no `delayTime` or `workerId`.",
     )
-    points = summary["latencies"]
-    if points and len(points) <= MAX_POINTS:
-        kinds_row = " ".join(
-            "F" if not p["ok"] else {"cold": "C", "warm": "w"}.get(p["kind"], "?") for p in points
-        )
-        line = [float(warm_limit)] * len(points) if warm_limit else None
-        chart = XYChart(
-            "Each request's latency in send order, s"
-            + (f" (line: warm gate {float(warm_limit):g} s)" if warm_limit else ""),
-            [str(i) for i in range(1, len(points) + 1)],
-            [float(p["latencyS"]) for p in points],
-            "seconds",
-            line,
-        )
-        parts += _section(
-            "Each request",
-            chart,
-            f"Kinds in send order (C cold, w warm, ? untimed, F failed): `{kinds_row}`",
-        )
-
-    rate = summary["successRate"]
-    gate = float(gates.get("minSuccess", 0.98))
-    if rate is not None:
-        chart = XYChart(
-            "Success rate, %",
-            ["measured", "canary gate", "health alert below"],
-            [rate * 100, gate * 100, 95.0],
-            "percent",
-            y_top=100,
-        )
-        parts += _section(
-            "Success rate",
-            chart,
-            _table(
-                ("measured", "canary gate (at least)", "completed", "failed"),
-                [(_pct(rate), _pct(gate), str(summary["completed"]), str(summary["failed"]))],
-            ),
-        )
-    parts += _cost_section(document, gpu_pool=gpu_pool)
-    return "\n".join(parts).rstrip() + "\n"
 
 
-def _cost_section(document: Mapping[str, Any], *, gpu_pool: str) -> list[str]:
+def _canary_each_request(summary: CanarySummary, warm_limit: float | None) -> list[str]:
+    points = summary.latencies
+    if not points or len(points) > MAX_POINTS:
+        return []
+    letters = {"cold": "C", "warm": "w"}
+    kinds_row = " ".join("F" if not p.ok else letters.get(p.kind, "?") for p in points)
+    title = "Each request's latency in send order, s"
+    if warm_limit:
+        title += f" (line: warm gate {warm_limit:g} s)"
+    return _section(
+        "Each request",
+        _each_chart(title, [p.latency_s for p in points], warm_limit),
+        f"Kinds in send order (C cold, w warm, ? untimed, F failed): `{kinds_row}`",
+    )
+
+
+def _canary_success(summary: CanarySummary, gate: float) -> list[str]:
+    rate = summary.success_rate
+    if rate is None:
+        return []
+    chart = XYChart(
+        "Success rate, %",
+        ["measured", "canary gate", "health alert below"],
+        [rate * 100, gate * 100, 95.0],
+        "percent",
+        y_top=100,
+    )
+    return _section(
+        "Success rate",
+        chart,
+        _table(
+            ("measured", "canary gate (at least)", "completed", "failed"),
+            [(percent(rate), percent(gate), str(summary.completed), str(summary.failed))],
+        ),
+    )
+
+
+def _cost_section(summary: CanarySummary, *, idle_timeout_s: float, gpu_pool: str) -> list[str]:
     try:
-        measured = cost_mod.Measured.from_canary(dict(document))
+        measured = cost_mod.Measured.from_summary(summary)
     except cost_mod.CostInputError as exc:
         return ["#### Cost per image", "", f"Not priced: {exc}.", ""]
-    flex, active, _ = cost_mod.PRICES[gpu_pool]
-    idle = float((document.get("gates") or {}).get("idleTimeoutS", 5.0))
-    report = cost_mod.estimate(
-        cost_mod.CostInputs(
-            measured=measured,
-            pool=gpu_pool,
-            flex_per_s=flex,
-            active_per_s=active,
-            idle_timeout_s=idle,
-        )
-    )
-    per = report["perGeneration"]
+    inputs = cost_mod.CostInputs.at_pool(measured, gpu_pool, idle_timeout_s=idle_timeout_s)
+    per = cost_mod.estimate(inputs).per_generation
     low, high = cost_mod.SCENARIO_PER_IMAGE
     thousand = {
-        "RunPod warm": per["warm"] * 1000,
-        "RunPod blended": per["blended"] * 1000,
+        "RunPod warm": per.warm * 1000,
+        "RunPod blended": per.blended * 1000,
         "Scenario low": low * 1000,
         "Scenario high": high * 1000,
     }
@@ -315,7 +314,6 @@ def _cost_section(document: Mapping[str, Any], *, gpu_pool: str) -> list[str]:
         list(thousand.values()),
         "US$",
     )
-    m = report["measured"]
     return _section(
         "Cost per image against Scenario",
         chart,
@@ -323,100 +321,109 @@ def _cost_section(document: Mapping[str, Any], *, gpu_pool: str) -> list[str]:
             ("", "per image", "per 1,000 images"),
             [(name, f"${v / 1000:.5f}", f"${v:.2f}") for name, v in thousand.items()],
         ),
-        f"`ops cost`'s model: {gpu_pool} at ${flex}/s, execution p50 {m['executionS']:.2f} s, "
-        f"{m['coldFraction'] * 100:.1f} % cold with a {m['coldStartS']:.2f} s start plus the "
-        f"{idle:g} s idle timeout. Scenario charges $0.05-0.10 per image.",
+        f"`ops cost`'s model: {gpu_pool} at ${inputs.flex_per_s}/s, execution p50 "
+        f"{measured.execution_s:.2f} s, {measured.cold_fraction * 100:.1f} % cold with a "
+        f"{measured.cold_start_s:.2f} s start plus the {idle_timeout_s:g} s idle timeout. "
+        "Scenario charges $0.05-0.10 per image.",
     )
 
 
 # --------------------------------------------------------------------------- health
 
 
-def health_markdown(document: Mapping[str, Any], *, max_p95_s: float | None = 15.0) -> str:
-    """The step summary of one ``ops health --json`` document."""
-    parts = _verdict("health", document)
-    parts += [_checks_table(list(document.get("checks") or [])), ""]
-    raw = document.get("summary")
-    if not isinstance(raw, Mapping):
-        return "\n".join(parts).rstrip() + "\n"
-    summary = cast(HealthSummary, raw)
-    probes = summary["probes"]
-    if probes["requested"]:
-        categories, values, rows = _percentile_groups([("probes", probes["latencyS"])])
-        title = "Probe latency percentiles, s"
-        line = None
-        if max_p95_s:
-            title += f" (line: alert above {max_p95_s:g} s)"
-            line = [max_p95_s] * len(categories)
-        parts += _section(
-            "Latency (probes)",
-            XYChart(title, categories, values, "seconds", line) if categories else None,
-            _table(("", "p50", "p95", "p99"), rows),
-            f"{probes['completed']} of {probes['requested']} probe(s) completed."
-            + (f" Failures: {'; '.join(probes['failures'])}" if probes["failures"] else ""),
-        )
-        latencies = probes["latencies"]
-        if latencies and len(latencies) <= MAX_POINTS:
-            parts += [
-                XYChart(
-                    "Each completed probe's latency, s"
-                    + (f" (line: alert above {max_p95_s:g} s)" if max_p95_s else ""),
-                    [str(i) for i in range(1, len(latencies) + 1)],
-                    [float(v) for v in latencies],
-                    "seconds",
-                    [max_p95_s] * len(latencies) if max_p95_s else None,
-                ).mermaid(),
-                "",
-            ]
-    success, error = summary["successRate"], summary["errorRate"]
-    if success is not None and error is not None:
-        chart = XYChart(
-            f"Success and error rate, % ({summary['finished']} finished jobs in RunPod's window)",
-            ["success", "success alert below", "errors", "error alert above"],
-            [success * 100, 95.0, error * 100, 5.0],
-            "percent",
-            y_top=100,
-        )
-        jobs = summary["jobs"]
-        parts += _section(
-            "Success and error rate",
-            chart,
-            _table(
-                ("success", "error rate", "completed", "failed", "retried"),
-                [
-                    (
-                        _pct(success),
-                        _pct(error),
-                        str(jobs["completed"]),
-                        str(jobs["failed"]),
-                        str(jobs["retried"]),
-                    )
-                ],
-            ),
-        )
-    ups = summary["upSamples"]
-    if ups:
-        minimum = summary["workersMin"]
-        parts += _section(
-            "Workers",
-            XYChart(
-                f"Workers up (idle or running) per reading (line: workersMin {minimum})",
-                [f"reading {i}" for i in range(1, len(ups) + 1)],
-                [float(v) for v in ups],
-                "workers",
-                [float(minimum)] * len(ups),
-            ),
-            _table(
-                ("reading", "workers up", "jobs waiting"),
-                [
-                    (str(i), str(up), str(queue))
-                    for i, (up, queue) in enumerate(
-                        zip(ups, summary["queueSamples"], strict=False), start=1
-                    )
-                ],
-            ),
-        )
+def health_markdown(
+    summary: HealthSummary | None,
+    checks: Sequence[Check],
+    *,
+    endpoint_id: str | None = None,
+    max_p95_s: float | None = 15.0,
+) -> str:
+    """The step summary of one ``ops health`` run (without a summary when /health was
+    unreachable): verdict, checks, and the charts of what it measured."""
+    parts = _verdict("health", checks, endpoint_id)
+    if summary is not None:
+        parts += _health_latency(summary.probes, max_p95_s)
+        parts += _health_rates(summary)
+        parts += _health_workers(summary)
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _health_latency(probes: ProbeBlock, max_p95_s: float | None) -> list[str]:
+    if not probes.requested:
+        return []
+    categories, values, rows = _percentile_groups([("probes", probes.latency_s)])
+    alert = f" (line: alert above {max_p95_s:g} s)" if max_p95_s else ""
+    chart = None
+    if categories:
+        line = _limit_line(max_p95_s, len(categories))
+        chart = XYChart(f"Probe latency percentiles, s{alert}", categories, values, "seconds", line)
+    failures = f" Failures: {'; '.join(probes.failures)}" if probes.failures else ""
+    parts = _section(
+        "Latency (probes)",
+        chart,
+        _table(("", "p50", "p95", "p99"), rows),
+        f"{probes.completed} of {probes.requested} probe(s) completed.{failures}",
+    )
+    latencies = probes.latencies
+    if latencies and len(latencies) <= MAX_POINTS:
+        each = _each_chart(f"Each completed probe's latency, s{alert}", latencies, max_p95_s)
+        parts += [each.mermaid(), ""]
+    return parts
+
+
+def _health_rates(summary: HealthSummary) -> list[str]:
+    success, error = summary.success_rate, summary.error_rate
+    if success is None or error is None:
+        return []
+    chart = XYChart(
+        f"Success and error rate, % ({summary.finished} finished jobs in RunPod's window)",
+        ["success", "success alert below", "errors", "error alert above"],
+        [success * 100, 95.0, error * 100, 5.0],
+        "percent",
+        y_top=100,
+    )
+    jobs = summary.jobs
+    return _section(
+        "Success and error rate",
+        chart,
+        _table(
+            ("success", "error rate", "completed", "failed", "retried"),
+            [
+                (
+                    percent(success),
+                    percent(error),
+                    str(jobs.completed),
+                    str(jobs.failed),
+                    str(jobs.retried),
+                )
+            ],
+        ),
+    )
+
+
+def _health_workers(summary: HealthSummary) -> list[str]:
+    ups, minimum = summary.up_samples, summary.workers_min
+    if not ups:
+        return []
+    return _section(
+        "Workers",
+        XYChart(
+            f"Workers up (idle or running) per reading (line: workersMin {minimum})",
+            [f"reading {i}" for i in range(1, len(ups) + 1)],
+            [float(v) for v in ups],
+            "workers",
+            [float(minimum)] * len(ups),
+        ),
+        _table(
+            ("reading", "workers up", "jobs waiting"),
+            [
+                (str(i), str(up), str(queue))
+                for i, (up, queue) in enumerate(
+                    zip(ups, summary.queue_samples, strict=False), start=1
+                )
+            ],
+        ),
+    )
 
 
 def mermaid_blocks(markdown: str) -> list[str]:

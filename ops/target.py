@@ -1,9 +1,10 @@
 """Which endpoint the ops commands talk to, and what the stack says about the rollout.
 
 Owns: resolving the endpoint id, API key and job-API base URL from flags, piped
-``pulumi stack output --json`` and the environment; reading stack outputs tolerantly by a
-documented set of names (see :data:`OUTPUT_NAMES`). Precedence for the endpoint id: the
-``--endpoint-id`` flag, then the stack outputs, then ``RUNPOD_COMFYUI_ENDPOINT_ID``.
+``pulumi stack output --json`` and the environment; reading the stack outputs by the names
+the program exports (:mod:`components.outputs`, the one list both sides use; see
+:data:`READS`). Precedence for the endpoint id: the ``--endpoint-id`` flag, then the stack
+outputs, then ``RUNPOD_COMFYUI_ENDPOINT_ID``.
 """
 
 from __future__ import annotations
@@ -14,38 +15,51 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from components import outputs as names
 
 DEFAULT_ENDPOINT_BASE_URL = "https://api.runpod.ai/v2"
 
-#: Stack output names accepted for each value, first match wins. Matching ignores case,
-#: ``_`` and ``-``; nested objects (e.g. ``rollout: {provider, comfyuiPercent}``) are
-#: searched too, top level first. ``[secret]`` placeholders count as absent.
-OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
-    "endpoint_id": (
-        "endpointId",
-        "serverlessEndpointId",
-        "comfyuiEndpointId",
-        "runpodEndpointId",
-        "runpodComfyuiEndpointId",
-    ),
-    "provider": ("rolloutProvider", "provider", "imageGenerationProvider"),
-    "comfyui_percent": ("comfyuiPercent", "rolloutComfyuiPercent", "rolloutPercent"),
-    "image_digest": ("imageDigest", "workerImageDigest", "imageRepoDigest", "imageRef"),
-    "stack": ("stack", "stackName"),
-    "r2_endpoint": ("s3Endpoint", "r2Endpoint", "bucketEndpoint"),
-    "r2_bucket": ("bucketName", "r2Bucket"),
-    "r2_access_key_id": ("appR2AccessKeyId", "r2ReadAccessKeyId"),
-    "r2_secret_access_key": ("appR2SecretAccessKey", "r2ReadSecretAccessKey"),
-    "kv_namespace_id": ("kvNamespaceId",),
-    "kv_key": ("kvKey",),
+Value = Literal[
+    "endpoint_id",
+    "image_digest",
+    "image_ref",
+    "volume_id",
+    "kv_namespace_id",
+    "kv_key",
+    "r2_endpoint",
+    "r2_bucket",
+    "r2_access_key_id",
+    "r2_secret_access_key",
+    "provider",
+    "comfyui_percent",
+    "stack",
+]
+
+#: What ops reads from the stack outputs, and the one output it comes from.
+READS: dict[Value, str] = {
+    "endpoint_id": names.COMFYUI_ENDPOINT_ID,
+    "image_digest": names.IMAGE_DIGEST,
+    "image_ref": names.IMAGE_REF,
+    "volume_id": names.COMFYUI_NETWORK_VOLUME_ID,
+    "kv_namespace_id": names.KV_NAMESPACE_ID,
+    "kv_key": names.KV_KEY,
+    "r2_endpoint": names.S3_ENDPOINT,
+    "r2_bucket": names.BUCKET_NAME,
+    "r2_access_key_id": names.APP_R2_ACCESS_KEY_ID,
+    "r2_secret_access_key": names.APP_R2_SECRET_ACCESS_KEY,
 }
 
-#: Outputs holding the whole flag ``{provider, comfyuiPercent, endpointId, stack}``.
-FLAG_OUTPUTS = frozenset({"rolloutflag", "flag", "providerflag"})
+#: What ops reads from the rollout flag (the ``rolloutFlag`` output), and its field there.
+FLAG_READS: dict[Value, str] = {
+    "provider": "provider",
+    "comfyui_percent": "comfyuiPercent",
+    "stack": "stack",
+}
 
 #: Which ``R2_*`` variable each stack output can stand in for (the environment wins).
-R2_ENV_FROM_OUTPUTS = {
+R2_ENV_FROM_OUTPUTS: dict[str, Value] = {
     "R2_ENDPOINT": "r2_endpoint",
     "R2_BUCKET": "r2_bucket",
     "R2_ACCESS_KEY_ID": "r2_access_key_id",
@@ -54,40 +68,30 @@ R2_ENV_FROM_OUTPUTS = {
 
 PROVIDERS = ("scenario", "comfyui", "runpod")
 
+#: What ``pulumi stack output --json`` prints for a value it has not got or will not show.
+_ABSENT = (None, "", "[secret]")
+
 
 class TargetError(ValueError):
     """Not enough information to know which endpoint to talk to."""
 
 
-def _norm(name: str) -> str:
-    return name.replace("_", "").replace("-", "").lower()
-
-
-def _json_object(value: Any) -> Any:
-    """A JSON object inside a string output (e.g. ``rolloutFlag``), else the value."""
+def _json_object(value: Any) -> dict[str, Any] | None:
+    """The JSON object an output holds (``rolloutFlag`` is a JSON string), else None."""
+    if isinstance(value, dict):
+        return dict(value)
     if isinstance(value, str) and value.lstrip().startswith("{"):
         try:
             parsed = json.loads(value)
         except ValueError:
-            return value
-        return parsed if isinstance(parsed, dict) else value
-    return value
-
-
-def _flatten(values: Mapping[str, Any], depth: int = 0) -> list[tuple[int, str, Any]]:
-    found: list[tuple[int, str, Any]] = []
-    for key, raw in values.items():
-        value = _json_object(raw)
-        if isinstance(value, Mapping) and depth < 3:
-            found.extend(_flatten(value, depth + 1))
-        else:
-            found.append((depth, _norm(key), value))
-    return found
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None
 
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """``pulumi stack output --json`` as a mapping, read by tolerant names."""
+    """``pulumi stack output --json`` as a mapping, read by the names the program exports."""
 
     values: Mapping[str, Any] = field(default_factory=dict)
 
@@ -118,23 +122,18 @@ class StackOutputs:
             raise TargetError(f"--outputs {source}: no such file")
         return cls.parse(path.read_text(encoding="utf-8"))
 
-    def get(self, what: str) -> Any:
-        """The value for ``what`` (a key of :data:`OUTPUT_NAMES`), or None."""
-        wanted = [_norm(name) for name in OUTPUT_NAMES[what]]
-        matches = [
-            (depth, wanted.index(key), value)
-            for depth, key, value in _flatten(self.values)
-            if key in wanted and value not in (None, "", "[secret]")
-        ]
-        return min(matches, key=lambda match: match[:2])[2] if matches else None
+    def get(self, what: Value) -> Any:
+        """The value ``what`` (a key of :data:`READS` or :data:`FLAG_READS`), or None."""
+        if what in FLAG_READS:
+            flag = self.flag() or {}
+            value = flag.get(FLAG_READS[what])
+        else:
+            value = self.values.get(READS[what])
+        return None if value in _ABSENT else value
 
     def flag(self) -> dict[str, Any] | None:
-        """The KV flag value the program exports (``rolloutFlag``), parsed, or None."""
-        for key, value in self.values.items():
-            parsed = _json_object(value)
-            if _norm(key) in FLAG_OUTPUTS and isinstance(parsed, dict):
-                return dict(parsed)
-        return None
+        """The rollout flag the program exports (``rolloutFlag``), parsed, or None."""
+        return _json_object(self.values.get(names.ROLLOUT_FLAG))
 
     def r2_env(self, env: Mapping[str, str]) -> dict[str, str]:
         """``env`` with any unset ``R2_*`` variable filled from the outputs."""

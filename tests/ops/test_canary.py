@@ -57,7 +57,7 @@ def canary_against(
     )
     summary = summarize(samples, gates=gates, wall_s=1.0, warm_workers_before=before)
     checks = evaluate(summary, gates)
-    return dict(summary), [f"{c.name}: {c.status}: {c.detail}" for c in checks]
+    return summary.as_json(), [f"{c.name}: {c.status}: {c.detail}" for c in checks]
 
 
 class FixedLatencyClock:
@@ -205,7 +205,7 @@ def test_a_request_without_timing_is_neither_cold_nor_warm() -> None:
     ]
     assert classify(samples, gates=Gates(), warm_workers_before=0) == ["untimed", "untimed", "cold"]
     summary = summarize(samples, gates=Gates(), wall_s=1.0, warm_workers_before=0)
-    assert (summary["untimed"], summary["cold"]["count"], summary["warm"]["count"]) == (2, 1, 0)
+    assert (summary.untimed, summary.cold.count, summary.warm.count) == (2, 1, 0)
 
 
 def test_a_worker_idle_past_the_idle_timeout_starts_cold_again() -> None:
@@ -364,10 +364,10 @@ def test_cold_start_estimate_is_cold_delay_minus_warm_delay() -> None:
         Sample(outcome(700, worker="b"), 57.0, 3.0),
     ]
     summary = summarize(samples, gates=Gates(), wall_s=1.0, warm_workers_before=0)
-    assert summary["warm"]["count"] == 2
-    assert summary["cold"]["count"] == 2
-    assert summary["cold"]["coldStartS"] == pytest.approx(50.25 - 0.6)
-    assert summary["coldFraction"] == 0.5
+    assert summary.warm.count == 2
+    assert summary.cold.count == 2
+    assert summary.cold.cold_start_s == pytest.approx(50.25 - 0.6)
+    assert summary.cold_fraction == 0.5
 
 
 def test_gates_can_be_disabled_and_are_skipped_without_samples() -> None:
@@ -389,3 +389,42 @@ def test_success_gate_is_inclusive_at_the_threshold() -> None:
     samples.append(Sample(outcome(100, worker="w", status="FAILED"), 49.0, 1.0))
     checks = evaluate(summarize(samples, gates=Gates(), wall_s=1.0), Gates())
     assert checks[0].status == "pass"
+
+
+def test_the_summary_json_keeps_the_names_its_readers_use() -> None:
+    """`CanarySummary.as_json()` is the camelCase document the workflows, the gate record and
+    `ops cost --canary-json` read, with every figure where they look for it."""
+    failed = JobOutcome(job_id="f", status="FAILED", latency_s=1.0, error="boom", error_type="x")
+    samples = [
+        Sample(outcome(40_000, worker="a"), 0.0, 41.0),
+        Sample(outcome(300, worker="a"), 42.0, 1.5),
+        Sample(failed, 43.0, 2.0),
+    ]
+    document = summarize(samples, gates=Gates(), wall_s=45.0, warm_workers_before=0).as_json()
+    assert json.loads(json.dumps(document)) == document
+    assert set(document) == {
+        "requests",
+        "completed",
+        "failed",
+        "successRate",
+        "latencyS",
+        "warm",
+        "cold",
+        "untimed",
+        "warmWorkersBefore",
+        "coldFraction",
+        "delayS",
+        "executionS",
+        "throttled429",
+        "wallS",
+        "failures",
+        "latencies",
+    }
+    assert document["warm"] == {"count": 1, "latencyS": {"p50": 1.5, "p95": 1.5, "p99": 1.5}}
+    assert document["cold"]["coldStartS"] == pytest.approx(39.7)
+    assert set(document["cold"]) == {"count", "latencyS", "coldStartS"}
+    assert document["executionS"] == {"p50": 1.0, "p95": 1.0, "p99": 1.0}
+    assert document["failures"] == [{"kind": "FAILED (x)", "count": 1, "reason": failed.reason()}]
+    assert document["latencies"][1] == {"sentS": 42.0, "latencyS": 1.5, "kind": "warm", "ok": True}
+    assert document["throttled429"] == 0
+    assert (document["successRate"], document["coldFraction"]) == (pytest.approx(2 / 3), 0.5)

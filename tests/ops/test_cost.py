@@ -28,14 +28,14 @@ def test_cost_model_adds_cold_start_and_idle_per_cold_generation() -> None:
             images_per_month=10_000,
         )
     )
-    per = report["perGeneration"]
-    assert per["warm"] == pytest.approx(4 * rate)
-    assert per["coldStartExtra"] == pytest.approx(45 * rate)
-    assert per["blended"] == pytest.approx(4 * rate + 0.1 * 45 * rate)
-    assert report["monthly"]["runpodTotal"] == pytest.approx(per["blended"] * 10_000)
-    assert report["monthly"]["scenarioLow"] == pytest.approx(500.0)
-    assert report["monthly"]["scenarioHigh"] == pytest.approx(1000.0)
-    assert report["savingsVsScenario"]["low"] == pytest.approx(1 - per["blended"] * 10_000 / 500)
+    per = report.per_generation
+    assert per.warm == pytest.approx(4 * rate)
+    assert per.cold_start_extra == pytest.approx(45 * rate)
+    assert per.blended == pytest.approx(4 * rate + 0.1 * 45 * rate)
+    assert report.monthly.runpod_total == pytest.approx(per.blended * 10_000)
+    assert report.monthly.scenario_low == pytest.approx(500.0)
+    assert report.monthly.scenario_high == pytest.approx(1000.0)
+    assert report.savings_vs_scenario.low == pytest.approx(1 - per.blended * 10_000 / 500)
 
 
 def test_always_on_workers_bill_the_whole_month_at_the_active_rate() -> None:
@@ -51,7 +51,7 @@ def test_always_on_workers_bill_the_whole_month_at_the_active_rate() -> None:
             images_per_month=0,
         )
     )
-    assert report["monthly"]["runpodAlwaysOn"] == pytest.approx(0.00013 * SECONDS_PER_MONTH)
+    assert report.monthly.runpod_always_on == pytest.approx(0.00013 * SECONDS_PER_MONTH)
 
 
 def test_cost_command_prints_the_comparison_table() -> None:
@@ -103,3 +103,28 @@ def test_cost_needs_timings() -> None:
     code, doc = invoke_json(["cost"], NO_ENV)
     assert code == 2
     assert "--canary-json" in doc["error"]
+
+
+def test_the_report_json_keeps_the_names_its_readers_use() -> None:
+    """`CostReport.as_json()` is the camelCase `report` that `ops cost --json` prints."""
+    measured = Measured(execution_s=2, cold_start_s=8, cold_fraction=0.5, source="canary")
+    inputs = CostInputs(
+        measured=measured, pool="P", flex_per_s=0.5, active_per_s=0.25, images_per_month=100
+    )
+    assert estimate(inputs).as_json() == {
+        "pool": "P",
+        "gpuCount": 1,
+        "flexPerSecond": 0.5,
+        "activePerSecond": 0.25,
+        "measured": {"executionS": 2, "coldStartS": 8, "coldFraction": 0.5, "source": "canary"},
+        "perGeneration": {"warm": 1.0, "coldStartExtra": 6.5, "blended": 4.25},
+        "monthly": {
+            "images": 100,
+            "runpodGenerations": 425.0,
+            "runpodAlwaysOn": 0.0,
+            "runpodTotal": 425.0,
+            "scenarioLow": 5.0,
+            "scenarioHigh": 10.0,
+        },
+        "savingsVsScenario": {"low": 1 - 425 / 5, "high": 1 - 425 / 10},
+    }

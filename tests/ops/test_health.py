@@ -155,10 +155,12 @@ def test_p95_above_15_seconds_alerts_and_15_does_not() -> None:
     """The plan: alert when p95 latency exceeds 15 s; exactly 15 s is not an alert."""
     reading = [{"jobs": {"completed": 30}, "workers": {"idle": 1}}]
     slow = summarize(reading, probes(3, 3, 3, 15.5, 16))
-    assert slow["probes"]["latencyS"]["p95"] > 15
+    p95 = slow.probes.latency_s.p95
+    assert p95 is not None
+    assert p95 > 15
     assert latency(slow, Thresholds()) == {
         "status": "fail",
-        "detail": f"{slow['probes']['latencyS']['p95']:.2f} s > 15 s over 5 probe(s)",
+        "detail": f"{p95:.2f} s > 15 s over 5 probe(s)",
     }
     at_limit = summarize(reading, probes(15, 15, 15, 15, 15))
     assert latency(at_limit, Thresholds())["status"] == "pass"
@@ -198,3 +200,31 @@ def test_health_alerts_when_workers_fall_below_workers_min(
     run_jobs(emu, 1)  # the worker is up now
     code, doc = invoke_json(["health", "--samples", "1", "--stack-file", str(stack)], ops_env(emu))
     assert check(doc, "workers")["status"] == "pass", doc["checks"]
+
+
+def test_the_summary_json_keeps_the_names_its_readers_use() -> None:
+    """`HealthSummary.as_json()` is the camelCase document `ops health --json` prints."""
+    readings = [
+        {"jobs": {"completed": 9, "failed": 1, "inQueue": 2, "retried": 1}, "workers": {"idle": 1}},
+        {"jobs": {"completed": 10, "failed": 1, "inProgress": 1}, "workers": {"running": 2}},
+    ]
+    document = summarize(readings, probes(2.0, 4.0), workers_min=1).as_json()
+    assert document == {
+        "jobs": {"completed": 10, "failed": 1, "inProgress": 1, "inQueue": 0, "retried": 0},
+        "workers": {"running": 2},
+        "finished": 11,
+        "successRate": 10 / 11,
+        "errorRate": 1 / 11,
+        "queueSamples": [2, 0],
+        "finishedSamples": [10, 11],
+        "upSamples": [1, 2],
+        "samples": 2,
+        "workersMin": 1,
+        "probes": {
+            "requested": 2,
+            "completed": 2,
+            "latencyS": {"p50": 3.0, "p95": 3.9, "p99": 3.98},
+            "latencies": [2.0, 4.0],
+            "failures": [],
+        },
+    }

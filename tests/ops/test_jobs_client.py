@@ -164,7 +164,7 @@ def test_missing_endpoint_and_key_name_every_way_to_give_them() -> None:
         assert hint in message
 
 
-def test_stack_outputs_are_read_by_tolerant_names() -> None:
+def test_stack_outputs_are_read_by_the_programs_names() -> None:
     """The program's real output names, a JSON-string rolloutFlag, and [secret] placeholders."""
     outputs = StackOutputs.parse(
         json.dumps(
@@ -187,6 +187,24 @@ def test_stack_outputs_are_read_by_tolerant_names() -> None:
     env = outputs.r2_env({"R2_BUCKET": "explicit"})
     assert env["R2_BUCKET"] == "explicit"
     assert "R2_SECRET_ACCESS_KEY" not in env
+
+
+def test_stack_outputs_are_read_by_exact_name_only() -> None:
+    """Names the program does not export are not read: no aliases, no case folding, no
+    search inside other outputs (only rolloutFlag's fields are read from inside it)."""
+    outputs = StackOutputs(
+        {
+            "endpointId": "alias",
+            "ComfyuiEndpointId": "case",
+            "rollout": {"provider": "comfyui", "comfyuiPercent": 10, "stack": "prod"},
+            "provider": "comfyui",
+        }
+    )
+    assert outputs.get("endpoint_id") is None
+    assert outputs.get("provider") is None
+    assert outputs.get("comfyui_percent") is None
+    assert outputs.get("stack") is None
+    assert outputs.flag() is None
 
 
 def test_stack_outputs_must_be_a_json_object() -> None:

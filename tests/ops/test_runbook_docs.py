@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.outputs import ROLLOUT_FLAG
 from ops.canary import Gates
 from ops.cost import PRICES
 from ops.rollout_state import rollback_command
-from ops.target import OUTPUT_NAMES
+from ops.target import FLAG_READS, READS
 from tests.ops.cli_lines import ops_invocations, unknown_options
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,11 +77,15 @@ def test_runbook_gives_the_rollback_command_the_code_prints() -> None:
 
 
 def test_runbook_documents_every_stack_output_name_ops_reads() -> None:
-    """The table of accepted output names lists every name in OUTPUT_NAMES."""
+    """The table of stack outputs names exactly the outputs ops reads, and the flag fields."""
     runbook = text("rollout.md")
-    for names in OUTPUT_NAMES.values():
-        for name in names:
-            assert f"`{name}`" in runbook, name
+    table = runbook.split("**Stack outputs** the commands read", 1)[1].split("\n\n###", 1)[0]
+    outputs_column = [row.split(" | ")[1] for row in table.splitlines() if row.startswith("| ")]
+    documented = set(re.findall(r"`(\w+)`", " ".join(outputs_column[1:])))
+    assert documented == {*READS.values(), ROLLOUT_FLAG}
+    flag_row = next(row for row in outputs_column if f"`{ROLLOUT_FLAG}`" in row)
+    for field in FLAG_READS.values():
+        assert field in flag_row, field
 
 
 def test_runbook_gate_defaults_and_prices_match_the_code() -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from components import outputs as output_names
 from ops.promote import pin_digest
 from ops.rollout_state import read_state, rollout_check
-from ops.target import StackOutputs, resolve_target
+from ops.target import FLAG_READS, READS, StackOutputs, resolve_target
 from tests.fakes.pulumi_mocks import mocked, run_main, settle
 from tests.fakes.stack_values import ROOT, stack_values
 
@@ -44,6 +45,21 @@ def outputs() -> dict[tuple[str, bool], StackOutputs]:
         for show, text in stack_output_views(stack).items():
             found[(stack, show)] = StackOutputs.parse(text)
     return found
+
+
+def test_the_program_exports_exactly_the_listed_names_and_ops_reads_only_those(
+    outputs: dict[tuple[str, bool], StackOutputs],
+) -> None:
+    """Staging (volume and video pod on) exports every name in components/outputs.py and no
+    other; prod the ones every stack exports; every output ops reads is one of them."""
+    exported = {stack: set(outputs[(stack, False)].values) for stack in STACKS}
+    assert exported["staging"] == set(output_names.ALL)
+    assert set(output_names.ALWAYS) <= exported["prod"] <= set(output_names.ALL)
+    assert len(set(output_names.ALL)) == len(output_names.ALL)
+    assert set(READS.values()) <= set(output_names.ALL)
+    flag = outputs[("prod", False)].flag()
+    assert flag is not None
+    assert set(FLAG_READS.values()) <= set(flag)
 
 
 @pytest.mark.parametrize("stack", STACKS)

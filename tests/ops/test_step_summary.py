@@ -19,7 +19,7 @@ import pytest
 
 from ops import canary, health
 from ops.jobs import JobOutcome
-from ops.report import check_dicts
+from ops.report import Check
 from ops.step_summary import (
     ChartError,
     XYChart,
@@ -90,9 +90,9 @@ def outcome(**fields: Any) -> JobOutcome:
     return JobOutcome(job_id="job", status="COMPLETED", latency_s=0.0, **fields)
 
 
-def canned_canary() -> dict[str, Any]:
+def canned_canary() -> tuple[canary.CanarySummary, list[Check], canary.Gates]:
     """24 requests on two workers started for the run (concurrency 2): 2 cold (31 s start),
-    20 warm, 1 untimed, 1 failed (out of memory): what `ops canary --json` prints for it."""
+    20 warm, 1 untimed, 1 failed (out of memory): what `ops canary` renders for it."""
     samples = []
     ends = {"w0": 0.0, "w1": 0.5}
     for index in range(22):
@@ -121,25 +121,10 @@ def canned_canary() -> dict[str, Any]:
     samples.append(canary.Sample(outcome=failed, sent_s=ends["w1"], latency_s=7.5))
     gates = canary.Gates()
     summary = canary.summarize(samples, gates=gates, wall_s=80.0, warm_workers_before=0)
-    checks = canary.evaluate(summary, gates)
-    return {
-        "command": "canary",
-        "ok": not any(c.failed for c in checks),
-        "endpointId": "ep-canned",
-        "gates": {
-            "minSuccess": gates.min_success,
-            "maxWarmP95S": gates.max_warm_p95_s,
-            "minWarm": gates.min_warm,
-            "maxColdP95S": gates.max_cold_p95_s,
-            "idleTimeoutS": gates.idle_timeout_s,
-            "coldThresholdS": gates.cold_threshold_s,
-        },
-        "summary": json.loads(json.dumps(summary)),
-        "checks": check_dicts(checks),
-    }
+    return summary, canary.evaluate(summary, gates), gates
 
 
-def canned_health() -> dict[str, Any]:
+def canned_health() -> tuple[health.HealthSummary, list[Check]]:
     """Three /health readings (one worker up, workersMin 2) and five probes, one slow."""
     readings = [
         {
@@ -154,14 +139,7 @@ def canned_health() -> dict[str, Any]:
     ]
     summary = health.summarize(readings, probes, workers_min=2)
     thresholds = health.Thresholds(workers_min=2)
-    checks = health.evaluate(summary, thresholds)
-    return {
-        "command": "health",
-        "ok": not any(c.failed for c in checks),
-        "endpointId": "ep-prod",
-        "summary": json.loads(json.dumps(summary)),
-        "checks": check_dicts(checks),
-    }
+    return summary, health.evaluate(summary, thresholds)
 
 
 # --------------------------------------------------------------------------- the parser check
@@ -170,15 +148,14 @@ def canned_health() -> dict[str, Any]:
 def test_the_canary_summary_renders_charts_mermaid_parses() -> None:
     """A canned canary run becomes a verdict, its checks, and five charts (percentiles, kinds,
     each request, success rate, cost against Scenario) that both Mermaids parse."""
-    document = canned_canary()
-    markdown = canary_markdown(document)
+    summary, checks, gates = canned_canary()
+    markdown = canary_markdown(summary, checks, gates=gates, endpoint_id="ep-canned")
     assert markdown.startswith("### ops canary: a gate failed\n")
     assert "| success rate | FAIL |" in markdown
     percentiles, kinds, each, success, cost = assert_all_parse(markdown, 5)
-    summary = document["summary"]
     assert categories(percentiles)[:3] == ["all p50", "all p95", "all p99"]
     warm_p95 = categories(percentiles).index("warm p95")
-    assert series(percentiles, "bar")[warm_p95] == pytest.approx(summary["warm"]["latencyS"]["p95"])
+    assert series(percentiles, "bar")[warm_p95] == pytest.approx(summary.warm.latency_s.p95)
     assert set(series(percentiles, "line")) == {10.0}
     assert dict(zip(categories(kinds), series(kinds, "bar"), strict=True)) == {
         "warm": 20,
@@ -200,8 +177,8 @@ def test_the_canary_summary_renders_charts_mermaid_parses() -> None:
 def test_the_health_summary_renders_charts_mermaid_parses() -> None:
     """A canned health run: checks, probe percentiles and each probe against the 15 s alert,
     success and error rates against 95 % / 5 %, workers against workersMin: all parse."""
-    document = canned_health()
-    markdown = health_markdown(document)
+    summary, checks = canned_health()
+    markdown = health_markdown(summary, checks, endpoint_id="ep-prod")
     assert markdown.startswith("### ops health: alerting\n")
     percentiles, each, rates, workers = assert_all_parse(markdown, 4)
     assert set(series(percentiles, "line")) == {15.0}
@@ -269,13 +246,7 @@ def test_a_canary_that_completed_nothing_still_gets_a_summary() -> None:
     ]
     gates = canary.Gates()
     summary = canary.summarize(samples, gates=gates, wall_s=9.0, warm_workers_before=0)
-    document = {
-        "ok": False,
-        "gates": {"maxWarmP95S": 10.0, "minSuccess": 0.98},
-        "summary": json.loads(json.dumps(summary)),
-        "checks": check_dicts(canary.evaluate(summary, gates)),
-    }
-    markdown = canary_markdown(document)
+    markdown = canary_markdown(summary, canary.evaluate(summary, gates), gates=gates)
     assert "No request completed: nothing to chart." in markdown
     assert "Not priced: the canary completed no job" in markdown
     assert_all_parse(markdown, 3)
