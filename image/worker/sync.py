@@ -637,17 +637,24 @@ class SyncDaemon:
 
     def schedule(self, relative: str, delay: float, *, event: bool = False) -> None:
         """Look at ``relative`` again after ``delay`` seconds (resetting any earlier time)."""
+        signature = self._signature(relative)
+        if signature is not None:
+            self._push(relative, delay, signature, event=event)
+
+    def _signature(self, relative: str) -> Signature | None:
+        """The signature of ``relative`` now, or None when there is nothing to look at: a
+        skipped path, a vanished one, one that is not a regular file (logged and skipped),
+        or one the file system refuses to stat (retried with backoff)."""
         if self.skipped(relative):
-            return
+            return None
         try:
             info = self._lstat(relative)
         except FileNotFoundError:
-            return
+            return None
         except OSError as exc:
             self._retry(relative, f"cannot stat ({describe_os_error(exc)})")
-            return
-        if info is not None:
-            self._push(relative, delay, signature_of(info), event=event)
+            return None
+        return None if info is None else signature_of(info)
 
     def _state(self, relative: str) -> FileState:
         """The record of ``relative``, made on first use (caller holds the lock)."""
@@ -837,16 +844,8 @@ class SyncDaemon:
         found = 0
         for path in self._walk(top or self.options.sync_dir):
             relative = self.relative(path)
-            if self.skipped(relative):
-                continue
-            try:
-                info = self._lstat(relative)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                self._retry(relative, f"cannot stat ({describe_os_error(exc)})")
-                continue
-            if info is None or self.journal.is_current(relative, signature_of(info)):
+            signature = self._signature(relative)
+            if signature is None or self.journal.is_current(relative, signature):
                 continue
             with self._cond:
                 state = self._files.get(relative)
