@@ -104,6 +104,12 @@ class Param:
 Binding = tuple[str, str, Callable[[Any], Any] | None]
 """(node id, input name, transform of the parameter value or None)."""
 
+
+def _at(node_id: str, input_name: str) -> tuple[Binding, ...]:
+    """A parameter that lands unchanged in one input of one node."""
+    return ((node_id, input_name, None),)
+
+
 Edit = Callable[[dict[str, Any], Mapping[str, Any]], tuple[str, ...]]
 """A change a parameter makes to the graph's shape; returns model groups it adds."""
 
@@ -221,6 +227,22 @@ _IMAGE = Param(
     str,
     "Name of an entry in `images`; defaults to the only image when exactly one is sent.",
 )
+_FPS = Param("fps", int, "Frames per second of the MP4.", default=16, minimum=1, maximum=60)
+_FLUX_STEPS = Param("steps", int, "Sampling steps.", default=20, minimum=1, maximum=100)
+_FLUX_GUIDANCE = Param("guidance", float, "FLUX guidance.", default=3.5, minimum=0, maximum=30)
+
+
+def _side(name: str, default: int, maximum: int) -> Param:
+    """``width`` or ``height`` in pixels: 256 up to ``maximum``, a multiple of 16."""
+    return Param(
+        name,
+        int,
+        f"{name.capitalize()} in pixels.",
+        default=default,
+        minimum=256,
+        maximum=maximum,
+        multiple_of=16,
+    )
 
 
 def _factor_rule(*allowed: int) -> Callable[[int], str | None]:
@@ -312,26 +334,10 @@ _FLUX_TXT2IMG = Template(
         _PROMPT,
         _NEGATIVE,
         _SEED,
-        Param(
-            "width",
-            int,
-            "Width in pixels.",
-            default=1024,
-            minimum=256,
-            maximum=2048,
-            multiple_of=16,
-        ),
-        Param(
-            "height",
-            int,
-            "Height in pixels.",
-            default=1024,
-            minimum=256,
-            maximum=2048,
-            multiple_of=16,
-        ),
-        Param("steps", int, "Sampling steps.", default=20, minimum=1, maximum=100),
-        Param("guidance", float, "FLUX guidance.", default=3.5, minimum=0, maximum=30),
+        _side("width", 1024, 2048),
+        _side("height", 1024, 2048),
+        _FLUX_STEPS,
+        _FLUX_GUIDANCE,
         Param("batch_size", int, "Images per job.", default=1, minimum=1, maximum=4),
         Param(
             "batch_index",
@@ -359,14 +365,14 @@ _FLUX_TXT2IMG = Template(
             lora_targets={"model": ("6", "model")},
             edits=(_pick_from_batch("5", ("6", "latent_image")), _upscale_before(("8", "images"))),
             bindings={
-                "prompt": (("2", "text", None),),
-                "negative_prompt": (("4", "text", None),),
-                "seed": (("6", "seed", None),),
-                "width": (("5", "width", None),),
-                "height": (("5", "height", None),),
-                "batch_size": (("5", "batch_size", None),),
-                "steps": (("6", "steps", None),),
-                "guidance": (("3", "guidance", None),),
+                "prompt": _at("2", "text"),
+                "negative_prompt": _at("4", "text"),
+                "seed": _at("6", "seed"),
+                "width": _at("5", "width"),
+                "height": _at("5", "height"),
+                "batch_size": _at("5", "batch_size"),
+                "steps": _at("6", "steps"),
+                "guidance": _at("3", "guidance"),
             },
         )
     },
@@ -388,8 +394,8 @@ _FLUX_IMG2IMG = Template(
             minimum=0,
             maximum=1,
         ),
-        Param("steps", int, "Sampling steps.", default=20, minimum=1, maximum=100),
-        Param("guidance", float, "FLUX guidance.", default=3.5, minimum=0, maximum=30),
+        _FLUX_STEPS,
+        _FLUX_GUIDANCE,
         Param(
             "megapixels",
             float,
@@ -407,14 +413,14 @@ _FLUX_IMG2IMG = Template(
             groups=("flux_dev_fp8",),
             lora_targets={"model": ("7", "model")},
             bindings={
-                "prompt": (("2", "text", None),),
-                "negative_prompt": (("4", "text", None),),
-                "seed": (("7", "seed", None),),
-                "image": (("5", "image", None),),
-                "strength": (("7", "denoise", None),),
-                "steps": (("7", "steps", None),),
-                "guidance": (("3", "guidance", None),),
-                "megapixels": (("10", "megapixels", None),),
+                "prompt": _at("2", "text"),
+                "negative_prompt": _at("4", "text"),
+                "seed": _at("7", "seed"),
+                "image": _at("5", "image"),
+                "strength": _at("7", "denoise"),
+                "steps": _at("7", "steps"),
+                "guidance": _at("3", "guidance"),
+                "megapixels": _at("10", "megapixels"),
             },
         )
     },
@@ -430,7 +436,7 @@ _REMOVE_BACKGROUND = Template(
         "default": Variant(
             workflow="remove_background.json",
             groups=("background_removal",),
-            bindings={"image": (("1", "image", None),)},
+            bindings={"image": _at("1", "image")},
         )
     },
 )
@@ -446,12 +452,12 @@ _WAN_SAMPLERS: dict[str, tuple[Binding, ...]] = {
     "cfg": (("12", "cfg", None), ("13", "cfg", None)),
 }
 _WAN_COMMON: dict[str, tuple[Binding, ...]] = {
-    "prompt": (("8", "text", None),),
-    "negative_prompt": (("9", "text", None),),
-    "width": (("11", "width", None),),
-    "height": (("11", "height", None),),
-    "frames": (("11", "length", None),),
-    "fps": (("15", "fps", None),),
+    "prompt": _at("8", "text"),
+    "negative_prompt": _at("9", "text"),
+    "width": _at("11", "width"),
+    "height": _at("11", "height"),
+    "frames": _at("11", "length"),
+    "fps": _at("15", "fps"),
 }
 
 _WAN22_T2V = Template(
@@ -464,28 +470,12 @@ _WAN22_T2V = Template(
         _PROMPT,
         Param("negative_prompt", str, "What to avoid.", default=WAN_NEGATIVE),
         _SEED,
-        Param(
-            "width",
-            int,
-            "Width in pixels.",
-            default=1280,
-            minimum=256,
-            maximum=1280,
-            multiple_of=16,
-        ),
-        Param(
-            "height",
-            int,
-            "Height in pixels.",
-            default=720,
-            minimum=256,
-            maximum=1280,
-            multiple_of=16,
-        ),
+        _side("width", 1280, 1280),
+        _side("height", 720, 1280),
         Param(
             "frames", int, "Frames, 4n+1.", default=81, minimum=5, maximum=161, rule=_frames_rule
         ),
-        Param("fps", int, "Frames per second of the MP4.", default=16, minimum=1, maximum=60),
+        _FPS,
         Param(
             "steps",
             int,
@@ -545,7 +535,7 @@ _TURBO_PARAMS = (
         maximum=161,
         rule=_turbo_frames_rule,
     ),
-    Param("fps", int, "Frames per second of the MP4.", default=16, minimum=1, maximum=60),
+    _FPS,
     Param(
         "steps",
         int,
@@ -563,10 +553,10 @@ _TURBO_PARAMS = (
     ),
 )
 _TURBO_BINDINGS: dict[str, tuple[Binding, ...]] = {
-    "prompt": (("23", "text", None),),
-    "seed": (("26", "seed", None),),
-    "frames": (("26", "num_frames", None),),
-    "steps": (("26", "num_steps", None),),
+    "prompt": _at("23", "text"),
+    "seed": _at("26", "seed"),
+    "frames": _at("26", "num_frames"),
+    "steps": _at("26", "num_steps"),
     "aspect_ratio": (
         ("26", "aspect_ratio", None),
         ("26", "width", lambda a: TURBO_720P[a][0]),
@@ -588,7 +578,7 @@ _WAN22_TURBO_I2V = Template(
         "default": Variant(
             workflow="wan22_turbo_i2v.json",
             groups=("turbodiffusion",),
-            bindings={**_TURBO_BINDINGS, "image": (("25", "image", None),)},
+            bindings={**_TURBO_BINDINGS, "image": _at("25", "image")},
         )
     },
 )
@@ -621,7 +611,7 @@ _WAN22_TURBO_T2V = Template(
                     ("5", "width", lambda a: TURBO_720P[a][0]),
                     ("5", "height", lambda a: TURBO_720P[a][1]),
                 ),
-                "image_steps": (("6", "steps", None),),
+                "image_steps": _at("6", "steps"),
             },
         )
     },
@@ -653,7 +643,7 @@ _UPSCALE = Template(
             workflow="upscale.json",
             groups=("upscale",),
             bindings={
-                "image": (("1", "image", None),),
+                "image": _at("1", "image"),
                 "scale": (("2", "model_name", lambda factor: UPSCALE_MODELS[factor]),),
             },
         )
