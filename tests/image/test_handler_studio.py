@@ -27,10 +27,10 @@ from worker.handler import Progress, handler
 from worker.r2 import R2Settings, make_client
 
 from ops import lora as ops_lora
-from tests.fakes.comfyui import ComfyUIDouble, tiny_png
+from tests.fakes.comfyui import ComfyUIDouble
 from tests.fakes.runpod_jobs import DEFAULT_API_KEY, JobApiEmulator
-from tests.fakes.s3 import settings_env
 from tests.fakes.s3_proxy import FaultProxy, fault_proxy
+from tests.image.handler_support import PNG_B64, point_worker_at
 from tests.image.lora_support import safetensors_bytes
 
 MODELS = {
@@ -44,7 +44,6 @@ MODELS = {
     "vae": ["wan_2.1_vae.safetensors"],
     "loras": ["wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"],
 }
-PNG_B64 = base64.b64encode(tiny_png()).decode()
 
 
 @dataclasses.dataclass
@@ -85,13 +84,7 @@ def studio(
         fault_proxy(s3_endpoint) as proxy,
         ComfyUIDouble(models=MODELS, models_dir=models_dir) as comfy,
     ):
-        for name in ("R2_PUBLIC_BASE_URL", "JOB_TIMEOUT_S", "LORAS_DIR", "PROGRESS_INTERVAL_S"):
-            monkeypatch.delenv(name, raising=False)
-        via_proxy = dataclasses.replace(r2_bucket, endpoint=proxy.url)
-        for name, value in settings_env(via_proxy).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("COMFY_URL", comfy.url)
-        monkeypatch.setenv("COMFY_PID_FILE", str(comfy.pid_file))
+        point_worker_at(monkeypatch, comfy, dataclasses.replace(r2_bucket, endpoint=proxy.url))
         monkeypatch.setenv("MODELS_DIR", str(models_dir))
         yield Studio(comfy, proxy, r2_bucket, models_dir)
 
