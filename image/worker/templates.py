@@ -28,12 +28,14 @@ SEED_MAX = 2**64 - 1
 MAX_LORAS = 4
 #: LoRA strength range a job may ask for (ComfyUI itself allows -100..100).
 LORA_STRENGTH = (0.0, 2.0)
-#: Upscale model file per factor (``upscale_models/`` of ``models.toml``, group ``upscale``).
-UPSCALE_MODELS: Mapping[int, str] = {
-    2: "RealESRGAN_x2plus.safetensors",
-    4: "RealESRGAN_x4plus.safetensors",
-}
-#: Largest image an upscale may produce (8192 x 8192): a 2048 x 2048 input at 4x.
+#: The upscale model (``upscale_models/`` of ``models.toml``, group ``upscale``) and its factor.
+UPSCALE_MODEL = "RealESRGAN_x4plus.safetensors"
+UPSCALE_MODEL_FACTOR = 4
+#: Factors a job may ask for: 4 is the model's output; 2 is that output halved (core
+#: ``ImageScaleBy``, lanczos), since no Real-ESRGAN x2 file could be confirmed upstream.
+UPSCALE_FACTORS = (2, 4)
+#: Largest image the upscale model may produce (8192 x 8192): a 2048 x 2048 input, whatever
+#: the factor (a 2x job halves the model's 4x output afterwards).
 MAX_UPSCALED_PIXELS = 8192 * 8192
 WAN_NEGATIVE = (
     "blurry, low quality, static, overexposed, worst quality, jpeg artifacts, deformed, "
@@ -283,6 +285,24 @@ def _pick_from_batch(latent: str, consumer: tuple[str, str]) -> Edit:
     return edit
 
 
+def _to_factor(graph: dict[str, Any], image: list[Any], factor: int) -> list[Any]:
+    """``image`` (the upscale model's output) at ``factor``: as it is for the model's own
+    factor, else through an ``ImageScaleBy`` (lanczos) that brings it down to ``factor``."""
+    if factor == UPSCALE_MODEL_FACTOR:
+        return image
+    node_id = _new_id(graph, "upscale_to")
+    graph[node_id] = {
+        "class_type": "ImageScaleBy",
+        "inputs": {
+            "image": image,
+            "upscale_method": "lanczos",
+            "scale_by": factor / UPSCALE_MODEL_FACTOR,
+        },
+        "_meta": {"title": f"x{UPSCALE_MODEL_FACTOR} down to x{factor} (lanczos)"},
+    }
+    return [node_id, 0]
+
+
 def _upscale_before(consumer: tuple[str, str]) -> Edit:
     """``upscale`` 2 or 4: Real-ESRGAN between the decoded image and ``consumer``."""
 
@@ -294,29 +314,44 @@ def _upscale_before(consumer: tuple[str, str]) -> Edit:
         loader, upscale = _new_id(graph, "upscale_model"), _new_id(graph, "upscale")
         graph[loader] = {
             "class_type": "UpscaleModelLoader",
-            "inputs": {"model_name": UPSCALE_MODELS[factor]},
-            "_meta": {"title": f"Real-ESRGAN x{factor}"},
+            "inputs": {"model_name": UPSCALE_MODEL},
+            "_meta": {"title": f"Real-ESRGAN x{UPSCALE_MODEL_FACTOR}"},
         }
         graph[upscale] = {
             "class_type": "ImageUpscaleWithModel",
             "inputs": {"upscale_model": [loader, 0], "image": graph[node]["inputs"][name]},
-            "_meta": {"title": f"Upscale x{factor} (tiled)"},
+            "_meta": {"title": f"Upscale x{UPSCALE_MODEL_FACTOR} (tiled)"},
         }
-        graph[node]["inputs"][name] = [upscale, 0]
+        graph[node]["inputs"][name] = _to_factor(graph, [upscale, 0], factor)
         return ("upscale",)
+
+    return edit
+
+
+def _scaled_to(consumer: tuple[str, str], scale_param: str) -> Edit:
+    """The upscale template's ``scale``: ``consumer`` gets the model's output at that factor."""
+
+    def edit(graph: dict[str, Any], values: Mapping[str, Any]) -> tuple[str, ...]:
+        node, name = consumer
+        factor = int(values.get(scale_param) or UPSCALE_MODEL_FACTOR)
+        graph[node]["inputs"][name] = _to_factor(graph, graph[node]["inputs"][name], factor)
+        return ()
 
     return edit
 
 
 def _upscaled_size_rule(scale_param: str) -> Callable[[Mapping[str, Any], int, int], str | None]:
     def rule(values: Mapping[str, Any], width: int, height: int) -> str | None:
-        factor = int(values.get(scale_param) or 1)
-        if width * height * factor * factor <= MAX_UPSCALED_PIXELS:
+        model = UPSCALE_MODEL_FACTOR
+        if width * height * model * model <= MAX_UPSCALED_PIXELS:
             return None
+        factor = int(values.get(scale_param) or model)
+        halved = "" if factor == model else f" before it is brought down to {factor}x"
         return (
-            f"is {width}x{height}: at {factor}x that is {width * factor}x{height * factor}, "
-            f"over the {MAX_UPSCALED_PIXELS} pixels (8192x8192) an upscale may make; send a "
-            "smaller image or a lower scale"
+            f"is {width}x{height}: the x{model} upscale model makes {width * model}x"
+            f"{height * model}{halved}, over the {MAX_UPSCALED_PIXELS} pixels (8192x8192) it "
+            f"may make; send an image of at most {MAX_UPSCALED_PIXELS // model**2} pixels "
+            "(2048x2048)"
         )
 
     return rule
@@ -355,7 +390,7 @@ _FLUX_TXT2IMG = Template(
             default=0,
             minimum=0,
             maximum=4,
-            rule=_factor_rule(0, 2, 4),
+            rule=_factor_rule(0, *UPSCALE_FACTORS),
         ),
     ),
     variants={
@@ -620,8 +655,9 @@ _WAN22_TURBO_T2V = Template(
 _UPSCALE = Template(
     name="upscale",
     summary=(
-        "Real-ESRGAN 2x or 4x (core UpscaleModelLoader + ImageUpscaleWithModel, which works in "
-        "512 px tiles, so a 2048x2048 input fits a 24 GB card)."
+        "Real-ESRGAN x4plus (core UpscaleModelLoader + ImageUpscaleWithModel, which works in "
+        "512 px tiles, so a 2048x2048 input fits a 24 GB card); 2x is its 4x output halved "
+        "with lanczos (core ImageScaleBy)."
     ),
     params=(
         _IMAGE,
@@ -632,7 +668,7 @@ _UPSCALE = Template(
             default=2,
             minimum=2,
             maximum=4,
-            rule=_factor_rule(2, 4),
+            rule=_factor_rule(*UPSCALE_FACTORS),
         ),
     ),
     image_param="image",
@@ -642,10 +678,8 @@ _UPSCALE = Template(
         "default": Variant(
             workflow="upscale.json",
             groups=("upscale",),
-            bindings={
-                "image": _at("1", "image"),
-                "scale": (("2", "model_name", lambda factor: UPSCALE_MODELS[factor]),),
-            },
+            edits=(_scaled_to(("4", "images"), "scale"),),
+            bindings={"image": _at("1", "image")},
         )
     },
 )
