@@ -106,14 +106,9 @@ _SHAPES = {
 }
 
 
-def parse_package(raw: dict[str, object], index: int) -> Package:
-    """Check one ``[[package]]`` table; raise :class:`LockError` naming what is wrong."""
-    where = f"nodes.toml package #{index + 1}"
-    name = str(_field(raw, "name", str, where))
-    where = f"nodes.toml package {name!r}"
-    if not _NAME.fullmatch(name):
-        raise LockError(f"{where}: name must be a plain folder name")
-    known = {
+#: Every field a ``[[package]]`` table may have.
+_FIELDS = frozenset(
+    {
         "name",
         "kind",
         "repo",
@@ -127,36 +122,83 @@ def parse_package(raw: dict[str, object], index: int) -> Package:
         "extra",
         "submodules",
     }
-    unknown = sorted(set(raw) - known)
+)
+
+
+def _named(raw: dict[str, object], index: int) -> tuple[str, str]:
+    """The package's name and the ``where`` its messages start with; unknown fields refused."""
+    name = str(_field(raw, "name", str, f"nodes.toml package #{index + 1}"))
+    where = f"nodes.toml package {name!r}"
+    if not _NAME.fullmatch(name):
+        raise LockError(f"{where}: name must be a plain folder name")
+    unknown = sorted(set(raw) - _FIELDS)
     if unknown:
         raise LockError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    return name, where
+
+
+def _kind(raw: dict[str, object], where: str) -> str:
     kind = str(_field(raw, "kind", str, where))
     if kind not in KINDS:
         raise LockError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    repo = _matching(raw, "repo", _REPO, where)
-    commit = _matching(raw, "commit", _COMMIT, where)
+    return kind
+
+
+def _branch(raw: dict[str, object], where: str) -> str:
     branch = str(_field(raw, "branch", str, where))
     if not branch.strip() or branch.startswith("refs/"):
         raise LockError(f"{where}: branch must name the upstream default branch")
-    date = _dated(raw, "date", where)
+    return branch
+
+
+def _needed_by(raw: dict[str, object], where: str) -> tuple[str, ...]:
     needed_by = _strings(raw, "needed_by", where)
     if not needed_by:
         raise LockError(f"{where}: needed_by is empty: a package nothing needs is not installed")
-    requirements = str(_field(raw, "requirements", str, where))
+    return needed_by
+
+
+def _extra(raw: dict[str, object], where: str) -> tuple[str, ...]:
     extra = _strings(raw, "extra", where)
     for item in extra:
         if not _PIP_NAME.fullmatch(item):
             raise LockError(f"{where}: extra lists bare names (versions live in constraints.txt)")
-    head = _matching(raw, "head", _COMMIT, where)
+    return extra
+
+
+def _head_date(raw: dict[str, object], date: datetime, where: str) -> datetime:
+    """When the branch head was checked; a pin a year or more behind it is refused."""
     head_date = _dated(raw, "head_date", where)
     if (head_date - date).days >= 365:
         raise LockError(
             f"{where}: the pin is {(head_date - date).days} days older than its branch head; "
             "move it (docs/worker-image.md, 'Move a pin')"
         )
+    return head_date
+
+
+def _submodules(raw: dict[str, object], kind: str, where: str) -> bool:
     submodules = bool(_field(raw, "submodules", bool, where)) if "submodules" in raw else False
     if submodules and kind != "cuda_extension":
         raise LockError(f"{where}: submodules applies to cuda_extension packages only")
+    return submodules
+
+
+def parse_package(raw: dict[str, object], index: int) -> Package:
+    """Check one ``[[package]]`` table; raise :class:`LockError` naming what is wrong.
+
+    Fields are checked in a fixed order; the first problem found is the one reported.
+    """
+    name, where = _named(raw, index)
+    kind = _kind(raw, where)
+    repo = _matching(raw, "repo", _REPO, where)
+    commit = _matching(raw, "commit", _COMMIT, where)
+    branch = _branch(raw, where)
+    date = _dated(raw, "date", where)
+    needed_by = _needed_by(raw, where)
+    requirements = str(_field(raw, "requirements", str, where))
+    extra = _extra(raw, where)
+    head = _matching(raw, "head", _COMMIT, where)
     return Package(
         name=name,
         kind=kind,
@@ -168,8 +210,8 @@ def parse_package(raw: dict[str, object], index: int) -> Package:
         requirements=requirements,
         extra=extra,
         head=head,
-        head_date=head_date,
-        submodules=submodules,
+        head_date=_head_date(raw, date, where),
+        submodules=_submodules(raw, kind, where),
     )
 
 

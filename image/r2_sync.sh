@@ -12,14 +12,8 @@ usage() {
 log() { echo "[r2_sync] $*" >&2; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}"
-python="${PYTHON:-$(if [ -x "${here}/../.venv/bin/python" ]; then echo "${here}/../.venv/bin/python"; else echo python3; fi)}" # the image sets PYTHON; a checkout uses its uv environment
-
-if ! command -v "${python}" >/dev/null 2>&1; then
-  usage >&2
-  log "${python} not found; set PYTHON to the interpreter that has the worker's requirements"
-  exit 2
-fi
+# shellcheck source=worker_python.sh
+source "${here}/worker_python.sh"
 
 # exec: the daemon itself receives SIGTERM from the pod's start script.
 exec "${python}" -m worker.sync "$@"

@@ -1139,19 +1139,29 @@ class Progress:
             log.exception("progress update for job %s failed", self.job.get("id"))
 
 
-def _run_in(
+@dataclass(frozen=True)
+class _Executed:
+    """A prompt ComfyUI ran to the end, with the moments the job's timings come from."""
+
+    result: RunResult
+    waited_s: float
+    """How long ComfyUI took to become ready."""
+    prepared: float
+    """``time.monotonic()`` when inputs were uploaded and the graph was ready to queue."""
+
+
+def _prepare_and_execute(
+    comfy: ComfyClient,
     run: Run,
     request: JobRequest,
     images: list[InputImage],
     *,
     settings: HandlerSettings,
-    r2: R2Settings,
-    started: float,
     extra_data: dict[str, str] | None,
+    deadline: float,
     progress: Progress,
-) -> dict[str, Any]:
-    deadline = started + settings.job_timeout_s
-    comfy = ComfyClient(settings.comfy_url, pid_file=settings.pid_file)
+) -> _Executed:
+    """Wait for ComfyUI, upload the job's images, isolate its outputs and run the graph."""
     try:
         waited = comfy.wait_until_ready(settings.ready_timeout_s)
         renamed: dict[str, str] = {}
@@ -1169,6 +1179,11 @@ def _run_in(
         raise rejection_failure(exc, comfy) from exc
     except ComfyError as exc:
         raise JobFailureError("comfy_error", f"ComfyUI failed: {exc}") from exc
+    return _Executed(result=result, waited_s=waited, prepared=prepared)
+
+
+def _saved_outputs(comfy: ComfyClient, result: RunResult) -> list[OutputFile]:
+    """The files a successful run saved (from its history entry); a failed run raises."""
     if result.error is not None:
         raise execution_failure(result)
     if result.interrupted:
@@ -1186,25 +1201,58 @@ def _run_in(
             "the workflow finished but saved no files: add a SaveImage, SaveVideo, "
             "VHS_VideoCombine (save_output true) or SaveAudio node",
         )
+    return items
+
+
+def _timings(
+    executed: _Executed, *, started: float, upload_started: float, done: float
+) -> dict[str, int]:
+    """The job result's ``timings`` (milliseconds)."""
+    result = executed.result
+    ran_from = result.started_at or result.queued_at
+    return {
+        "queue_ms": _ms(ran_from - result.queued_at),
+        "run_ms": _ms((result.finished_at or upload_started) - ran_from),
+        "upload_ms": _ms(done - upload_started),
+        "comfy_wait_ms": _ms(executed.waited_s),
+        "prepare_ms": _ms(executed.prepared - started),
+        "total_ms": _ms(done - started),
+    }
+
+
+def _run_in(
+    run: Run,
+    request: JobRequest,
+    images: list[InputImage],
+    *,
+    settings: HandlerSettings,
+    r2: R2Settings,
+    started: float,
+    extra_data: dict[str, str] | None,
+    progress: Progress,
+) -> dict[str, Any]:
+    comfy = ComfyClient(settings.comfy_url, pid_file=settings.pid_file)
+    executed = _prepare_and_execute(
+        comfy,
+        run,
+        request,
+        images,
+        settings=settings,
+        extra_data=extra_data,
+        deadline=started + settings.job_timeout_s,
+        progress=progress,
+    )
+    items = _saved_outputs(comfy, executed.result)
     upload_started = time.monotonic()
     progress.stage("uploading", outputs=len(items))
     outputs = upload_outputs(items, settings=settings, r2=r2, run=run)
     done = time.monotonic()
     remove_local_outputs(items, settings.output_dir)
-    queue_ms = _ms((result.started_at or result.queued_at) - result.queued_at)
-    run_ms = _ms((result.finished_at or upload_started) - (result.started_at or result.queued_at))
     return {
         "outputs": outputs,
         "_items": items,  # described by _run, then dropped
-        "prompt_id": result.prompt_id,
-        "timings": {
-            "queue_ms": queue_ms,
-            "run_ms": run_ms,
-            "upload_ms": _ms(done - upload_started),
-            "comfy_wait_ms": _ms(waited),
-            "prepare_ms": _ms(prepared - started),
-            "total_ms": _ms(done - started),
-        },
+        "prompt_id": executed.result.prompt_id,
+        "timings": _timings(executed, started=started, upload_started=upload_started, done=done),
     }
 
 

@@ -45,6 +45,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.models import publish
 from worker.r2 import etag_of, strip_etag
 from worker.templates import LORA_STRENGTH, MAX_LORAS
 
@@ -508,8 +509,7 @@ def _download(
         except BotoCoreError as exc:
             raise _unavailable(where, bucket, type(exc).__name__, None) from exc
         _verify(partial, size, (sha.hexdigest(), md5.hexdigest()), remote, where)
-        partial.replace(final)  # atomic: ComfyUI sees no file or the whole verified file
-        _fsync_dir(final.parent)
+        publish(partial, final)
     finally:
         partial.unlink(missing_ok=True)
     log.info(
@@ -581,11 +581,3 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
         if not 0 <= offsets[0] <= offsets[1] <= body:
             return f"tensor {name!r} lies outside the file (truncated?)"
     return None
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

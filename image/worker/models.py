@@ -575,8 +575,7 @@ class Downloader:
             elif sha and digest != sha:
                 problem = f"sha256 {digest[:12]}... != expected {sha[:12]}..."
             else:
-                part.path.replace(target)
-                _fsync_dir(target.parent)
+                publish(part.path, target)
                 return digest
             log.warning("%s: %s; discarding the download and fetching again", entry.name, problem)
             part.path.unlink()
@@ -843,8 +842,14 @@ def _total_from(response: requests.Response, offset: int) -> int | None:
     return offset + int(length) if length.isdigit() else None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def publish(partial: Path, final: Path) -> None:
+    """Rename the verified ``partial`` to ``final`` and make the rename durable.
+
+    The rename is atomic (ComfyUI sees no file or the whole verified file); the fsync of the
+    folder keeps a crash right after it from losing the new name.
+    """
+    partial.replace(final)
+    fd = os.open(final.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

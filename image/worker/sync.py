@@ -17,8 +17,9 @@ fresh volume, so pods and volume resets never share keys. Every write is conditi
 (``If-None-Match: *``): a key that holds other bytes is never replaced, and a rewritten file
 (new bytes under a known path, a shorter or empty rewrite included) becomes a new object
 ``name~v<N>.ext`` next to the earlier one, with a log line. Only regular files leave the pod:
-paths are opened without following symlinks, and symlinks, FIFOs, sockets and devices are
-skipped with one log line each. A corrupt or unreadable journal is moved aside and rebuilt
+paths are opened without following symlinks, and symlinks, FIFOs, sockets, devices and hard
+links (a file with a second name, whose bytes may be a model's or another run's) are skipped
+with one log line each. A corrupt or unreadable journal is moved aside and rebuilt
 from the bucket listing and a scan; a journal that cannot be written (full disk) keeps
 verified uploads in memory and retries only the journal write.
 
@@ -118,6 +119,19 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "special file")
 
 
+def refusal(info: os.stat_result) -> str | None:
+    """Why the file ``info`` describes is never uploaded (None: it may be).
+
+    Anything but a regular file (its :func:`file_kind`), and a regular file with more than
+    one name, a ``hard link``: its bytes belong to another path too, which may be a model on
+    the volume or another run's output. Like a symlink, it is not followed; when the other
+    names are gone it is an ordinary file again.
+    """
+    if not stat.S_ISREG(info.st_mode):
+        return file_kind(info.st_mode)
+    return "hard link" if info.st_nlink > 1 else None
+
+
 class NotRegularError(Exception):
     """The path is (or became) something other than a regular file; never uploaded."""
 
@@ -151,8 +165,8 @@ def open_regular(root: Path, relative: str) -> tuple[int, os.stat_result]:
             os.close(folder)
             folder = inner
         seen = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
-        if not stat.S_ISREG(seen.st_mode):
-            raise NotRegularError(file_kind(seen.st_mode))
+        if (refused := refusal(seen)) is not None:
+            raise NotRegularError(refused)
         try:
             fd = os.open(
                 parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder
@@ -164,9 +178,9 @@ def open_regular(root: Path, relative: str) -> tuple[int, os.stat_result]:
     finally:
         os.close(folder)
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
+    if (refused := refusal(info)) is not None:
         os.close(fd)
-        raise NotRegularError(file_kind(info.st_mode))
+        raise NotRegularError(refused)
     return fd, info
 
 
@@ -637,17 +651,24 @@ class SyncDaemon:
 
     def schedule(self, relative: str, delay: float, *, event: bool = False) -> None:
         """Look at ``relative`` again after ``delay`` seconds (resetting any earlier time)."""
+        signature = self._signature(relative)
+        if signature is not None:
+            self._push(relative, delay, signature, event=event)
+
+    def _signature(self, relative: str) -> Signature | None:
+        """The signature of ``relative`` now, or None when there is nothing to look at: a
+        skipped path, a vanished one, one that is not a regular file (logged and skipped),
+        or one the file system refuses to stat (retried with backoff)."""
         if self.skipped(relative):
-            return
+            return None
         try:
             info = self._lstat(relative)
         except FileNotFoundError:
-            return
+            return None
         except OSError as exc:
             self._retry(relative, f"cannot stat ({describe_os_error(exc)})")
-            return
-        if info is not None:
-            self._push(relative, delay, signature_of(info), event=event)
+            return None
+        return None if info is None else signature_of(info)
 
     def _state(self, relative: str) -> FileState:
         """The record of ``relative``, made on first use (caller holds the lock)."""
@@ -663,15 +684,17 @@ class SyncDaemon:
             del self._files[relative]
 
     def _lstat(self, relative: str) -> os.stat_result | None:
-        """lstat of ``relative``; None (and one log line) when it is not a regular file."""
+        """lstat of ``relative``; None (and one log line) when it is not uploaded
+        (:func:`refusal`: not a regular file, or a hard link)."""
         info = (self.options.sync_dir / relative).lstat()
-        if stat.S_ISREG(info.st_mode):
+        refused = refusal(info)
+        if refused is None:
             state = self._files.get(relative)
             if state is not None and state.skipped:
                 with self._cond:
                     state.skipped = ""  # it was something else before; now it is a file
             return info
-        self._skip(relative, file_kind(info.st_mode))
+        self._skip(relative, refused)
         return None
 
     def _skip(self, relative: str, kind: str) -> None:
@@ -681,7 +704,11 @@ class SyncDaemon:
             known, state.skipped = state.skipped, kind
             state.first_seen, state.attempts, state.scanned = None, 0, False
         if known != kind:
-            log.warning("skipping %s: a %s; only regular files are uploaded", relative, kind)
+            log.warning(
+                "skipping %s: a %s; only regular files with a single name are uploaded",
+                relative,
+                kind,
+            )
 
     def _push(
         self, relative: str, delay: float, signature: Signature | None, *, event: bool = False
@@ -777,7 +804,8 @@ class SyncDaemon:
         """A writer still has ``relative`` open (caller holds the lock).
 
         Silence for :data:`WRITER_SILENCE` seconds ends that belief: a hard link, for one,
-        creates a file without ever closing it for writing, and scans must not skip it forever.
+        creates a file without ever closing it for writing (it is skipped while it has two
+        names, an ordinary file once the other is gone), and scans must not skip it forever.
         """
         state = self._files.get(relative)
         if state is None or state.last_write is None:
@@ -837,16 +865,8 @@ class SyncDaemon:
         found = 0
         for path in self._walk(top or self.options.sync_dir):
             relative = self.relative(path)
-            if self.skipped(relative):
-                continue
-            try:
-                info = self._lstat(relative)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                self._retry(relative, f"cannot stat ({describe_os_error(exc)})")
-                continue
-            if info is None or self.journal.is_current(relative, signature_of(info)):
+            signature = self._signature(relative)
+            if signature is None or self.journal.is_current(relative, signature):
                 continue
             with self._cond:
                 state = self._files.get(relative)

@@ -28,12 +28,14 @@ SEED_MAX = 2**64 - 1
 MAX_LORAS = 4
 #: LoRA strength range a job may ask for (ComfyUI itself allows -100..100).
 LORA_STRENGTH = (0.0, 2.0)
-#: Upscale model file per factor (``upscale_models/`` of ``models.toml``, group ``upscale``).
-UPSCALE_MODELS: Mapping[int, str] = {
-    2: "RealESRGAN_x2plus.safetensors",
-    4: "RealESRGAN_x4plus.safetensors",
-}
-#: Largest image an upscale may produce (8192 x 8192): a 2048 x 2048 input at 4x.
+#: The upscale model (``upscale_models/`` of ``models.toml``, group ``upscale``) and its factor.
+UPSCALE_MODEL = "RealESRGAN_x4plus.safetensors"
+UPSCALE_MODEL_FACTOR = 4
+#: Factors a job may ask for: 4 is the model's output; 2 is that output halved (core
+#: ``ImageScaleBy``, lanczos), since no Real-ESRGAN x2 file could be confirmed upstream.
+UPSCALE_FACTORS = (2, 4)
+#: Largest image the upscale model may produce (8192 x 8192): a 2048 x 2048 input, whatever
+#: the factor (a 2x job halves the model's 4x output afterwards).
 MAX_UPSCALED_PIXELS = 8192 * 8192
 WAN_NEGATIVE = (
     "blurry, low quality, static, overexposed, worst quality, jpeg artifacts, deformed, "
@@ -103,6 +105,12 @@ class Param:
 
 Binding = tuple[str, str, Callable[[Any], Any] | None]
 """(node id, input name, transform of the parameter value or None)."""
+
+
+def _at(node_id: str, input_name: str) -> tuple[Binding, ...]:
+    """A parameter that lands unchanged in one input of one node."""
+    return ((node_id, input_name, None),)
+
 
 Edit = Callable[[dict[str, Any], Mapping[str, Any]], tuple[str, ...]]
 """A change a parameter makes to the graph's shape; returns model groups it adds."""
@@ -221,6 +229,22 @@ _IMAGE = Param(
     str,
     "Name of an entry in `images`; defaults to the only image when exactly one is sent.",
 )
+_FPS = Param("fps", int, "Frames per second of the MP4.", default=16, minimum=1, maximum=60)
+_FLUX_STEPS = Param("steps", int, "Sampling steps.", default=20, minimum=1, maximum=100)
+_FLUX_GUIDANCE = Param("guidance", float, "FLUX guidance.", default=3.5, minimum=0, maximum=30)
+
+
+def _side(name: str, default: int, maximum: int) -> Param:
+    """``width`` or ``height`` in pixels: 256 up to ``maximum``, a multiple of 16."""
+    return Param(
+        name,
+        int,
+        f"{name.capitalize()} in pixels.",
+        default=default,
+        minimum=256,
+        maximum=maximum,
+        multiple_of=16,
+    )
 
 
 def _factor_rule(*allowed: int) -> Callable[[int], str | None]:
@@ -261,6 +285,24 @@ def _pick_from_batch(latent: str, consumer: tuple[str, str]) -> Edit:
     return edit
 
 
+def _to_factor(graph: dict[str, Any], image: list[Any], factor: int) -> list[Any]:
+    """``image`` (the upscale model's output) at ``factor``: as it is for the model's own
+    factor, else through an ``ImageScaleBy`` (lanczos) that brings it down to ``factor``."""
+    if factor == UPSCALE_MODEL_FACTOR:
+        return image
+    node_id = _new_id(graph, "upscale_to")
+    graph[node_id] = {
+        "class_type": "ImageScaleBy",
+        "inputs": {
+            "image": image,
+            "upscale_method": "lanczos",
+            "scale_by": factor / UPSCALE_MODEL_FACTOR,
+        },
+        "_meta": {"title": f"x{UPSCALE_MODEL_FACTOR} down to x{factor} (lanczos)"},
+    }
+    return [node_id, 0]
+
+
 def _upscale_before(consumer: tuple[str, str]) -> Edit:
     """``upscale`` 2 or 4: Real-ESRGAN between the decoded image and ``consumer``."""
 
@@ -272,29 +314,44 @@ def _upscale_before(consumer: tuple[str, str]) -> Edit:
         loader, upscale = _new_id(graph, "upscale_model"), _new_id(graph, "upscale")
         graph[loader] = {
             "class_type": "UpscaleModelLoader",
-            "inputs": {"model_name": UPSCALE_MODELS[factor]},
-            "_meta": {"title": f"Real-ESRGAN x{factor}"},
+            "inputs": {"model_name": UPSCALE_MODEL},
+            "_meta": {"title": f"Real-ESRGAN x{UPSCALE_MODEL_FACTOR}"},
         }
         graph[upscale] = {
             "class_type": "ImageUpscaleWithModel",
             "inputs": {"upscale_model": [loader, 0], "image": graph[node]["inputs"][name]},
-            "_meta": {"title": f"Upscale x{factor} (tiled)"},
+            "_meta": {"title": f"Upscale x{UPSCALE_MODEL_FACTOR} (tiled)"},
         }
-        graph[node]["inputs"][name] = [upscale, 0]
+        graph[node]["inputs"][name] = _to_factor(graph, [upscale, 0], factor)
         return ("upscale",)
+
+    return edit
+
+
+def _scaled_to(consumer: tuple[str, str], scale_param: str) -> Edit:
+    """The upscale template's ``scale``: ``consumer`` gets the model's output at that factor."""
+
+    def edit(graph: dict[str, Any], values: Mapping[str, Any]) -> tuple[str, ...]:
+        node, name = consumer
+        factor = int(values.get(scale_param) or UPSCALE_MODEL_FACTOR)
+        graph[node]["inputs"][name] = _to_factor(graph, graph[node]["inputs"][name], factor)
+        return ()
 
     return edit
 
 
 def _upscaled_size_rule(scale_param: str) -> Callable[[Mapping[str, Any], int, int], str | None]:
     def rule(values: Mapping[str, Any], width: int, height: int) -> str | None:
-        factor = int(values.get(scale_param) or 1)
-        if width * height * factor * factor <= MAX_UPSCALED_PIXELS:
+        model = UPSCALE_MODEL_FACTOR
+        if width * height * model * model <= MAX_UPSCALED_PIXELS:
             return None
+        factor = int(values.get(scale_param) or model)
+        halved = "" if factor == model else f" before it is brought down to {factor}x"
         return (
-            f"is {width}x{height}: at {factor}x that is {width * factor}x{height * factor}, "
-            f"over the {MAX_UPSCALED_PIXELS} pixels (8192x8192) an upscale may make; send a "
-            "smaller image or a lower scale"
+            f"is {width}x{height}: the x{model} upscale model makes {width * model}x"
+            f"{height * model}{halved}, over the {MAX_UPSCALED_PIXELS} pixels (8192x8192) it "
+            f"may make; send an image of at most {MAX_UPSCALED_PIXELS // model**2} pixels "
+            "(2048x2048)"
         )
 
     return rule
@@ -312,26 +369,10 @@ _FLUX_TXT2IMG = Template(
         _PROMPT,
         _NEGATIVE,
         _SEED,
-        Param(
-            "width",
-            int,
-            "Width in pixels.",
-            default=1024,
-            minimum=256,
-            maximum=2048,
-            multiple_of=16,
-        ),
-        Param(
-            "height",
-            int,
-            "Height in pixels.",
-            default=1024,
-            minimum=256,
-            maximum=2048,
-            multiple_of=16,
-        ),
-        Param("steps", int, "Sampling steps.", default=20, minimum=1, maximum=100),
-        Param("guidance", float, "FLUX guidance.", default=3.5, minimum=0, maximum=30),
+        _side("width", 1024, 2048),
+        _side("height", 1024, 2048),
+        _FLUX_STEPS,
+        _FLUX_GUIDANCE,
         Param("batch_size", int, "Images per job.", default=1, minimum=1, maximum=4),
         Param(
             "batch_index",
@@ -349,7 +390,7 @@ _FLUX_TXT2IMG = Template(
             default=0,
             minimum=0,
             maximum=4,
-            rule=_factor_rule(0, 2, 4),
+            rule=_factor_rule(0, *UPSCALE_FACTORS),
         ),
     ),
     variants={
@@ -359,14 +400,14 @@ _FLUX_TXT2IMG = Template(
             lora_targets={"model": ("6", "model")},
             edits=(_pick_from_batch("5", ("6", "latent_image")), _upscale_before(("8", "images"))),
             bindings={
-                "prompt": (("2", "text", None),),
-                "negative_prompt": (("4", "text", None),),
-                "seed": (("6", "seed", None),),
-                "width": (("5", "width", None),),
-                "height": (("5", "height", None),),
-                "batch_size": (("5", "batch_size", None),),
-                "steps": (("6", "steps", None),),
-                "guidance": (("3", "guidance", None),),
+                "prompt": _at("2", "text"),
+                "negative_prompt": _at("4", "text"),
+                "seed": _at("6", "seed"),
+                "width": _at("5", "width"),
+                "height": _at("5", "height"),
+                "batch_size": _at("5", "batch_size"),
+                "steps": _at("6", "steps"),
+                "guidance": _at("3", "guidance"),
             },
         )
     },
@@ -388,8 +429,8 @@ _FLUX_IMG2IMG = Template(
             minimum=0,
             maximum=1,
         ),
-        Param("steps", int, "Sampling steps.", default=20, minimum=1, maximum=100),
-        Param("guidance", float, "FLUX guidance.", default=3.5, minimum=0, maximum=30),
+        _FLUX_STEPS,
+        _FLUX_GUIDANCE,
         Param(
             "megapixels",
             float,
@@ -407,14 +448,14 @@ _FLUX_IMG2IMG = Template(
             groups=("flux_dev_fp8",),
             lora_targets={"model": ("7", "model")},
             bindings={
-                "prompt": (("2", "text", None),),
-                "negative_prompt": (("4", "text", None),),
-                "seed": (("7", "seed", None),),
-                "image": (("5", "image", None),),
-                "strength": (("7", "denoise", None),),
-                "steps": (("7", "steps", None),),
-                "guidance": (("3", "guidance", None),),
-                "megapixels": (("10", "megapixels", None),),
+                "prompt": _at("2", "text"),
+                "negative_prompt": _at("4", "text"),
+                "seed": _at("7", "seed"),
+                "image": _at("5", "image"),
+                "strength": _at("7", "denoise"),
+                "steps": _at("7", "steps"),
+                "guidance": _at("3", "guidance"),
+                "megapixels": _at("10", "megapixels"),
             },
         )
     },
@@ -430,7 +471,7 @@ _REMOVE_BACKGROUND = Template(
         "default": Variant(
             workflow="remove_background.json",
             groups=("background_removal",),
-            bindings={"image": (("1", "image", None),)},
+            bindings={"image": _at("1", "image")},
         )
     },
 )
@@ -446,12 +487,12 @@ _WAN_SAMPLERS: dict[str, tuple[Binding, ...]] = {
     "cfg": (("12", "cfg", None), ("13", "cfg", None)),
 }
 _WAN_COMMON: dict[str, tuple[Binding, ...]] = {
-    "prompt": (("8", "text", None),),
-    "negative_prompt": (("9", "text", None),),
-    "width": (("11", "width", None),),
-    "height": (("11", "height", None),),
-    "frames": (("11", "length", None),),
-    "fps": (("15", "fps", None),),
+    "prompt": _at("8", "text"),
+    "negative_prompt": _at("9", "text"),
+    "width": _at("11", "width"),
+    "height": _at("11", "height"),
+    "frames": _at("11", "length"),
+    "fps": _at("15", "fps"),
 }
 
 _WAN22_T2V = Template(
@@ -464,28 +505,12 @@ _WAN22_T2V = Template(
         _PROMPT,
         Param("negative_prompt", str, "What to avoid.", default=WAN_NEGATIVE),
         _SEED,
-        Param(
-            "width",
-            int,
-            "Width in pixels.",
-            default=1280,
-            minimum=256,
-            maximum=1280,
-            multiple_of=16,
-        ),
-        Param(
-            "height",
-            int,
-            "Height in pixels.",
-            default=720,
-            minimum=256,
-            maximum=1280,
-            multiple_of=16,
-        ),
+        _side("width", 1280, 1280),
+        _side("height", 720, 1280),
         Param(
             "frames", int, "Frames, 4n+1.", default=81, minimum=5, maximum=161, rule=_frames_rule
         ),
-        Param("fps", int, "Frames per second of the MP4.", default=16, minimum=1, maximum=60),
+        _FPS,
         Param(
             "steps",
             int,
@@ -545,7 +570,7 @@ _TURBO_PARAMS = (
         maximum=161,
         rule=_turbo_frames_rule,
     ),
-    Param("fps", int, "Frames per second of the MP4.", default=16, minimum=1, maximum=60),
+    _FPS,
     Param(
         "steps",
         int,
@@ -563,10 +588,10 @@ _TURBO_PARAMS = (
     ),
 )
 _TURBO_BINDINGS: dict[str, tuple[Binding, ...]] = {
-    "prompt": (("23", "text", None),),
-    "seed": (("26", "seed", None),),
-    "frames": (("26", "num_frames", None),),
-    "steps": (("26", "num_steps", None),),
+    "prompt": _at("23", "text"),
+    "seed": _at("26", "seed"),
+    "frames": _at("26", "num_frames"),
+    "steps": _at("26", "num_steps"),
     "aspect_ratio": (
         ("26", "aspect_ratio", None),
         ("26", "width", lambda a: TURBO_720P[a][0]),
@@ -588,7 +613,7 @@ _WAN22_TURBO_I2V = Template(
         "default": Variant(
             workflow="wan22_turbo_i2v.json",
             groups=("turbodiffusion",),
-            bindings={**_TURBO_BINDINGS, "image": (("25", "image", None),)},
+            bindings={**_TURBO_BINDINGS, "image": _at("25", "image")},
         )
     },
 )
@@ -621,7 +646,7 @@ _WAN22_TURBO_T2V = Template(
                     ("5", "width", lambda a: TURBO_720P[a][0]),
                     ("5", "height", lambda a: TURBO_720P[a][1]),
                 ),
-                "image_steps": (("6", "steps", None),),
+                "image_steps": _at("6", "steps"),
             },
         )
     },
@@ -630,8 +655,9 @@ _WAN22_TURBO_T2V = Template(
 _UPSCALE = Template(
     name="upscale",
     summary=(
-        "Real-ESRGAN 2x or 4x (core UpscaleModelLoader + ImageUpscaleWithModel, which works in "
-        "512 px tiles, so a 2048x2048 input fits a 24 GB card)."
+        "Real-ESRGAN x4plus (core UpscaleModelLoader + ImageUpscaleWithModel, which works in "
+        "512 px tiles, so a 2048x2048 input fits a 24 GB card); 2x is its 4x output halved "
+        "with lanczos (core ImageScaleBy)."
     ),
     params=(
         _IMAGE,
@@ -642,7 +668,7 @@ _UPSCALE = Template(
             default=2,
             minimum=2,
             maximum=4,
-            rule=_factor_rule(2, 4),
+            rule=_factor_rule(*UPSCALE_FACTORS),
         ),
     ),
     image_param="image",
@@ -652,10 +678,8 @@ _UPSCALE = Template(
         "default": Variant(
             workflow="upscale.json",
             groups=("upscale",),
-            bindings={
-                "image": (("1", "image", None),),
-                "scale": (("2", "model_name", lambda factor: UPSCALE_MODELS[factor]),),
-            },
+            edits=(_scaled_to(("4", "images"), "scale"),),
+            bindings={"image": _at("1", "image")},
         )
     },
 )

@@ -38,8 +38,14 @@ file as ``load_torch_file`` does: a ``.safetensors`` whose header ``safe_open`` 
 (truncated, not safetensors) fails the node. ``progress`` events come per sampler step and
 per upscale tile, as ComfyUI's progress-bar hook sends them.
 
-Deliberately not emulated: real image content (outputs are small valid PNG/MP4/FLAC headers,
-padded to ``output_bytes`` when set), previews other than one binary frame per sampler,
+Image sizes are followed where the double can know them: a loaded PNG and an ``EmptyImage``
+have theirs, an upscale model multiplies by the factor its file name declares (``x4plus``)
+and ``ImageScaleBy`` by ``scale_by`` (``round(side * scale_by)``, as nodes.py); a saved PNG
+has the size of the image it saves, or 8x8 when the double does not know it.
+
+Deliberately not emulated: real image content (outputs are small valid solid-colour PNGs and
+MP4/FLAC headers, padded to ``output_bytes`` when set), previews other than one binary frame
+per sampler,
 partial execution of some outputs when others fail validation (every invalid output fails
 the prompt here).
 """
@@ -49,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import hashlib
 import json
 import os
@@ -282,6 +289,15 @@ NODE_CLASSES: dict[str, NodeClass] = {
         category="image/upscaling",
         v3=True,
     ),
+    "ImageScaleBy": NodeClass(
+        {
+            "image": Inp("IMAGE"),
+            "upscale_method": _combo("nearest-exact", "bilinear", "area", "bicubic", "lanczos"),
+            "scale_by": _float(0.01, 8.0, 1.0),
+        },
+        ("IMAGE",),
+        category="image/upscaling",
+    ),
     "LatentFromBatch": NodeClass(
         {
             "samples": Inp("LATENT"),
@@ -442,21 +458,40 @@ def safetensors_problem(path: Path) -> str | None:  # noqa: PLR0911 - one per re
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def tiny_png(rgb: tuple[int, int, int] = (200, 30, 30), size: int = 8) -> bytes:
-    """A valid ``size`` by ``size`` solid-colour PNG."""
+def tiny_png(
+    rgb: tuple[int, int, int] = (200, 30, 30), size: int = 8, *, height: int | None = None
+) -> bytes:
+    """A valid solid-colour PNG, ``size`` pixels wide and ``height`` (default ``size``) high."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
+    height = size if height is None else height
     row = b"\x00" + bytes(rgb) * size
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", size, height, 8, 2, 0, 0, 0)
     return (
         _PNG_SIGNATURE
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * size))
+        + chunk(b"IDAT", zlib.compress(row * height))
         + chunk(b"IEND", b"")
     )
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR; None for anything else."""
+    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def upscale_factor(model_name: str) -> int | None:
+    """The scale an upscale model file declares in its name (``RealESRGAN_x4plus``,
+    ``4x-UltraSharp``); None when it names none. Spandrel reads it from the weights; the
+    double, which has none, from the name."""
+    found = re.search(r"(?i)(?:^|[^a-z0-9])(?:x([1-8])|([1-8])x)(?![0-9])", model_name)
+    return None if found is None else int(found.group(1) or found.group(2))
 
 
 def _is_uuid(value: object) -> bool:
@@ -482,8 +517,38 @@ class _Prompt:
     outputs: list[str]
 
 
+#: What a node made, kept by the execution cache: its UI output (None: none), its batch size
+#: and the (width, height) of its image (None: not tracked).
+_Made = tuple[dict[str, Any] | None, int, tuple[int, int] | None]
+
+
+@dataclass
+class _Run:
+    """One prompt's execution: what each node made, the UI outputs, the recorded events."""
+
+    prompt: _Prompt
+    batches: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    ui_outputs: dict[str, Any] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    messages: list[list[Any]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> str:
+        """The prompt id."""
+        return self.prompt.prompt_id
+
+    def made(self, node_id: str) -> _Made:
+        """What ``node_id`` made, as the cache keeps it."""
+        return (self.ui_outputs.get(node_id), self.batches[node_id], self.sizes.get(node_id))
+
+
 class _InterruptedError(Exception):
     pass
+
+
+class _CrashedError(Exception):
+    """The double crashed while a prompt ran: nothing more is sent or recorded."""
 
 
 class _NodeFailedError(Exception):
@@ -551,8 +616,8 @@ class ComfyUIDouble:
         self._running: _Prompt | None = None
         self._interrupt: asyncio.Event | None = None
         self._numbers = 0
-        # Execution cache: node signature -> (UI output or None, batch size).
-        self._cache: dict[str, tuple[dict[str, Any] | None, int]] = {}
+        # Execution cache: node signature -> what the node made.
+        self._cache: dict[str, _Made] = {}
         self._ready = threading.Event()
         self._worker_task: asyncio.Task[None] | None = None
         self._serve_future: Future[None] | None = None
@@ -1335,128 +1400,139 @@ class ComfyUIDouble:
 
     async def _execute(self, prompt: _Prompt) -> None:
         pid = prompt.prompt_id
-        messages: list[list[Any]] = []
-
-        async def emit(kind: str, data: dict[str, Any], *, record: bool = False) -> None:
-            if record:
-                messages.append([kind, {**data, "timestamp": int(time.time() * 1000)}])
-            await self._send(prompt, kind, data)
-
-        fault = self.fault
-        await emit("execution_start", {"prompt_id": pid}, record=True)
+        run = _Run(prompt)
+        await self._emit(run, "execution_start", {"prompt_id": pid}, record=True)
         order = self._order(prompt.graph, prompt.outputs)
         signatures = self._signatures(prompt.graph, order)
         used = set(signatures.values())
         self._cache = {k: v for k, v in self._cache.items() if k in used}  # clean_unused
         cached = [nid for nid in order if signatures[nid] in self._cache]
-        await emit("execution_cached", {"nodes": cached, "prompt_id": pid}, record=True)
-        batches: dict[str, int] = {}
-        ui_outputs: dict[str, Any] = {}
-        executed: list[str] = []
+        await self._emit(run, "execution_cached", {"nodes": cached, "prompt_id": pid}, record=True)
         status = "success"
-        first = True
         try:
             for index, node_id in enumerate(order):
-                node = prompt.graph[node_id]
-                class_type = node["class_type"]
                 if node_id in cached:
-                    output, batches[node_id] = self._cache[signatures[node_id]]
-                    if output is not None:
-                        ui_outputs[node_id] = output
-                    await emit(
-                        "executed",
-                        {
-                            "node": node_id,
-                            "display_node": node_id,
-                            "output": output,
-                            "prompt_id": pid,
-                        },
-                    )
+                    await self._replay(run, node_id, self._cache[signatures[node_id]])
                     continue
-                await emit(
-                    "executing", {"node": node_id, "display_node": node_id, "prompt_id": pid}
-                )
-                if first and fault is Fault.CRASH:
-                    await self._crash()
-                    return
-                if first and fault is Fault.HANG:
-                    assert self._interrupt is not None
-                    await self._interrupt.wait()
-                if first and fault is Fault.STUCK:
-                    await asyncio.Event().wait()  # until the double stops
-                first = False
-                self._raise_if_interrupted(node_id)
-                if fault in {Fault.EXECUTION_ERROR, Fault.OUT_OF_MEMORY} and (
-                    class_type in _SAMPLER_CLASSES or index == len(order) - 1
-                ):
-                    await self._fail(
-                        prompt,
-                        emit,
-                        node_id=node_id,
-                        class_type=class_type,
-                        executed=executed,
-                        fault=fault,
-                    )
+                last = index == len(order) - 1
+                if not await self._step(run, node_id, last=last, first=not run.executed):
                     status = "error"
                     break
-                try:
-                    self._load_model_files(node)
-                    await self._run_node(prompt, node_id, node, batches, emit)
-                    output = self._write_outputs(prompt, node_id, node, batches)
-                except _NodeFailedError as failed:
-                    await self._fail(
-                        prompt,
-                        emit,
-                        node_id=node_id,
-                        class_type=class_type,
-                        executed=executed,
-                        fault=fault,
-                        message=str(failed),
-                    )
-                    status = "error"
-                    break
-                executed.append(node_id)
-                self._cache[signatures[node_id]] = (output, batches[node_id])
-                if output is not None:
-                    ui_outputs[node_id] = output
-                    await emit(
-                        "executed",
-                        {
-                            "node": node_id,
-                            "display_node": node_id,
-                            "output": output,
-                            "prompt_id": pid,
-                        },
-                    )
+                self._cache[signatures[node_id]] = run.made(node_id)
             else:
-                await emit("execution_success", {"prompt_id": pid}, record=True)
+                await self._emit(run, "execution_success", {"prompt_id": pid}, record=True)
         except _InterruptedError as stopped:
             status = "error"
             node_id = str(stopped)
-            await emit(
+            await self._emit(
+                run,
                 "execution_interrupted",
                 {
                     "prompt_id": pid,
                     "node_id": node_id,
                     "node_type": prompt.graph[node_id]["class_type"],
-                    "executed": executed,
+                    "executed": run.executed,
                 },
                 record=True,
             )
+        except _CrashedError:
+            return
         self._history[pid] = {
             "prompt": [prompt.number, pid, prompt.graph, prompt.extra_data, prompt.outputs],
-            "outputs": ui_outputs,
+            "outputs": run.ui_outputs,
             "status": {
                 "status_str": status,
                 "completed": status == "success",
-                "messages": messages,
+                "messages": run.messages,
             },
             "meta": {
                 nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
-                for nid in ui_outputs
+                for nid in run.ui_outputs
             },
         }
-        await emit("executing", {"node": None, "prompt_id": pid})
+        await self._emit(run, "executing", {"node": None, "prompt_id": pid})
+
+    async def _emit(
+        self, run: _Run, kind: str, data: dict[str, Any], *, record: bool = False
+    ) -> None:
+        """Send an event to the prompt's client; ``record`` keeps it for the history too."""
+        if record:
+            run.messages.append([kind, {**data, "timestamp": int(time.time() * 1000)}])
+        await self._send(run.prompt, kind, data)
+
+    async def _replay(self, run: _Run, node_id: str, entry: _Made) -> None:
+        """A cached node: its outputs as the earlier run made them, and only ``executed``."""
+        output, run.batches[node_id], run.sizes[node_id] = entry
+        if output is not None:
+            run.ui_outputs[node_id] = output
+        await self._emit(
+            run,
+            "executed",
+            {
+                "node": node_id,
+                "display_node": node_id,
+                "output": output,
+                "prompt_id": run.prompt.prompt_id,
+            },
+        )
+
+    async def _step(self, run: _Run, node_id: str, *, last: bool, first: bool) -> bool:
+        """Run one node (faults of the first node and failures included); False: the prompt
+        failed and stops here."""
+        prompt, fault = run.prompt, self.fault
+        node = prompt.graph[node_id]
+        class_type = node["class_type"]
+        await self._emit(
+            run, "executing", {"node": node_id, "display_node": node_id, "prompt_id": run.pid}
+        )
+        if first:
+            await self._first_node_fault(fault)
+        self._raise_if_interrupted(node_id)
+        message: str | None = None
+        failed = fault in {Fault.EXECUTION_ERROR, Fault.OUT_OF_MEMORY} and (
+            class_type in _SAMPLER_CLASSES or last
+        )
+        if not failed:
+            try:
+                self._load_model_files(node)
+                await self._run_node(
+                    prompt, node_id, node, run.batches, functools.partial(self._emit, run)
+                )
+                run.sizes[node_id] = self._image_size(prompt.graph, node, run.sizes)
+                output = self._write_outputs(prompt, node_id, node, run.batches, run.sizes)
+            except _NodeFailedError as error:
+                failed, message = True, str(error)
+        if failed:
+            await self._fail(
+                prompt,
+                functools.partial(self._emit, run),
+                node_id=node_id,
+                class_type=class_type,
+                executed=run.executed,
+                fault=fault,
+                message=message,
+            )
+            return False
+        run.executed.append(node_id)
+        if output is not None:
+            run.ui_outputs[node_id] = output
+            await self._emit(
+                run,
+                "executed",
+                {"node": node_id, "display_node": node_id, "output": output, "prompt_id": run.pid},
+            )
+        return True
+
+    async def _first_node_fault(self, fault: Fault) -> None:
+        """What a crash, hang or stuck fault does when the prompt's first node starts."""
+        if fault is Fault.CRASH:
+            await self._crash()
+            raise _CrashedError
+        if fault is Fault.HANG:
+            assert self._interrupt is not None
+            await self._interrupt.wait()
+        if fault is Fault.STUCK:
+            await asyncio.Event().wait()  # until the double stops
 
     def _raise_if_interrupted(self, node_id: str) -> None:
         if self._interrupt is not None and self._interrupt.is_set():
@@ -1604,8 +1680,50 @@ class ComfyUIDouble:
         filename = f"{base}_{max(numbers, default=0) + 1:05}_.{extension}"
         return filename, subfolder, folder / filename
 
+    def _image_size(
+        self,
+        graph: dict[str, Any],
+        node: dict[str, Any],
+        sizes: Mapping[str, tuple[int, int] | None],
+    ) -> tuple[int, int] | None:
+        """(width, height) of the image ``node`` outputs, where the double tracks it: a loaded
+        PNG, an ``EmptyImage``, and what an upscale model or ``ImageScaleBy`` makes of a
+        tracked image (``round(side * scale_by)``, as nodes.py computes it); else None."""
+        inputs = node.get("inputs", {})
+        source = inputs.get("image")
+        linked = sizes.get(str(source[0])) if isinstance(source, list) else None
+        match node["class_type"]:
+            case "LoadImage":
+                path = self._annotated_path(str(inputs.get("image", "")))
+                return png_size(path.read_bytes()) if path.is_file() else None
+            case "EmptyImage":
+                return int(inputs["width"]), int(inputs["height"])
+            case "ImageScaleBy" if linked is not None:
+                scale = float(inputs["scale_by"])
+                return round(linked[0] * scale), round(linked[1] * scale)
+            case "ImageUpscaleWithModel" if linked is not None:
+                loader = graph.get(str(inputs["upscale_model"][0])) or {}
+                factor = upscale_factor(str(loader.get("inputs", {}).get("model_name", "")))
+                return None if factor is None else (linked[0] * factor, linked[1] * factor)
+        return None
+
+    def _preview(self, png: bytes) -> dict[str, str]:
+        name = f"ComfyUI_temp_{uuid.uuid4().hex[:5]}_00001_.png"
+        (self.temp_dir / name).write_bytes(png)
+        return {"filename": name, "subfolder": "", "type": "temp"}
+
+    def _save(self, prefix: str, extension: str, data: bytes) -> dict[str, str]:
+        filename, subfolder, path = self._save_path(prefix, extension)
+        path.write_bytes(data)
+        return {"filename": filename, "subfolder": subfolder, "type": "output"}
+
     def _write_outputs(
-        self, prompt: _Prompt, node_id: str, node: dict[str, Any], batches: dict[str, int]
+        self,
+        prompt: _Prompt,
+        node_id: str,
+        node: dict[str, Any],
+        batches: dict[str, int],
+        sizes: Mapping[str, tuple[int, int] | None],
     ) -> dict[str, Any] | None:
         class_type = node["class_type"]
         inputs = {
@@ -1614,28 +1732,18 @@ class ComfyUIDouble:
         }
         size = self.output_bytes
         if class_type in {"SaveImage", "PreviewImage"}:
-            images = []
-            for _ in range(batches.get(node_id, 1)):
-                if class_type == "PreviewImage":
-                    name = f"ComfyUI_temp_{uuid.uuid4().hex[:5]}_00001_.png"
-                    (self.temp_dir / name).write_bytes(tiny_png())
-                    images.append({"filename": name, "subfolder": "", "type": "temp"})
-                    continue
-                filename, subfolder, path = self._save_path(
-                    str(inputs.get("filename_prefix", "ComfyUI")), "png"
-                )
-                path.write_bytes(_padded(tiny_png(), size))
-                images.append({"filename": filename, "subfolder": subfolder, "type": "output"})
-            return {"images": images}
+            source = node["inputs"].get("images")
+            tracked = sizes.get(str(source[0])) if isinstance(source, list) else None
+            png = tiny_png(size=tracked[0], height=tracked[1]) if tracked else tiny_png()
+            count = batches.get(node_id, 1)
+            if class_type == "PreviewImage":
+                return {"images": [self._preview(png) for _ in range(count)]}
+            prefix = str(inputs.get("filename_prefix", "ComfyUI"))
+            return {"images": [self._save(prefix, "png", _padded(png, size)) for _ in range(count)]}
         if class_type == "SaveVideo":
-            filename, subfolder, path = self._save_path(
-                str(inputs.get("filename_prefix", "video/ComfyUI")), "mp4"
-            )
-            path.write_bytes(_padded(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", size))
-            return {
-                "images": [{"filename": filename, "subfolder": subfolder, "type": "output"}],
-                "animated": [True],
-            }
+            mp4 = _padded(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", size)
+            prefix = str(inputs.get("filename_prefix", "video/ComfyUI"))
+            return {"images": [self._save(prefix, "mp4", mp4)], "animated": [True]}
         if class_type == "VHS_VideoCombine":
             fmt = str(inputs.get("format", "image/gif"))
             extension = fmt.rsplit("/", maxsplit=1)[-1].replace("h264-", "")
@@ -1660,11 +1768,9 @@ class ComfyUIDouble:
                 ]
             }
         if class_type == "SaveAudio":
-            filename, subfolder, path = self._save_path(
-                str(inputs.get("filename_prefix", "audio/ComfyUI")), "flac"
-            )
-            path.write_bytes(_padded(b"fLaC\x00\x00\x00\x22", size))
-            return {"audio": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}
+            flac = _padded(b"fLaC\x00\x00\x00\x22", size)
+            prefix = str(inputs.get("filename_prefix", "audio/ComfyUI"))
+            return {"audio": [self._save(prefix, "flac", flac)]}
         return None
 
 

@@ -34,7 +34,7 @@ def expected_files(sync_dir: Path) -> dict[str, Path]:
     found = {}
     for path in sync_dir.rglob("*"):
         relative = path.relative_to(sync_dir).as_posix()
-        regular = path.is_file() and not path.is_symlink()
+        regular = path.is_file() and not path.is_symlink() and path.stat().st_nlink == 1
         if regular and not sync.is_ignored(relative):
             found[relative] = path
     return found

@@ -21,7 +21,7 @@ import requests
 import websocket
 from worker.comfy import ComfyClient, process_alive
 
-from tests.fakes.comfyui import ComfyUIDouble, Fault, safetensors_problem, tiny_png
+from tests.fakes.comfyui import ComfyUIDouble, Fault, png_size, safetensors_problem, tiny_png
 from tests.image.lora_support import safetensors_bytes
 
 GRAPH = {
@@ -575,6 +575,19 @@ def test_the_doubles_loader_refuses_crafted_headers_as_safe_open_does(tmp_path: 
         assert safetensors_problem(path) == "InvalidHeaderDeserialization", name
 
 
+#: Nodes "2" (the x4plus loader) and "3" (the upscale of node "1"'s image) of a test graph.
+X4_UPSCALE_OF_NODE_1 = {
+    "2": {
+        "class_type": "UpscaleModelLoader",
+        "inputs": {"model_name": "RealESRGAN_x4plus.safetensors"},
+    },
+    "3": {
+        "class_type": "ImageUpscaleWithModel",
+        "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]},
+    },
+}
+
+
 def test_upscale_reports_progress_per_tile_and_latent_from_batch_picks_images(
     tmp_path: Path,
 ) -> None:
@@ -587,14 +600,7 @@ def test_upscale_reports_progress_per_tile_and_latent_from_batch_picks_images(
                 "class_type": "EmptyImage",
                 "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 0},
             },
-            "2": {
-                "class_type": "UpscaleModelLoader",
-                "inputs": {"model_name": "RealESRGAN_x4plus.safetensors"},
-            },
-            "3": {
-                "class_type": "ImageUpscaleWithModel",
-                "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]},
-            },
+            **X4_UPSCALE_OF_NODE_1,
             "4": {
                 "class_type": "SaveImage",
                 "inputs": {"images": ["3", 0], "filename_prefix": "u"},
@@ -630,3 +636,51 @@ def test_upscale_reports_progress_per_tile_and_latent_from_batch_picks_images(
             "x",
         )
         assert answer.status_code == 400  # LatentFromBatch.length max is 64
+
+
+def test_saved_pngs_have_the_size_the_upscale_chain_makes_even_from_the_cache() -> None:
+    """A loaded 6x4 PNG through the x4 model and ImageScaleBy 0.5 is saved 12x8 (nodes.py's
+    round(side * scale_by)); a rerun with a new save prefix takes the size from the cache;
+    an unknown size saves 8x8; scale_by above 8.0 is refused as ComfyUI refuses it."""
+    models = {"upscale_models": ["RealESRGAN_x4plus.safetensors"]}
+    with ComfyUIDouble(models=models) as double:
+        (double.input_dir / "in.png").write_bytes(tiny_png(size=6, height=4))
+        graph = {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+            **X4_UPSCALE_OF_NODE_1,
+            "4": {
+                "class_type": "ImageScaleBy",
+                "inputs": {"image": ["3", 0], "upscale_method": "lanczos", "scale_by": 0.5},
+            },
+            "5": {
+                "class_type": "SaveImage",
+                "inputs": {"images": ["4", 0], "filename_prefix": "s"},
+            },
+        }
+
+        def saved_size(events: list[dict[str, Any]], node: str) -> tuple[int, int] | None:
+            (image,) = _saved(events, node)
+            return png_size(
+                (double.output_dir / image["subfolder"] / image["filename"]).read_bytes()
+            )
+
+        _, events = _run(double, graph)
+        assert saved_size(events, "5") == (12, 8)
+        again = {
+            **graph,
+            "5": {**graph["5"], "inputs": {"images": ["4", 0], "filename_prefix": "t"}},
+        }
+        _, events = _run(double, again)
+        cached = next(e["data"]["nodes"] for e in events if e["type"] == "execution_cached")
+        assert {"1", "2", "3", "4"} <= set(cached)
+        assert saved_size(events, "5") == (12, 8)
+        inverted = {**graph, "4": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}}}
+        _, events = _run(double, inverted)
+        assert saved_size(events, "5") == (8, 8)  # the double does not follow ImageInvert
+        too_far = {
+            **graph,
+            "4": {**graph["4"], "inputs": {**graph["4"]["inputs"], "scale_by": 8.5}},
+        }
+        answer = _queue(double, too_far, "x")
+        assert answer.status_code == 400
+        assert "value_bigger_than_max" in answer.text

@@ -10,7 +10,7 @@ from worker.handler import handler
 from worker.r2 import R2Settings
 
 from tests.fakes.comfyui import ComfyUIDouble
-from tests.fakes.s3 import settings_env
+from tests.image.handler_support import point_worker_at
 
 GRAPH = {
     "1": {
@@ -27,11 +27,7 @@ JOB_KEY = "comfyui-job-key-fedcba9876543210"
 def comfy(monkeypatch: pytest.MonkeyPatch, r2_bucket: R2Settings) -> Iterator[ComfyUIDouble]:
     """The ComfyUI double, with the worker environment pointing at it and a fresh bucket."""
     with ComfyUIDouble() as double:
-        for name, value in settings_env(r2_bucket).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("COMFY_URL", double.url)
-        monkeypatch.setenv("COMFY_PID_FILE", str(double.pid_file))
-        monkeypatch.delenv("COMFY_ORG_API_KEY", raising=False)
+        point_worker_at(monkeypatch, double, r2_bucket)
         yield double
 
 

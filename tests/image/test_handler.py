@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,86 +24,16 @@ from worker import handler as handler_module
 from worker.handler import handler
 from worker.r2 import R2Settings, make_client
 
-from tests.fakes.comfyui import ComfyUIDouble, Fault, tiny_png
-from tests.fakes.s3 import list_objects, settings_env
-
-WAN_FILES = {
-    "diffusion_models": [
-        "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
-        "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
-    ],
-    "text_encoders": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"],
-    "vae": ["wan_2.1_vae.safetensors"],
-    "loras": [
-        "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors",
-        "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors",
-    ],
-}
-ALL_MODELS = {
-    "checkpoints": ["flux1-dev-fp8.safetensors"],
-    "background_removal": ["birefnet.safetensors"],
-    **WAN_FILES,
-}
-PNG = tiny_png()
-PNG_B64 = base64.b64encode(PNG).decode()
-WEIGHTS_FREE = {
-    "1": {
-        "class_type": "EmptyImage",
-        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
-    },
-    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "t"}},
-}
-
-
-@pytest.fixture
-def comfy() -> Iterator[ComfyUIDouble]:
-    """A ComfyUI double with every model the templates need."""
-    with ComfyUIDouble(models=ALL_MODELS) as double:
-        yield double
-
-
-@pytest.fixture(scope="module")
-def shared_comfy() -> Iterator[ComfyUIDouble]:
-    """One double for the tests that must stop before ComfyUI runs anything."""
-    with ComfyUIDouble(models=ALL_MODELS) as double:
-        yield double
-
-
-@pytest.fixture
-def rejecting_env(
-    monkeypatch: pytest.MonkeyPatch, shared_comfy: ComfyUIDouble, s3_endpoint: str
-) -> ComfyUIDouble:
-    """Worker environment for jobs that must fail validation (no bucket is ever written)."""
-    bucket = R2Settings(
-        endpoint=s3_endpoint,
-        bucket="never-written",
-        access_key_id="test-access-key",
-        secret_access_key="test-secret-key",
-        prefix="test/",
-    )
-    _point_worker_at(monkeypatch, shared_comfy, bucket)
-    return shared_comfy
-
-
-def _point_worker_at(
-    monkeypatch: pytest.MonkeyPatch, comfy: ComfyUIDouble, bucket: R2Settings
-) -> None:
-    for name in ("R2_PUBLIC_BASE_URL", "JOB_TIMEOUT_S", "INPUT_URL_ALLOW_HTTP"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in settings_env(bucket).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("COMFY_URL", comfy.url)
-    monkeypatch.setenv("COMFY_PID_FILE", str(comfy.pid_file))
-
-
-@pytest.fixture
-def worker_env(
-    monkeypatch: pytest.MonkeyPatch, comfy: ComfyUIDouble, r2_bucket: R2Settings
-) -> R2Settings:
-    """The worker environment pointing at the double and a fresh bucket."""
-    _point_worker_at(monkeypatch, comfy, r2_bucket)
-    return r2_bucket
+from tests.fakes.comfyui import ComfyUIDouble, Fault
+from tests.fakes.s3 import list_objects
+from tests.image.handler_support import (
+    PNG,
+    PNG_B64,
+    WAN_FILES,
+    WEIGHTS_FREE,
+    point_worker_at,
+    runpod_job,
+)
 
 
 def allow_test_server(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
@@ -117,10 +46,6 @@ def allow_test_server(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
         allowed_for_tests=fetch.ADDRESS_POLICY.allowed_for_tests | {(parts.hostname, parts.port)}
     )
     monkeypatch.setattr(fetch, "ADDRESS_POLICY", policy)
-
-
-def _job(payload: dict[str, Any], job_id: str = "job-1") -> dict[str, Any]:
-    return {"id": job_id, "input": payload}
 
 
 def _fetch(url: str) -> bytes:
@@ -153,7 +78,7 @@ def test_every_template_lands_its_outputs_in_the_bucket_with_working_urls(
     name: str, comfy: ComfyUIDouble, worker_env: R2Settings
 ) -> None:
     """Each template runs end to end; every output is in R2 and its URL serves its bytes."""
-    result = handler(_job(TEMPLATE_JOBS[name], job_id=f"job-{name}"))
+    result = handler(runpod_job(TEMPLATE_JOBS[name], job_id=f"job-{name}"))
     assert "error" not in result, result
     assert result["outputs"], result
     stored = list_objects(worker_env)
@@ -180,8 +105,14 @@ def test_template_params_reach_the_graph_comfyui_runs(
     comfy: ComfyUIDouble, worker_env: R2Settings
 ) -> None:
     """Prompt, seed, size and the derived WAN step split land on the right node inputs."""
-    handler(_job({"template": "flux_txt2img", "params": {"prompt": "p", "seed": 7, "width": 512}}))
-    handler(_job({"template": "wan22_t2v", "params": {"prompt": "w", "steps": 6, "fps": 24}}, "j2"))
+    handler(
+        runpod_job({"template": "flux_txt2img", "params": {"prompt": "p", "seed": 7, "width": 512}})
+    )
+    handler(
+        runpod_job(
+            {"template": "wan22_t2v", "params": {"prompt": "w", "steps": 6, "fps": 24}}, "j2"
+        )
+    )
     flux, wan = (body["prompt"] for body in comfy.prompts)
     assert flux["2"]["inputs"]["text"] == "p"
     assert flux["6"]["inputs"]["seed"] == 7
@@ -196,7 +127,7 @@ def test_img2img_uploads_the_input_image_before_queueing(
     comfy: ComfyUIDouble, worker_env: R2Settings
 ) -> None:
     """The base64 image goes through /upload/image and LoadImage names the stored file."""
-    result = handler(_job(TEMPLATE_JOBS["flux_img2img"]))
+    result = handler(runpod_job(TEMPLATE_JOBS["flux_img2img"]))
     assert "error" not in result, result
     (stored,) = comfy.input_dir.rglob("chest.png")
     assert stored.read_bytes() == PNG
@@ -216,7 +147,7 @@ def test_input_image_from_a_url_is_downloaded(
             "template": "remove_background",
             "images": [{"name": "remote.png", "image": url}],
         }
-        result = handler(_job(payload))
+        result = handler(runpod_job(payload))
     assert "error" not in result, result
     (stored,) = comfy.input_dir.rglob("remote.png")
     assert stored.read_bytes() == PNG
@@ -230,7 +161,7 @@ def test_plain_http_image_urls_are_refused_by_default(
         "template": "remove_background",
         "images": [{"name": "a.png", "image": "http://127.0.0.1:9/a.png"}],
     }
-    result = handler(_job(payload))
+    result = handler(runpod_job(payload))
     assert result["error_type"] == "validation"
     assert "https" in result["error"]
     assert comfy.prompts == []
@@ -243,7 +174,7 @@ def test_oversized_input_image_is_rejected_before_comfyui_sees_it(
     monkeypatch.setenv("MAX_INPUT_IMAGE_BYTES", "1000")
     big = base64.b64encode(PNG + b"\x00" * 5000).decode()
     result = handler(
-        _job({"template": "remove_background", "images": [{"name": "b.png", "image": big}]})
+        runpod_job({"template": "remove_background", "images": [{"name": "b.png", "image": big}]})
     )
     assert result["error_type"] == "validation"
     assert "MAX_INPUT_IMAGE_BYTES" in result["error"]
@@ -259,7 +190,7 @@ def test_oversized_downloaded_image_is_cut_off(
     with _image_server(PNG + b"\x00" * 10_000) as url:
         allow_test_server(monkeypatch, url)
         payload = {"template": "remove_background", "images": [{"name": "c.png", "image": url}]}
-        result = handler(_job(payload))
+        result = handler(runpod_job(payload))
     assert result["error_type"] == "validation"
     assert "limit" in result["error"]
 
@@ -300,7 +231,7 @@ def test_bad_input_is_a_validation_error_a_person_can_act_on(
 ) -> None:
     """Invalid jobs fail with error_type validation, a pointed message, and no prompt queued."""
     before = (len(rejecting_env.prompts), len(rejecting_env.uploads))
-    result = handler(_job(payload))
+    result = handler(runpod_job(payload))
     assert result["error_type"] == "validation", result
     assert fragment in result["error"]
     assert (len(rejecting_env.prompts), len(rejecting_env.uploads)) == before
@@ -312,7 +243,7 @@ def test_comfyui_validation_errors_come_back_as_validation(
     """A raw workflow ComfyUI rejects (bad link type) names the node and the problem."""
     graph = json.loads(json.dumps(WEIGHTS_FREE))
     graph["2"]["inputs"]["image"] = ["3", 0]
-    result = handler(_job({"workflow": graph}))
+    result = handler(runpod_job({"workflow": graph}))
     assert result["error_type"] == "validation"
     assert "node 2 (ImageInvert)" in result["error"]
 
@@ -323,8 +254,8 @@ def test_missing_model_lists_what_the_loader_has_installed(
     """value_not_in_list on a loader becomes missing_model with /object_info's file list."""
     models = {**WAN_FILES, "loras": ["some_other_lora.safetensors"]}
     with ComfyUIDouble(models=models) as double:
-        _point_worker_at(monkeypatch, double, worker_env)
-        result = handler(_job(TEMPLATE_JOBS["wan22_t2v"]))
+        point_worker_at(monkeypatch, double, worker_env)
+        result = handler(runpod_job(TEMPLATE_JOBS["wan22_t2v"]))
     assert result["error_type"] == "missing_model"
     assert "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors" in result["error"]
     assert "installed: some_other_lora.safetensors" in result["error"]
@@ -337,8 +268,8 @@ def test_missing_model_reads_v3_combo_lists(
 ) -> None:
     """Core V3 loaders (["COMBO", {"options"}]) report their installed files too."""
     with ComfyUIDouble(models={"background_removal": ["rmbg-2.0.safetensors"]}) as double:
-        _point_worker_at(monkeypatch, double, worker_env)
-        result = handler(_job(TEMPLATE_JOBS["remove_background"]))
+        point_worker_at(monkeypatch, double, worker_env)
+        result = handler(runpod_job(TEMPLATE_JOBS["remove_background"]))
     assert result["error_type"] == "missing_model"
     assert "installed: rmbg-2.0.safetensors" in result["error"]
 
@@ -351,8 +282,8 @@ def test_unknown_node_class_is_missing_node_in_both_comfyui_wordings(
     graph = json.loads(json.dumps(WEIGHTS_FREE))
     graph["2"]["class_type"] = "WanVideoSampler"
     with ComfyUIDouble(missing_node_error=style) as double:
-        _point_worker_at(monkeypatch, double, worker_env)
-        result = handler(_job({"workflow": graph}))
+        point_worker_at(monkeypatch, double, worker_env)
+        result = handler(runpod_job({"workflow": graph}))
     assert result["error_type"] == "missing_node"
     assert "WanVideoSampler" in result["error"]
 
@@ -362,7 +293,7 @@ def test_execution_error_is_comfy_error_with_the_failing_node(
 ) -> None:
     """execution_error becomes comfy_error naming the node and the exception."""
     comfy.fault = Fault.EXECUTION_ERROR
-    result = handler(_job(TEMPLATE_JOBS["flux_txt2img"]))
+    result = handler(runpod_job(TEMPLATE_JOBS["flux_txt2img"]))
     assert result["error_type"] == "comfy_error"
     assert "node 6 (KSampler)" in result["error"]
     assert "RuntimeError" in result["error"]
@@ -375,7 +306,7 @@ def test_out_of_memory_advises_a_larger_gpu_pool(
 ) -> None:
     """A CUDA OOM during execution is out_of_memory with advice to pick a larger GPU."""
     comfy.fault = Fault.OUT_OF_MEMORY
-    result = handler(_job(TEMPLATE_JOBS["wan22_t2v"]))
+    result = handler(runpod_job(TEMPLATE_JOBS["wan22_t2v"]))
     assert result["error_type"] == "out_of_memory"
     assert "larger GPU pool" in result["error"]
 
@@ -386,13 +317,13 @@ def test_job_timeout_interrupts_comfyui_and_the_next_job_runs(
     """A hang past JOB_TIMEOUT_S is interrupted and reported; the worker stays usable."""
     comfy.fault = Fault.HANG
     monkeypatch.setenv("JOB_TIMEOUT_S", "1")
-    result = handler(_job({"workflow": WEIGHTS_FREE}))
+    result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
     assert result["error_type"] == "timeout"
     assert "JOB_TIMEOUT_S=1" in result["error"]
     assert comfy.interrupts >= 1
     assert "refresh_worker" not in result  # ComfyUI obeyed the interrupt
     comfy.fault = Fault.OK
-    assert "error" not in handler(_job({"workflow": WEIGHTS_FREE}, "job-2"))
+    assert "error" not in handler(runpod_job({"workflow": WEIGHTS_FREE}, "job-2"))
 
 
 def test_comfyui_deaf_to_the_interrupt_gets_the_worker_replaced(
@@ -402,7 +333,7 @@ def test_comfyui_deaf_to_the_interrupt_gets_the_worker_replaced(
     comfy.fault = Fault.STUCK
     monkeypatch.setenv("JOB_TIMEOUT_S", "1")
     monkeypatch.setenv("INTERRUPT_GRACE_S", "0.5")
-    result = handler(_job({"workflow": WEIGHTS_FREE}))
+    result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
     assert result["error_type"] == "timeout"
     assert result["refresh_worker"] is True
 
@@ -413,7 +344,7 @@ def test_comfyui_crash_mid_run_asks_runpod_for_a_new_worker(
     """When ComfyUI dies during a job the handler fails fast with refresh_worker."""
     comfy.fault = Fault.CRASH
     started = time.monotonic()
-    result = handler(_job({"workflow": WEIGHTS_FREE}))
+    result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
     assert result["error_type"] == "comfy_error"
     assert result["refresh_worker"] is True
     assert "crashed" in result["error"]
@@ -425,7 +356,7 @@ def test_refresh_worker_reaches_runpod_as_stop_pod(
 ) -> None:
     """The runpod SDK turns the crash result into a FAILED job that stops the worker."""
     comfy.fault = Fault.CRASH
-    run_result = asyncio.run(rp_job.run_job(handler, _job({"workflow": WEIGHTS_FREE})))
+    run_result = asyncio.run(rp_job.run_job(handler, runpod_job({"workflow": WEIGHTS_FREE})))
     assert "crashed" in run_result["error"]
     assert run_result["stopPod"] is True
 
@@ -435,8 +366,8 @@ def test_cold_start_waits_for_a_late_comfyui(
 ) -> None:
     """A ComfyUI still booting (process alive, port refusing) is waited for, not failed."""
     with ComfyUIDouble(start_delay=1.5) as double:
-        _point_worker_at(monkeypatch, double, worker_env)
-        result = handler(_job({"workflow": WEIGHTS_FREE}))
+        point_worker_at(monkeypatch, double, worker_env)
+        result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
     assert "error" not in result, result
     assert result["timings"]["comfy_wait_ms"] >= 1000
 
@@ -446,11 +377,11 @@ def test_comfyui_dying_during_boot_fails_fast(
 ) -> None:
     """If ComfyUI's process dies before it answers, the job fails at once, not at a timeout."""
     with ComfyUIDouble(start_delay=60) as double:
-        _point_worker_at(monkeypatch, double, worker_env)
+        point_worker_at(monkeypatch, double, worker_env)
         killer = threading.Timer(0.3, double.crash)
         killer.start()
         started = time.monotonic()
-        result = handler(_job({"workflow": WEIGHTS_FREE}))
+        result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
         killer.join()
     assert result["error_type"] == "comfy_error"
     assert result["refresh_worker"] is True
@@ -497,7 +428,7 @@ def test_vhs_gifs_audio_and_core_video_are_all_collected(
         },
         "7": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
-    result = handler(_job({"workflow": graph}))
+    result = handler(runpod_job({"workflow": graph}))
     assert "error" not in result, result
     by_node = {o["node_id"]: o for o in result["outputs"]}
     assert set(by_node) == {"2", "4", "6"}  # the temp preview is not a result
@@ -518,8 +449,8 @@ def test_large_outputs_go_up_multipart_and_come_back_as_urls(
 ) -> None:
     """A 20 MB output is uploaded in uniform parts; the result is a URL, never base64."""
     with ComfyUIDouble(output_bytes=20 * 1024 * 1024) as double:
-        _point_worker_at(monkeypatch, double, worker_env)
-        result = handler(_job({"workflow": WEIGHTS_FREE}))
+        point_worker_at(monkeypatch, double, worker_env)
+        result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
     assert "error" not in result, result
     (output,) = result["outputs"]
     assert output["bytes"] == 20 * 1024 * 1024
@@ -539,7 +470,9 @@ def test_uploads_run_concurrently(
         return real_put(*args, **kwargs)
 
     monkeypatch.setattr(handler_module, "_put", put_after_barrier)
-    result = handler(_job({"template": "flux_txt2img", "params": {"prompt": "x", "batch_size": 4}}))
+    result = handler(
+        runpod_job({"template": "flux_txt2img", "params": {"prompt": "x", "batch_size": 4}})
+    )
     assert "error" not in result, result
     assert len(result["outputs"]) == 4
 
@@ -548,10 +481,10 @@ def test_uploaded_outputs_leave_the_local_disk_only_when_asked(
     comfy: ComfyUIDouble, worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With COMFY_OUTPUT_DIR set, uploaded files are deleted locally; without it, kept."""
-    kept = handler(_job({"workflow": WEIGHTS_FREE}, "keep"))["outputs"][0]
+    kept = handler(runpod_job({"workflow": WEIGHTS_FREE}, "keep"))["outputs"][0]
     (kept_file,) = comfy.output_dir.rglob(kept["filename"])
     monkeypatch.setenv("COMFY_OUTPUT_DIR", str(comfy.output_dir))
-    removed = handler(_job(TEMPLATE_JOBS["wan22_t2v"], "drop"))["outputs"][0]
+    removed = handler(runpod_job(TEMPLATE_JOBS["wan22_t2v"], "drop"))["outputs"][0]
     assert removed["key"] in list_objects(worker_env)
     assert list(comfy.output_dir.rglob(removed["filename"])) == []
     assert not any(p.name.startswith("drop-") for p in (comfy.output_dir / "jobs").iterdir())
@@ -563,7 +496,7 @@ def test_public_base_url_replaces_presigned_urls(
 ) -> None:
     """With R2_PUBLIC_BASE_URL set, URLs are that base plus the object key."""
     monkeypatch.setenv("R2_PUBLIC_BASE_URL", "https://assets.example.com/")
-    result = handler(_job({"workflow": WEIGHTS_FREE}, "job 7/a"))
+    result = handler(runpod_job({"workflow": WEIGHTS_FREE}, "job 7/a"))
     (output,) = result["outputs"]
     assert output["key"] == "test/jobs/job_7_a/t_00001_.png"
     assert output["url"] == "https://assets.example.com/test/jobs/job_7_a/t_00001_.png"
@@ -574,7 +507,7 @@ def test_presigned_url_expiry_follows_the_environment(
 ) -> None:
     """R2_URL_EXPIRY_S sets the presigned URL lifetime."""
     monkeypatch.setenv("R2_URL_EXPIRY_S", "120")
-    (output,) = handler(_job({"workflow": WEIGHTS_FREE}))["outputs"]
+    (output,) = handler(runpod_job({"workflow": WEIGHTS_FREE}))["outputs"]
     assert "X-Amz-Expires=120" in output["url"]
     (local,) = comfy.output_dir.rglob("t_00001_.png")
     assert _fetch(output["url"]) == local.read_bytes()
@@ -584,9 +517,9 @@ def test_settings_are_read_per_job(
     comfy: ComfyUIDouble, worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Changing R2_PREFIX between jobs changes where the next job's outputs land."""
-    first = handler(_job({"workflow": WEIGHTS_FREE}, "a"))["outputs"][0]["key"]
+    first = handler(runpod_job({"workflow": WEIGHTS_FREE}, "a"))["outputs"][0]["key"]
     monkeypatch.setenv("R2_PREFIX", "other")
-    second = handler(_job({"workflow": WEIGHTS_FREE}, "b"))["outputs"][0]["key"]
+    second = handler(runpod_job({"workflow": WEIGHTS_FREE}, "b"))["outputs"][0]["key"]
     assert first.startswith("test/jobs/a/")
     assert second.startswith("other/jobs/b/")
 
@@ -596,7 +529,7 @@ def test_missing_r2_settings_fail_before_any_gpu_work(
 ) -> None:
     """Without R2 credentials the job fails as upload, naming the variable, queueing nothing."""
     monkeypatch.delenv("R2_SECRET_ACCESS_KEY")
-    result = handler(_job({"workflow": WEIGHTS_FREE}))
+    result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
     assert result["error_type"] == "upload"
     assert "R2_SECRET_ACCESS_KEY" in result["error"]
     assert comfy.prompts == []
@@ -607,7 +540,7 @@ def test_upload_failure_is_reported_as_upload(
 ) -> None:
     """A bucket that refuses the write gives error_type upload without leaking credentials."""
     monkeypatch.setenv("R2_BUCKET", "no-such-bucket")
-    result = handler(_job({"workflow": WEIGHTS_FREE}))
+    result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
     assert result["error_type"] == "upload"
     assert "NoSuchBucket" in result["error"]
     assert worker_env.secret_access_key not in result["error"]
@@ -618,7 +551,7 @@ def test_bad_worker_setting_names_the_variable(
 ) -> None:
     """A garbled JOB_TIMEOUT_S is reported with the variable and its allowed range."""
     monkeypatch.setenv("JOB_TIMEOUT_S", "soon")
-    result = handler(_job({"workflow": WEIGHTS_FREE}))
+    result = handler(runpod_job({"workflow": WEIGHTS_FREE}))
     assert result["error_type"] == "validation"
     assert "JOB_TIMEOUT_S" in result["error"]
 
@@ -631,7 +564,7 @@ def test_workflow_without_saved_files_is_reported(
         "1": WEIGHTS_FREE["1"],
         "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
-    result = handler(_job({"workflow": graph}))
+    result = handler(runpod_job({"workflow": graph}))
     assert result["error_type"] == "comfy_error"
     assert "saved no files" in result["error"]
 

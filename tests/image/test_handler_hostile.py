@@ -33,13 +33,7 @@ from worker.r2 import R2Settings, make_client
 
 from tests.fakes.comfyui import ComfyUIDouble, tiny_png
 from tests.fakes.s3 import list_objects
-from tests.image.test_handler import (
-    ALL_MODELS,
-    PNG,
-    PNG_B64,
-    WEIGHTS_FREE,
-    _point_worker_at,
-)
+from tests.image.handler_support import PNG, PNG_B64, WEIGHTS_FREE
 
 
 class Server:
@@ -114,20 +108,10 @@ def allow(monkeypatch: pytest.MonkeyPatch, *ports: int) -> None:
 
 
 @pytest.fixture
-def comfy() -> Iterator[ComfyUIDouble]:
-    """A ComfyUI double with every model the templates need."""
-    with ComfyUIDouble(models=ALL_MODELS) as double:
-        yield double
-
-
-@pytest.fixture
-def worker_env(
-    monkeypatch: pytest.MonkeyPatch, comfy: ComfyUIDouble, r2_bucket: R2Settings
-) -> R2Settings:
+def worker_env(worker_env: R2Settings, monkeypatch: pytest.MonkeyPatch) -> R2Settings:
     """The worker pointed at the double and a fresh bucket; http allowed for loopback tests."""
-    _point_worker_at(monkeypatch, comfy, r2_bucket)
     monkeypatch.setenv("INPUT_URL_ALLOW_HTTP", "1")
-    return r2_bucket
+    return worker_env
 
 
 def url_job(url: str, job_id: str = "job-1") -> dict[str, Any]:
@@ -681,12 +665,3 @@ def test_outputs_that_are_not_media_are_stored_as_downloads(
         assert (head["ContentType"], head.get("ContentDisposition")) == wanted, name
         assert record["content_type"] == wanted[0]
         assert record["key"] == f"test/jobs/j/{name}"
-
-
-@pytest.fixture
-def rejecting_env(
-    monkeypatch: pytest.MonkeyPatch, comfy: ComfyUIDouble, r2_bucket: R2Settings
-) -> ComfyUIDouble:
-    """Worker environment for jobs that must fail validation."""
-    _point_worker_at(monkeypatch, comfy, r2_bucket)
-    return comfy

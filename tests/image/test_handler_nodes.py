@@ -13,7 +13,8 @@ from worker.handler import handler
 from worker.r2 import R2Settings
 
 from tests.fakes.comfyui import ComfyUIDouble, tiny_png
-from tests.fakes.s3 import list_objects, settings_env
+from tests.fakes.s3 import list_objects
+from tests.image.handler_support import point_worker_at
 
 TURBO_FILES = {
     "diffusion_models": [
@@ -39,25 +40,16 @@ TURBO_JOBS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def worker_env(monkeypatch: pytest.MonkeyPatch, r2_bucket: R2Settings) -> R2Settings:
-    """The worker's R2 settings (a fresh bucket on the session's moto server)."""
-    for name in ("R2_PUBLIC_BASE_URL", "JOB_TIMEOUT_S", "COMFY_ORG_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in settings_env(r2_bucket).items():
-        monkeypatch.setenv(name, value)
+def worker_env(r2_bucket: R2Settings) -> R2Settings:
+    """The bucket alone: each test points the worker at a double of its own."""
     return r2_bucket
-
-
-def _point_at(monkeypatch: pytest.MonkeyPatch, double: ComfyUIDouble) -> None:
-    monkeypatch.setenv("COMFY_URL", double.url)
-    monkeypatch.setenv("COMFY_PID_FILE", str(double.pid_file))
 
 
 @pytest.fixture
 def bare_comfy(monkeypatch: pytest.MonkeyPatch, worker_env: R2Settings) -> Iterator[ComfyUIDouble]:
     """A ComfyUI double with no models, the worker pointed at it."""
     with ComfyUIDouble() as double:
-        _point_at(monkeypatch, double)
+        point_worker_at(monkeypatch, double, worker_env)
         yield double
 
 
@@ -80,7 +72,7 @@ def test_a_missing_node_class_points_at_the_node_lock(bare_comfy: ComfyUIDouble)
 def turbo_comfy(monkeypatch: pytest.MonkeyPatch, worker_env: R2Settings) -> Iterator[ComfyUIDouble]:
     """A ComfyUI double with the files of the turbodiffusion and flux_dev_fp8 groups."""
     with ComfyUIDouble(models=TURBO_FILES) as double:
-        _point_at(monkeypatch, double)
+        point_worker_at(monkeypatch, double, worker_env)
         yield double
 
 
@@ -123,7 +115,7 @@ def test_missing_turbowan_experts_name_the_turbodiffusion_group(
     """Without the int8 experts the job fails as missing_model, naming the group to add."""
     models = {k: v for k, v in TURBO_FILES.items() if k != "diffusion_models"}
     with ComfyUIDouble(models=models) as double:
-        _point_at(monkeypatch, double)
+        point_worker_at(monkeypatch, double, worker_env)
         result = handler({"id": "no-experts", "input": TURBO_JOBS["wan22_turbo_i2v"]})
     assert result["error_type"] == "missing_model"
     assert "TurboWan2.2-I2V-A14B-high-720P-quant.pth" in result["error"]

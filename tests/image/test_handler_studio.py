@@ -27,15 +27,15 @@ from worker.handler import Progress, handler
 from worker.r2 import R2Settings, make_client
 
 from ops import lora as ops_lora
-from tests.fakes.comfyui import ComfyUIDouble, tiny_png
+from tests.fakes.comfyui import ComfyUIDouble, png_size, tiny_png
 from tests.fakes.runpod_jobs import DEFAULT_API_KEY, JobApiEmulator
-from tests.fakes.s3 import settings_env
 from tests.fakes.s3_proxy import FaultProxy, fault_proxy
+from tests.image.handler_support import PNG_B64, point_worker_at
 from tests.image.lora_support import safetensors_bytes
 
 MODELS = {
     "checkpoints": ["flux1-dev-fp8.safetensors"],
-    "upscale_models": list(templates.UPSCALE_MODELS.values()),
+    "upscale_models": [templates.UPSCALE_MODEL],
     "diffusion_models": [
         "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
         "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
@@ -44,7 +44,6 @@ MODELS = {
     "vae": ["wan_2.1_vae.safetensors"],
     "loras": ["wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"],
 }
-PNG_B64 = base64.b64encode(tiny_png()).decode()
 
 
 @dataclasses.dataclass
@@ -85,13 +84,7 @@ def studio(
         fault_proxy(s3_endpoint) as proxy,
         ComfyUIDouble(models=MODELS, models_dir=models_dir) as comfy,
     ):
-        for name in ("R2_PUBLIC_BASE_URL", "JOB_TIMEOUT_S", "LORAS_DIR", "PROGRESS_INTERVAL_S"):
-            monkeypatch.delenv(name, raising=False)
-        via_proxy = dataclasses.replace(r2_bucket, endpoint=proxy.url)
-        for name, value in settings_env(via_proxy).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("COMFY_URL", comfy.url)
-        monkeypatch.setenv("COMFY_PID_FILE", str(comfy.pid_file))
+        point_worker_at(monkeypatch, comfy, dataclasses.replace(r2_bucket, endpoint=proxy.url))
         monkeypatch.setenv("MODELS_DIR", str(models_dir))
         yield Studio(comfy, proxy, r2_bucket, models_dir)
 
@@ -505,16 +498,34 @@ def test_upscale_refuses_an_input_too_big_for_the_factor(studio: Studio) -> None
 
 
 def test_txt2img_with_upscale_chains_real_esrgan_after_the_decode(studio: Studio) -> None:
-    """`"upscale": 2` on flux_txt2img: UpscaleModelLoader(x2plus) + ImageUpscaleWithModel
-    feed SaveImage; the output's params say so."""
+    """`"upscale": 2` on flux_txt2img: UpscaleModelLoader(x4plus) + ImageUpscaleWithModel,
+    halved by ImageScaleBy, feed SaveImage; the output's params say so."""
     out = handler({"id": "up-3", "input": _flux("a chest", upscale=2)})
     assert "error" not in out, out
     graph = studio.comfy.prompts[-1]["prompt"]
-    upscale = graph[graph["8"]["inputs"]["images"][0]]
+    halve = graph[graph["8"]["inputs"]["images"][0]]
+    assert (halve["class_type"], halve["inputs"]["scale_by"]) == ("ImageScaleBy", 0.5)
+    upscale = graph[halve["inputs"]["image"][0]]
     assert upscale["class_type"] == "ImageUpscaleWithModel"
     loader = graph[upscale["inputs"]["upscale_model"][0]]
-    assert loader["inputs"]["model_name"] == "RealESRGAN_x2plus.safetensors"
+    assert loader["inputs"]["model_name"] == "RealESRGAN_x4plus.safetensors"
     assert out["outputs"][0]["params"]["upscale"] == 2
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_an_upscale_job_returns_exactly_scale_times_the_input_size(
+    studio: Studio, scale: int
+) -> None:
+    """A 24x16 input comes back 48x32 at scale 2 (the x4 model's 96x64, halved) and 96x64
+    at scale 4: the stored PNG's own header says so."""
+    sprite = base64.b64encode(tiny_png(size=24, height=16)).decode()
+    job = {"template": "upscale", "params": {"scale": scale},
+           "images": [{"name": "sprite.png", "image": sprite}]}  # fmt: skip
+    out = handler({"id": f"up-size-{scale}", "input": job})
+    assert "error" not in out, out
+    (output,) = out["outputs"]
+    body = requests.get(output["url"], timeout=10).content
+    assert png_size(body) == (24 * scale, 16 * scale)
 
 
 # -- seeds ----------------------------------------------------------------------------------

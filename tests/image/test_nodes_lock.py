@@ -166,6 +166,16 @@ def test_every_extra_is_held_at_one_version_by_constraints_txt() -> None:
             assert name.lower() in held, f"{package.name}: extra {name} is not in constraints.txt"
 
 
+def test_the_docs_name_every_extra_package_the_image_installs_for_a_node() -> None:
+    """docs/worker-image.md names each `extra` of the lock and the version that holds it."""
+    docs = (ROOT / "docs" / "worker-image.md").read_text()
+    held = _held_versions()
+    for package in install_nodes.load_lock(LOCK):
+        for name in package.extra:
+            assert f"`{name}`" in docs, f"{package.name}: extra {name} is not in the docs"
+    assert f"`imageio` ({held['imageio']}" in docs
+
+
 def test_turbodiffusions_load_time_imports_are_its_own_extras() -> None:
     """Every module the TurboDiffusion node imports at load time is installed for it, not by
     chance through another node's requirements (imageio came only via KJNodes' deps)."""

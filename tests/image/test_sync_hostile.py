@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -348,6 +349,37 @@ def test_device_files_and_links_to_them_are_never_read(
     assert logged(caplog, "skipping", "zero.mp4", "symlink")
     for name in devices:
         assert logged(caplog, "skipping", name, "character device")
+
+
+def test_hard_linked_files_are_skipped_like_symlinks_until_they_have_one_name(
+    sync_rig: SyncRig,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hard link shares its bytes with another name (a model on the volume, another run's
+    output): it is skipped and logged once, never read; once the other name is gone it is an
+    ordinary file and the next scan uploads it. (A link makes no close_write, so scans take
+    it for a file being written until WRITER_SILENCE passes: shortened here.)"""
+    monkeypatch.setattr(sync, "WRITER_SILENCE", 0.2)
+    model = write(tmp_path / "models" / "flux.safetensors", b"weights that stay private")
+    daemon = sync_rig.start()
+    os.link(model, sync_rig.sync_dir / "render.png")
+    write(sync_rig.sync_dir / "real.png", os.urandom(1000))
+    sync_rig.wait_mirrored(timeout=15)
+    time.sleep(0.3)
+    daemon.scan()
+    wait_until(daemon.idle, 10, "idle")
+    daemon.scan()  # a rescan meets it again: no second log line
+    wait_until(daemon.idle, 10, "idle after a rescan")
+    assert sync_rig.stored_keys() == {sync_rig.key("real.png")}
+    assert len(logged(caplog, "skipping", "render.png", "hard link")) == 1
+    with pytest.raises(sync.NotRegularError, match="hard link"):
+        sync.open_regular(sync_rig.sync_dir, "render.png")
+    model.unlink()  # now render.png is the file's only name
+    daemon.scan()
+    wait_until(lambda: sync_rig.key("render.png") in sync_rig.stored_keys(), 15, "the upload")
+    assert object_bytes(sync_rig, sync_rig.key("render.png")) == b"weights that stay private"
 
 
 def test_open_regular_refuses_a_symlinked_folder_on_the_way(tmp_path: Path) -> None:

@@ -309,15 +309,14 @@ def test_omitted_seed_is_random_and_within_range() -> None:
 
 
 def test_the_comfyui_double_agrees_with_the_real_definitions() -> None:
-    """Each class the test double knows has the real inputs, types and outputs (no leniency)."""
+    """Each class the test double knows is recorded and has the real inputs, types and
+    outputs (no leniency): the double serves no node the facts do not describe."""
     from tests.fakes.comfyui import NODE_CLASSES  # noqa: PLC0415 - only this test needs it
 
-    checked = 0
+    unrecorded = sorted(set(NODE_CLASSES) - set(NODES))
+    assert not unrecorded, f"the double serves nodes node_facts.json lacks: {unrecorded}"
     for name, fake in NODE_CLASSES.items():
-        real = NODES.get(name)
-        if real is None:
-            continue
-        checked += 1
+        real = NODES[name]
         # Fewer outputs is stricter, not more lenient; extra ones must be the real ones.
         assert list(fake.outputs) == real["outputs"][: len(fake.outputs)], name
         assert real["output_node"] or not fake.output_node, name
@@ -340,7 +339,6 @@ def test_the_comfyui_double_agrees_with_the_real_definitions() -> None:
                 assert inp.max <= declared["max"], where
         real_required = {n for n, s in real["inputs"].items() if s["required"]}
         assert real_required <= set(fake.required), f"{name} accepts graphs ComfyUI refuses"
-    assert checked >= 10
 
 
 def test_every_template_and_parameter_is_in_the_docs_table() -> None:
@@ -432,19 +430,28 @@ def test_templates_without_a_model_to_patch_refuse_loras_and_the_count_is_capped
 
 
 def test_flux_upscale_puts_real_esrgan_between_decode_and_save() -> None:
-    """`upscale` 2/4 inserts UpscaleModelLoader + ImageUpscaleWithModel with the matching
-    model and needs the `upscale` model group; 0 leaves the graph as it was; 3 is refused."""
+    """`upscale` 4 inserts UpscaleModelLoader(x4plus) + ImageUpscaleWithModel and needs the
+    `upscale` model group; 2 adds ImageScaleBy 0.5 (lanczos) after it; 0 leaves the graph as
+    it was; 3 is refused."""
     template = templates.TEMPLATES["flux_txt2img"]
     plain = templates.render(template, {"prompt": "p", "seed": 1})
     assert plain.graph["8"]["inputs"]["images"] == ["7", 0]
     assert plain.groups == ("flux_dev_fp8",)
-    for factor, model in templates.UPSCALE_MODELS.items():
+    for factor in templates.UPSCALE_FACTORS:
         rendered = templates.render(template, {"prompt": "p", "upscale": factor})
         graph = rendered.graph
-        upscale = graph[graph["8"]["inputs"]["images"][0]]
-        assert upscale["class_type"] == "ImageUpscaleWithModel"
-        assert upscale["inputs"]["image"] == ["7", 0]
-        assert graph[upscale["inputs"]["upscale_model"][0]]["inputs"]["model_name"] == model
+        saved = graph[graph["8"]["inputs"]["images"][0]]
+        if factor == 2:
+            assert saved["class_type"] == "ImageScaleBy"
+            assert (saved["inputs"]["scale_by"], saved["inputs"]["upscale_method"]) == (
+                0.5,
+                "lanczos",
+            )
+            saved = graph[saved["inputs"]["image"][0]]
+        assert saved["class_type"] == "ImageUpscaleWithModel"
+        assert saved["inputs"]["image"] == ["7", 0]
+        model = graph[saved["inputs"]["upscale_model"][0]]["inputs"]["model_name"]
+        assert model == "RealESRGAN_x4plus.safetensors"
         assert rendered.groups == ("flux_dev_fp8", "upscale")
         assert validate(graph, rendered.groups) == []
         assert validate(graph, ("flux_dev_fp8",)) != []  # the upscale group is really needed
@@ -452,19 +459,32 @@ def test_flux_upscale_puts_real_esrgan_between_decode_and_save() -> None:
         templates.render(template, {"prompt": "p", "upscale": 3})
 
 
-def test_the_upscale_template_picks_the_model_by_scale_and_caps_the_output_size() -> None:
-    """scale 2 -> x2plus, 4 -> x4plus; a 2048x2048 input at 4x (8192x8192) is the largest."""
+def test_the_upscale_template_halves_the_x4_output_for_2x_and_caps_the_model_output() -> None:
+    """scale 4 saves the x4plus output; scale 2 saves it through ImageScaleBy 0.5 (lanczos);
+    both validate. The model makes 4x either way, so a 2048x2048 input is the largest for both
+    scales (its 8192x8192 output is the cap)."""
     template = templates.TEMPLATES["upscale"]
-    for scale, model in templates.UPSCALE_MODELS.items():
+    for scale in templates.UPSCALE_FACTORS:
         rendered = templates.render(template, {"image": "in.png", "scale": scale})
-        assert rendered.graph["2"]["inputs"]["model_name"] == model
-        assert rendered.graph["1"]["inputs"]["image"] == "in.png"
-        assert validate(rendered.graph, rendered.groups) == []
-    values = templates.render(template, {"image": "in.png", "scale": 4}).values
-    templates.check_image(template, values, 2048, 2048)
-    with pytest.raises(templates.ParamError, match="8196x8192, over the"):
-        templates.check_image(template, values, 2049, 2048)
-    templates.check_image(template, {"image": "in.png", "scale": 2}, 4096, 4096)
+        graph = rendered.graph
+        assert graph["2"]["inputs"]["model_name"] == "RealESRGAN_x4plus.safetensors"
+        assert graph["1"]["inputs"]["image"] == "in.png"
+        saved = graph[graph["4"]["inputs"]["images"][0]]
+        if scale == 4:
+            assert graph["4"]["inputs"]["images"] == ["3", 0]
+        else:
+            assert saved["class_type"] == "ImageScaleBy"
+            assert saved["inputs"] == {
+                "image": ["3", 0],
+                "upscale_method": "lanczos",
+                "scale_by": 0.5,
+            }
+        assert validate(graph, rendered.groups) == []
+    for scale in templates.UPSCALE_FACTORS:
+        values = templates.render(template, {"image": "in.png", "scale": scale}).values
+        templates.check_image(template, values, 2048, 2048)
+        with pytest.raises(templates.ParamError, match=r"8196x8192.* over the"):
+            templates.check_image(template, values, 2049, 2048)
     with pytest.raises(templates.ParamError, match="scale must be one of 2, 4"):
         templates.render(template, {"image": "in.png", "scale": 3})
 

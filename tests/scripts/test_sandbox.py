@@ -221,7 +221,9 @@ def test_the_double_gets_every_model_of_the_manifest() -> None:
 
 def test_worker_scripts_use_the_checkouts_environment_outside_the_image(tmp_path: Path) -> None:
     """No PYTHON set (outside the image): .venv/bin/python, not a system python3 without deps."""
-    clone = copy_repository(tmp_path / "repo", "image/r2_sync.sh", "image/download_models.sh")
+    clone = copy_repository(
+        tmp_path / "repo", "image/r2_sync.sh", "image/download_models.sh", "image/worker_python.sh"
+    )
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
     logging_tool(bin_dir, "python3", "echo \"No module named 'inotify_simple'\" >&2; exit 1")
     logging_tool(clone / ".venv" / "bin", "python")
