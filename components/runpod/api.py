@@ -35,6 +35,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
@@ -77,7 +78,8 @@ class MissingApiKeyError(RuntimeError):
 
 
 class RunPodApiError(RuntimeError):
-    """A RunPod API call failed; the message names the call, the status and the reason."""
+    """A RunPod API call failed; the message names the call, the host, the status and the
+    reason (RunPod's detail or its field errors)."""
 
     def __init__(
         self,
@@ -88,15 +90,18 @@ class RunPodApiError(RuntimeError):
         title: str,
         detail: str,
         errors: tuple[str, ...] = (),
+        host: str = "",
     ) -> None:
         self.method = method
         self.path = path
+        self.host = host
         self.status = status
         self.title = title
         self.detail = detail
         self.errors = errors
         reason = "; ".join(errors) if errors else detail
-        summary = f"RunPod {method} {path} -> {status} {title}"
+        where = f"{path} on {host}" if host else path
+        summary = f"RunPod {method} {where} -> {status} {title}"
         super().__init__(f"{summary}: {reason}" if reason else summary)
 
     @property
@@ -179,6 +184,8 @@ class RunPodClient:
             raise ValueError(f"create_attempts must be at least 1, got {create_attempts}")
         self._api_key = api_key
         self.base_url = (base_url or base_url_from_env()).rstrip("/")
+        self.host = urlsplit(self.base_url).netloc or self.base_url
+        """Where the calls go (``rest.runpod.io``), named in every error."""
         self._timeout = (connect_timeout_s, read_timeout_s)
         self._create_attempts = create_attempts
         retry = _BoundedRetry(
@@ -244,10 +251,10 @@ class RunPodClient:
             # Messages of connection errors carry the URL only; scrub anyway.
             reason = _redact(str(exc), hidden)
             LOG.debug("RunPod %s %s failed: %s", method, path, reason)
-            raise type(exc)(f"RunPod {method} {path} failed: {reason}") from None
+            raise type(exc)(f"RunPod {method} {path} on {self.host} failed: {reason}") from None
         LOG.debug("RunPod %s %s -> %s", method, path, response.status_code)
         if response.status_code >= 400:
-            raise _error_from_response(method, path, response, hidden)
+            raise _error_from_response(method, path, response, hidden, host=self.host)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -380,7 +387,7 @@ def _committed_or(
 
 
 def _error_from_response(
-    method: str, path: str, response: requests.Response, hidden: tuple[str, ...]
+    method: str, path: str, response: requests.Response, hidden: tuple[str, ...], *, host: str
 ) -> RunPodApiError:
     title = response.reason or "Error"
     detail = ""
@@ -404,6 +411,7 @@ def _error_from_response(
     return RunPodApiError(
         method=method,
         path=path,
+        host=host,
         status=response.status_code,
         title=_redact(title, hidden),
         detail=_redact(detail, hidden),

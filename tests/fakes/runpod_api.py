@@ -281,6 +281,31 @@ POOL_ORDER: Final = (
 """RunPod's catalog order of serverless GPU pools (runpod-api.md section 5): the order a
 stored GPU selection reads back in, whatever order the request used."""
 
+POOL_GPU_TYPES: Final[dict[str, frozenset[str]]] = {
+    "AMPERE_16": frozenset(
+        {
+            "NVIDIA RTX A4000",
+            "NVIDIA RTX A4500",
+            "NVIDIA RTX 4000 Ada Generation",
+            "NVIDIA RTX 2000 Ada Generation",
+        }
+    ),
+    "AMPERE_24": frozenset(
+        {"NVIDIA RTX A4500", "NVIDIA RTX A5000", "NVIDIA GeForce RTX 3090", "NVIDIA L4"}
+    ),
+    "ADA_24": frozenset({"NVIDIA L4", "NVIDIA GeForce RTX 4090"}),
+    "ADA_32_PRO": frozenset({"NVIDIA GeForce RTX 5090"}),
+    "AMPERE_48": frozenset({"NVIDIA A40", "NVIDIA RTX A6000"}),
+    "ADA_48_PRO": frozenset({"NVIDIA L40S", "NVIDIA L40", "NVIDIA RTX 6000 Ada Generation"}),
+    "AMPERE_80": frozenset({"NVIDIA A100 80GB PCIe", "NVIDIA A100-SXM4-80GB"}),
+}
+"""GPU type ids per serverless pool, as RunPod's docs list them (docs.runpod.io: the Flash
+"GPU types" page's pool table and the endpoint-configuration page's GPU table; ids as the
+"GPU types" reference spells them). The two pages disagree on the 24 GB tiers (L4 in ADA_24
+or with A5000/3090; A4500 at 16 or 24 GB): such a type sits in both pools, so the stand-in
+never refuses what RunPod may accept. Pools not listed here (ADA_80_PRO, HOPPER_141,
+BLACKWELL_*) are not judged: any exclusion passes for them."""
+
 DEFAULT_VOLUME_TIERS: Final = {"EU-RO-1": "HIGH_PERFORMANCE"}
 """Stand-in primary storage tiers: RunPod fills in a data center's primary tier when a
 create names none. Which tier is primary where is RunPod's (unconfirmed per data center);
@@ -807,6 +832,8 @@ class RunPodEmulator:
             raise _unprocessable(["$.workers.idleTimeout: not applicable to REQUEST_COUNT scaling"])
         if workers.get("min", 0) > workers.get("max", 3):
             raise ProblemError(400, "workers.min must not exceed workers.max")
+        if gpu.get("excludedTypes"):
+            _check_exclusions(gpu["pools"], gpu["excludedTypes"])
 
     def _volumes_exist(self, volume_ids: list[str]) -> None:
         for vid in volume_ids:
@@ -1122,11 +1149,27 @@ class RunPodEmulator:
         return 200, secret
 
 
+def _check_exclusions(pools: list[str], excluded: list[str]) -> None:
+    """The spec's 400s for ``gpu.excludedTypes``: a type in none of the pools (a typo would
+    otherwise filter nothing), and a selection that leaves no type at all."""
+    if any(pool not in POOL_GPU_TYPES for pool in pools):
+        return
+    types = frozenset().union(*(POOL_GPU_TYPES[pool] for pool in pools))
+    wanted = [value.strip() for value in excluded]
+    strangers = [value for value in wanted if value not in types]
+    if strangers:
+        raise ProblemError(
+            400, f"gpu.excludedTypes: {strangers} are not GPU types in pools {pools}"
+        )
+    if types <= set(wanted):
+        raise ProblemError(400, f"gpu.excludedTypes leaves no GPU type in pools {pools}")
+
+
 def _reorder_gpu(gpu: dict[str, Any]) -> None:
     """RunPod stores the GPU selection as one string and rebuilds the lists in its order."""
     gpu["pools"] = _runpod_order(gpu["pools"], POOL_ORDER)
     if "excludedTypes" in gpu:
-        gpu["excludedTypes"] = _runpod_order(gpu["excludedTypes"])
+        gpu["excludedTypes"] = _runpod_order([value.strip() for value in gpu["excludedTypes"]])
 
 
 def _merge_endpoint_patch(obj: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

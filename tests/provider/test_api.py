@@ -43,11 +43,14 @@ def endpoint_body(**overrides: object) -> dict[str, object]:
 def test_problem_json_becomes_an_error_naming_call_status_and_field(
     emulator: RunPodEmulator,
 ) -> None:
-    """A 422 reads `RunPod POST /v2/serverless -> 422 Unprocessable Entity: $.workers.max: ...`."""
+    """A 422 reads `RunPod POST /v2/serverless on <host> -> 422 Unprocessable Entity:
+    $.workers.max: ...`."""
     with pytest.raises(RunPodApiError) as caught:
         client(emulator).request("POST", "/v2/serverless", json=endpoint_body(workers={"max": -1}))
+    host = emulator.url.split("//", 1)[1]
     assert str(caught.value) == (
-        "RunPod POST /v2/serverless -> 422 Unprocessable Entity: $.workers.max: must be >= 0"
+        f"RunPod POST /v2/serverless on {host} -> 422 Unprocessable Entity: "
+        "$.workers.max: must be >= 0"
     )
     assert caught.value.status == 422
 
@@ -192,7 +195,9 @@ def test_connection_refused_fails_with_the_call_named(emulator: RunPodEmulator) 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     api = RunPodClient(DEFAULT_API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=2, **FAST)  # type: ignore[arg-type]
-    with pytest.raises(requests.ConnectionError, match="RunPod GET /v2/templates failed"):
+    with pytest.raises(
+        requests.ConnectionError, match=f"RunPod GET /v2/templates on 127.0.0.1:{port} failed"
+    ):
         api.list("/v2/templates", "templates")
 
 

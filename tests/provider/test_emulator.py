@@ -199,22 +199,58 @@ def test_gpu_pools_exclusions_and_data_centers_read_back_in_runpods_order(
 ) -> None:
     """The request's order is not kept, on create and on PATCH; a reorder is no release."""
     body = endpoint_body(
-        gpu={"pools": ["ADA_24", "AMPERE_24"], "excludedTypes": ["NVIDIA L4", "NVIDIA A30"]},
+        gpu={
+            "pools": ["ADA_24", "AMPERE_24"],
+            "excludedTypes": ["NVIDIA L4", "NVIDIA GeForce RTX 3090"],
+        },
         dataCenterIds=["US-KS-2", "EU-RO-1"],
     )
     created = call(emulator, "POST", "/v2/serverless", body)
     assert created["gpu"]["pools"] == ["AMPERE_24", "ADA_24"]
-    assert created["gpu"]["excludedTypes"] == ["NVIDIA A30", "NVIDIA L4"]
+    assert created["gpu"]["excludedTypes"] == ["NVIDIA GeForce RTX 3090", "NVIDIA L4"]
     assert created["dataCenterIds"] == ["EU-RO-1", "US-KS-2"]
     patched = call(
         emulator,
         "PATCH",
         f"/v2/serverless/{created['id']}",
-        {"gpu": {"pools": ["ADA_24", "AMPERE_24"], "excludedTypes": ["NVIDIA L4", "NVIDIA A30"]}},
+        {
+            "gpu": {
+                "pools": ["ADA_24", "AMPERE_24"],
+                "excludedTypes": ["NVIDIA L4", "NVIDIA GeForce RTX 3090"],
+            }
+        },
     )
     assert patched["gpu"]["pools"] == ["AMPERE_24", "ADA_24"]
     releases = call(emulator, "GET", f"/v2/serverless/{created['id']}/releases")
     assert releases["endpointVersion"] == 1
+
+
+@pytest.mark.parametrize(
+    ("gpu", "fragment"),
+    [
+        ({"pools": ["ADA_24"], "excludedTypes": ["NVIDIA A30"]}, "not GPU types in pools"),
+        ({"pools": ["ADA_24"], "excludedTypes": ["NVIDIA L4 "]}, None),
+        (
+            {"pools": ["ADA_24"], "excludedTypes": ["NVIDIA L4", "NVIDIA GeForce RTX 4090"]},
+            "leaves no GPU type",
+        ),
+    ],
+)
+def test_excluded_types_must_narrow_the_pools_and_leave_a_type(
+    emulator: RunPodEmulator, gpu: dict[str, Any], fragment: str | None
+) -> None:
+    """The spec's 400s: a type in none of the pools, a selection with nothing left; the
+    surrounding whitespace of a value is trimmed. On create and on PATCH alike."""
+    if fragment is None:
+        created = call(emulator, "POST", "/v2/serverless", endpoint_body(gpu=gpu))
+        assert created["gpu"]["excludedTypes"] == ["NVIDIA L4"]
+        return
+    status, problem = refused(emulator, "POST", "/v2/serverless", endpoint_body(gpu=gpu))
+    assert (status, fragment in problem["detail"]) == (400, True), problem
+    created = call(emulator, "POST", "/v2/serverless", endpoint_body())
+    status, problem = refused(emulator, "PATCH", f"/v2/serverless/{created['id']}", {"gpu": gpu})
+    assert (status, fragment in problem["detail"]) == (400, True), problem
+    assert "excludedTypes" not in emulator.endpoint(created["id"])["gpu"]
 
 
 def test_secret_name_filter_ignores_case(emulator: RunPodEmulator) -> None:

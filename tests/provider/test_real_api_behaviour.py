@@ -68,7 +68,10 @@ def test_sets_read_back_in_runpods_order_are_no_diff_no_patch_no_release(
         for n in ("b", "a")
     ]
     declared = endpoint_inputs(
-        gpu={"pools": ["ADA_24", "AMPERE_24"], "excludedTypes": ["NVIDIA L4", "NVIDIA A30"]},
+        gpu={
+            "pools": ["ADA_24", "AMPERE_24"],
+            "excludedTypes": ["NVIDIA L4", "NVIDIA GeForce RTX 3090"],
+        },
         data_center_ids=["US-KS-2", "EU-RO-1"],
         network_volume_ids=sorted(volumes, reverse=True),
     )
@@ -82,7 +85,10 @@ def test_sets_read_back_in_runpods_order_are_no_diff_no_patch_no_release(
     assert provider.diff(created.id, as_wire(read.outs), as_wire(declared)).changes is False
     reordered = {
         **declared,
-        "gpu": {"pools": ["AMPERE_24", "ADA_24"], "excludedTypes": ["NVIDIA A30", "NVIDIA L4"]},
+        "gpu": {
+            "pools": ["AMPERE_24", "ADA_24"],
+            "excludedTypes": ["NVIDIA GeForce RTX 3090", "NVIDIA L4"],
+        },
         "data_center_ids": ["EU-RO-1", "US-KS-2"],
         "network_volume_ids": sorted(volumes),
     }
@@ -99,6 +105,22 @@ def test_a_real_pool_change_is_still_a_patch(emulator: RunPodEmulator) -> None:
     created = provider.create(endpoint_inputs())
     wider = endpoint_inputs(gpu={"pools": ["ADA_24", "AMPERE_24", "ADA_48_PRO"], "count": 1})
     assert provider.diff(created.id, as_wire(created.outs), as_wire(wider)).changes is True
+
+
+def test_an_exclusion_outside_the_pools_fails_naming_the_call_and_runpods_detail(
+    emulator: RunPodEmulator,
+) -> None:
+    """serverless.excludedGpuTypes with a type none of the pools holds: RunPod's 400 reaches
+    the operator with the call, the host, the status and RunPod's own words."""
+    provider = configured(EndpointProvider)
+    typo = endpoint_inputs(gpu={"pools": ["ADA_24"], "count": 1, "excludedTypes": ["NVIDIA L40"]})
+    with pytest.raises(RuntimeError) as refused:
+        provider.create(typo)
+    message = str(refused.value)
+    host = emulator.url.split("//", 1)[1]
+    for part in ("POST /v2/serverless", host, "400", "not GPU types in pools"):
+        assert part in message, message
+    assert emulator.endpoints == {}
 
 
 # -- CUDA: a floor on endpoints, an exact set on templates -------------------------------------
