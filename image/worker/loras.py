@@ -36,7 +36,6 @@ import math
 import os
 import re
 import time
-import tomllib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.manifest import ManifestError, load_manifest
 from worker.models import publish
 from worker.r2 import etag_of, strip_etag
 from worker.templates import LORA_STRENGTH, MAX_LORAS
@@ -176,17 +176,21 @@ def _expert(where: str, value: Any, target_names: Sequence[str]) -> str:
 
 # -- names in models.toml -------------------------------------------------------------------
 def manifest_loras(manifest: Path) -> dict[str, str]:
-    """LoRA entries of ``models.toml``: entry name -> the name ComfyUI lists (below loras/)."""
+    """LoRA entries of ``models.toml``: entry name -> the name ComfyUI lists (below loras/).
+
+    Read through :func:`worker.manifest.load_manifest`, the one parser: a manifest it
+    refuses is a ``missing_model`` error naming its problems (the image is broken, not the
+    job), never an empty table that would blame the job's LoRA name.
+    """
     try:
-        data = tomllib.loads(manifest.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-    found: dict[str, str] = {}
-    for entry in data.get("model", []):
-        path = entry.get("path") if isinstance(entry, dict) else None
-        if isinstance(path, str) and path.startswith(KEY_PREFIX) and isinstance(entry["name"], str):
-            found[entry["name"]] = path.removeprefix(KEY_PREFIX)
-    return found
+        entries = load_manifest(manifest)
+    except ManifestError as exc:
+        raise LoraError("missing_model", f"cannot look LoRA names up: {exc}") from None
+    return {
+        entry.name: entry.path.removeprefix(KEY_PREFIX)
+        for entry in entries
+        if entry.path.startswith(KEY_PREFIX)
+    }
 
 
 def resolve_name(spec: LoraSpec, manifest: Path) -> str:

@@ -636,3 +636,28 @@ def test_progress_is_throttled_but_every_stage_is_sent() -> None:
     assert steps == [4, 8, 12, 16, 20]
     assert [u["stage"] for u in sent if "value" not in u] == ["preparing", "running", "uploading"]
     assert sent[-2]["title"] == "Sampler"
+
+
+@pytest.mark.parametrize(
+    ("manifest_text", "problem"),
+    [
+        (
+            '[[model]]\nurl = "https://x/y"\npath = "loras/a.safetensors"\ngroups = ["g"]\n',
+            "missing name",
+        ),
+        ("[[model]\n", "cannot read model manifest"),
+    ],
+)
+def test_a_broken_manifest_is_missing_model_naming_its_problem_not_an_unknown_name(
+    tmp_path: Path, manifest_text: str, problem: str
+) -> None:
+    """LoRA names are read with the one manifest parser: a manifest it refuses fails the job
+    as missing_model with the parser's words (the image is broken), never as the job's
+    'unknown name' nor as a KeyError."""
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(manifest_text)
+    spec = loras.parse_loras([{"name": "castle"}], ["model"])[0]
+    with pytest.raises(loras.LoraError) as caught:
+        loras.resolve_name(spec, manifest)
+    assert caught.value.error_type == "missing_model"
+    assert problem in caught.value.message
