@@ -6,6 +6,13 @@ final ``/status`` into a :class:`JobOutcome` whose error is one line a person ca
 It deliberately does not use the SDK's ``run_sync``: that drops the ``error`` of a FAILED
 job, which is the one thing a gate needs.
 
+The 429 backoff is :class:`Backoff` and a loop, not tenacity like the management client's
+retries: its wait comes from each answer's ``Retry-After`` (a tenacity wait would have to
+dig the last response out of the retry state to read it), a POST is retried on 429 only
+(a job whose answer was lost must not run twice) while a GET also retries connection
+errors and 5xx, and the canary times every request across these waits: the policy is one
+small dataclass its tests drive directly.
+
 Every request carries a User-Agent (like the management client's; Cloudflare in front of
 RunPod has been reported to refuse requests without one). The endpoint id is checked
 before it enters a URL, and an answer of unexpected shape or type becomes a

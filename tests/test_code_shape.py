@@ -16,7 +16,9 @@ FOLDERS = ("components", "image", "ops")
 def _sources() -> list[Path]:
     files = [ROOT / "__main__.py"]
     for folder in FOLDERS:
-        files.extend(sorted((ROOT / folder).rglob("*.py")))
+        found = sorted((ROOT / folder).rglob("*.py"))
+        assert found, f"{folder}/ holds no Python file: the shape check would pass on nothing"
+        files.extend(found)
     return files
 
 
