@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ops import canary, health, step_summary
 from ops import cost as cost_mod
@@ -577,3 +578,40 @@ def test_ops_canary_prices_the_cost_chart_at_its_gpu_pool(
     per = cost_mod.estimate(inputs).per_generation
     assert series(cost, "bar")[:2] == pytest.approx([per.warm * 1000, per.blended * 1000], abs=1e-4)
     assert "(RunPod: AMPERE_80 flex price)" in cost
+
+
+# --------------------------------------------------------------------------- the runbook
+
+
+def workflow_run(workflow: str, job: str, command: str) -> str:
+    """The ``run`` of the step of ``job`` in ``workflow`` that runs ``command``."""
+    path = REPO / ".github" / "workflows" / workflow
+    steps = yaml.safe_load(path.read_text(encoding="utf-8"))["jobs"][job]["steps"]
+    (run,) = [s["run"] for s in steps if command in s.get("run", "")]
+    return str(run)
+
+
+def test_the_runbook_says_which_summary_has_which_chart() -> None:
+    """docs/rollout.md's charts section names the defaults the charts draw and says truly
+    which health run has probes (so a latency chart)."""
+    runbook = (REPO / "docs" / "rollout.md").read_text(encoding="utf-8")
+    section = runbook.split("### Charts in the job summary", 1)[1].split("\n### ", 1)[0]
+    flat = " ".join(section.split())
+    post_deploy = workflow_run("deploy.yml", "production", "python -m ops health ")
+    scheduled = workflow_run("health.yml", "health", "python -m ops health ")
+    assert "--probes 5" in scheduled
+    assert "the scheduled run has all of them" in flat
+    without = "The post-deploy health runs without `--probes`"
+    assert (without in flat) == ("--probes" not in post_deploy)
+    alerts, gates = health.Thresholds(), canary.Gates()
+    low, high = cost_mod.SCENARIO_PER_IMAGE
+    for named in (
+        f"(`--max-warm-p95`, {gates.max_warm_p95_s:g} s)",
+        f"(`--max-cold-p95`, {gates.max_cold_p95_s:g} s)",
+        f"(`--min-success`, {gates.min_success * 100:g} %)",
+        f"where `ops health` alerts ({alerts.min_success * 100:g} %)",
+        f"Scenario's ${low * 1000:g}-{high * 1000:g}",
+        f"(`--max-p95`, {alerts.max_p95_s:g} s)",
+        f"{alerts.min_success * 100:g} % and {alerts.max_error_rate * 100:g} % by default",
+    ):
+        assert named in flat, named
