@@ -180,11 +180,7 @@ def _finish(
     full = {"command": command, "ok": ok, **document, "checks": check_dicts(checks)}
     if summary_md is not None and markdown is not None:
         # Written before the verdict's exit code, so a failed gate still gets its charts.
-        try:
-            with summary_md.open("a", encoding="utf-8") as out:
-                out.write(markdown() + "\n")
-        except OSError as exc:
-            stderr_console().print(f"[yellow]ops {command}: --summary-md {summary_md}: {exc}[/]")
+        _append_summary(command, checks, markdown, summary_md, document.get("endpointId"))
     if as_json:
         emit_json(full)
     else:
@@ -194,6 +190,29 @@ def _finish(
         console.print(f"ops {command}: {verdict}")
     if not ok:
         raise typer.Exit(1)
+
+
+def _append_summary(
+    command: str,
+    checks: list[Check],
+    markdown: Callable[[], str],
+    path: Path,
+    endpoint_id: str | None,
+) -> None:
+    """Append the step summary to ``path``. Neither a chart that cannot be drawn (the
+    summary then says so, under the verdict and the checks) nor an unwritable file costs
+    the run its verdict: both are warnings on stderr."""
+    warn = stderr_console().print
+    try:
+        text = markdown()
+    except step_summary.ChartError as exc:
+        warn(f"[yellow]ops {command}: --summary-md {path}: charts left out: {exc}[/]")
+        text = step_summary.without_charts(command, checks, exc, endpoint_id=endpoint_id)
+    try:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(text + "\n")
+    except OSError as exc:
+        warn(f"[yellow]ops {command}: --summary-md {path}: {exc}[/]")
 
 
 VideoOpt = Annotated[bool, typer.Option("--video", help="Also run WAN 2.2 T2V.")]
@@ -287,23 +306,28 @@ def _rollback_state(
 
 RequestsOpt = Annotated[int, typer.Option(min=1, help="How many jobs to send.")]
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Jobs in flight at once.")]
-CanaryMinSuccessOpt = Annotated[float, typer.Option(help="Gate: completed fraction.")]
+CanaryMinSuccessOpt = Annotated[
+    float, typer.Option(min=0, max=1, help="Gate: completed fraction (0.98 is 98 %).")
+]
 MaxWarmP95Opt = Annotated[
-    float, typer.Option(help="Gate: warm p95 latency must be under this, s (0 disables).")
+    float, typer.Option(min=0, help="Gate: warm p95 latency must be under this, s (0 disables).")
 ]
 MinWarmOpt = Annotated[
     int, typer.Option(min=1, help="Gate: warm requests needed to judge warm p95.")
 ]
-MaxColdP95Opt = Annotated[float, typer.Option(help="Gate: cold p95 latency, seconds (0 disables).")]
+MaxColdP95Opt = Annotated[
+    float, typer.Option(min=0, help="Gate: cold p95 latency, seconds (0 disables).")
+]
 CanaryIdleTimeoutOpt = Annotated[
     float,
-    typer.Option(help="The endpoint's idle timeout, s: a worker idle longer starts cold."),
+    typer.Option(min=0, help="The endpoint's idle timeout, s: a worker idle longer starts cold."),
 ]
 ColdThresholdOpt = Annotated[
     float,
     typer.Option(
+        min=0,
         help="With workers warm before the run: delayTime (s) from which a worker's first "
-        "request counts as cold."
+        "request counts as cold.",
     ),
 ]
 CanaryTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for each job.")]
@@ -474,8 +498,12 @@ def _canary_rows(summary: canary_mod.CanarySummary) -> list[tuple[str, str]]:
 
 SamplesOpt = Annotated[int, typer.Option(min=1, help="Readings of /health.")]
 IntervalOpt = Annotated[float, typer.Option(help="Seconds between readings.")]
-HealthMinSuccessOpt = Annotated[float, typer.Option(help="Alert below this success rate.")]
-MaxErrorRateOpt = Annotated[float, typer.Option(help="Alert above this error rate.")]
+HealthMinSuccessOpt = Annotated[
+    float, typer.Option(min=0, max=1, help="Alert below this success rate (0.95 is 95 %).")
+]
+MaxErrorRateOpt = Annotated[
+    float, typer.Option(min=0, max=1, help="Alert above this error rate (0.05 is 5 %).")
+]
 MinJobsOpt = Annotated[
     int, typer.Option(min=1, help="Finished jobs needed before the rate alerts judge.")
 ]
@@ -483,7 +511,8 @@ ProbesOpt = Annotated[
     int, typer.Option(min=0, help="Probe requests sent one by one to measure latency.")
 ]
 MaxP95Opt = Annotated[
-    float, typer.Option(help="Alert when the probes' p95 latency exceeds this, s (0: off).")
+    float,
+    typer.Option(min=0, help="Alert when the probes' p95 latency exceeds this, s (0: off)."),
 ]
 MinLatencyJobsOpt = Annotated[
     int, typer.Option(min=1, help="Completed probes needed before the p95 alert judges.")
@@ -491,7 +520,9 @@ MinLatencyJobsOpt = Annotated[
 ProbeTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for each probe.")]
 WorkersMinOpt = Annotated[
     int | None,
-    typer.Option(help="Alert when fewer workers are up in every reading.", show_default=False),
+    typer.Option(
+        min=0, help="Alert when fewer workers are up in every reading.", show_default=False
+    ),
 ]
 WorkersMinFileOpt = Annotated[
     Path | None,
@@ -501,7 +532,7 @@ WorkersMinFileOpt = Annotated[
     ),
 ]
 MaxQueueOpt = Annotated[
-    int | None, typer.Option(help="Alert when more jobs wait.", show_default=False)
+    int | None, typer.Option(min=0, help="Alert when more jobs wait.", show_default=False)
 ]
 HealthRetriesOpt = Annotated[
     int, typer.Option(help="Retries of /health on 429, 5xx or connection errors.")
@@ -592,7 +623,7 @@ def _finish_health(
         checks,
         as_json=as_json,
         markdown=lambda: step_summary.health_markdown(
-            summary, checks, endpoint_id=target.endpoint_id, max_p95_s=thresholds.max_p95_s
+            summary, checks, thresholds=thresholds, endpoint_id=target.endpoint_id
         ),
         summary_md=to,
     )
