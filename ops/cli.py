@@ -746,7 +746,7 @@ def cost(
     max_per_image: MaxPerImageOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Cost per generation next to Scenario's $0.05-0.10 per image.
+    """Cost per generation next to Scenario's per-image price (ops/cost.py).
 
     From measured execution and cold-start time (a canary's JSON or flags) and the GPU
     pool's per-second price, with a monthly projection for a given volume.
@@ -799,7 +799,7 @@ def _cost_rows(report: cost_mod.CostReport) -> list[tuple[str, str]]:
         ("warm generation", f"${per.warm:.5f}"),
         ("extra per cold start (+ idle)", f"${per.cold_start_extra:.5f}"),
         ("blended per generation", f"${per.blended:.5f}"),
-        ("Scenario per image", "$0.05 - $0.10"),
+        ("Scenario per image", "${:.2f} - ${:.2f}".format(*cost_mod.SCENARIO_PER_IMAGE)),
         (f"RunPod / month ({month.images} images)", f"${month.runpod_total:.2f}"),
         ("  of which always-on workers", f"${month.runpod_always_on:.2f}"),
         ("Scenario / month", f"${month.scenario_low:.2f} - ${month.scenario_high:.2f}"),

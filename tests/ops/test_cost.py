@@ -64,6 +64,14 @@ def test_cost_command_prints_the_comparison_table() -> None:
         assert text in result.stdout
 
 
+def test_scenarios_price_in_the_table_is_the_one_constant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "Scenario per image" row reads ops.cost's price, not a copy of it."""
+    monkeypatch.setattr("ops.cost.SCENARIO_PER_IMAGE", (0.07, 0.2))
+    result = invoke(["cost", "--execution-s", "4"], NO_ENV)
+    assert result.exit_code == 0
+    assert "$0.07 - $0.20" in result.stdout
+
+
 def test_cost_takes_timings_from_a_piped_canary_report(make_emulator: MakeEmulator) -> None:
     """`ops canary --json | ops cost --canary-json -` prices the canary's measured timings."""
     emu = make_emulator(echo_worker)
