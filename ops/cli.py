@@ -92,7 +92,7 @@ SummaryMdOpt = Annotated[
         show_default=False,
     ),
 ]
-PollOpt = Annotated[float, typer.Option(help="Seconds between /status polls.")]
+PollOpt = Annotated[float, typer.Option(min=0, help="Seconds between /status polls.")]
 InputOpt = Annotated[
     Path | None,
     typer.Option("--input", help="JSON file with the job `input` (default: a small txt2img)."),
@@ -231,7 +231,7 @@ ExpectProviderOpt = Annotated[
     ),
 ]
 SmokeTimeoutOpt = Annotated[
-    float, typer.Option(help="Seconds to wait for each job (cold starts included).")
+    float, typer.Option(min=0, help="Seconds to wait for each job (cold starts included).")
 ]
 
 
@@ -330,12 +330,12 @@ ColdThresholdOpt = Annotated[
         "request counts as cold.",
     ),
 ]
-CanaryTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for each job.")]
-CanaryRetriesOpt = Annotated[int, typer.Option(help="Retries per request after a 429.")]
+CanaryTimeoutOpt = Annotated[float, typer.Option(min=0, help="Seconds to wait for each job.")]
+CanaryRetriesOpt = Annotated[int, typer.Option(min=0, help="Retries per request after a 429.")]
 BackoffBaseOpt = Annotated[
-    float, typer.Option(help="First 429 backoff (s) without Retry-After; doubles.")
+    float, typer.Option(min=0, help="First 429 backoff (s) without Retry-After; doubles.")
 ]
-MaxBackoffOpt = Annotated[float, typer.Option(help="Cap for one 429 wait, seconds.")]
+MaxBackoffOpt = Annotated[float, typer.Option(min=0, help="Cap for one 429 wait, seconds.")]
 ChartPoolOpt = Annotated[
     str, typer.Option(help="GPU pool whose price the --summary-md cost chart uses.")
 ]
@@ -497,7 +497,7 @@ def _canary_rows(summary: canary_mod.CanarySummary) -> list[tuple[str, str]]:
 
 
 SamplesOpt = Annotated[int, typer.Option(min=1, help="Readings of /health.")]
-IntervalOpt = Annotated[float, typer.Option(help="Seconds between readings.")]
+IntervalOpt = Annotated[float, typer.Option(min=0, help="Seconds between readings.")]
 HealthMinSuccessOpt = Annotated[
     float, typer.Option(min=0, max=1, help="Alert below this success rate (0.95 is 95 %).")
 ]
@@ -517,7 +517,7 @@ MaxP95Opt = Annotated[
 MinLatencyJobsOpt = Annotated[
     int, typer.Option(min=1, help="Completed probes needed before the p95 alert judges.")
 ]
-ProbeTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for each probe.")]
+ProbeTimeoutOpt = Annotated[float, typer.Option(min=0, help="Seconds to wait for each probe.")]
 WorkersMinOpt = Annotated[
     int | None,
     typer.Option(
@@ -535,7 +535,7 @@ MaxQueueOpt = Annotated[
     int | None, typer.Option(min=0, help="Alert when more jobs wait.", show_default=False)
 ]
 HealthRetriesOpt = Annotated[
-    int, typer.Option(help="Retries of /health on 429, 5xx or connection errors.")
+    int, typer.Option(min=0, help="Retries of /health on 429, 5xx or connection errors.")
 ]
 
 
@@ -721,9 +721,9 @@ PricesOpt = Annotated[
         help="JSON file of prices in $/GPU-second: {pool: flex} or {pool: \\[flex, active]}."
     ),
 ]
-CostIdleTimeoutOpt = Annotated[float, typer.Option(help="Endpoint idle timeout, s.")]
-MinWorkersOpt = Annotated[int, typer.Option(help="Always-on workers.")]
-ImagesPerMonthOpt = Annotated[int, typer.Option(help="Volume for the projection.")]
+CostIdleTimeoutOpt = Annotated[float, typer.Option(min=0, help="Endpoint idle timeout, s.")]
+MinWorkersOpt = Annotated[int, typer.Option(min=0, help="Always-on workers.")]
+ImagesPerMonthOpt = Annotated[int, typer.Option(min=1, help="Volume for the projection.")]
 MaxPerImageOpt = Annotated[
     float | None, typer.Option(help="Gate: max blended $ per generation.", show_default=False)
 ]
@@ -978,7 +978,7 @@ WebhookOpt = Annotated[
     str | None,
     typer.Option(help="URL RunPod POSTs the finished job to.", show_default=False),
 ]
-JobTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the job.")]
+JobTimeoutOpt = Annotated[float, typer.Option(min=0, help="Seconds to wait for the job.")]
 
 
 @app.command()

@@ -361,3 +361,33 @@ def test_the_worker_package_lints_and_type_checks_for_the_image_python(
     )
     assert mypy.returncode == 0, mypy.stdout + mypy.stderr
     assert "Success" in mypy.stdout
+
+
+def _copies(stage: str) -> list[tuple[list[str], str]]:
+    """``(sources, destination)`` of every COPY from the build context in one stage."""
+    found = []
+    for line in stage.splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            found.append((words[1:-1], words[-1]))
+    return found
+
+
+def test_every_file_a_copied_script_sources_is_copied_beside_it() -> None:
+    """download_models.sh and r2_sync.sh source worker_python.sh from their own folder: an
+    image that copied one without the other would fail only at pod start."""
+    text = (IMAGE / "Dockerfile").read_text(encoding="utf-8")
+    checked = 0
+    for name, stage in _stages(text).items():
+        copies = _copies(stage)
+        for sources, destination in copies:
+            for script in (s for s in sources if s.endswith(".sh")):
+                body = (IMAGE / script).read_text(encoding="utf-8")
+                for sourced in re.findall(r'^\s*(?:source|\.) "\$\{here\}/([^"]+)"', body, re.M):
+                    checked += 1
+                    beside = [d for s, d in copies if sourced in s]
+                    assert destination in beside, (
+                        f"stage {name}: {script} (to {destination}) sources {sourced}, "
+                        f"which this stage copies to {beside or 'nowhere'}"
+                    )
+    assert checked >= 2, "no sourcing script found: the check would pass on nothing"

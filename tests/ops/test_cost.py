@@ -136,3 +136,14 @@ def test_the_report_json_keeps_the_names_its_readers_use() -> None:
         },
         "savingsVsScenario": {"low": 1 - 425 / 5, "high": 1 - 425 / 10},
     }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--images-per-month", "0"], ["--min-workers", "-1"], ["--idle-timeout", "-1"]],
+)
+def test_a_projection_without_meaning_is_a_usage_error(args: list[str]) -> None:
+    """No images, negative workers or a negative idle timeout: exit 2 naming the option."""
+    result = invoke(["cost", "--execution-s", "4", *args], NO_ENV)
+    assert result.exit_code == 2, result.output
+    assert args[0] in result.output

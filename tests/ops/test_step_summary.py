@@ -479,6 +479,14 @@ def test_an_unknown_gpu_pool_is_refused_before_any_request(make_emulator: Any) -
         ["health", "--max-error-rate", "5"],
         ["health", "--workers-min", "-1"],
         ["health", "--max-queue", "-1"],
+        ["health", "--interval", "-1"],
+        ["health", "--probe-timeout", "-1"],
+        ["health", "--max-retries", "-1"],
+        ["canary", "--poll-interval", "-1"],
+        ["canary", "--timeout", "-1"],
+        ["canary", "--max-retries", "-1"],
+        ["canary", "--backoff-base", "-1"],
+        ["canary", "--max-backoff", "-1"],
     ],
 )
 def test_an_impossible_limit_is_refused_before_any_request(
