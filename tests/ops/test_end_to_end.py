@@ -16,24 +16,13 @@ from worker.r2 import R2Settings
 from tests.fakes.comfyui import ComfyUIDouble
 from tests.fakes.runpod_jobs import JobApiEmulator
 from tests.fakes.s3 import list_objects, settings_env
+from tests.image.handler_support import ALL_MODELS
 from tests.ops.conftest import FAST, check, closed_port_url, invoke_json, ops_env
 
 MakeEmulator = Callable[..., JobApiEmulator]
 
-MODELS: dict[str, list[str]] = {
-    "checkpoints": ["flux1-dev-fp8.safetensors"],
-    "background_removal": ["birefnet.safetensors"],
-    "diffusion_models": [
-        "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
-        "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
-    ],
-    "text_encoders": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"],
-    "vae": ["wan_2.1_vae.safetensors"],
-    "loras": [
-        "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors",
-        "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors",
-    ],
-}
+MODELS = ALL_MODELS
+"""Every model file the templates name (the handler tests' own list)."""
 CANARY = ["canary", "--requests", "8", "--concurrency", "2", "--min-warm", "1", *FAST]
 
 
