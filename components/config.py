@@ -733,8 +733,9 @@ def _serverless_volume(
 
 
 def _video_pod(r: _Reader, *, data: DataSettings) -> VideoPodSettings:
+    enabled = r.boolean("videoPod.enabled")
     return VideoPodSettings(
-        enabled=r.boolean("videoPod.enabled"),
+        enabled=enabled,
         data_center_id=r.string(
             "videoPod.dataCenterId", _TOKEN_LIST, "a data center id", empty=False
         ),
@@ -743,7 +744,7 @@ def _video_pod(r: _Reader, *, data: DataSettings) -> VideoPodSettings:
         model_groups=r.groups("videoPod.modelGroups"),
         jupyter=r.boolean("videoPod.jupyter"),
         adopt_existing=r.boolean("runpod.adoptExisting"),
-        comfy_password=_comfy_password(r),
+        comfy_password=_comfy_password(r, enabled=enabled),
         allow_deletion=data.allow_deletion,
     )
 
@@ -752,10 +753,10 @@ def _video_pod(r: _Reader, *, data: DataSettings) -> VideoPodSettings:
 MIN_COMFY_PASSWORD = 12
 
 
-def _comfy_password(r: _Reader) -> pulumi.Output[str] | None:
+def _comfy_password(r: _Reader, *, enabled: bool) -> pulumi.Output[str] | None:
     name = "videoPod.comfyPassword"
     raw = r.values.get(name, "")
-    if r.values.get("videoPod.enabled", "").strip().lower() != "true":
+    if not enabled:
         return r.secret(name)
     if len(raw) < MIN_COMFY_PASSWORD:
         what = "is not set" if not raw else f"must have at least {MIN_COMFY_PASSWORD} characters"

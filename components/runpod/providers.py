@@ -73,23 +73,12 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.runpod import checks, limits
+from components.runpod import checks
 from components.runpod.api import MissingApiKeyError, RunPodApiError, RunPodClient
-from components.runpod.checks import (
-    SECRET_LOOKING_KEY,
-    SECRET_NAME,
-    UNKNOWN,
-    is_secret_reference,
-    is_unknown,
-    plain,
-    secret_reference,
-)
+from components.runpod.checks import SECRET_LOOKING_KEY, is_secret_reference, is_unknown, plain
 
 __all__ = [
     "ENV_WITHHELD",
-    "GPU_POOLS",
-    "SECRET_NAME",
-    "UNKNOWN",
     "EndpointProvider",
     "EndpointRolloutProvider",
     "NetworkVolumeProvider",
@@ -97,15 +86,10 @@ __all__ = [
     "RegistryProvider",
     "SecretProvider",
     "TemplateProvider",
-    "is_secret_reference",
-    "secret_reference",
 ]
 
 LOG = logging.getLogger("components.runpod.providers")
 
-# The checks live in `checks.py`, RunPod's limits in `limits.py`; the names tests and the
-# package import from here are re-exported.
-GPU_POOLS: Final = limits.GPU_POOLS
 CONTAINER_KEYS: Final = ("image", "args", "container_disk_gb", "ports", "env", "registry_id")
 
 

@@ -8,7 +8,7 @@ import pulumi
 import pytest
 
 from components.runpod import is_secret_reference
-from components.runpod.providers import SECRET_NAME
+from components.runpod.checks import SECRET_NAME
 from components.runpod.resources import runpod_name_prefix
 from components.serverless import ComfyServerless
 from components.worker_wiring import WorkerWiring

@@ -22,6 +22,7 @@ from components.worker_image import (
     context_revision,
     pinned_reference,
 )
+from tests.components.builders import config_values
 from tests.fakes.pulumi_mocks import IMAGE_TYPE, RecordingMocks, mocked, pulumi_loop, run, settle
 from tests.fakes.stack_values import MINIMAL, ROOT
 
@@ -34,9 +35,9 @@ HF = "fake-hf-token"
 
 
 def settings(**values: str) -> ImageSettings:
-    """Image settings for MINIMAL + ``values`` (``image_x`` -> ``image.x``)."""
-    changed = {k.replace("_", ".", 1): v for k, v in values.items()}
-    return parse({**MINIMAL, **changed}, stack="staging", env={}).image
+    """Image settings for MINIMAL + ``values`` (``image_x`` -> ``image.x``), read with no
+    ``GHCR_PUSH_TOKEN`` from the environment."""
+    return parse(config_values(**values), stack="staging", env={}).image
 
 
 def build(

@@ -12,7 +12,8 @@ from components.runpod.providers import (
     RegistryProvider,
     _RunPodProvider,
 )
-from tests.fakes.runpod_api import RunPodEmulator, running_emulator
+from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator, running_emulator
+from tests.provider.engine import EngineSimulation
 
 
 @pytest.fixture
@@ -22,6 +23,13 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
         monkeypatch.setenv("RUNPOD_API_BASE_URL", emu.url)
         monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
         yield emu
+
+
+@pytest.fixture
+def engine(emulator: RunPodEmulator) -> EngineSimulation:
+    """A simulated engine over the emulator; it hands the providers' configure() this
+    stack's runpod:apiKey, as `pulumi up` does."""
+    return EngineSimulation({"runpod:apiKey": DEFAULT_API_KEY})
 
 
 @pytest.fixture(autouse=True)

@@ -45,12 +45,6 @@ def up(engine: EngineSimulation, stack: str, overrides: Mapping[str, str] | None
     run_up(engine, program, stack=stack, config=config, secret_keys=secret_keys)
 
 
-@pytest.fixture
-def engine(emulator: RunPodEmulator) -> EngineSimulation:
-    """The engine hands the providers this stack's runpod:apiKey, as configure() expects."""
-    return EngineSimulation({"runpod:apiKey": DEFAULT_API_KEY})
-
-
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_stack_deploys_its_runpod_objects_and_a_rerun_makes_no_write(
     engine: EngineSimulation, emulator: RunPodEmulator, stack: str

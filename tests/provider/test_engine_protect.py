@@ -16,7 +16,7 @@ import pulumi
 import pytest
 
 from components.runpod import NetworkVolume
-from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
+from tests.fakes.runpod_api import RunPodEmulator
 from tests.provider.engine import EngineSimulation, ProtectedResourceError, run_up
 
 VOLUME = "pulumi-python:dynamic/runpod:NetworkVolume::models"
@@ -34,11 +34,6 @@ def volumes(*, protect: bool = True, data_center: str = "EU-RO-1", declared: boo
             )
 
     return declare
-
-
-@pytest.fixture
-def engine(emulator: RunPodEmulator) -> EngineSimulation:
-    return EngineSimulation({"runpod:apiKey": DEFAULT_API_KEY})
 
 
 def test_a_protected_volume_dropped_from_the_program_is_kept(

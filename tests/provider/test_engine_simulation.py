@@ -16,7 +16,7 @@ from components.serverless import ComfyServerless
 from components.video_pod import VideoPod
 from components.worker_wiring import WorkerWiring
 from tests.components.builders import serverless_settings, video_pod_settings, worker_wiring
-from tests.fakes.runpod_api import DEFAULT_API_KEY, RunPodEmulator
+from tests.fakes.runpod_api import RunPodEmulator
 from tests.provider.engine import (
     CheckFailedError,
     EngineSimulation,
@@ -60,12 +60,6 @@ def program(
             VideoPod("video", settings=video_pod_settings(**changes), worker=worker)
 
     return declare
-
-
-@pytest.fixture
-def engine(emulator: RunPodEmulator) -> EngineSimulation:
-    """An engine whose provider configure() receives this stack's runpod:apiKey."""
-    return EngineSimulation({"runpod:apiKey": DEFAULT_API_KEY})
 
 
 def test_first_up_creates_everything_and_the_worker_env_resolves(

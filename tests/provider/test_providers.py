@@ -8,8 +8,8 @@ import re
 import pytest
 from pulumi.output import Unknown
 
+from components.runpod.checks import UNKNOWN
 from components.runpod.providers import (
-    UNKNOWN,
     EndpointProvider,
     EndpointRolloutProvider,
     NetworkVolumeProvider,

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.runpod.providers import GPU_POOLS, EndpointProvider
+from components.runpod.limits import GPU_POOLS
+from components.runpod.providers import EndpointProvider
 from tests.fakes.runpod_api import RunPodEmulator, running_emulator
 from tests.provider.support import as_wire, configured, endpoint_inputs
 
