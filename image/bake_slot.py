@@ -24,7 +24,6 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -96,14 +95,11 @@ def bake(slot: int, slots: int, env: Mapping[str, str], token_file: Path) -> int
         log.info("slot %d: nothing to bake (%d model(s) selected)", slot, len(entries))
         return EXIT_OK
     entry = entries[slot]
-    hf_hosts = list(models.HF_HOSTS)
-    if env.get("HF_ENDPOINT"):  # a hub mirror, as worker.models honours it
-        hf_hosts.append(urlsplit(env["HF_ENDPOINT"]).hostname or "")
     options = models.Options(
         models_dir=models_dir,
         parallel=1,
         hf_token=_token(env, token_file),
-        hf_hosts=tuple(h for h in hf_hosts if h),
+        hf_hosts=models.hf_hosts(env),
     )
     downloader = models.Downloader(options)
     if entry.size is None:

@@ -67,15 +67,14 @@ from worker.comfy import (
 from worker.r2 import (
     MULTIPART_THRESHOLD,
     EtagMismatchError,
-    ObjectExistsError,
     R2ConfigError,
     R2Settings,
     content_type,
     create_object,
+    create_or_match,
     make_client,
     object_headers,
     object_key,
-    strip_etag,
 )
 
 if TYPE_CHECKING:
@@ -829,15 +828,14 @@ def _put(
     A key taken by the same bytes counts as done (a retried request); one taken by other
     bytes (RunPod re-running a job id) moves this run's copy under ``<run token>/``.
     """
-    try:
-        create_object(client, bucket=bucket, key=key, read_at=read_at, size=size, headers=headers)
-    except ObjectExistsError as taken:
-        there = strip_etag(client.head_object(Bucket=bucket, Key=key)["ETag"])
-        if there == taken.etag:
-            return key
-        prefix, _, name = key.rpartition(f"jobs/{run.job_key}/")
-        key = f"{prefix}jobs/{run.job_key}/{run.folder.rsplit('-', 1)[1]}/{name}"
-        create_object(client, bucket=bucket, key=key, read_at=read_at, size=size, headers=headers)
+    stored = create_or_match(
+        client, bucket=bucket, key=key, read_at=read_at, size=size, headers=headers
+    )
+    if stored is not None:
+        return key
+    prefix, _, name = key.rpartition(f"jobs/{run.job_key}/")
+    key = f"{prefix}jobs/{run.job_key}/{run.folder.rsplit('-', 1)[1]}/{name}"
+    create_object(client, bucket=bucket, key=key, read_at=read_at, size=size, headers=headers)
     return key
 
 

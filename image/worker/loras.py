@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -175,12 +176,14 @@ def _expert(where: str, value: Any, target_names: Sequence[str]) -> str:
 
 
 # -- names in models.toml -------------------------------------------------------------------
-def manifest_loras(manifest: Path) -> dict[str, str]:
+@lru_cache(maxsize=4)
+def manifest_loras(manifest: Path) -> Mapping[str, str]:
     """LoRA entries of ``models.toml``: entry name -> the name ComfyUI lists (below loras/).
 
     Read through :func:`worker.manifest.load_manifest`, the one parser: a manifest it
     refuses is a ``missing_model`` error naming its problems (the image is broken, not the
-    job), never an empty table that would blame the job's LoRA name.
+    job), never an empty table that would blame the job's LoRA name. Read once per path (the
+    image's manifest does not change while the worker runs); a refusal is not kept.
     """
     try:
         entries = load_manifest(manifest)
@@ -196,7 +199,7 @@ def manifest_loras(manifest: Path) -> dict[str, str]:
 def resolve_name(spec: LoraSpec, manifest: Path) -> str:
     """The ComfyUI name of a ``name`` LoRA, or a ``validation`` error listing the known ones."""
     known = manifest_loras(manifest)
-    if spec.name in known:
+    if spec.name is not None and spec.name in known:
         return known[spec.name]
     raise _invalid(
         f"input.loras[{spec.index}].name {spec.name!r} is not a LoRA in image/models.toml "

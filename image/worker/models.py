@@ -147,6 +147,12 @@ class Progress:
         }
 
 
+def hf_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Hosts that get ``HF_TOKEN``: :data:`HF_HOSTS` plus a hub mirror's (``HF_ENDPOINT``)."""
+    mirror = urlsplit(env.get("HF_ENDPOINT") or "").hostname
+    return (*HF_HOSTS, mirror) if mirror else HF_HOSTS
+
+
 @dataclass(frozen=True, kw_only=True)
 class Options:
     """How a run behaves; built from flags and environment by :func:`main`."""
@@ -968,9 +974,6 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     log.info("groups: %s; %d files into %s", ",".join(groups), len(selected), models_dir)
     if args.verify_only:
         return verify_only(selected, models_dir)
-    hf_hosts = list(HF_HOSTS)
-    if env.get("HF_ENDPOINT"):
-        hf_hosts.append(urlsplit(env["HF_ENDPOINT"]).hostname or "")
     options = Options(
         models_dir=models_dir,
         parallel=parallel,
@@ -979,7 +982,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         read_timeout=args.read_timeout,
         progress_interval=args.progress_interval,
         hf_token=env.get("HF_TOKEN") or None,
-        hf_hosts=tuple(h for h in hf_hosts if h),
+        hf_hosts=hf_hosts(env),
         status_file=args.status_file,
     )
     return Downloader(options).run(selected)

@@ -350,6 +350,33 @@ def create_object(
     return etag
 
 
+def create_or_match(
+    client: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    read_at: ReadAt,
+    size: int,
+    headers: Mapping[str, str],
+    part_concurrency: int = 4,
+) -> str | None:
+    """:func:`create_object`, where a key already holding these very bytes counts as stored
+    (a retried request that did land): the ETag; None when the key holds other bytes."""
+    try:
+        return create_object(
+            client,
+            bucket=bucket,
+            key=key,
+            read_at=read_at,
+            size=size,
+            headers=headers,
+            part_concurrency=part_concurrency,
+        )
+    except ObjectExistsError as taken:
+        there = strip_etag(client.head_object(Bucket=bucket, Key=key)["ETag"])
+        return there if there == taken.etag else None
+
+
 def _multipart(
     client: S3Client,
     *,

@@ -57,12 +57,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from worker.r2 import (
     EtagMismatchError,
-    ObjectExistsError,
     R2ConfigError,
     R2Settings,
     SourceChangedError,
     client_config,
-    create_object,
+    create_or_match,
     decode_path,
     encode_path,
     etag_of,
@@ -1174,29 +1173,20 @@ class SyncDaemon:
         """
         for attempt in range(version, MAX_VERSIONS + 1):
             key = sync_key(self.settings.prefix, self.sync_id, relative, attempt)
-            try:
-                etag = create_object(
-                    self.client,
-                    bucket=self.settings.bucket,
-                    key=key,
-                    read_at=read_at,
-                    size=size,
-                    headers=object_headers(relative),
-                    part_concurrency=PART_CONCURRENCY,
-                )
-            except ObjectExistsError as taken:
-                there = strip_etag(
-                    self.client.head_object(Bucket=self.settings.bucket, Key=key)["ETag"]
-                )
-                if there == taken.etag:
-                    return attempt, there
-                log.warning(
-                    "%s already holds other bytes; keeping it and trying version %d",
-                    key,
-                    attempt + 1,
-                )
-                continue
-            return attempt, etag
+            etag = create_or_match(
+                self.client,
+                bucket=self.settings.bucket,
+                key=key,
+                read_at=read_at,
+                size=size,
+                headers=object_headers(relative),
+                part_concurrency=PART_CONCURRENCY,
+            )
+            if etag is not None:
+                return attempt, etag
+            log.warning(
+                "%s already holds other bytes; keeping it and trying version %d", key, attempt + 1
+            )
         raise UploadRetryError(f"versions {version}..{MAX_VERSIONS} of {relative} are all taken")
 
     def load_remote(self) -> int:

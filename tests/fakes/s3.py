@@ -21,10 +21,15 @@ _bucket_numbers = itertools.count(1)
 
 
 @contextmanager
-def moto_s3_server() -> Iterator[str]:
-    """Run moto's S3 server on an ephemeral loopback port; yield its endpoint URL."""
-    with moto_s3_server_on(0) as endpoint:
-        yield endpoint
+def moto_s3_server(port: int = 0) -> Iterator[str]:
+    """Run moto's S3 server on a loopback port (0: any free one); yield its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.stop()
 
 
 def new_bucket(endpoint: str, *, prefix: str = "") -> R2Settings:
@@ -81,21 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with moto_s3_server_on(args.port) as endpoint:
+    with moto_s3_server(args.port) as endpoint:
         print(f"S3 stand-in (moto) at {endpoint}; Ctrl-C stops it", flush=True)
         stop.wait()
-
-
-@contextmanager
-def moto_s3_server_on(port: int) -> Iterator[str]:
-    """:func:`moto_s3_server` on a chosen port (0: any free port)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    host, bound = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{bound}"
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,16 @@ PREFIX = "sandbox/"
 ENDPOINT_ID = "sandbox"
 #: Credentials of the local stand-ins only (moto accepts any; the job API checks this one).
 ACCESS_KEY, SECRET_KEY, API_KEY = "sandbox-access-key", "sandbox-secret-key", "sandbox-api-key"
+#: What the ops CLI needs to reach the stand-ins (printed for the person to export).
+OPS_ENV = (
+    "RUNPOD_ENDPOINT_BASE_URL",
+    "RUNPOD_API_KEY",
+    "RUNPOD_COMFYUI_ENDPOINT_ID",
+    "R2_ENDPOINT",
+    "R2_BUCKET",
+    "R2_ACCESS_KEY_ID",
+    "R2_SECRET_ACCESS_KEY",
+)
 _URL = re.compile(r"http://127\.0\.0\.1:\d+(?:/v2)?")
 _PID_FILE = re.compile(r"pid file (\S+?)\)")
 
@@ -248,18 +258,7 @@ def print_report(
         return urls
     out.write(
         "\nTry the ops CLI yourself against the same stand-ins:\n"
-        + "".join(
-            f"  export {name}={env[name]}\n"
-            for name in (
-                "RUNPOD_ENDPOINT_BASE_URL",
-                "RUNPOD_API_KEY",
-                "RUNPOD_COMFYUI_ENDPOINT_ID",
-                "R2_ENDPOINT",
-                "R2_BUCKET",
-                "R2_ACCESS_KEY_ID",
-                "R2_SECRET_ACCESS_KEY",
-            )
-        )
+        + "".join(f"  export {name}={env[name]}\n" for name in OPS_ENV)
         + "  scripts/uv run python -m ops canary --requests 8\n"
     )
     out.flush()

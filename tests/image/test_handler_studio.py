@@ -661,3 +661,30 @@ def test_a_broken_manifest_is_missing_model_naming_its_problem_not_an_unknown_na
         loras.resolve_name(spec, manifest)
     assert caught.value.error_type == "missing_model"
     assert problem in caught.value.message
+
+
+def test_lora_names_are_read_from_the_manifest_once_not_per_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler resolves names on every job: models.toml is parsed once per path, and a
+    manifest it refused is read again (a broken read is never kept)."""
+    manifest = tmp_path / "models.toml"
+    manifest.write_text("[[model]\n")
+    reads: list[Path] = []
+    real = loras.load_manifest
+
+    def counting(path: Path) -> list[Any]:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(loras, "load_manifest", counting)
+    spec = loras.parse_loras([{"name": "castle"}], ["model"])[0]
+    with pytest.raises(loras.LoraError):
+        loras.resolve_name(spec, manifest)
+    manifest.write_text(
+        '[[model]]\nname = "castle"\nurl = "https://x/y"\n'
+        'path = "loras/castle.safetensors"\ngroups = ["g"]\n'
+    )
+    for _ in range(3):
+        assert loras.resolve_name(spec, manifest) == "castle.safetensors"
+    assert reads == [manifest, manifest]

@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.fakes import sandbox as sandbox_module
-from tests.fakes.sandbox import Child, SandboxError, manifest_models, print_report, stand_ins
+from tests.fakes.sandbox import (
+    OPS_ENV,
+    Child,
+    SandboxError,
+    manifest_models,
+    print_report,
+    stand_ins,
+)
 from tests.scripts.standins import ROOT, copy_repository, logged, logging_tool, run_env
 
 PNG, MP4 = b"\x89PNG\r\n\x1a\n", b"ftyp"
@@ -190,18 +197,7 @@ def test_the_report_offers_urls_and_the_cli_only_while_the_stand_ins_serve(
             },
         ]
     }
-    env = {
-        name: f"<{name}>"
-        for name in (
-            "RUNPOD_ENDPOINT_BASE_URL",
-            "RUNPOD_API_KEY",
-            "RUNPOD_COMFYUI_ENDPOINT_ID",
-            "R2_ENDPOINT",
-            "R2_BUCKET",
-            "R2_ACCESS_KEY_ID",
-            "R2_SECRET_ACCESS_KEY",
-        )
-    }
+    env = {name: f"<{name}>" for name in OPS_ENV}
     assert print_report(0, report, env, serving=serving) == [url]
     out = capsys.readouterr().out
     assert f"  {url}\n" in out
