@@ -1101,12 +1101,12 @@ def lora_upload(
     reported as already uploaded; nothing is ever overwritten.
     """
     try:
-        lora_mod.check_file(file)
+        sha256 = lora_mod.check_file(file)
     except lora_mod.LoraCommandError as exc:
         _die("lora upload", str(exc), as_json=as_json)
     client, bucket = _lora_target("lora upload", outputs, as_json=as_json)
     try:
-        done = lora_mod.upload(client, bucket, file, name=name)
+        done = lora_mod.upload(client, bucket, file, sha256=sha256, name=name)
     except lora_mod.LoraCommandError as exc:
         _die("lora upload", str(exc), as_json=as_json)
     except Exception as exc:  # noqa: BLE001 - every botocore failure ends the command the same way

@@ -117,10 +117,12 @@ def check_file(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
     return digest.hexdigest()
 
 
-def upload(client: Any, bucket: str, path: Path, *, name: str | None = None) -> Uploaded:
-    """Put ``path`` under ``loras/`` with its sha256; never over another object."""
+def upload(
+    client: Any, bucket: str, path: Path, *, sha256: str, name: str | None = None
+) -> Uploaded:
+    """Put ``path`` under ``loras/`` with ``sha256`` (what :func:`check_file` returned for
+    it); never over another object."""
     r2, _ = worker_modules()
-    sha256 = check_file(path)
     key = key_for(path, sha256, name)
     size = path.stat().st_size
     headers: dict[str, Any] = {

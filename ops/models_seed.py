@@ -13,10 +13,9 @@ failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypedDict
 
-from ops.jobs import JobClient, JobOutcome
+from ops.jobs import JobClient
 from ops.report import Check, seconds
 from ops.target import StackOutputs
 
@@ -45,7 +44,6 @@ def seed(
     job_input: Any,
     timeout_s: float,
     poll_s: float,
-    run: Callable[..., JobOutcome] | None = None,
 ) -> tuple[SeedSummary, Check]:
     """Send the seeding job and judge it."""
     empty = SeedSummary(
@@ -58,7 +56,7 @@ def seed(
             "the endpoint has no network volume (serverless.networkVolumeGb is 0): every cold "
             "worker downloads its models; nothing to seed",
         )
-    outcome = (run or client.run_and_wait)(job_input, timeout_s=timeout_s, poll_s=poll_s)
+    outcome = client.run_and_wait(job_input, timeout_s=timeout_s, poll_s=poll_s)
     summary = SeedSummary(
         volumeId=volume,
         status=outcome.status,

@@ -79,14 +79,16 @@ def short_name(stack: str) -> str:
     return stack.rsplit("/", 1)[-1]
 
 
+def _urn(project: str, stack: str, path: tuple[str, str]) -> str:
+    """The URN of the resource at ``path`` (qualified type, name) in ``stack`` (the root stack
+    is not part of a URN's type chain)."""
+    qualified_type, name = path
+    return f"urn:pulumi:{short_name(stack)}::{project}::{qualified_type}::{name}"
+
+
 def target_urns(project: str, stack: str) -> tuple[str, str]:
-    """URNs of the KV flag value and of the provider variable (the root stack is not part of
-    a URN's type chain)."""
-
-    def urn(qualified_type: str, name: str) -> str:
-        return f"urn:pulumi:{short_name(stack)}::{project}::{qualified_type}::{name}"
-
-    return urn(*FLAG_PATH), urn(*VARIABLE_PATH)
+    """URNs of the KV flag value and of the provider variable."""
+    return _urn(project, stack, FLAG_PATH), _urn(project, stack, VARIABLE_PATH)
 
 
 def rollout_urns(project: str, stack: str) -> tuple[str, str, str]:
@@ -94,9 +96,7 @@ def rollout_urns(project: str, stack: str) -> tuple[str, str, str]:
     flag value and the ``IMAGE_GENERATION_PROVIDER`` and ``COMFYUI_TRAFFIC_PERCENT`` variables.
     CI's rollout-only prod deploy targets exactly these (``.github/workflows/deploy.yml``), so
     anything else merged to ``main`` but not yet promoted stays out of prod."""
-    flag, provider = target_urns(project, stack)
-    qualified_type, name = PERCENT_VARIABLE_PATH
-    return flag, provider, f"urn:pulumi:{short_name(stack)}::{project}::{qualified_type}::{name}"
+    return (*target_urns(project, stack), _urn(project, stack, PERCENT_VARIABLE_PATH))
 
 
 @dataclass(frozen=True)

@@ -489,20 +489,3 @@ def without_charts(
     parts = _verdict(command, checks, endpoint_id)
     parts += [f"Charts left out: {error}.", ""]
     return "\n".join(parts).rstrip() + "\n"
-
-
-def mermaid_blocks(markdown: str) -> list[str]:
-    """The body of every fenced ``mermaid`` block in ``markdown``, in order."""
-    blocks: list[str] = []
-    current: list[str] | None = None
-    for line in markdown.splitlines():
-        if current is None and line.strip() == "```mermaid":
-            current = []
-        elif current is not None and line.strip() == "```":
-            blocks.append("\n".join(current) + "\n")
-            current = None
-        elif current is not None:
-            current.append(line)
-    if current is not None:
-        raise ChartError("an unterminated mermaid block")
-    return blocks

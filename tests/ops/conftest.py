@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,6 +23,7 @@ from ops.cli import app
 from ops.smoke import smoke_png
 from tests.fakes.runpod_jobs import JobApiEmulator
 from tests.fakes.s3 import settings_env
+from tests.fakes.stack_values import ROOT
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -183,3 +189,44 @@ def check(document: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 FAST = ["--poll-interval", "0.02"]
+
+
+def standins_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tools: Mapping[str, str]
+) -> None:
+    """Each stand-in command (name -> its Python source) as an executable first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, source in tools.items():
+        tool = bin_dir / name
+        tool.write_text(f"#!{sys.executable}\n{source}")
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def git(cwd: Path, *args: str) -> str:
+    """``git`` run in ``cwd``; its stdout, stripped."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def clone_with_origin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: Sequence[str]
+) -> Path:
+    """A clone (``tmp_path/work``) of a local bare ``origin`` whose ``main`` holds the
+    repository's ``files``; git's identity and global config come from the environment."""
+    for name in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{name}_NAME", "ops")
+        monkeypatch.setenv(f"GIT_{name}_EMAIL", "ops@example.invalid")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "--quiet", str(origin), str(work))
+    for name in files:
+        shutil.copy(ROOT / name, work / name)
+    git(work, "add", ".")
+    git(work, "commit", "--quiet", "-m", "project")
+    git(work, "push", "--quiet", "origin", "HEAD:main")
+    return work

@@ -9,10 +9,7 @@ Against a loopback OCI registry (tests/fakes/oci_registry.py), a local bare git 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ from ops.promote import (
 from ops.registry import Registry
 from tests.fakes.oci_registry import Registry as RegistryDouble
 from tests.fakes.oci_registry import oci_registry
-from tests.ops.conftest import invoke_json
+from tests.ops.conftest import clone_with_origin, git, invoke_json, standins_on_path
 
 REPO = Path(__file__).resolve().parents[2]
 DIGEST_A = "sha256:" + "a" * 64
@@ -325,41 +322,14 @@ elif args[:2] == ["pr", "create"]:
 """
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.fixture
 def clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clone of a bare `origin` whose main holds the project, as the working directory, and
     a stand-in `gh` first on PATH."""
-    for name, value in {
-        "GIT_AUTHOR_NAME": "ci",
-        "GIT_AUTHOR_EMAIL": "ci@example.invalid",
-        "GIT_COMMITTER_NAME": "ci",
-        "GIT_COMMITTER_EMAIL": "ci@example.invalid",
-        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
-        "STANDIN_LOG": str(tmp_path / "gh.jsonl"),
-        "GH_STATE": str(tmp_path / "prs.json"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
-    work = tmp_path / "work"
-    git(tmp_path, "clone", "--quiet", str(origin), str(work))
-    shutil.copy(REPO / "Pulumi.yaml", work / "Pulumi.yaml")
-    shutil.copy(REPO / "Pulumi.prod.yaml", work / "Pulumi.prod.yaml")
-    git(work, "add", ".")
-    git(work, "commit", "--quiet", "-m", "project")
-    git(work, "push", "--quiet", "origin", "HEAD:main")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    gh = bin_dir / "gh"
-    gh.write_text(f"#!{sys.executable}\n{GH_STANDIN}")
-    gh.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_LOG", str(tmp_path / "gh.jsonl"))
+    monkeypatch.setenv("GH_STATE", str(tmp_path / "prs.json"))
+    work = clone_with_origin(tmp_path, monkeypatch, ("Pulumi.yaml", "Pulumi.prod.yaml"))
+    standins_on_path(tmp_path, monkeypatch, {"gh": GH_STANDIN})
     monkeypatch.chdir(work)
     return work
 

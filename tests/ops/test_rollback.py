@@ -8,11 +8,9 @@ see exactly which commands a rollback runs and in which order.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 from ops import rollback
 from ops.rollback import main, rollout_urns, target_urns
 from tests.fakes.stack_values import ROOT
+from tests.ops.conftest import standins_on_path
 from tests.stacks.test_stacks import GH_VARIABLE, KV, deploy
 
 PROJECT = "comfyui-runpod"
@@ -51,17 +50,12 @@ class StandIn:
     """The stand-in `pulumi` and its record."""
 
     def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        executable = bin_dir / "pulumi"
-        executable.write_text(f"#!{sys.executable}\n{STANDIN}")
-        executable.chmod(0o755)
+        standins_on_path(tmp_path, monkeypatch, {"pulumi": STANDIN})
         self.log = tmp_path / "pulumi-calls.jsonl"
         self.project = tmp_path / "project"
         self.project.mkdir()
         for name in ("Pulumi.yaml", "Pulumi.prod.yaml"):
             shutil.copyfile(ROOT / name, self.project / name)
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("STANDIN_LOG", str(self.log))
         self.config(WITH_SCENARIO, monkeypatch)
         monkeypatch.chdir(self.project)

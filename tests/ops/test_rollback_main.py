@@ -8,28 +8,17 @@ first on PATH record their calls.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ops.deploy_plan import plan
 from ops.rollback import main
-from tests.fakes.stack_values import ROOT
-from tests.ops.conftest import invoke
+from tests.ops.conftest import clone_with_origin, git, invoke, standins_on_path
 from tests.ops.test_promote import GH_STANDIN
 from tests.ops.test_rollback import STANDIN, WITH_SCENARIO
 
 PROVIDER_LINE = "  comfyui-runpod:rollout.provider: {}"
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 class Setup:
@@ -37,34 +26,13 @@ class Setup:
 
     def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.tmp = tmp_path
-        for name, value in {
-            "GIT_AUTHOR_NAME": "ops",
-            "GIT_AUTHOR_EMAIL": "ops@example.invalid",
-            "GIT_COMMITTER_NAME": "ops",
-            "GIT_COMMITTER_EMAIL": "ops@example.invalid",
-            "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
-            "STANDIN_LOG": str(tmp_path / "calls.jsonl"),
-            "STANDIN_CONFIG": json.dumps(WITH_SCENARIO),
-            "GH_STATE": str(tmp_path / "prs.json"),
-        }.items():
-            monkeypatch.setenv(name, value)
-        origin = tmp_path / "origin.git"
-        git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
-        self.work = tmp_path / "work"
-        git(tmp_path, "clone", "--quiet", str(origin), str(self.work))
-        for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"):
-            shutil.copy(ROOT / name, self.work / name)
-        git(self.work, "add", ".")
-        git(self.work, "commit", "--quiet", "-m", "project")
-        git(self.work, "push", "--quiet", "origin", "HEAD:main")
+        monkeypatch.setenv("STANDIN_LOG", str(tmp_path / "calls.jsonl"))
+        monkeypatch.setenv("STANDIN_CONFIG", json.dumps(WITH_SCENARIO))
+        monkeypatch.setenv("GH_STATE", str(tmp_path / "prs.json"))
+        files = ("Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml")
+        self.work = clone_with_origin(tmp_path, monkeypatch, files)
         self.base = git(self.work, "rev-parse", "HEAD")
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        for name, body in (("pulumi", STANDIN), ("gh", GH_STANDIN)):
-            tool = bin_dir / name
-            tool.write_text(f"#!{sys.executable}\n{body}")
-            tool.chmod(0o755)
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        standins_on_path(tmp_path, monkeypatch, {"pulumi": STANDIN, "gh": GH_STANDIN})
         monkeypatch.chdir(self.work)
 
     def calls(self) -> list[list[str]]:

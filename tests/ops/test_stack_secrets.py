@@ -4,15 +4,13 @@ stdin, never in argv), after an offline check that names the variable a job lack
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.ops.conftest import invoke_json
+from tests.ops.conftest import invoke_json, standins_on_path
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = """\
@@ -42,12 +40,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     for name in ("Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml"):
         shutil.copy(REPO / name, root / name)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tool = bin_dir / "pulumi"
-    tool.write_text(f"#!{sys.executable}\n{STANDIN}")
-    tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    standins_on_path(tmp_path, monkeypatch, {"pulumi": STANDIN})
     monkeypatch.setenv("STANDIN_LOG", str(tmp_path / "calls.jsonl"))
     monkeypatch.chdir(root)
     return root

@@ -22,13 +22,7 @@ from ops import canary, health, step_summary
 from ops import cost as cost_mod
 from ops.jobs import JobOutcome
 from ops.report import Check
-from ops.step_summary import (
-    ChartError,
-    XYChart,
-    canary_markdown,
-    health_markdown,
-    mermaid_blocks,
-)
+from ops.step_summary import ChartError, XYChart, canary_markdown, health_markdown
 from tests.fakes.runpod_jobs import JobApiEmulator, echo_worker
 from tests.ops.conftest import FAST, invoke, invoke_json, ops_env
 from tests.ops.test_health import run_jobs
@@ -62,6 +56,22 @@ def mermaid_parse(diagrams: list[str]) -> dict[str, list[dict[str, Any]]]:
         "tests/mermaid/node_modules is stale: npm ci --prefix tests/mermaid"
     )
     return results
+
+
+def mermaid_blocks(markdown: str) -> list[str]:
+    """The body of every fenced ``mermaid`` block in ``markdown``, in order."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in markdown.splitlines():
+        if current is None and line.strip() == "```mermaid":
+            current = []
+        elif current is not None and line.strip() == "```":
+            blocks.append("\n".join(current) + "\n")
+            current = None
+        elif current is not None:
+            current.append(line)
+    assert current is None, f"an unterminated mermaid block:\n{markdown}"
+    return blocks
 
 
 def assert_all_parse(markdown: str, expected: int) -> list[str]:
