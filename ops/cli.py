@@ -1339,7 +1339,7 @@ def models_seed(
     ] = None,
     input_file: InputOpt = None,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait: a first fill downloads every model.")
+        float, typer.Option(min=0, help="Seconds to wait: a first fill downloads every model.")
     ] = 3600.0,
     poll_interval: PollOpt = 5.0,
     as_json: JsonOpt = False,

@@ -43,10 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from ops.mainline import Mainline, MainlineError
-from ops.promote import PromoteError, set_key
+from ops.promote import PromoteError, project_name, set_key
 
 #: Component and child names __main__.py gives the two resources (a test holds these
 #: against the URNs the program registers).
@@ -137,7 +135,10 @@ class Project:
         path = self.root / "Pulumi.yaml"
         if not path.is_file():
             raise RefusedError(f"no Pulumi.yaml in {self.root}: run from the project directory")
-        self.name = str(yaml.safe_load(path.read_text(encoding="utf-8"))["name"])
+        try:
+            self.name = project_name(self.stack_file("any"))
+        except PromoteError as exc:
+            raise RefusedError(str(exc)) from None
 
     def stack_file(self, stack: str) -> Path:
         """``Pulumi.<stack>.yaml``."""

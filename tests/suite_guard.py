@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from components.config import ALLOW_EXAMPLE_VALUES_ENV
+from components.config import ALLOW_EXAMPLE_VALUES_ENV, PUSH_TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 #: CPython releases whose ``ast.parse`` is not thread-safe (gh-106905).
@@ -76,8 +76,12 @@ def _recording(handle_error: Callable[..., None]) -> Callable[..., None]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Install the ``ast.parse`` lock, the server-error recorder and the examples opt-in."""
+    """Install the ``ast.parse`` lock, the server-error recorder and the examples opt-in; drop
+    an exported GHCR push token."""
     os.environ.setdefault(ALLOW_EXAMPLE_VALUES_ENV, "1")
+    # The config reader takes the GHCR push token from the environment (CI's deploy jobs set
+    # it); a developer's exported token must not change what the tests see.
+    os.environ.pop(PUSH_TOKEN_ENV, None)
     if AST_RACE and not getattr(ast.parse, "__wrapped_by_suite_guard__", False):
         ast.parse = _serialised(ast.parse)
     socketserver.BaseServer.handle_error = _recording(  # type: ignore[method-assign]

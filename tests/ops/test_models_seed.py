@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.runpod_jobs import JobApiEmulator, echo_worker
-from tests.ops.conftest import ContractWorker, check, invoke_json, ops_env
+from tests.ops.conftest import ContractWorker, check, invoke, invoke_json, ops_env
 
 MakeEmulator = Callable[..., JobApiEmulator]
 FAST = ["--poll-interval", "0.02"]
@@ -121,3 +121,15 @@ def test_the_cold_start_numbers_in_the_runbook_follow_the_manifest() -> None:
     assert f"about {round(breakeven / 5) * 5} MB/s" in section
     assert stack["comfyui-runpod:serverless.networkVolumeGb"] * GB >= 2 * total
     assert stack["comfyui-runpod:serverless.networkVolumeDataCenterId"]
+
+
+def test_a_negative_timeout_is_a_usage_error_before_any_job(
+    make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    """`--timeout -1` is refused by the option itself (exit 2), no job sent."""
+    emu = make_emulator(echo_worker, workers=1)
+    args = ["models", "seed", "--outputs", outputs_file(tmp_path, emu), "--timeout", "-1"]
+    result = invoke(args, ops_env(emu))
+    assert result.exit_code == 2, result.output
+    assert "--timeout" in result.output
+    assert emu.count("run") == 0

@@ -301,3 +301,10 @@ def test_a_fully_qualified_stack_name_targets_the_same_urns(pulumi: StandIn) -> 
     assert preview["argv"][0] == "preview"
     assert Path(preview["config_file"]).name == "Pulumi.prod.yaml"
     assert targets(preview["argv"]) == [FLAG_URN, VARIABLE_URN]
+
+
+def test_a_project_file_without_a_name_is_refused_naming_it(tmp_path: Path) -> None:
+    """A Pulumi.yaml with no `name:` is a refusal saying so (was a bare KeyError)."""
+    (tmp_path / "Pulumi.yaml").write_text("runtime: python\n", encoding="utf-8")
+    with pytest.raises(rollback.RefusedError, match="has no project name"):
+        rollback.Project(tmp_path)
