@@ -70,7 +70,10 @@ class Studio:
         """What `python -m ops lora upload` does; returns the key it prints."""
         path = tmp / name
         path.write_bytes(data)
-        return ops_lora.upload(make_client(self.bucket), self.bucket.bucket, path).key
+        sha256 = ops_lora.check_file(path)
+        return ops_lora.upload(
+            make_client(self.bucket), self.bucket.bucket, path, sha256=sha256
+        ).key
 
 
 @pytest.fixture
